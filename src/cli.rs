@@ -1,0 +1,134 @@
+//! The command line, declared with clap's derive API.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::render::Format;
+
+/// Declarative key ceremonies for cloud-KMS secp256k1 signers: plan, apply and drift-check
+/// keys, policies and signer endpoints from one YAML manifest.
+#[derive(Debug, Parser)]
+#[command(name = "keyrite", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The manifest to read.
+#[derive(Debug, Args, Clone)]
+pub struct ManifestArg {
+    /// Manifest file
+    #[arg(short = 'f', long = "file", env = "KEYRITE_MANIFEST", default_value = "keyrite.yaml", value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a manifest without calling any cloud API
+    Validate {
+        #[command(flatten)]
+        manifest: ManifestArg,
+    },
+    /// Show what apply would change, attribute by attribute
+    ///
+    /// Exit status with --detailed-exitcode: 0 no changes, 2 changes, 1 error.
+    Plan {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// Save the plan to this file, for `keyrite apply PLANFILE`
+        #[arg(long, value_name = "PLANFILE")]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Exit 2 when there are changes (0 when none, 1 on error)
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make the cloud match the manifest (or a saved plan)
+    Apply {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// A plan saved with `keyrite plan --out`; refused if the state changed since
+        #[arg(value_name = "PLANFILE")]
+        plan: Option<PathBuf>,
+        /// Apply without asking (required when not on a terminal and no PLANFILE is given)
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Allow replacing a key: a NEW KEY with a NEW ADDRESS
+        #[arg(long)]
+        allow_key_replacement: bool,
+    },
+    /// Compare the cloud with what was last applied, and with the manifest
+    ///
+    /// Exit status: 0 in sync, 2 drift or pending changes, 1 error.
+    Drift {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Print the state: identifiers, ARNs and public keys of every resource
+    Show {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Derive addresses from the keys' public keys (EVM, Hedera, keystore URI)
+    Addresses {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Remove everything in the state; keys are only scheduled for deletion
+    Destroy {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// Destroy without asking (required when not on a terminal)
+        #[arg(long)]
+        auto_approve: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// IAM policy tools
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Clear the state lock left by a keyrite process that no longer runs
+    ForceUnlock {
+        /// The lock id printed in the "state is locked" error
+        id: String,
+        #[command(flatten)]
+        manifest: ManifestArg,
+    },
+}
+
+/// Options shared by apply and destroy.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct RunArgs {
+    /// How many independent resources to change at once
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+    /// Allow scheduling KMS keys for deletion (with their deletion window)
+    #[arg(long)]
+    pub allow_key_deletion: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Compare two IAM policy documents by meaning
+    ///
+    /// Exit status: 0 equivalent, 2 different, 1 error. Statement order, a string versus a
+    /// one-element list, formatting and URL-encoding do not count as differences.
+    Diff {
+        /// The expected policy (JSON, URL-encoded JSON or escaped JSON)
+        a: PathBuf,
+        /// The policy to compare with it
+        b: PathBuf,
+    },
+}

@@ -1,0 +1,27 @@
+//! `keyrite drift`: live vs last applied (drift), and live vs manifest (pending changes).
+
+use std::sync::Arc;
+
+use anyhow::bail;
+
+use super::{Reference, Status, load, refresh};
+use crate::cli::ManifestArg;
+use crate::provider::Cloud;
+use crate::render::{Format, human, json};
+use crate::state::now;
+
+pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
+    let (manifest, store) = load(arg)?;
+    let Some(state) = store.read()? else {
+        bail!("no state at {}: nothing has been applied yet, so there is nothing to drift from", store.path().display());
+    };
+    let cloud = Arc::new(Cloud::connect(&manifest.aws).await?);
+    let observed = refresh(&cloud, &manifest, Some(&state), Reference::State).await?;
+    let items = crate::plan::drift::detect(&state, &observed);
+    let pending = crate::plan::build(&manifest, Some(&state), &observed, now());
+    match format {
+        Format::Human => print!("{}", human::drift(&items, &pending)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json::drift(&items, &pending))?),
+    }
+    Ok(if items.is_empty() && !pending.has_changes() { Status::Ok } else { Status::Changes })
+}

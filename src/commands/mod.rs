@@ -1,0 +1,123 @@
+//! Subcommands: each wires I/O (files, cloud, terminal) around the pure core.
+
+mod addresses;
+mod apply;
+mod destroy;
+mod drift;
+mod plan;
+mod policy;
+mod show;
+mod ui;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::task::JoinSet;
+
+use crate::cli::{Cli, Command, ManifestArg, PolicyCommand};
+use crate::manifest::{Manifest, StateConfig};
+use crate::plan::Observed;
+use crate::provider::{self, Cloud};
+use crate::state::{LocalBackend, State};
+
+/// Process exit statuses. `Changes` means "plan has changes" or "drift found".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    Ok = 0,
+    Error = 1,
+    Changes = 2,
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> anyhow::Result<Status> {
+    match cli.command {
+        Command::Validate { manifest } => validate::run(&manifest),
+        Command::Plan { manifest, out, format, detailed_exitcode } => plan::run(&manifest, out.as_deref(), format, detailed_exitcode).await,
+        Command::Apply { manifest, plan, auto_approve, run, allow_key_replacement } => {
+            apply::run(&manifest, plan.as_deref(), auto_approve, run, allow_key_replacement).await
+        }
+        Command::Drift { manifest, format } => drift::run(&manifest, format).await,
+        Command::Show { manifest, format } => show::run(&manifest, format),
+        Command::Addresses { manifest, format } => addresses::run(&manifest, format),
+        Command::Destroy { manifest, auto_approve, run } => destroy::run(&manifest, auto_approve, run).await,
+        Command::Policy { command: PolicyCommand::Diff { a, b } } => policy::diff(&a, &b),
+        Command::ForceUnlock { id, manifest } => {
+            let manifest = Manifest::load(&manifest.file)?;
+            println!("{}", backend(&manifest.state).force_unlock(&id)?);
+            Ok(Status::Ok)
+        }
+    }
+}
+
+/// The state backend a manifest or plan names.
+pub fn backend(config: &StateConfig) -> LocalBackend {
+    match config {
+        StateConfig::Local { path } => LocalBackend::new(path),
+    }
+}
+
+/// Loads the manifest and its state (if any).
+fn load(arg: &ManifestArg) -> anyhow::Result<(Manifest, LocalBackend)> {
+    let manifest = Manifest::load(&arg.file)?;
+    let store = backend(&manifest.state);
+    Ok((manifest, store))
+}
+
+/// Which attributes a read should treat as declared: the manifest's (for planning) or the
+/// last applied (for drift).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reference {
+    Manifest,
+    State,
+}
+
+/// Reads every resource in the state from the cloud, concurrently, plus `${aws.*}`.
+async fn refresh(cloud: &Arc<Cloud>, manifest: &Manifest, state: Option<&State>, against: Reference) -> anyhow::Result<Observed> {
+    let identity = cloud.identity().await.context("cannot identify the AWS caller")?.clone();
+    let builtins = BTreeMap::from([
+        ("account_id".to_owned(), identity.account_id),
+        ("region".to_owned(), cloud.region.clone()),
+        ("partition".to_owned(), identity.partition),
+    ]);
+    let mut reads = JoinSet::new();
+    for (address, prior) in state.map(|s| &s.resources).into_iter().flatten() {
+        let Some(kind) = provider::kind(&prior.kind) else {
+            anyhow::bail!("state entry {address} has unknown type {}; was it written by a newer keyrite?", prior.kind);
+        };
+        let reference = match (against, manifest.resource(address)) {
+            (Reference::Manifest, Some(spec)) => spec.desired.clone(),
+            _ => prior.attrs.clone(),
+        };
+        let (cloud, address, id) = (cloud.clone(), address.clone(), prior.id.clone());
+        reads.spawn(async move {
+            let live = kind.read(&cloud, &id, &reference).await;
+            (address, live)
+        });
+    }
+    let mut live = BTreeMap::new();
+    while let Some(joined) = reads.join_next().await {
+        let (address, result) = joined.context("refresh task failed")?;
+        live.insert(address.clone(), result.with_context(|| format!("refreshing {address}"))?);
+    }
+    Ok(Observed { live, builtins })
+}
+
+/// Asks a yes/no question on the terminal.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    Ok(dialoguer::Confirm::new().with_prompt(question).default(false).interact()?)
+}
+
+/// True when both stdin and stderr are terminals: someone can answer a prompt.
+fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// A line about the API calls made, e.g. "API calls: 9 (0 mutating)".
+fn call_summary(cloud: &Cloud) -> String {
+    let total: u64 = cloud.calls.snapshot().values().sum();
+    format!("API calls: {total} ({} mutating)", cloud.calls.mutating())
+}

@@ -1,0 +1,32 @@
+//! `keyrite plan`: refresh, diff, render, optionally save.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::{Reference, Status, load, refresh};
+use crate::cli::ManifestArg;
+use crate::provider::Cloud;
+use crate::render::{Format, human, json};
+use crate::state::now;
+
+pub async fn run(arg: &ManifestArg, out: Option<&Path>, format: Format, detailed: bool) -> anyhow::Result<Status> {
+    let (manifest, store) = load(arg)?;
+    let state = store.read()?;
+    let cloud = Arc::new(Cloud::connect(&manifest.aws).await?);
+    let observed = refresh(&cloud, &manifest, state.as_ref(), Reference::Manifest).await?;
+    let plan = crate::plan::build(&manifest, state.as_ref(), &observed, now());
+    match format {
+        Format::Human => print!("{}", human::plan(&plan)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json::plan(&plan))?),
+    }
+    if let Some(out) = out {
+        let body = serde_json::to_vec_pretty(&plan)?;
+        std::fs::write(out, body).with_context(|| format!("cannot write plan to {}", out.display()))?;
+        if format == Format::Human {
+            println!("\nSaved the plan to {}. Apply exactly this plan with: keyrite apply {}", out.display(), out.display());
+        }
+    }
+    Ok(if detailed && plan.has_changes() { Status::Changes } else { Status::Ok })
+}

@@ -1,0 +1,25 @@
+//! `keyrite show`: the state, offline.
+
+use anyhow::bail;
+
+use super::{Status, load};
+use crate::cli::ManifestArg;
+use crate::render::{Format, json};
+
+pub fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
+    let (_, store) = load(arg)?;
+    let Some(state) = store.read()? else { bail!("no state at {}", store.path().display()) };
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json::show(&state))?),
+        Format::Human => {
+            println!("state {} (lineage {}, serial {})", store.path().display(), state.lineage, state.serial);
+            for (address, r) in &state.resources {
+                println!("  {address} ({}): {}", r.kind, r.id);
+                for (k, v) in &r.outputs {
+                    println!("      {k} = {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+                }
+            }
+        }
+    }
+    Ok(Status::Ok)
+}

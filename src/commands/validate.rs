@@ -1,0 +1,12 @@
+//! `keyrite validate`: check a manifest offline.
+
+use super::Status;
+use crate::cli::ManifestArg;
+use crate::manifest::Manifest;
+
+pub fn run(arg: &ManifestArg) -> anyhow::Result<Status> {
+    let manifest = Manifest::load(&arg.file)?;
+    let n = manifest.resources.len();
+    println!("{}: valid ({n} resource{})", arg.file.display(), if n == 1 { "" } else { "s" });
+    Ok(Status::Ok)
+}

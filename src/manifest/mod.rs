@@ -1,0 +1,584 @@
+//! The manifest: what the user wants, checked completely before anything touches the cloud.
+//!
+//! Parsing goes YAML → positioned [`yaml::Node`] tree → per-kind validation → [`Manifest`].
+//! Validation never stops at the first problem: every unknown field, wrong type, out-of-range
+//! value, dangling reference and dependency cycle is collected as a [`Diagnostic`] with
+//! `file:line:column`, so a user fixes a manifest in one round trip. Only a manifest with no
+//! diagnostics is returned, and nothing in this module performs I/O beyond reading the file.
+//!
+//! References are written `${resource.attribute}` (for example `${signer.arn}`) and resolve at
+//! plan/apply time to another resource's output. `${aws.account_id}`, `${aws.region}` and
+//! `${aws.partition}` name the caller's account, region and partition. IAM policy variables
+//! such as `${aws:username}` use a colon and are left untouched.
+
+pub mod refs;
+pub mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+
+use crate::provider;
+pub use refs::Reference;
+pub use yaml::{Node, Pos, Value};
+
+/// Desired attributes of one resource, as JSON. Strings may contain references.
+pub type Attrs = Map<String, Json>;
+
+/// The only manifest format version this build understands.
+pub const MANIFEST_VERSION: u64 = 1;
+
+/// One problem in a manifest, at a position.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: error[{}]: {}", self.file, self.line, self.column, self.code, self.message)
+    }
+}
+
+/// All problems found in a manifest. Displayed one per line, then a count.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.0 {
+            writeln!(f, "{d}")?;
+        }
+        let n = self.0.len();
+        write!(f, "manifest is invalid: {n} error{}", if n == 1 { "" } else { "s" })
+    }
+}
+
+/// Where the state lives.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case")]
+pub enum StateConfig {
+    Local { path: PathBuf },
+}
+
+/// AWS connection settings; each falls back to the standard AWS environment when unset.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AwsConfig {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+/// One declared resource after validation.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResourceSpec {
+    /// The resource's address: its key under `resources:` (children: `parent/child`).
+    pub name: String,
+    /// The resource kind, e.g. `aws_kms_key`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Desired attributes; strings may hold `${…}` references.
+    pub desired: Attrs,
+    /// Resources this one references, directly.
+    pub depends_on: BTreeSet<String>,
+}
+
+/// A validated manifest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    pub path: PathBuf,
+    /// SHA-256 of the manifest text, recorded in plans and state.
+    pub sha256: String,
+    pub aws: AwsConfig,
+    pub state: StateConfig,
+    /// Resources in a dependency-respecting order (dependencies first, then file order).
+    pub resources: Vec<ResourceSpec>,
+}
+
+impl Manifest {
+    /// Reads and validates the manifest at `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Manifest> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read manifest {}: {e}", path.display()))?;
+        Ok(Manifest::parse(path, &text)?)
+    }
+
+    /// Validates manifest text; `path` names the file in diagnostics and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
+        let file = path.display().to_string();
+        let root = yaml::parse(text).map_err(|e| {
+            Diagnostics(vec![Diagnostic { file: file.clone(), line: e.pos.line, column: e.pos.col, code: "yaml", message: e.message }])
+        })?;
+        let mut cx = Validation::new(file);
+        let parsed = cx.manifest(path, &root);
+        let resources = cx.check_references(parsed.resources);
+        if !cx.diags.is_empty() {
+            cx.diags.sort_by_key(|d| (d.line, d.column));
+            return Err(Diagnostics(cx.diags));
+        }
+        Ok(Manifest {
+            path: path.to_path_buf(),
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
+            aws: parsed.aws,
+            state: parsed.state,
+            resources,
+        })
+    }
+
+    pub fn resource(&self, name: &str) -> Option<&ResourceSpec> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+}
+
+struct Parsed {
+    aws: AwsConfig,
+    state: StateConfig,
+    resources: Vec<(ResourceSpec, Pos)>,
+}
+
+/// Collects diagnostics and references while kinds validate their blocks.
+pub struct Validation {
+    file: String,
+    diags: Vec<Diagnostic>,
+    /// References seen in the resource currently being validated.
+    refs: Vec<(Reference, Pos)>,
+    /// Extra resources a kind asked to declare (an IAM role's inline policies).
+    children: Vec<(ResourceSpec, Pos, Vec<(Reference, Pos)>)>,
+}
+
+impl Validation {
+    fn new(file: String) -> Self {
+        Validation { file, diags: Vec::new(), refs: Vec::new(), children: Vec::new() }
+    }
+
+    /// Records an error at `pos`.
+    pub fn error(&mut self, pos: Pos, code: &'static str, message: impl Into<String>) {
+        self.diags.push(Diagnostic { file: self.file.clone(), line: pos.line, column: pos.col, code, message: message.into() });
+    }
+
+    /// Records every `${…}` reference in `text`, reporting malformed ones.
+    pub fn scan_refs(&mut self, text: &str, pos: Pos) {
+        for r in refs::find(text) {
+            match r {
+                Ok(r) => self.refs.push((r, pos)),
+                Err(msg) => self.error(pos, "reference", msg),
+            }
+        }
+    }
+
+    /// Converts a YAML node to JSON, recording references in every string.
+    pub fn json(&mut self, node: &Node) -> Json {
+        self.scan_node(node);
+        node.to_json()
+    }
+
+    fn scan_node(&mut self, node: &Node) {
+        match &node.value {
+            Value::Scalar { text, .. } => self.scan_refs(text, node.pos),
+            Value::Seq(items) => items.iter().for_each(|n| self.scan_node(n)),
+            Value::Map(entries) => entries.iter().for_each(|(k, v)| {
+                self.scan_refs(k.as_scalar().unwrap_or_default(), k.pos);
+                self.scan_node(v);
+            }),
+        }
+    }
+
+    /// Declares an additional resource derived from the one being validated.
+    pub fn declare_child(&mut self, name: String, kind: &str, pos: Pos, desired: Attrs, refs: Vec<(Reference, Pos)>) {
+        let spec = ResourceSpec { name, kind: kind.to_owned(), desired, depends_on: BTreeSet::new() };
+        self.children.push((spec, pos, refs));
+    }
+
+    /// Takes the references recorded so far (used to give a child resource its own).
+    pub fn take_refs(&mut self) -> Vec<(Reference, Pos)> {
+        std::mem::take(&mut self.refs)
+    }
+
+    /// Puts back references taken with [`Validation::take_refs`].
+    pub fn restore_refs(&mut self, refs: Vec<(Reference, Pos)>) {
+        self.refs.splice(0..0, refs);
+    }
+
+    fn manifest(&mut self, path: &Path, root: &Node) -> Parsed {
+        let mut parsed = Parsed { aws: AwsConfig::default(), state: default_state(path), resources: Vec::new() };
+        let Some(mut top) = Block::new(self, root, "manifest") else { return parsed };
+        match top.get("version") {
+            None => self.error(root.pos, "version", "missing `version: 1` at the top of the manifest"),
+            Some(n) if n.as_scalar() == Some("1") => {}
+            Some(n) => self.error(n.pos, "version", format!("unsupported manifest version {}; this keyrite reads version {MANIFEST_VERSION}", n.describe())),
+        }
+        if let Some(mut provider) = top.block(self, "provider") {
+            if let Some(mut aws) = provider.block(self, "aws") {
+                parsed.aws.region = aws.string(self, "region");
+                parsed.aws.profile = aws.string(self, "profile");
+                parsed.aws.endpoint = aws.url(self, "endpoint");
+                aws.finish(self);
+            }
+            provider.finish(self);
+        }
+        if let Some(mut state) = top.block(self, "state") {
+            if let Some(mut local) = state.block(self, "local") {
+                if let Some(p) = local.string(self, "path") {
+                    parsed.state = StateConfig::Local { path: relative_to(path, Path::new(&p)) };
+                }
+                local.finish(self);
+            }
+            state.finish(self);
+        }
+        self.refs.clear();
+        match top.get("resources") {
+            None => self.error(root.pos, "resources", "missing `resources:` mapping"),
+            Some(node) => parsed.resources = self.resources(node),
+        }
+        top.finish(self);
+        parsed
+    }
+
+    fn resources(&mut self, node: &Node) -> Vec<(ResourceSpec, Pos)> {
+        let Value::Map(entries) = &node.value else {
+            self.error(node.pos, "type", format!("`resources` must be a mapping of name → resource, found {}", node.describe()));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (key, body) in entries {
+            let name = key.as_scalar().unwrap_or_default();
+            if let Err(msg) = refs::check_name(name) {
+                self.error(key.pos, "name", msg);
+                continue;
+            }
+            if let Some(spec) = self.resource(name, body) {
+                out.push((spec, key.pos));
+            }
+            for (mut child, pos, refs) in std::mem::take(&mut self.children) {
+                child.depends_on = refs.iter().map(|(r, _)| r.resource.clone()).filter(|r| r != "aws").collect();
+                child.desired.insert(REFS_KEY.into(), refs_json(&refs));
+                out.push((child, pos));
+            }
+        }
+        out
+    }
+
+    fn resource(&mut self, name: &str, body: &Node) -> Option<ResourceSpec> {
+        let path = format!("resources.{name}");
+        let mut block = Block::new(self, body, &path)?;
+        let Some(kind_node) = block.get("type") else {
+            self.error(body.pos, "type", format!("{path}: missing `type` (one of {})", provider::kind_names().join(", ")));
+            return None;
+        };
+        let type_name = kind_node.as_scalar().unwrap_or_default();
+        let Some(kind) = provider::kind(type_name) else {
+            self.error(kind_node.pos, "type", format!("{path}.type: unknown resource type {:?}; expected one of {}", type_name, provider::kind_names().join(", ")));
+            return None;
+        };
+        if let Some(parent) = kind.declared_under() {
+            self.error(kind_node.pos, "type", format!("{path}.type: `{type_name}` is declared under {parent}, not as a resource of its own"));
+            return None;
+        }
+        self.refs.clear();
+        let mut desired = kind.desired(name, &mut block, self);
+        block.finish(self);
+        let refs = self.take_refs();
+        let depends_on = refs.iter().map(|(r, _)| r.resource.clone()).filter(|r| r != "aws").collect();
+        desired.insert(REFS_KEY.into(), refs_json(&refs));
+        Some(ResourceSpec { name: name.to_owned(), kind: type_name.to_owned(), desired, depends_on })
+    }
+
+    /// Checks every reference's target and attribute, finds cycles, and orders resources.
+    fn check_references(&mut self, resources: Vec<(ResourceSpec, Pos)>) -> Vec<ResourceSpec> {
+        let kinds: BTreeMap<&str, &str> = resources.iter().map(|(r, _)| (r.name.as_str(), r.kind.as_str())).collect();
+        for (spec, _) in &resources {
+            for (reference, pos) in refs_from_json(&spec.desired) {
+                if let Err(msg) = reference.check(&spec.name, |n| kinds.get(n).and_then(|k| provider::kind(k)).map(|k| k.outputs())) {
+                    self.error(pos, "reference", msg);
+                }
+            }
+        }
+        let mut order = Vec::new();
+        match refs::topological_order(&resources.iter().map(|(r, _)| (r.name.clone(), r.depends_on.clone())).collect::<Vec<_>>()) {
+            Ok(names) => {
+                let mut by_name: BTreeMap<String, ResourceSpec> = resources.into_iter().map(|(r, _)| (r.name.clone(), r)).collect();
+                order = names.into_iter().filter_map(|n| by_name.remove(&n)).collect();
+            }
+            Err(cycle) => {
+                let pos = resources.iter().find(|(r, _)| r.name == cycle[0]).map(|(_, p)| *p).unwrap_or_default();
+                self.error(pos, "cycle", format!("dependency cycle: {}", cycle.join(" → ")));
+            }
+        }
+        order
+    }
+}
+
+/// Desired attributes carry their references (with positions) under this key so that the
+/// checker can point at the exact line; it is stripped before anything is diffed or stored.
+pub const REFS_KEY: &str = "__refs";
+
+fn refs_json(refs: &[(Reference, Pos)]) -> Json {
+    Json::Array(refs.iter().map(|(r, p)| serde_json::json!([r.resource, r.attribute, p.line, p.col])).collect())
+}
+
+fn refs_from_json(attrs: &Attrs) -> Vec<(Reference, Pos)> {
+    let Some(Json::Array(items)) = attrs.get(REFS_KEY) else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|i| {
+            let r = Reference { resource: i.get(0)?.as_str()?.to_owned(), attribute: i.get(1)?.as_str()?.to_owned() };
+            let pos = Pos { line: i.get(2)?.as_u64()? as usize, col: i.get(3)?.as_u64()? as usize };
+            Some((r, pos))
+        })
+        .collect()
+}
+
+/// The state file's default place: beside the manifest, `<stem>.state.json`.
+pub fn default_state(manifest: &Path) -> StateConfig {
+    let stem = manifest.file_stem().and_then(|s| s.to_str()).unwrap_or("keyrite");
+    StateConfig::Local { path: manifest.with_file_name(format!("{stem}.state.json")) }
+}
+
+fn relative_to(manifest: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_path_buf() } else { manifest.parent().unwrap_or(Path::new(".")).join(p) }
+}
+
+/// A mapping being validated: hands out fields by name and reports the ones nobody asked for.
+pub struct Block<'a> {
+    node: &'a Node,
+    entries: &'a [(Node, Node)],
+    used: Vec<bool>,
+    /// Every field name a kind asked for, present or not: the vocabulary for "did you mean".
+    asked: Vec<String>,
+    path: String,
+}
+
+impl<'a> Block<'a> {
+    /// Wraps a mapping node; reports and returns None for anything else.
+    pub fn new(cx: &mut Validation, node: &'a Node, path: &str) -> Option<Block<'a>> {
+        match &node.value {
+            Value::Map(entries) => Some(Block { node, entries, used: vec![false; entries.len()], asked: Vec::new(), path: path.to_owned() }),
+            _ => {
+                cx.error(node.pos, "type", format!("{path}: expected a mapping, found {}", node.describe()));
+                None
+            }
+        }
+    }
+
+    /// The mapping's own position.
+    pub fn pos(&self) -> Pos {
+        self.node.pos
+    }
+
+    /// The dotted path of a field, for messages.
+    pub fn field_path(&self, key: &str) -> String {
+        format!("{}.{key}", self.path)
+    }
+
+    /// True if the field is present (without consuming it).
+    pub fn has(&self, key: &str) -> bool {
+        self.entries.iter().any(|(k, _)| k.as_scalar() == Some(key))
+    }
+
+    /// The raw node of a field, marking it used. Null values count as absent.
+    pub fn get(&mut self, key: &str) -> Option<&'a Node> {
+        self.asked.push(key.to_owned());
+        let i = self.entries.iter().position(|(k, _)| k.as_scalar() == Some(key))?;
+        self.used[i] = true;
+        let node = &self.entries[i].1;
+        (!node.is_null()).then_some(node)
+    }
+
+    /// A string field; references inside are recorded.
+    pub fn string(&mut self, cx: &mut Validation, key: &str) -> Option<String> {
+        let node = self.get(key)?;
+        match &node.value {
+            Value::Scalar { text, .. } => {
+                cx.scan_refs(text, node.pos);
+                Some(text.clone())
+            }
+            _ => {
+                cx.error(node.pos, "type", format!("{}: expected a string, found {}", self.field_path(key), node.describe()));
+                None
+            }
+        }
+    }
+
+    /// A string field that must be present.
+    pub fn required_string(&mut self, cx: &mut Validation, key: &str) -> Option<String> {
+        if !self.has(key) {
+            cx.error(self.node.pos, "missing", format!("{}: missing required field `{key}`", self.path));
+            return None;
+        }
+        self.string(cx, key)
+    }
+
+    /// A string restricted to a fixed set of values.
+    pub fn choice(&mut self, cx: &mut Validation, key: &str, allowed: &[&str]) -> Option<String> {
+        let node = self.get(key)?;
+        match node.as_scalar() {
+            Some(v) if allowed.contains(&v) => Some(v.to_owned()),
+            _ => {
+                cx.error(node.pos, "value", format!("{}: expected one of {}, found {}", self.field_path(key), allowed.join(", "), node.describe()));
+                None
+            }
+        }
+    }
+
+    /// An http(s) URL field.
+    pub fn url(&mut self, cx: &mut Validation, key: &str) -> Option<String> {
+        let pos = self.entries.iter().find(|(k, _)| k.as_scalar() == Some(key)).map(|(_, v)| v.pos)?;
+        let url = self.string(cx, key)?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            cx.error(pos, "value", format!("{}: expected an http:// or https:// URL, found {url:?}", self.field_path(key)));
+            return None;
+        }
+        Some(url)
+    }
+
+    /// A boolean field (`true`/`false` only; `yes`/`on` are not booleans in YAML 1.2).
+    pub fn bool(&mut self, cx: &mut Validation, key: &str) -> Option<bool> {
+        let node = self.get(key)?;
+        match &node.value {
+            Value::Scalar { text, quoted: false } if yaml::plain_bool(text).is_some() => yaml::plain_bool(text),
+            _ => {
+                cx.error(node.pos, "type", format!("{}: expected true or false, found {}", self.field_path(key), node.describe()));
+                None
+            }
+        }
+    }
+
+    /// An integer field within `range`.
+    pub fn integer(&mut self, cx: &mut Validation, key: &str, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
+        let node = self.get(key)?;
+        let parsed = match &node.value {
+            Value::Scalar { text, quoted: false } => text.parse::<i64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(n) if range.contains(&n) => Some(n),
+            Some(n) => {
+                cx.error(node.pos, "range", format!("{}: {n} is out of range ({}–{})", self.field_path(key), range.start(), range.end()));
+                None
+            }
+            None => {
+                cx.error(node.pos, "type", format!("{}: expected an integer, found {}", self.field_path(key), node.describe()));
+                None
+            }
+        }
+    }
+
+    /// A list of strings; a single string is accepted as a one-element list.
+    pub fn string_list(&mut self, cx: &mut Validation, key: &str) -> Option<Vec<String>> {
+        let node = self.get(key)?;
+        let path = self.field_path(key);
+        let items: Vec<&Node> = match &node.value {
+            Value::Seq(items) => items.iter().collect(),
+            Value::Scalar { .. } => vec![node],
+            Value::Map(_) => {
+                cx.error(node.pos, "type", format!("{path}: expected a list of strings, found a mapping"));
+                return None;
+            }
+        };
+        let mut out = Vec::new();
+        for item in items {
+            match item.as_scalar() {
+                Some(s) if !item.is_null() => {
+                    cx.scan_refs(s, item.pos);
+                    out.push(s.to_owned());
+                }
+                _ => cx.error(item.pos, "type", format!("{path}: list items must be strings, found {}", item.describe())),
+            }
+        }
+        Some(out)
+    }
+
+    /// A mapping of string → string (tags, environment).
+    pub fn string_map(&mut self, cx: &mut Validation, key: &str) -> Option<BTreeMap<String, String>> {
+        let node = self.get(key)?;
+        let path = self.field_path(key);
+        let Value::Map(entries) = &node.value else {
+            cx.error(node.pos, "type", format!("{path}: expected a mapping of strings, found {}", node.describe()));
+            return None;
+        };
+        let mut out = BTreeMap::new();
+        for (k, v) in entries {
+            let key = k.as_scalar().unwrap_or_default().to_owned();
+            match &v.value {
+                Value::Scalar { text, .. } => {
+                    cx.scan_refs(text, v.pos);
+                    out.insert(key, if v.is_null() { String::new() } else { text.clone() });
+                }
+                _ => cx.error(v.pos, "type", format!("{path}.{key}: expected a string, found {}", v.describe())),
+            }
+        }
+        Some(out)
+    }
+
+    /// A nested mapping.
+    pub fn block(&mut self, cx: &mut Validation, key: &str) -> Option<Block<'a>> {
+        let path = self.field_path(key);
+        let node = self.get(key)?;
+        Block::new(cx, node, &path)
+    }
+
+    /// The entries of a nested mapping as (name, position, block) triples.
+    pub fn named_blocks(&mut self, cx: &mut Validation, key: &str) -> Vec<(String, Pos, Block<'a>)> {
+        let path = self.field_path(key);
+        let Some(node) = self.get(key) else { return Vec::new() };
+        let Value::Map(entries) = &node.value else {
+            cx.error(node.pos, "type", format!("{path}: expected a mapping, found {}", node.describe()));
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.as_scalar().unwrap_or_default().to_owned();
+                let block = Block::new(cx, v, &format!("{path}.{name}"))?;
+                Some((name, k.pos, block))
+            })
+            .collect()
+    }
+
+    /// Reports every field that was present but never asked for.
+    pub fn finish(self, cx: &mut Validation) {
+        for ((k, _), used) in self.entries.iter().zip(&self.used) {
+            if !used {
+                let key = k.as_scalar().unwrap_or_default();
+                let hint = self
+                    .asked
+                    .iter()
+                    .filter(|a| !self.has_used(a))
+                    .find(|a| edit_distance(a, key) <= 2)
+                    .map(|a| format!(" (did you mean `{a}`?)"))
+                    .unwrap_or_default();
+                cx.error(k.pos, "unknown-field", format!("{}: unknown field `{key}`{hint}", self.path));
+            }
+        }
+    }
+
+    fn has_used(&self, key: &str) -> bool {
+        self.entries.iter().zip(&self.used).any(|((k, _), used)| *used && k.as_scalar() == Some(key))
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints on short field names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests;

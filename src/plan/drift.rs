@@ -1,0 +1,132 @@
+//! Drift: the cloud moved away from what keyrite last applied.
+//!
+//! Drift is its own type, separate from a plan: a plan compares the live cloud with the
+//! manifest (what will change), drift compares it with the state (what someone changed).
+//! An auditor wants the second: a loosened key policy, an inline policy nobody declared, a
+//! disabled key, a key pending deletion, changed tags, a deleted resource. Policy drift
+//! names the statement and field; broadening is flagged as a security finding.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::{Observed, compare};
+use crate::provider::{self, Compare};
+use crate::state::State;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Grants more than was applied, or takes a signer out of service.
+    Security,
+    Change,
+}
+
+/// One way a resource differs from what was last applied.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DriftItem {
+    pub address: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The attribute, or None when the whole resource is gone.
+    pub attribute: Option<String>,
+    pub severity: Severity,
+    pub message: String,
+    pub applied: Option<Json>,
+    pub live: Option<Json>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detail: Vec<String>,
+}
+
+/// Compares every state entry with what the refresh observed.
+pub fn detect(state: &State, observed: &Observed) -> Vec<DriftItem> {
+    let mut items = Vec::new();
+    for (address, prior) in &state.resources {
+        let Some(kind) = provider::kind(&prior.kind) else { continue };
+        let Some(live) = observed.live.get(address) else { continue };
+        let Some(live) = live else {
+            items.push(DriftItem {
+                address: address.clone(),
+                kind: prior.kind.clone(),
+                attribute: None,
+                severity: Severity::Security,
+                message: format!("{} {} was deleted outside keyrite", prior.kind, prior.id),
+                applied: None,
+                live: None,
+                detail: Vec::new(),
+            });
+            continue;
+        };
+        for spec in kind.attrs().iter().filter(|s| s.compare != Compare::StateOnly) {
+            let (applied, now) = (prior.attrs.get(spec.name), live.attrs.get(spec.name));
+            let (same, detail) = compare(spec.compare, applied, now);
+            if same {
+                continue;
+            }
+            let (severity, message) = describe(spec.name, spec.compare, applied, now);
+            items.push(DriftItem {
+                address: address.clone(),
+                kind: prior.kind.clone(),
+                attribute: Some(spec.name.to_owned()),
+                severity,
+                message,
+                applied: applied.cloned(),
+                live: now.cloned(),
+                detail,
+            });
+        }
+    }
+    items
+}
+
+/// A sentence for one drifted attribute, and how serious it is.
+fn describe(attr: &str, mode: Compare, applied: Option<&Json>, live: Option<&Json>) -> (Severity, String) {
+    let text = |v: Option<&Json>| v.map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| "(none)".into());
+    match (attr, mode) {
+        (_, Compare::Policy) => {
+            let broadened = match (applied.map(crate::policy::Policy::parse), live.map(crate::policy::Policy::parse)) {
+                (Some(Ok(a)), Some(Ok(l))) => crate::policy::diff(&a, &l).broadens(),
+                _ => true,
+            };
+            if broadened {
+                (Severity::Security, format!("{attr} was BROADENED outside keyrite"))
+            } else {
+                (Severity::Change, format!("{attr} was changed outside keyrite"))
+            }
+        }
+        ("key_state", _) => {
+            let now = text(live);
+            let sentence = match now.as_str() {
+                "PendingDeletion" => "key is PENDING DELETION".to_owned(),
+                "Disabled" => "key was DISABLED: it cannot sign".to_owned(),
+                other => format!("key state changed from {} to {other}", text(applied)),
+            };
+            (Severity::Security, sentence)
+        }
+        ("undeclared_inline_policies", _) => {
+            let names: Vec<String> = live.and_then(Json::as_array).into_iter().flatten().map(|v| text(Some(v))).collect();
+            (Severity::Security, format!("undeclared inline polic{} attached: {}", if names.len() == 1 { "y" } else { "ies" }, names.join(", ")))
+        }
+        ("tags", _) => (Severity::Change, format!("tags changed: {}", tag_changes(applied, live))),
+        ("target_key_id", _) => (Severity::Security, format!("alias now points at key {} (applied: {})", text(live), text(applied))),
+        _ => (Severity::Change, format!("{attr} changed from {} to {}", text(applied), text(live))),
+    }
+}
+
+fn tag_changes(applied: Option<&Json>, live: Option<&Json>) -> String {
+    let map = |v: Option<&Json>| -> BTreeMap<String, String> {
+        v.and_then(Json::as_object).map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect()).unwrap_or_default()
+    };
+    let (a, l) = (map(applied), map(live));
+    let mut parts = Vec::new();
+    for (k, v) in &l {
+        match a.get(k) {
+            None => parts.push(format!("+{k}={v}")),
+            Some(old) if old != v => parts.push(format!("{k}: {old} → {v}")),
+            _ => {}
+        }
+    }
+    parts.extend(a.keys().filter(|k| !l.contains_key(*k)).map(|k| format!("-{k}")));
+    parts.join(", ")
+}

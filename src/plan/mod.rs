@@ -1,0 +1,441 @@
+//! Plans: what apply will do, as a value.
+//!
+//! [`build`] is pure: given the manifest, the state and what a refresh observed in the cloud,
+//! it decides per resource whether to create, update, replace, delete or leave it, with
+//! attribute-level changes. Apply reads only the plan, never the manifest again, so a plan
+//! saved with `--out` is exactly what runs. A plan records the state's lineage and serial;
+//! apply refuses it once the state has moved on.
+
+pub mod drift;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::manifest::{Attrs, AwsConfig, Manifest, REFS_KEY, Reference, StateConfig, refs};
+use crate::provider::{self, Compare, Kind, Live, OnChange, TAG_ADDRESS, TAG_LINEAGE};
+use crate::state::{ResourceState, State};
+
+/// Saved plan format version.
+pub const PLAN_FORMAT: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    NoOp,
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+impl Action {
+    /// The symbol used in human output.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::NoOp => " ",
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+}
+
+/// One attribute that differs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttrChange {
+    pub name: String,
+    /// The live (or, for state-only attributes, recorded) value; None when absent.
+    pub before: Option<Json>,
+    /// The desired value; None while it depends on a resource not created yet.
+    pub after: Option<Json>,
+    pub forces_replacement: bool,
+    /// Statement-level explanation for policy attributes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detail: Vec<String>,
+}
+
+impl AttrChange {
+    /// True when the new value is only known after apply.
+    pub fn unknown(&self) -> bool {
+        self.after.is_none()
+    }
+}
+
+/// What will happen to one resource.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResourceChange {
+    pub address: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub action: Action,
+    /// Why, when not obvious from the attributes (e.g. "deleted outside keyrite").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Set when this change is dangerous (a key replacement or deletion); apply needs a flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hazard: Option<String>,
+    pub changes: Vec<AttrChange>,
+    /// Desired attributes, references unresolved (resolved at apply). None for deletes.
+    pub desired: Option<Attrs>,
+    /// What the refresh saw, when the resource exists.
+    pub live: Option<Attrs>,
+    /// The state entry before this plan.
+    pub prior: Option<ResourceState>,
+    pub depends_on: BTreeSet<String>,
+}
+
+impl ResourceChange {
+    pub fn kind(&self) -> Option<&'static dyn Kind> {
+        provider::kind(&self.kind)
+    }
+}
+
+/// Whether the plan converges on the manifest or tears everything down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Apply,
+    Destroy,
+}
+
+/// A complete plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub keyrite_version: String,
+    pub mode: Mode,
+    pub created_at: String,
+    pub lineage: String,
+    /// The state serial the plan was made against; None when there was no state yet.
+    pub base_serial: Option<u64>,
+    pub manifest_path: String,
+    pub manifest_sha256: String,
+    pub aws: AwsConfig,
+    pub state: StateConfig,
+    /// Values of `${aws.*}` at plan time.
+    pub builtins: BTreeMap<String, String>,
+    pub changes: Vec<ResourceChange>,
+}
+
+/// Counts for the summary line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action != Action::NoOp)
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for c in &self.changes {
+            match c.action {
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Replace => s.replace += 1,
+                Action::Delete => s.delete += 1,
+                Action::NoOp => {}
+            }
+        }
+        s
+    }
+
+    /// Changes that need an explicit flag to apply.
+    pub fn hazards(&self) -> impl Iterator<Item = &ResourceChange> {
+        self.changes.iter().filter(|c| c.hazard.is_some())
+    }
+}
+
+/// Everything `build` needs besides the manifest and the state.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Per state address: what a read found (None: the resource is gone).
+    pub live: BTreeMap<String, Option<Live>>,
+    /// `${aws.account_id}`, `${aws.region}`, `${aws.partition}`.
+    pub builtins: BTreeMap<String, String>,
+}
+
+/// Plans the changes that bring the cloud to the manifest.
+pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, created_at: String) -> Plan {
+    let lineage = state.map(|s| s.lineage.clone()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let empty = BTreeMap::new();
+    let prior_resources = state.map(|s| &s.resources).unwrap_or(&empty);
+    let mut known = Outputs::new(&observed.builtins);
+    let mut changes = Vec::new();
+    for spec in &manifest.resources {
+        let Some(kind) = provider::kind(&spec.kind) else { continue };
+        let template = with_ownership(kind, &spec.desired, &lineage, &spec.name);
+        let prior = prior_resources.get(&spec.name).filter(|p| p.kind == spec.kind).cloned();
+        let live = prior.as_ref().and_then(|_| observed.live.get(&spec.name).cloned().flatten());
+        let (desired, unknown) = resolve(&template, &known);
+        let mut change = ResourceChange {
+            address: spec.name.clone(),
+            kind: spec.kind.clone(),
+            action: Action::Create,
+            reason: None,
+            hazard: None,
+            changes: Vec::new(),
+            desired: Some(template),
+            live: live.as_ref().map(|l| l.attrs.clone()),
+            prior: prior.clone(),
+            depends_on: spec.depends_on.clone(),
+        };
+        match (&prior, &live) {
+            (Some(p), Some(l)) => {
+                change.changes = diff_attrs(kind, &desired, &unknown, &l.attrs, Some(&p.attrs));
+                change.action = if change.changes.iter().any(|c| c.forces_replacement) {
+                    change.hazard = kind.replacement_hazard().map(str::to_owned);
+                    Action::Replace
+                } else if change.changes.is_empty() {
+                    Action::NoOp
+                } else {
+                    Action::Update
+                };
+                if change.action != Action::Replace {
+                    known.insert(&spec.name, merged_outputs(&l.outputs, &p.outputs));
+                }
+            }
+            (Some(_), None) => {
+                change.reason = Some("deleted outside keyrite; it will be created again".into());
+                change.changes = creation_attrs(kind, &desired, &unknown);
+                if let Some(h) = kind.replacement_hazard() {
+                    change.hazard = Some(format!("the recorded resource is gone; {h}"));
+                }
+            }
+            (None, _) => change.changes = creation_attrs(kind, &desired, &unknown),
+        }
+        changes.push(change);
+    }
+    let declared: BTreeSet<&str> = manifest.resources.iter().map(|r| r.name.as_str()).collect();
+    for address in delete_order(prior_resources, &declared) {
+        let prior = &prior_resources[&address];
+        changes.push(delete_change(&address, prior, observed.live.get(&address).cloned().flatten()));
+    }
+    Plan {
+        format_version: PLAN_FORMAT,
+        keyrite_version: env!("CARGO_PKG_VERSION").into(),
+        mode: Mode::Apply,
+        created_at,
+        lineage,
+        base_serial: state.map(|s| s.serial),
+        manifest_path: manifest.path.display().to_string(),
+        manifest_sha256: manifest.sha256.clone(),
+        aws: manifest.aws.clone(),
+        state: manifest.state.clone(),
+        builtins: observed.builtins.clone(),
+        changes,
+    }
+}
+
+/// Plans the removal of everything in state (keys: scheduled deletion), dependents first.
+pub fn build_destroy(manifest: &Manifest, state: &State, observed: &Observed, created_at: String) -> Plan {
+    let everything = BTreeSet::new();
+    let changes = delete_order(&state.resources, &everything)
+        .into_iter()
+        .map(|address| delete_change(&address, &state.resources[&address], observed.live.get(&address).cloned().flatten()))
+        .collect();
+    Plan {
+        format_version: PLAN_FORMAT,
+        keyrite_version: env!("CARGO_PKG_VERSION").into(),
+        mode: Mode::Destroy,
+        created_at,
+        lineage: state.lineage.clone(),
+        base_serial: Some(state.serial),
+        manifest_path: manifest.path.display().to_string(),
+        manifest_sha256: manifest.sha256.clone(),
+        aws: manifest.aws.clone(),
+        state: manifest.state.clone(),
+        builtins: observed.builtins.clone(),
+        changes,
+    }
+}
+
+fn delete_change(address: &str, prior: &ResourceState, live: Option<Live>) -> ResourceChange {
+    let kind = provider::kind(&prior.kind);
+    let gone = live.is_none();
+    let hazard = kind.filter(|k| k.replacement_hazard().is_some() && !gone).map(|_| {
+        let days = prior.attrs.get("deletion_window_days").and_then(Json::as_i64).unwrap_or(30);
+        format!("schedules deletion of the key after a {days}-day window; its address stops signing")
+    });
+    ResourceChange {
+        address: address.to_owned(),
+        kind: prior.kind.clone(),
+        action: Action::Delete,
+        reason: gone.then(|| "already gone from the cloud; only the state entry is removed".into()),
+        hazard,
+        changes: Vec::new(),
+        desired: None,
+        live: live.map(|l| l.attrs),
+        prior: Some(prior.clone()),
+        depends_on: prior.depends_on.clone(),
+    }
+}
+
+/// State entries not in `keep`, ordered so that dependents go before what they depend on.
+fn delete_order(resources: &BTreeMap<String, ResourceState>, keep: &BTreeSet<&str>) -> Vec<String> {
+    let nodes: Vec<(String, BTreeSet<String>)> =
+        resources.iter().filter(|(a, _)| !keep.contains(a.as_str())).map(|(a, r)| (a.clone(), r.depends_on.clone())).collect();
+    let mut order = refs::topological_order(&nodes).unwrap_or_else(|_| nodes.iter().map(|(a, _)| a.clone()).collect());
+    order.reverse();
+    order
+}
+
+/// Adds keyrite's ownership tags to kinds that carry tags.
+pub fn with_ownership(kind: &dyn Kind, desired: &Attrs, lineage: &str, address: &str) -> Attrs {
+    let mut attrs = desired.clone();
+    if kind.attrs().iter().any(|a| a.name == "tags") {
+        let tags = attrs.entry("tags").or_insert_with(|| Json::Object(Default::default()));
+        if let Json::Object(map) = tags {
+            map.insert(TAG_LINEAGE.into(), Json::String(lineage.into()));
+            map.insert(TAG_ADDRESS.into(), Json::String(address.into()));
+        }
+    }
+    attrs
+}
+
+/// Outputs known so far, by resource address, plus the `aws.*` builtins.
+pub struct Outputs {
+    values: BTreeMap<String, Attrs>,
+}
+
+impl Outputs {
+    pub fn new(builtins: &BTreeMap<String, String>) -> Outputs {
+        let aws = builtins.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect();
+        Outputs { values: BTreeMap::from([(refs::BUILTIN.to_owned(), aws)]) }
+    }
+
+    pub fn insert(&mut self, address: &str, outputs: Attrs) {
+        self.values.insert(address.to_owned(), outputs);
+    }
+
+    pub fn lookup(&self, r: &Reference) -> Option<String> {
+        self.values.get(&r.resource)?.get(&r.attribute)?.as_str().map(str::to_owned)
+    }
+}
+
+/// Live outputs, with gaps (a disabled key has no readable public key) filled from state.
+pub fn merged_outputs(live: &Attrs, prior: &Attrs) -> Attrs {
+    let mut out = prior.clone();
+    out.extend(live.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
+}
+
+/// Resolves references in a desired-attribute template. Returns the attributes and the
+/// names of those still depending on unknown outputs (left as written).
+pub fn resolve(template: &Attrs, known: &Outputs) -> (Attrs, BTreeSet<String>) {
+    let mut unknown = BTreeSet::new();
+    let mut out = Attrs::new();
+    for (name, value) in template {
+        if name == REFS_KEY {
+            continue;
+        }
+        let (v, complete) = resolve_value(value, known);
+        if !complete {
+            unknown.insert(name.clone());
+        }
+        out.insert(name.clone(), v);
+    }
+    (out, unknown)
+}
+
+fn resolve_value(value: &Json, known: &Outputs) -> (Json, bool) {
+    match value {
+        Json::String(s) => match refs::substitute(s, &|r| known.lookup(r)) {
+            Some(v) => (Json::String(v), true),
+            None => (value.clone(), false),
+        },
+        Json::Array(items) => {
+            let mut complete = true;
+            let items = items
+                .iter()
+                .map(|i| {
+                    let (v, c) = resolve_value(i, known);
+                    complete &= c;
+                    v
+                })
+                .collect();
+            (Json::Array(items), complete)
+        }
+        Json::Object(map) => {
+            let mut complete = true;
+            let map = map
+                .iter()
+                .map(|(k, v)| {
+                    let (v, c) = resolve_value(v, known);
+                    complete &= c;
+                    (k.clone(), v)
+                })
+                .collect();
+            (Json::Object(map), complete)
+        }
+        other => (other.clone(), true),
+    }
+}
+
+/// Attribute changes between desired and live. State-only attributes compare against the
+/// last-applied attributes instead of live.
+pub fn diff_attrs(kind: &dyn Kind, desired: &Attrs, unknown: &BTreeSet<String>, live: &Attrs, prior: Option<&Attrs>) -> Vec<AttrChange> {
+    let mut out = Vec::new();
+    for spec in kind.attrs() {
+        let want = desired.get(spec.name);
+        let replace = spec.on_change == OnChange::Replace;
+        if unknown.contains(spec.name) {
+            out.push(AttrChange { name: spec.name.into(), before: live.get(spec.name).cloned(), after: None, forces_replacement: replace, detail: Vec::new() });
+            continue;
+        }
+        let have = match spec.compare {
+            Compare::StateOnly => match prior {
+                Some(p) => p.get(spec.name),
+                None => continue,
+            },
+            _ => live.get(spec.name),
+        };
+        let (same, detail) = compare(spec.compare, want, have);
+        if !same {
+            out.push(AttrChange { name: spec.name.into(), before: have.cloned(), after: want.cloned(), forces_replacement: replace, detail });
+        }
+    }
+    out
+}
+
+/// For a resource about to be created: every attribute, with no `before`.
+fn creation_attrs(kind: &dyn Kind, desired: &Attrs, unknown: &BTreeSet<String>) -> Vec<AttrChange> {
+    kind.attrs()
+        .iter()
+        .filter_map(|spec| {
+            let after = desired.get(spec.name).filter(|v| v.as_array().is_none_or(|a| !a.is_empty()))?;
+            Some(AttrChange {
+                name: spec.name.into(),
+                before: None,
+                after: (!unknown.contains(spec.name)).then(|| after.clone()),
+                forces_replacement: false,
+                detail: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+/// Compares two attribute values; for policies, by meaning, with the differing statements.
+pub fn compare(mode: Compare, want: Option<&Json>, have: Option<&Json>) -> (bool, Vec<String>) {
+    match (mode, want, have) {
+        (Compare::Policy, Some(w), Some(h)) => match (crate::policy::Policy::parse(w), crate::policy::Policy::parse(h)) {
+            (Ok(w), Ok(h)) => {
+                let d = crate::policy::diff(&w, &h);
+                if d.is_empty() { (true, Vec::new()) } else { (false, d.to_string().lines().map(str::to_owned).collect()) }
+            }
+            _ => (w == h, Vec::new()),
+        },
+        _ => (want == have, Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

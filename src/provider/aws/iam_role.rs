@@ -1,0 +1,270 @@
+//! `aws_iam_role`: the role a signer runs as, with its trust policy and inline policies.
+//!
+//! Inline policies are declared under the role (`policies:`) but planned as resources of
+//! their own (`aws_iam_role_policy`, addressed `<role>/<policy>`). A signer role's policy
+//! names the key's ARN while the key's policy names the role's ARN; splitting them breaks
+//! that cycle (role → key → role policy), as Terraform does. The role itself watches for
+//! inline policies nobody declared: one appearing out of band is the classic way a signer
+//! role gets broadened, so it is drift, and apply removes it.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use aws_sdk_iam::types::Tag;
+use serde_json::{Value as Json, json};
+
+use super::{Cloud, api_error, check_principal, document_field};
+use crate::manifest::{Attrs, Block, Reference, Validation};
+use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_attr, map_json, str_attr, tag_delta};
+
+pub struct IamRole;
+
+const ATTRS: &[AttrSpec] = &[
+    AttrSpec::replace("name"),
+    AttrSpec::replace("path"),
+    AttrSpec::update("description"),
+    AttrSpec::policy("trust_policy"),
+    AttrSpec::update("tags"),
+    AttrSpec::update("undeclared_inline_policies"),
+    AttrSpec::state_only("inline_policies"),
+];
+
+#[async_trait]
+impl Kind for IamRole {
+    fn name(&self) -> &'static str {
+        "aws_iam_role"
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["arn", "name", "role_id"]
+    }
+
+    fn desired(&self, name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
+        let mut a = Attrs::new();
+        let pos = b.pos();
+        let role_name = b.required_string(cx, "name").unwrap_or_default();
+        if !role_name.is_empty() && !valid_role_name(&role_name) {
+            cx.error(pos, "value", format!("{}: IAM role names are 1–64 of [A-Za-z0-9+=,.@_-], found {role_name:?}", b.field_path("name")));
+        }
+        a.insert("name".into(), json!(role_name));
+        let path = b.string(cx, "path").unwrap_or_else(|| "/".into());
+        if !(path.starts_with('/') && path.ends_with('/')) {
+            cx.error(pos, "value", format!("{}: an IAM path starts and ends with '/', found {path:?}", b.field_path("path")));
+        }
+        a.insert("path".into(), json!(path));
+        a.insert("description".into(), json!(b.string(cx, "description").unwrap_or_default()));
+        a.insert("trust_policy".into(), trust_policy(b, cx));
+        a.insert("tags".into(), map_json(&b.string_map(cx, "tags").unwrap_or_default()));
+        let policies = b.named_blocks(cx, "policies");
+        let declared: Vec<&String> = policies.iter().map(|(n, _, _)| n).collect();
+        a.insert("inline_policies".into(), json!(declared));
+        a.insert("undeclared_inline_policies".into(), json!([]));
+        for (policy_name, policy_pos, block) in policies {
+            let outer = cx.take_refs();
+            let doc = super::iam_role_policy::policy_body(block, cx);
+            let mut refs = cx.take_refs();
+            cx.restore_refs(outer);
+            refs.push((Reference { resource: name.to_owned(), attribute: "name".into() }, policy_pos));
+            let mut child = Attrs::new();
+            child.insert("role".into(), json!(format!("${{{name}.name}}")));
+            child.insert("name".into(), json!(policy_name));
+            child.insert("document".into(), doc);
+            cx.declare_child(format!("{name}/{policy_name}"), "aws_iam_role_policy", policy_pos, child, refs);
+        }
+        a
+    }
+
+    /// `iam:GetRole`, `iam:ListRoleTags`, `iam:ListRolePolicies`.
+    async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
+        let role = match cloud.iam.get_role().role_name(id).send().await {
+            Ok(out) => out.role.ok_or_else(|| unexpected("iam:GetRole", "no Role"))?,
+            Err(e) => {
+                let e = api_error("iam:GetRole", e);
+                return if e.is_not_found() { Ok(None) } else { Err(e) };
+            }
+        };
+        let trust = crate::policy::decode_policy_text(role.assume_role_policy_document().unwrap_or("{}"))
+            .map_err(|e| unexpected("iam:GetRole", &format!("trust policy: {e}")))?;
+        let declared: BTreeSet<String> = reference
+            .get("inline_policies")
+            .and_then(Json::as_array)
+            .map(|a| a.iter().filter_map(Json::as_str).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let undeclared: Vec<String> = list_inline_policies(cloud, id).await?.into_iter().filter(|p| !declared.contains(p)).collect();
+        let mut live = Live::default();
+        live.attrs.insert("name".into(), json!(role.role_name()));
+        live.attrs.insert("path".into(), json!(role.path()));
+        live.attrs.insert("description".into(), json!(role.description().unwrap_or_default()));
+        live.attrs.insert("trust_policy".into(), trust);
+        live.attrs.insert("tags".into(), map_json(&list_tags(cloud, id).await?));
+        live.attrs.insert("undeclared_inline_policies".into(), json!(undeclared));
+        live.outputs = outputs(&role);
+        Ok(Some(live))
+    }
+
+    /// `iam:CreateRole` with tags (`iam:TagRole`).
+    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+        let out = cloud
+            .iam
+            .create_role()
+            .role_name(str_attr(desired, "name"))
+            .path(str_attr(desired, "path"))
+            .description(str_attr(desired, "description"))
+            .assume_role_policy_document(serde_json::to_string(&desired["trust_policy"]).unwrap_or_default())
+            .set_tags(Some(tags(&map_attr(desired, "tags"))?))
+            .send()
+            .await
+            .map_err(|e| api_error("iam:CreateRole", e))?;
+        let role = out.role.ok_or_else(|| unexpected("iam:CreateRole", "no Role"))?;
+        Ok(Created { id: role.role_name().to_owned(), outputs: outputs(&role) })
+    }
+
+    /// `iam:UpdateRole`, `iam:UpdateAssumeRolePolicy`, `iam:TagRole`, `iam:UntagRole`,
+    /// `iam:DeleteRolePolicy` (for undeclared inline policies), as the changes need.
+    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs> {
+        for attr in changed {
+            match attr.as_str() {
+                "description" => {
+                    cloud.iam.update_role().role_name(id).description(str_attr(desired, "description")).send().await.map_err(|e| api_error("iam:UpdateRole", e))?;
+                }
+                "trust_policy" => {
+                    let doc = serde_json::to_string(&desired["trust_policy"]).unwrap_or_default();
+                    cloud.iam.update_assume_role_policy().role_name(id).policy_document(doc).send().await.map_err(|e| api_error("iam:UpdateAssumeRolePolicy", e))?;
+                }
+                "tags" => {
+                    let (set, unset) = tag_delta(desired, live);
+                    if !unset.is_empty() {
+                        cloud.iam.untag_role().role_name(id).set_tag_keys(Some(unset)).send().await.map_err(|e| api_error("iam:UntagRole", e))?;
+                    }
+                    if !set.is_empty() {
+                        cloud.iam.tag_role().role_name(id).set_tags(Some(tags(&set)?)).send().await.map_err(|e| api_error("iam:TagRole", e))?;
+                    }
+                }
+                "undeclared_inline_policies" => {
+                    for name in live.get(attr).and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str) {
+                        cloud.iam.delete_role_policy().role_name(id).policy_name(name).send().await.map_err(|e| api_error("iam:DeleteRolePolicy", e))?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let role = cloud.iam.get_role().role_name(id).send().await.map_err(|e| api_error("iam:GetRole", e))?;
+        Ok(outputs(role.role().ok_or_else(|| unexpected("iam:GetRole", "no Role"))?))
+    }
+
+    /// `iam:ListRolePolicies` + `iam:DeleteRolePolicy`, `iam:ListAttachedRolePolicies` +
+    /// `iam:DetachRolePolicy`, then `iam:DeleteRole`: IAM refuses to delete a role that still
+    /// has policies.
+    async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+        let result: Result<()> = async {
+            for name in list_inline_policies(cloud, id).await? {
+                cloud.iam.delete_role_policy().role_name(id).policy_name(name).send().await.map_err(|e| api_error("iam:DeleteRolePolicy", e))?;
+            }
+            let attached = cloud.iam.list_attached_role_policies().role_name(id).send().await.map_err(|e| api_error("iam:ListAttachedRolePolicies", e))?;
+            for p in attached.attached_policies() {
+                cloud.iam.detach_role_policy().role_name(id).set_policy_arn(p.policy_arn().map(str::to_owned)).send().await.map_err(|e| api_error("iam:DetachRolePolicy", e))?;
+            }
+            cloud.iam.delete_role().role_name(id).send().await.map_err(|e| api_error("iam:DeleteRole", e))?;
+            Ok(())
+        }
+        .await;
+        match result {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(Deleted::Removed),
+        }
+    }
+}
+
+/// The `trust:` block: `document:` as given, or generated from `services:` and `principals:`.
+fn trust_policy(b: &mut Block<'_>, cx: &mut Validation) -> Json {
+    let pos = b.pos();
+    let path = b.field_path("trust");
+    let Some(mut t) = b.block(cx, "trust") else {
+        cx.error(pos, "missing", format!("{path}: missing required field (`services:`, `principals:` or `document:`)"));
+        return Json::Null;
+    };
+    let doc = if t.has("document") {
+        if t.has("services") || t.has("principals") {
+            cx.error(t.pos(), "policy", format!("{path}: give either `document` or `services`/`principals`, not both"));
+        }
+        document_field(&mut t, cx, "document").unwrap_or(Json::Null)
+    } else {
+        let services = t.string_list(cx, "services").unwrap_or_default();
+        let principals = t.string_list(cx, "principals").unwrap_or_default();
+        for p in &principals {
+            if let Err(msg) = check_principal(p) {
+                cx.error(t.pos(), "value", format!("{path}.principals: {msg}"));
+            }
+        }
+        if services.is_empty() && principals.is_empty() {
+            cx.error(t.pos(), "missing", format!("{path}: name at least one of `services` or `principals`"));
+        }
+        generated_trust(&services, &principals)
+    };
+    t.finish(cx);
+    doc
+}
+
+/// A trust policy letting the named services and principals assume the role.
+pub fn generated_trust(services: &[String], principals: &[String]) -> Json {
+    let mut principal = serde_json::Map::new();
+    if !services.is_empty() {
+        principal.insert("Service".into(), json!(services));
+    }
+    if !principals.is_empty() {
+        principal.insert("AWS".into(), json!(principals));
+    }
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]})
+}
+
+fn valid_role_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
+fn outputs(role: &aws_sdk_iam::types::Role) -> Attrs {
+    let mut out = Attrs::new();
+    out.insert("arn".into(), json!(role.arn()));
+    out.insert("name".into(), json!(role.role_name()));
+    out.insert("role_id".into(), json!(role.role_id()));
+    out
+}
+
+fn tags(map: &std::collections::BTreeMap<String, String>) -> Result<Vec<Tag>> {
+    map.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| unexpected("iam:TagRole", &e.to_string()))).collect()
+}
+
+/// `iam:ListRoleTags`.
+async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut tags = std::collections::BTreeMap::new();
+    let mut marker = None;
+    loop {
+        let out = cloud.iam.list_role_tags().role_name(id).set_marker(marker).send().await.map_err(|e| api_error("iam:ListRoleTags", e))?;
+        tags.extend(out.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())));
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_owned()),
+            _ => return Ok(tags),
+        }
+    }
+}
+
+/// `iam:ListRolePolicies`.
+async fn list_inline_policies(cloud: &Cloud, id: &str) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = cloud.iam.list_role_policies().role_name(id).set_marker(marker).send().await.map_err(|e| api_error("iam:ListRolePolicies", e))?;
+        names.extend(out.policy_names().iter().cloned());
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_owned()),
+            _ => return Ok(names),
+        }
+    }
+}
+
+fn unexpected(operation: &'static str, message: &str) -> ProviderError {
+    ProviderError::Unexpected { operation, message: message.to_owned() }
+}

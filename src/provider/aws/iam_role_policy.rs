@@ -1,0 +1,152 @@
+//! `aws_iam_role_policy`: one inline policy of a role, declared under the role's `policies:`.
+//!
+//! The generated form is the signer's whole permission set: `kms:Sign` (ECDSA_SHA_256 only)
+//! and `kms:GetPublicKey` on the referenced key ARNs, nothing else.
+
+use async_trait::async_trait;
+use serde_json::{Value as Json, json};
+
+use super::{Cloud, api_error, document_field};
+use crate::manifest::{Attrs, Block, Validation};
+use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, str_attr};
+
+pub struct IamRolePolicy;
+
+const ATTRS: &[AttrSpec] = &[AttrSpec::replace("role"), AttrSpec::replace("name"), AttrSpec::policy("document")];
+
+#[async_trait]
+impl Kind for IamRolePolicy {
+    fn name(&self) -> &'static str {
+        "aws_iam_role_policy"
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["name"]
+    }
+
+    fn declared_under(&self) -> Option<&'static str> {
+        Some("an aws_iam_role's `policies:`")
+    }
+
+    fn desired(&self, _name: &str, _b: &mut Block<'_>, _cx: &mut Validation) -> Attrs {
+        Attrs::new()
+    }
+
+    /// `iam:GetRolePolicy`.
+    async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
+        let (role, name) = split_id(id)?;
+        let out = match cloud.iam.get_role_policy().role_name(role).policy_name(name).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = api_error("iam:GetRolePolicy", e);
+                return if e.is_not_found() { Ok(None) } else { Err(e) };
+            }
+        };
+        let doc = crate::policy::decode_policy_text(out.policy_document())
+            .map_err(|e| ProviderError::Unexpected { operation: "iam:GetRolePolicy", message: e.to_string() })?;
+        let mut live = Live::default();
+        live.attrs.insert("role".into(), json!(role));
+        live.attrs.insert("name".into(), json!(name));
+        live.attrs.insert("document".into(), doc);
+        live.outputs.insert("name".into(), json!(name));
+        Ok(Some(live))
+    }
+
+    /// `iam:PutRolePolicy`.
+    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+        put(cloud, desired).await?;
+        let (role, name) = (str_attr(desired, "role"), str_attr(desired, "name"));
+        let mut outputs = Attrs::new();
+        outputs.insert("name".into(), json!(name));
+        Ok(Created { id: format!("{role}:{name}"), outputs })
+    }
+
+    /// `iam:PutRolePolicy`.
+    async fn update(&self, cloud: &Cloud, _: &str, desired: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
+        put(cloud, desired).await?;
+        let mut outputs = Attrs::new();
+        outputs.insert("name".into(), json!(str_attr(desired, "name")));
+        Ok(outputs)
+    }
+
+    /// `iam:DeleteRolePolicy`.
+    async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+        let (role, name) = split_id(id)?;
+        match cloud.iam.delete_role_policy().role_name(role).policy_name(name).send().await {
+            Ok(_) => Ok(Deleted::Removed),
+            Err(e) => {
+                let e = api_error("iam:DeleteRolePolicy", e);
+                if e.is_not_found() { Ok(Deleted::Removed) } else { Err(e) }
+            }
+        }
+    }
+}
+
+async fn put(cloud: &Cloud, desired: &Attrs) -> Result<()> {
+    let doc = serde_json::to_string(&desired["document"]).unwrap_or_default();
+    cloud
+        .iam
+        .put_role_policy()
+        .role_name(str_attr(desired, "role"))
+        .policy_name(str_attr(desired, "name"))
+        .policy_document(doc)
+        .send()
+        .await
+        .map_err(|e| api_error("iam:PutRolePolicy", e))?;
+    Ok(())
+}
+
+fn split_id(id: &str) -> Result<(&str, &str)> {
+    id.split_once(':').ok_or_else(|| ProviderError::Refused(format!("malformed role policy id {id:?} (expected role:policy)")))
+}
+
+/// A policy block under a role's `policies:`: `document:` as given, or `generated:` with
+/// `sign_keys:` (key ARNs, normally `${key.arn}`).
+pub fn policy_body(mut b: Block<'_>, cx: &mut Validation) -> Json {
+    let doc = match (b.has("document"), b.has("generated")) {
+        (true, true) => {
+            cx.error(b.pos(), "policy", "give either `document` or `generated`, not both");
+            Json::Null
+        }
+        (true, false) => document_field(&mut b, cx, "document").unwrap_or(Json::Null),
+        (false, true) => match b.block(cx, "generated") {
+            Some(mut g) => {
+                let keys = g.string_list(cx, "sign_keys").unwrap_or_default();
+                if keys.is_empty() {
+                    cx.error(g.pos(), "missing", format!("{}: list at least one key ARN, e.g. [\"${{treasury_key.arn}}\"]", g.field_path("sign_keys")));
+                }
+                g.finish(cx);
+                generated_sign_policy(&keys)
+            }
+            None => Json::Null,
+        },
+        (false, false) => {
+            cx.error(b.pos(), "missing", "an inline policy needs `document:` or `generated:`");
+            Json::Null
+        }
+    };
+    b.finish(cx);
+    doc
+}
+
+/// Least privilege for a signer: sign with ECDSA_SHA_256 and read the public key, on the
+/// named keys only.
+pub fn generated_sign_policy(key_arns: &[String]) -> Json {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "KeyriteSign",
+                "Effect": "Allow",
+                "Action": "kms:Sign",
+                "Resource": key_arns,
+                "Condition": {"StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256"}},
+            },
+            {"Sid": "KeyriteReadPublicKey", "Effect": "Allow", "Action": "kms:GetPublicKey", "Resource": key_arns},
+        ],
+    })
+}

@@ -1,0 +1,344 @@
+//! `aws_kms_key`: an asymmetric signing key in AWS KMS (secp256k1 by default).
+//!
+//! A key is the one resource whose replacement changes an address that funds may already sit
+//! at, so its key spec and usage are replace-only attributes flagged as a hazard, and it is
+//! never deleted: `destroy` only schedules deletion, with the manifest's deletion window, and
+//! only when asked to with `--allow-key-deletion`.
+//!
+//! The key policy is either given explicitly or generated least-privilege from named admin
+//! and signer principals: admins manage but cannot sign; signers may call `kms:Sign` only
+//! with `ECDSA_SHA_256` (optionally only from listed source IPs) and `kms:GetPublicKey`.
+
+use async_trait::async_trait;
+use futures_util::TryFutureExt;
+use aws_sdk_kms::types::{KeySpec, KeyUsageType, Tag};
+use base64::Engine;
+use serde_json::{Value as Json, json};
+
+use super::{Cloud, api_error, check_cidr, check_principal, document_field, until_visible};
+use crate::manifest::{Attrs, Block, Validation};
+use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_json, str_attr, tag_delta};
+
+pub struct KmsKey;
+
+const KEY_SPECS: &[&str] = &["ECC_SECG_P256K1", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521"];
+const ATTRS: &[AttrSpec] = &[
+    AttrSpec::replace("key_spec"),
+    AttrSpec::replace("key_usage"),
+    AttrSpec::update("description"),
+    AttrSpec::update("key_state"),
+    AttrSpec::policy("policy"),
+    AttrSpec::update("tags"),
+    AttrSpec::state_only("deletion_window_days"),
+];
+
+/// Actions of the generated admin statement: full lifecycle management, no use of the key.
+const ADMIN_ACTIONS: &[&str] = &[
+    "kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*", "kms:Revoke*",
+    "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource", "kms:UntagResource",
+    "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion",
+];
+
+#[async_trait]
+impl Kind for KmsKey {
+    fn name(&self) -> &'static str {
+        "aws_kms_key"
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["key_id", "arn", "public_key"]
+    }
+
+    fn replacement_hazard(&self) -> Option<&'static str> {
+        Some("replacing a key creates a NEW KEY WITH A NEW ADDRESS; funds sent to the old address stay with the old key")
+    }
+
+    fn desired(&self, _name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
+        let mut a = Attrs::new();
+        a.insert("key_spec".into(), json!(b.choice(cx, "key_spec", KEY_SPECS).unwrap_or_else(|| KEY_SPECS[0].into())));
+        a.insert("key_usage".into(), json!(b.choice(cx, "key_usage", &["SIGN_VERIFY"]).unwrap_or_else(|| "SIGN_VERIFY".into())));
+        a.insert("description".into(), json!(b.string(cx, "description").unwrap_or_default()));
+        let enabled = b.bool(cx, "enabled").unwrap_or(true);
+        a.insert("key_state".into(), json!(if enabled { "Enabled" } else { "Disabled" }));
+        a.insert("policy".into(), key_policy(b, cx));
+        a.insert("tags".into(), map_json(&b.string_map(cx, "tags").unwrap_or_default()));
+        a.insert("deletion_window_days".into(), json!(b.integer(cx, "deletion_window_days", 7..=30).unwrap_or(30)));
+        a
+    }
+
+    /// `kms:DescribeKey`, `kms:GetKeyPolicy`, `kms:ListResourceTags`, `kms:GetPublicKey`.
+    async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
+        let described = match cloud.kms.describe_key().key_id(id).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = api_error("kms:DescribeKey", e);
+                return if e.is_not_found() { Ok(None) } else { Err(e) };
+            }
+        };
+        let meta = described.key_metadata().ok_or_else(|| unexpected("kms:DescribeKey", "no KeyMetadata"))?;
+        let state = meta.key_state().map(|s| s.as_str()).unwrap_or("Unknown").to_owned();
+        let policy = cloud.kms.get_key_policy().key_id(id).policy_name("default").send().await.map_err(|e| api_error("kms:GetKeyPolicy", e))?;
+        let policy = crate::policy::decode_policy_text(policy.policy().unwrap_or("{}")).map_err(|e| unexpected("kms:GetKeyPolicy", &e.to_string()))?;
+        let mut live = Live::default();
+        live.attrs.insert("key_spec".into(), json!(meta.key_spec().map(|s| s.as_str()).unwrap_or_default()));
+        live.attrs.insert("key_usage".into(), json!(meta.key_usage().map(|s| s.as_str()).unwrap_or_default()));
+        live.attrs.insert("description".into(), json!(meta.description().unwrap_or_default()));
+        live.attrs.insert("key_state".into(), json!(state));
+        live.attrs.insert("policy".into(), policy);
+        live.attrs.insert("tags".into(), map_json(&list_tags(cloud, id).await?));
+        live.outputs.insert("key_id".into(), json!(meta.key_id()));
+        live.outputs.insert("arn".into(), json!(meta.arn().unwrap_or_default()));
+        if state == "Enabled" {
+            live.outputs.insert("public_key".into(), json!(public_key(cloud, id).await?));
+        }
+        Ok(Some(live))
+    }
+
+    /// `kms:CreateKey` (+ `kms:TagResource` via tags on create), `kms:GetPublicKey`,
+    /// `kms:DisableKey` when declared disabled. Retries while a principal named in the policy
+    /// is not yet visible to KMS (IAM eventual consistency).
+    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+        let tags = crate::provider::map_attr(desired, "tags")
+            .into_iter()
+            .map(|(k, v)| Tag::builder().tag_key(k).tag_value(v).build().map_err(|e| unexpected("kms:CreateKey", &e.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        let policy = serde_json::to_string(&desired["policy"]).unwrap_or_default();
+        let out = until_visible(
+            || {
+                cloud
+                    .kms
+                    .create_key()
+                    .key_spec(KeySpec::from(str_attr(desired, "key_spec")))
+                    .key_usage(KeyUsageType::from(str_attr(desired, "key_usage")))
+                    .description(str_attr(desired, "description"))
+                    .policy(policy.clone())
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .map_err(|e| api_error("kms:CreateKey", e))
+            },
+            |e| e.code() == Some("MalformedPolicyDocumentException"),
+        )
+        .await?;
+        let meta = out.key_metadata().ok_or_else(|| unexpected("kms:CreateKey", "no KeyMetadata"))?;
+        let id = meta.key_id().to_owned();
+        if str_attr(desired, "key_state") == "Disabled" {
+            cloud.kms.disable_key().key_id(&id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
+        }
+        let mut outputs = Attrs::new();
+        outputs.insert("key_id".into(), json!(id));
+        outputs.insert("arn".into(), json!(meta.arn().unwrap_or_default()));
+        outputs.insert("public_key".into(), json!(public_key(cloud, &id).await?));
+        Ok(Created { id, outputs })
+    }
+
+    /// `kms:UpdateKeyDescription`, `kms:PutKeyPolicy`, `kms:TagResource`, `kms:UntagResource`,
+    /// `kms:CancelKeyDeletion`, `kms:EnableKey`, `kms:DisableKey`, as the changes need.
+    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs> {
+        for attr in changed {
+            match attr.as_str() {
+                "description" => {
+                    cloud.kms.update_key_description().key_id(id).description(str_attr(desired, "description")).send().await.map_err(|e| api_error("kms:UpdateKeyDescription", e))?;
+                }
+                "policy" => {
+                    let policy = serde_json::to_string(&desired["policy"]).unwrap_or_default();
+                    until_visible(
+                        || cloud.kms.put_key_policy().key_id(id).policy_name("default").policy(policy.clone()).send().map_err(|e| api_error("kms:PutKeyPolicy", e)),
+                        |e| e.code() == Some("MalformedPolicyDocumentException"),
+                    )
+                    .await?;
+                }
+                "tags" => update_tags(cloud, id, desired, live).await?,
+                "key_state" => update_state(cloud, id, str_attr(desired, "key_state"), str_attr(live, "key_state")).await?,
+                _ => {}
+            }
+        }
+        let mut outputs = Attrs::new();
+        outputs.insert("key_id".into(), json!(id));
+        let described = cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
+        outputs.insert("arn".into(), json!(described.key_metadata().and_then(|m| m.arn()).unwrap_or_default()));
+        if str_attr(desired, "key_state") == "Enabled" {
+            outputs.insert("public_key".into(), json!(public_key(cloud, id).await?));
+        }
+        Ok(outputs)
+    }
+
+    /// `kms:ScheduleKeyDeletion` with the recorded window. Refused without the explicit flag.
+    async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, options: DeleteOptions) -> Result<Deleted> {
+        if !options.allow_key_deletion {
+            return Err(ProviderError::Refused(format!(
+                "refusing to schedule deletion of KMS key {id}: keys are only deleted with --allow-key-deletion"
+            )));
+        }
+        let window = prior.get("deletion_window_days").and_then(Json::as_i64).unwrap_or(30) as i32;
+        let out = cloud.kms.schedule_key_deletion().key_id(id).pending_window_in_days(window).send().await;
+        match out {
+            Ok(out) => Ok(Deleted::Scheduled {
+                deletion_date: out.deletion_date().map(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()).unwrap_or_default(),
+            }),
+            Err(e) => {
+                let e = api_error("kms:ScheduleKeyDeletion", e);
+                if e.is_not_found() { Ok(Deleted::Removed) } else { Err(e) }
+            }
+        }
+    }
+}
+
+/// The `policy:` block: `document:` as given, or `generated:` from admins and signers.
+/// Absent, it is generated with the account root as the only admin and no signers.
+fn key_policy(b: &mut Block<'_>, cx: &mut Validation) -> Json {
+    let Some(mut p) = b.block(cx, "policy") else { return generated_policy(&[], &[], &[]) };
+    let doc = match (p.has("document"), p.has("generated")) {
+        (true, true) => {
+            cx.error(p.pos(), "policy", format!("{}: give either `document` or `generated`, not both", b.field_path("policy")));
+            None
+        }
+        (true, false) => document_field(&mut p, cx, "document"),
+        _ => {
+            let mut g = p.block(cx, "generated");
+            let mut list = |key: &str, check: fn(&str) -> std::result::Result<(), String>, cx: &mut Validation| {
+                let Some(g) = g.as_mut() else { return Vec::new() };
+                let pos = g.pos();
+                let items = g.string_list(cx, key).unwrap_or_default();
+                for item in &items {
+                    if let Err(msg) = check(item) {
+                        cx.error(pos, "value", format!("{}: {msg}", g.field_path(key)));
+                    }
+                }
+                items
+            };
+            let admins = list("admins", check_principal, cx);
+            let signers = list("signers", check_principal, cx);
+            let ips = list("source_ips", check_cidr, cx);
+            if let Some(g) = g {
+                g.finish(cx);
+            }
+            Some(generated_policy(&admins, &signers, &ips))
+        }
+    };
+    p.finish(cx);
+    doc.unwrap_or(Json::Null)
+}
+
+/// The least-privilege key policy keyrite generates.
+pub fn generated_policy(admins: &[String], signers: &[String], source_ips: &[String]) -> Json {
+    let admins: Vec<String> = if admins.is_empty() {
+        vec!["arn:${aws.partition}:iam::${aws.account_id}:root".into()]
+    } else {
+        admins.to_vec()
+    };
+    let mut statements = vec![json!({
+        "Sid": "KeyAdministration",
+        "Effect": "Allow",
+        "Principal": {"AWS": admins},
+        "Action": ADMIN_ACTIONS,
+        "Resource": "*",
+    })];
+    if !signers.is_empty() {
+        let mut condition = json!({"StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256"}});
+        if !source_ips.is_empty() {
+            condition["IpAddress"] = json!({"aws:SourceIp": source_ips});
+        }
+        statements.push(json!({
+            "Sid": "AllowSigning",
+            "Effect": "Allow",
+            "Principal": {"AWS": signers},
+            "Action": "kms:Sign",
+            "Resource": "*",
+            "Condition": condition,
+        }));
+        statements.push(json!({
+            "Sid": "AllowPublicKeyRead",
+            "Effect": "Allow",
+            "Principal": {"AWS": signers},
+            "Action": ["kms:GetPublicKey", "kms:DescribeKey"],
+            "Resource": "*",
+        }));
+    }
+    json!({"Version": "2012-10-17", "Id": "keyrite-generated", "Statement": statements})
+}
+
+/// The key's SubjectPublicKeyInfo (DER), base64. `kms:GetPublicKey`.
+async fn public_key(cloud: &Cloud, id: &str) -> Result<String> {
+    let out = cloud.kms.get_public_key().key_id(id).send().await.map_err(|e| api_error("kms:GetPublicKey", e))?;
+    let der = out.public_key().ok_or_else(|| unexpected("kms:GetPublicKey", "no PublicKey"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(der.as_ref()))
+}
+
+/// All tags on the key. `kms:ListResourceTags`.
+async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut tags = std::collections::BTreeMap::new();
+    let mut marker = None;
+    loop {
+        let out = cloud.kms.list_resource_tags().key_id(id).set_marker(marker).send().await.map_err(|e| api_error("kms:ListResourceTags", e))?;
+        tags.extend(out.tags().iter().map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned())));
+        match (out.truncated(), out.next_marker()) {
+            (true, Some(m)) => marker = Some(m.to_owned()),
+            _ => return Ok(tags),
+        }
+    }
+}
+
+async fn update_tags(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> Result<()> {
+    let (set, unset) = tag_delta(desired, live);
+    if !unset.is_empty() {
+        cloud.kms.untag_resource().key_id(id).set_tag_keys(Some(unset)).send().await.map_err(|e| api_error("kms:UntagResource", e))?;
+    }
+    if !set.is_empty() {
+        let tags = set
+            .into_iter()
+            .map(|(k, v)| Tag::builder().tag_key(k).tag_value(v).build().map_err(|e| unexpected("kms:TagResource", &e.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        cloud.kms.tag_resource().key_id(id).set_tags(Some(tags)).send().await.map_err(|e| api_error("kms:TagResource", e))?;
+    }
+    Ok(())
+}
+
+/// Moves a key between Enabled, Disabled and PendingDeletion (cancelling the deletion).
+async fn update_state(cloud: &Cloud, id: &str, want: &str, have: &str) -> Result<()> {
+    let mut have = have.to_owned();
+    if have == "PendingDeletion" {
+        cloud.kms.cancel_key_deletion().key_id(id).send().await.map_err(|e| api_error("kms:CancelKeyDeletion", e))?;
+        have = "Disabled".into();
+    }
+    match (want, have.as_str()) {
+        ("Enabled", "Disabled") => {
+            cloud.kms.enable_key().key_id(id).send().await.map_err(|e| api_error("kms:EnableKey", e))?;
+        }
+        ("Disabled", "Enabled") => {
+            cloud.kms.disable_key().key_id(id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn unexpected(operation: &'static str, message: &str) -> ProviderError {
+    ProviderError::Unexpected { operation, message: message.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_policy_limits_signing_to_ecdsa_sha256_and_source_ips() {
+        let p = generated_policy(&["arn:aws:iam::1:role/admin".into()], &["arn:aws:iam::1:role/signer".into()], &["203.0.113.0/24".into()]);
+        let sign = &p["Statement"][1];
+        assert_eq!(sign["Action"], "kms:Sign");
+        assert_eq!(sign["Condition"]["StringEquals"]["kms:SigningAlgorithm"], "ECDSA_SHA_256");
+        assert_eq!(sign["Condition"]["IpAddress"]["aws:SourceIp"], json!(["203.0.113.0/24"]));
+        let admin = &p["Statement"][0];
+        assert!(!admin["Action"].as_array().unwrap().iter().any(|a| a == "kms:Sign" || a == "kms:*"));
+    }
+
+    #[test]
+    fn generated_policy_defaults_admin_to_account_root_and_omits_signing_without_signers() {
+        let p = generated_policy(&[], &[], &[]);
+        assert_eq!(p["Statement"][0]["Principal"]["AWS"], json!(["arn:${aws.partition}:iam::${aws.account_id}:root"]));
+        assert_eq!(p["Statement"].as_array().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,239 @@
+//! The AWS connection: SDK clients built from the standard AWS environment plus the
+//! manifest's `provider.aws` block, and an interceptor that records every API call.
+//!
+//! Credentials, region and endpoints come from the SDK's default chain (environment,
+//! profile, SSO, IMDS; `AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`,
+//! `AWS_ENDPOINT_URL_<SERVICE>`). Settings in the manifest take precedence. The call log is
+//! how keyrite proves that a converged apply makes no mutating calls.
+
+pub mod iam_role;
+pub mod iam_role_policy;
+pub mod kms_alias;
+pub mod kms_key;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_config::BehaviorVersion;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use tokio::sync::OnceCell;
+
+use super::ProviderError;
+use crate::manifest::AwsConfig;
+
+/// Who keyrite is talking to AWS as.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Identity {
+    pub account_id: String,
+    pub arn: String,
+    pub partition: String,
+}
+
+/// Counts of API calls per `Service.Operation`.
+#[derive(Debug, Default)]
+pub struct CallLog {
+    calls: Mutex<BTreeMap<String, u64>>,
+}
+
+impl CallLog {
+    /// Calls so far, by `Service.Operation`.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Calls whose operation can change something (anything not Get/List/Describe).
+    pub fn mutating(&self) -> u64 {
+        self.snapshot().iter().filter(|(op, _)| is_mutating(op)).map(|(_, n)| n).sum()
+    }
+}
+
+/// True for operations that may change cloud state.
+pub fn is_mutating(op: &str) -> bool {
+    let name = op.rsplit('.').next().unwrap_or(op);
+    !["Get", "List", "Describe"].iter().any(|p| name.starts_with(p))
+}
+
+#[derive(Debug)]
+struct CountCalls(Arc<CallLog>);
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "keyrite-call-log"
+    }
+
+    // Once per operation (retries are not counted again), after the operation's metadata is
+    // in the config bag (it is not yet at `read_before_execution` for client interceptors).
+    fn read_before_serialization(&self, _: &BeforeSerializationInterceptorContextRef<'_>, _: &RuntimeComponents, cfg: &mut ConfigBag) -> Result<(), BoxError> {
+        if let Some(meta) = cfg.load::<Metadata>() {
+            let key = format!("{}.{}", meta.service(), meta.name());
+            if let Ok(mut calls) = self.0.calls.lock() {
+                *calls.entry(key).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// SDK clients and the caller's identity.
+#[derive(Debug)]
+pub struct Cloud {
+    pub kms: aws_sdk_kms::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub sdk_config: aws_types::SdkConfig,
+    pub region: String,
+    pub calls: Arc<CallLog>,
+    identity: OnceCell<Identity>,
+}
+
+impl Cloud {
+    /// Builds clients from the environment, overridden by the manifest's settings.
+    pub async fn connect(settings: &AwsConfig) -> anyhow::Result<Cloud> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(profile) = &settings.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = &settings.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &settings.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let sdk_config = loader.load().await;
+        let region = sdk_config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| anyhow::anyhow!("no AWS region: set provider.aws.region in the manifest, or AWS_REGION"))?;
+        let calls = Arc::new(CallLog::default());
+        let kms = aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
+        let iam = aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
+        let sts = aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
+        Ok(Cloud { kms, iam, sts, sdk_config, region, calls, identity: OnceCell::new() })
+    }
+
+    /// The caller's account and partition (`sts:GetCallerIdentity`, which needs no permission).
+    pub async fn identity(&self) -> super::Result<&Identity> {
+        self.identity
+            .get_or_try_init(|| async {
+                let out = self.sts.get_caller_identity().send().await.map_err(|e| api_error("sts:GetCallerIdentity", e))?;
+                let arn = out.arn().unwrap_or_default().to_owned();
+                let partition = arn.split(':').nth(1).filter(|p| !p.is_empty()).unwrap_or("aws").to_owned();
+                let account_id = out.account().unwrap_or_default().to_owned();
+                if account_id.is_empty() {
+                    return Err(ProviderError::Unexpected { operation: "sts:GetCallerIdentity", message: "no account id in response".into() });
+                }
+                Ok(Identity { account_id, arn, partition })
+            })
+            .await
+    }
+}
+
+/// Turns an SDK error into a [`ProviderError`] that keeps the service's error code.
+pub fn api_error<E, R>(operation: &'static str, err: aws_sdk_kms::error::SdkError<E, R>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = err.code().unwrap_or("").to_owned();
+    let message = match err.message() {
+        Some(m) => m.to_owned(),
+        None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+    };
+    ProviderError::Api { operation, code: if code.is_empty() { "Error".into() } else { code }, message }
+}
+
+impl ProviderError {
+    /// The service's error code, if this came from an API.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ProviderError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// True when the service said the resource does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.code(), Some("NotFoundException" | "NoSuchEntity" | "NoSuchEntityException" | "ResourceNotFoundException"))
+    }
+}
+
+/// Reads an optional policy `document:` field: an inline mapping or a JSON string. The
+/// document is checked as an IAM policy now, so a malformed statement is a manifest error
+/// with a position rather than an API error halfway through an apply.
+pub fn document_field(block: &mut crate::manifest::Block<'_>, cx: &mut crate::manifest::Validation, key: &str) -> Option<serde_json::Value> {
+    let path = block.field_path(key);
+    let node = block.get(key)?;
+    let doc = match node.as_scalar() {
+        Some(text) => match crate::policy::decode_policy_text(text) {
+            Ok(doc) => {
+                cx.scan_refs(text, node.pos);
+                doc
+            }
+            Err(e) => {
+                cx.error(node.pos, "policy", format!("{path}: {e}"));
+                return None;
+            }
+        },
+        None => cx.json(node),
+    };
+    if let Err(e) = crate::policy::Policy::parse(&doc) {
+        cx.error(node.pos, "policy", format!("{path}: {e}"));
+        return None;
+    }
+    Some(doc)
+}
+
+/// Checks an IPv4/IPv6 address or CIDR block, as `aws:SourceIp` accepts.
+pub fn check_cidr(text: &str) -> Result<(), String> {
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let ip: std::net::IpAddr = addr.parse().map_err(|_| format!("{text:?} is not an IP address or CIDR block"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    match prefix.map(str::parse::<u8>) {
+        None => Ok(()),
+        Some(Ok(p)) if p <= max => Ok(()),
+        Some(_) => Err(format!("{text:?}: prefix length must be 0–{max}")),
+    }
+}
+
+/// Checks the shape of an IAM principal ARN (or `${…}` reference, checked later).
+pub fn check_principal(text: &str) -> Result<(), String> {
+    if text.contains("${") || text == "*" || (text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())) {
+        return Ok(());
+    }
+    let parts: Vec<&str> = text.splitn(6, ':').collect();
+    if parts.len() == 6 && parts[0] == "arn" && !parts[1].is_empty() && parts[2] == "iam" && !parts[5].is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{text:?} is not an IAM principal ARN (arn:aws:iam::<account>:role/<name>, …:root, …) or account id"))
+    }
+}
+
+/// Retries `op` while `transient` says its error is the kind IAM's eventual consistency
+/// produces (a principal created a moment ago is not visible yet), with bounded exponential
+/// backoff: 0.5 s doubling to 8 s, at most ~45 s in all. Other errors return at once.
+pub async fn until_visible<T, F, Fut>(op: F, transient: impl Fn(&ProviderError) -> bool) -> super::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = super::Result<T>>,
+{
+    let mut delay = std::time::Duration::from_millis(500);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(45);
+    loop {
+        match op().await {
+            Err(e) if transient(&e) && tokio::time::Instant::now() + delay < deadline => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(8));
+            }
+            other => return other,
+        }
+    }
+}

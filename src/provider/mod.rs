@@ -1,0 +1,184 @@
+//! Resource kinds: the only place keyrite talks to a cloud.
+//!
+//! Each kind lives in one file and implements [`Kind`]: how its manifest block validates into
+//! desired attributes, which attributes exist and how they compare, and the four cloud
+//! operations (read, create, update, delete). The planner, the drift checker and the apply
+//! executor are generic over this trait, so adding a resource kind means adding one file and
+//! one line in [`KINDS`].
+
+pub mod aws;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::Value as Json;
+
+use crate::manifest::{Attrs, Block, Validation};
+pub use aws::Cloud;
+
+/// How two values of an attribute are compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compare {
+    /// JSON equality.
+    Exact,
+    /// IAM policy equivalence: by meaning, not bytes (see [`crate::policy`]).
+    Policy,
+    /// Recorded in state and used by keyrite (e.g. a deletion window), but not readable from
+    /// the cloud, so never compared against live state.
+    StateOnly,
+}
+
+/// What a change to an attribute costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnChange {
+    Update,
+    /// The resource must be destroyed and created again.
+    Replace,
+}
+
+/// One attribute of a kind.
+#[derive(Clone, Copy, Debug)]
+pub struct AttrSpec {
+    pub name: &'static str,
+    pub compare: Compare,
+    pub on_change: OnChange,
+}
+
+impl AttrSpec {
+    pub const fn update(name: &'static str) -> AttrSpec {
+        AttrSpec { name, compare: Compare::Exact, on_change: OnChange::Update }
+    }
+    pub const fn replace(name: &'static str) -> AttrSpec {
+        AttrSpec { name, compare: Compare::Exact, on_change: OnChange::Replace }
+    }
+    pub const fn policy(name: &'static str) -> AttrSpec {
+        AttrSpec { name, compare: Compare::Policy, on_change: OnChange::Update }
+    }
+    pub const fn state_only(name: &'static str) -> AttrSpec {
+        AttrSpec { name, compare: Compare::StateOnly, on_change: OnChange::Update }
+    }
+}
+
+/// What a read found in the cloud.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Live {
+    /// The comparable attributes, in the same shape as desired attributes.
+    pub attrs: Attrs,
+    /// Values other resources may reference (ARN, key id, public key…).
+    pub outputs: Attrs,
+}
+
+/// A resource that was just created.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Created {
+    /// The identifier keyrite stores to find the resource again.
+    pub id: String,
+    pub outputs: Attrs,
+}
+
+/// Options that gate destructive operations.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeleteOptions {
+    /// Keys may be scheduled for deletion (never deleted outright).
+    pub allow_key_deletion: bool,
+}
+
+/// What a delete did; keys are scheduled, not removed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Deleted {
+    Removed,
+    /// Scheduled for deletion on this date (RFC 3339), after the deletion window.
+    Scheduled { deletion_date: String },
+}
+
+/// An error from a cloud API, with the operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{operation} failed: {code}: {message}")]
+    Api { operation: &'static str, code: String, message: String },
+    #[error("{0}")]
+    Refused(String),
+    #[error("{operation}: unexpected response: {message}")]
+    Unexpected { operation: &'static str, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, ProviderError>;
+
+/// A resource kind.
+#[async_trait]
+pub trait Kind: Send + Sync {
+    /// The `type:` written in manifests, e.g. `aws_kms_key`.
+    fn name(&self) -> &'static str;
+    /// Attributes keyrite manages, in display order.
+    fn attrs(&self) -> &'static [AttrSpec];
+    /// Attributes other resources may reference.
+    fn outputs(&self) -> &'static [&'static str];
+    /// Set for kinds whose replacement is dangerous; the text says why.
+    fn replacement_hazard(&self) -> Option<&'static str> {
+        None
+    }
+    /// Set for kinds that are only declared inside another kind's block; names where.
+    fn declared_under(&self) -> Option<&'static str> {
+        None
+    }
+    /// Validates the manifest block into desired attributes (strings may hold references).
+    fn desired(&self, name: &str, block: &mut Block<'_>, cx: &mut Validation) -> Attrs;
+    /// Reads the resource. `reference` is the desired or last-applied attributes, for kinds
+    /// whose live view depends on what was declared (a role's undeclared inline policies).
+    /// `Ok(None)` means it no longer exists.
+    async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>>;
+    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created>;
+    /// Brings the named attributes from `live` to `desired`; returns the outputs after.
+    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs>;
+    async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, options: DeleteOptions) -> Result<Deleted>;
+}
+
+/// Every kind keyrite knows. Adding a kind: one file under `provider/`, one line here.
+static KINDS: &[&dyn Kind] = &[
+    &aws::kms_key::KmsKey,
+    &aws::kms_alias::KmsAlias,
+    &aws::iam_role::IamRole,
+    &aws::iam_role_policy::IamRolePolicy,
+];
+
+/// The kind with this manifest name.
+pub fn kind(name: &str) -> Option<&'static dyn Kind> {
+    KINDS.iter().copied().find(|k| k.name() == name)
+}
+
+/// All kind names, for error messages and docs.
+pub fn kind_names() -> Vec<&'static str> {
+    KINDS.iter().map(|k| k.name()).collect()
+}
+
+/// Tags keyrite puts on everything it creates, so that an auditor (and keyrite itself, after
+/// a crash) can tell which state and which manifest entry a cloud resource belongs to.
+pub const TAG_LINEAGE: &str = "keyrite:lineage";
+pub const TAG_ADDRESS: &str = "keyrite:address";
+
+/// Reads a string attribute.
+pub fn str_attr<'a>(attrs: &'a Attrs, name: &str) -> &'a str {
+    attrs.get(name).and_then(Json::as_str).unwrap_or_default()
+}
+
+/// Reads a string-map attribute (tags).
+pub fn map_attr(attrs: &Attrs, name: &str) -> BTreeMap<String, String> {
+    attrs
+        .get(name)
+        .and_then(Json::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .unwrap_or_default()
+}
+
+/// Converts a string map to a JSON attribute value.
+pub fn map_json(map: &BTreeMap<String, String>) -> Json {
+    Json::Object(map.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect())
+}
+
+/// Tags to add or change, and tag keys to remove, to go from `live` to `desired`.
+pub fn tag_delta(desired: &Attrs, live: &Attrs) -> (BTreeMap<String, String>, Vec<String>) {
+    let (want, have) = (map_attr(desired, "tags"), map_attr(live, "tags"));
+    let set = want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let unset = have.keys().filter(|k| !want.contains_key(*k)).cloned().collect();
+    (set, unset)
+}

@@ -1,0 +1,116 @@
+//! Human-readable output: plans with attribute diffs, drift findings, state.
+
+use std::fmt::Write;
+
+use serde_json::Value as Json;
+
+use crate::plan::drift::{DriftItem, Severity};
+use crate::plan::{Action, AttrChange, Plan, ResourceChange};
+
+/// The plan as text, ending with a one-line summary.
+pub fn plan(plan: &Plan) -> String {
+    let mut out = String::new();
+    if !plan.has_changes() {
+        out.push_str("No changes. The cloud matches the manifest.\n");
+        return out;
+    }
+    out.push_str("keyrite will perform the following actions:\n\n");
+    for change in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
+        resource(&mut out, change);
+    }
+    let s = plan.summary();
+    let _ = writeln!(out, "Plan: {} to create, {} to update, {} to replace, {} to delete.", s.create, s.update, s.replace, s.delete);
+    let hazards: Vec<&ResourceChange> = plan.hazards().collect();
+    if !hazards.is_empty() {
+        out.push_str("\n!! WARNING: this plan contains changes that need an explicit flag to apply:\n");
+        for c in hazards {
+            let _ = writeln!(out, "!!   {}: {}", c.address, c.hazard.as_deref().unwrap_or_default());
+        }
+    }
+    out
+}
+
+fn resource(out: &mut String, change: &ResourceChange) {
+    let label = match change.action {
+        Action::Create => "created",
+        Action::Update => "updated in place",
+        Action::Replace if change.hazard.is_some() => "REPLACED: NEW KEY, NEW ADDRESS",
+        Action::Replace => "replaced",
+        Action::Delete if change.hazard.is_some() => "scheduled for deletion",
+        Action::Delete => "deleted",
+        Action::NoOp => "left unchanged",
+    };
+    let _ = writeln!(out, "  {} {} ({}) will be {label}", change.action.symbol(), change.address, change.kind);
+    if let Some(reason) = &change.reason {
+        let _ = writeln!(out, "      # {reason}");
+    }
+    let width = change.changes.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for attr in &change.changes {
+        attribute(out, attr, change.action, width);
+    }
+    if let Some(h) = &change.hazard {
+        let _ = writeln!(out, "      !! {h}");
+    }
+    out.push('\n');
+}
+
+fn attribute(out: &mut String, c: &AttrChange, action: Action, width: usize) {
+    let after = if c.unknown() { "(known after apply)".to_owned() } else { value(c.after.as_ref()) };
+    let line = match (action, &c.before) {
+        (Action::Create, _) | (_, None) => after,
+        _ if !c.detail.is_empty() => "changed:".to_owned(),
+        _ => format!("{} → {after}", value(c.before.as_ref())),
+    };
+    let forces = if c.forces_replacement { "  # forces replacement" } else { "" };
+    let _ = writeln!(out, "      {:width$} = {line}{forces}", c.name);
+    for d in &c.detail {
+        let _ = writeln!(out, "          {d}");
+    }
+}
+
+/// A short rendering of an attribute value.
+pub fn value(v: Option<&Json>) -> String {
+    match v {
+        None | Some(Json::Null) => "(none)".into(),
+        Some(Json::Object(m)) if m.contains_key("Statement") => {
+            let n = m.get("Statement").and_then(Json::as_array).map_or(1, Vec::len);
+            format!("<policy document, {n} statement{}>", if n == 1 { "" } else { "s" })
+        }
+        Some(Json::Object(m)) => {
+            let items: Vec<String> = m.iter().map(|(k, v)| format!("{k} = {}", v.as_str().map(|s| format!("{s:?}")).unwrap_or_else(|| v.to_string()))).collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        Some(v) => v.to_string(),
+    }
+}
+
+/// Drift findings, then a line about pending manifest changes.
+pub fn drift(items: &[DriftItem], pending: &Plan) -> String {
+    let mut out = String::new();
+    if items.is_empty() {
+        out.push_str("No drift: the cloud matches what keyrite last applied.\n");
+    } else {
+        let security = items.iter().filter(|i| i.severity == Severity::Security).count();
+        let _ = writeln!(out, "Drift: {} finding{} ({security} security) since keyrite last applied:\n", items.len(), if items.len() == 1 { "" } else { "s" });
+        for item in items {
+            let mark = if item.severity == Severity::Security { "!" } else { "~" };
+            let attr = item.attribute.as_deref().map(|a| format!(".{a}")).unwrap_or_default();
+            let _ = writeln!(out, "  {mark} {}{attr} ({}): {}", item.address, item.kind, item.message);
+            for d in &item.detail {
+                let _ = writeln!(out, "        {d}");
+            }
+        }
+        out.push('\n');
+    }
+    if pending.has_changes() {
+        let s = pending.summary();
+        let _ = writeln!(
+            out,
+            "The manifest differs from the cloud: {} to create, {} to update, {} to replace, {} to delete (`keyrite plan` shows them; `keyrite apply` heals).",
+            s.create, s.update, s.replace, s.delete
+        );
+    } else {
+        out.push_str("The cloud matches the manifest.\n");
+    }
+    out
+}
