@@ -1,0 +1,169 @@
+//! Shared harness for integration tests: a real local AWS emulator (ministack) on a free
+//! loopback port, the real `keyrite` binary, and real SDK clients for out-of-band edits.
+//!
+//! The emulator is installed by `scripts/install-emulator.sh` (which `scripts/test.sh` runs).
+//! If it is missing the test fails with that instruction: it never skips.
+
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running emulator; stopped when dropped.
+pub struct Emulator {
+    child: Child,
+    pub port: u16,
+    pub endpoint: String,
+}
+
+impl Emulator {
+    pub fn start() -> Emulator {
+        let bin = std::env::var_os("KEYRITE_MINISTACK")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join(".venv/ministack/bin/ministack"));
+        assert!(
+            bin.exists(),
+            "the local AWS emulator is not installed at {}: run scripts/install-emulator.sh (scripts/test.sh does this)",
+            bin.display()
+        );
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("keyrite-ministack-{port}.log"));
+        let child = Command::new(&bin)
+            .env("BIND_HOST", "127.0.0.1")
+            .env("GATEWAY_PORT", port.to_string())
+            .env("SERVICES", "kms,iam,sts,lambda,apigateway,s3,logs")
+            .stdout(Stdio::from(std::fs::File::create(&log).expect("emulator log")))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let emulator = Emulator { child, port, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "emulator did not open port {port} within 30 s (log: {})", log.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        emulator
+    }
+
+    /// Environment for processes that should talk to this emulator.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    pub async fn sdk_config(&self) -> aws_types::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_kms::config::Credentials::new("test", "test", None, None, "tests"))
+            .load()
+            .await
+    }
+
+    pub async fn kms(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.sdk_config().await)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A scratch directory holding a manifest, where keyrite runs.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+    pub manifest: PathBuf,
+}
+
+impl Workdir {
+    /// Copies `manifests/<name>` into a fresh directory.
+    pub fn with_example(name: &str) -> Workdir {
+        let text = std::fs::read_to_string(repo_root().join("manifests").join(name)).expect("example manifest");
+        Workdir::with_text(&text)
+    }
+
+    pub fn with_text(text: &str) -> Workdir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest = dir.path().join("keyrite.yaml");
+        std::fs::write(&manifest, text).expect("write manifest");
+        Workdir { dir, manifest }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.dir.path().join("keyrite.state.json")).expect("state file");
+        serde_json::from_str(&text).expect("state json")
+    }
+
+    /// The cloud id of a resource in state.
+    pub fn id(&self, address: &str) -> String {
+        self.state()["resources"][address]["id"].as_str().unwrap_or_else(|| panic!("{address} not in state")).to_owned()
+    }
+
+    /// Runs keyrite with these arguments against the emulator.
+    pub fn keyrite(&self, emulator: &Emulator, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .envs(emulator.env())
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run keyrite");
+        Run::from(output)
+    }
+}
+
+/// A finished keyrite run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts the exit code, showing the output when it is wrong.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(self.code, code, "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
