@@ -398,7 +398,7 @@ pub fn diff_attrs(kind: &dyn Kind, desired: &Attrs, unknown: &BTreeSet<String>, 
             },
             _ => live.get(spec.name),
         };
-        let (same, detail) = compare(spec.compare, want, have);
+        let (same, detail) = compare(spec.compare, have, want);
         if !same {
             out.push(AttrChange { name: spec.name.into(), before: have.cloned(), after: want.cloned(), forces_replacement: replace, detail });
         }
@@ -423,17 +423,19 @@ fn creation_attrs(kind: &dyn Kind, desired: &Attrs, unknown: &BTreeSet<String>) 
         .collect()
 }
 
-/// Compares two attribute values; for policies, by meaning, with the differing statements.
-pub fn compare(mode: Compare, want: Option<&Json>, have: Option<&Json>) -> (bool, Vec<String>) {
-    match (mode, want, have) {
-        (Compare::Policy, Some(w), Some(h)) => match (crate::policy::Policy::parse(w), crate::policy::Policy::parse(h)) {
-            (Ok(w), Ok(h)) => {
-                let d = crate::policy::diff(&w, &h);
+/// Compares an attribute's value `from` one side `to` the other; for policies by meaning,
+/// with the statements that differ, described as `to` relative to `from` (a plan goes from
+/// live to desired, drift from applied to live).
+pub fn compare(mode: Compare, from: Option<&Json>, to: Option<&Json>) -> (bool, Vec<String>) {
+    match (mode, from, to) {
+        (Compare::Policy, Some(f), Some(t)) => match (crate::policy::Policy::parse(f), crate::policy::Policy::parse(t)) {
+            (Ok(f), Ok(t)) => {
+                let d = crate::policy::diff(&f, &t);
                 if d.is_empty() { (true, Vec::new()) } else { (false, d.to_string().lines().map(str::to_owned).collect()) }
             }
-            _ => (w == h, Vec::new()),
+            _ => (f == t, Vec::new()),
         },
-        _ => (want == have, Vec::new()),
+        _ => (from == to, Vec::new()),
     }
 }
 

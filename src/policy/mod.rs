@@ -1296,21 +1296,45 @@ impl Shift {
         widens: true,
         narrows: true,
     };
+}
 
-    /// For a list of alternatives (actions, resources, principals, values of
-    /// a positive condition) adding widens; for exclusions (`Not...` keys,
-    /// negated condition operators) removing widens.
-    fn of_list(exclusions: bool, removed: &[String], added: &[String]) -> Shift {
-        let (widening, narrowing) = if exclusions {
-            (removed, added)
+impl Shift {
+    /// For a list of alternatives (actions, resources, principals, values of a positive
+    /// condition) adding widens; for exclusions (`Not…` keys, negated condition operators)
+    /// removing widens. A value that a wildcard on the other side already covers moves
+    /// nothing: `kms:*` → `kms:Sign` only narrows, `kms:Sign` → `kms:*` only widens.
+    fn of_sets(exclusions: bool, before: &[String], after: &[String], removed: &[String], added: &[String]) -> Shift {
+        let uncovered = |values: &[String], other: &[String]| values.iter().any(|v| !other.iter().any(|p| p != v && wildcard_match(p, v)));
+        let (gained, lost) = (uncovered(added, before), uncovered(removed, after));
+        if exclusions {
+            Shift { widens: lost, narrows: gained }
         } else {
-            (added, removed)
-        };
-        Shift {
-            widens: !widening.is_empty(),
-            narrows: !narrowing.is_empty(),
+            Shift { widens: gained, narrows: lost }
         }
     }
+}
+
+/// IAM-style wildcard match (`*` any run, `?` one character), case-insensitive.
+fn wildcard_match(pattern: &str, value: &str) -> bool {
+    let (p, v): (Vec<char>, Vec<char>) = (pattern.to_lowercase().chars().collect(), value.to_lowercase().chars().collect());
+    let (mut pi, mut vi, mut star, mut mark) = (0, 0, None, 0);
+    while vi < v.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
+            pi += 1;
+            vi += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = vi;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            vi = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// Accumulates field changes and how they shift the statement's scope.
@@ -1344,7 +1368,7 @@ impl FieldChanges {
     ) {
         let removed = strings(expected.difference(live));
         let added = strings(live.difference(expected));
-        let shift = Shift::of_list(exclusions, &removed, &added);
+        let shift = Shift::of_sets(exclusions, &strings(expected.iter()), &strings(live.iter()), &removed, &added);
         self.record(field, removed, added, shift);
     }
 }
@@ -2155,6 +2179,17 @@ mod tests {
     }
 
     // --- diff ------------------------------------------------------------
+
+    #[test]
+    fn replacing_a_wildcard_with_a_specific_action_narrows() {
+        let wide = Policy::from_text(r#"{"Version":"2012-10-17","Statement":[{"Sid":"S","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/a"},"Action":"kms:*","Resource":"*"}]}"#).unwrap();
+        let narrow = Policy::from_text(r#"{"Version":"2012-10-17","Statement":[{"Sid":"S","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:role/a"},"Action":"kms:Sign","Resource":"*"}]}"#).unwrap();
+        assert!(!diff(&wide, &narrow).broadens(), "kms:* → kms:Sign narrows");
+        assert!(diff(&narrow, &wide).broadens(), "kms:Sign → kms:* broadens");
+        assert!(wildcard_match("kms:Get*", "KMS:GetPublicKey"));
+        assert!(wildcard_match("arn:aws:kms:*:111122223333:key/?bc", "arn:aws:kms:us-east-1:111122223333:key/abc"));
+        assert!(!wildcard_match("kms:Get*", "kms:Sign"));
+    }
 
     #[test]
     fn action_broadened_to_kms_star() {

@@ -59,6 +59,9 @@ fn attribute(out: &mut String, c: &AttrChange, action: Action, width: usize) {
     let line = match (action, &c.before) {
         (Action::Create, _) | (_, None) => after,
         _ if !c.detail.is_empty() => "changed:".to_owned(),
+        (_, Some(Json::Object(before))) if !c.unknown() && !before.contains_key("Statement") => {
+            map_delta(before, c.after.as_ref().and_then(Json::as_object).unwrap_or(&Default::default()))
+        }
         _ => format!("{} → {after}", value(c.before.as_ref())),
     };
     let forces = if c.forces_replacement { "  # forces replacement" } else { "" };
@@ -66,6 +69,21 @@ fn attribute(out: &mut String, c: &AttrChange, action: Action, width: usize) {
     for d in &c.detail {
         let _ = writeln!(out, "          {d}");
     }
+}
+
+/// Key-level changes between two string maps (tags): `+k = "v", -k, k: "a" → "b"`.
+fn map_delta(before: &serde_json::Map<String, Json>, after: &serde_json::Map<String, Json>) -> String {
+    let text = |v: &Json| v.as_str().map(|s| format!("{s:?}")).unwrap_or_else(|| v.to_string());
+    let mut parts: Vec<String> = Vec::new();
+    for (k, v) in after {
+        match before.get(k) {
+            None => parts.push(format!("+{k} = {}", text(v))),
+            Some(old) if old != v => parts.push(format!("{k}: {} → {}", text(old), text(v))),
+            _ => {}
+        }
+    }
+    parts.extend(before.iter().filter(|(k, _)| !after.contains_key(*k)).map(|(k, v)| format!("-{k} = {}", text(v))));
+    parts.join(", ")
 }
 
 /// A short rendering of an attribute value.

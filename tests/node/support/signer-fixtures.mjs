@@ -11,15 +11,11 @@ export const N = Point.Fn.ORDER;
 const SPKI_PREFIX = Buffer.from('3056301006072a8648ce3d020106052b8104000a034200', 'hex');
 const EIP191_PREFIX = Buffer.from('\x19Ethereum Signed Message:\n32', 'latin1');
 
-/** A nonce whose R has x < 2^240, so its r is a 30-byte DER INTEGER (found by search). */
-export const NONCE_WITH_30_BYTE_R = 0x5eed000000000000000000000000000000000000000000000000000000001d2an;
+/** A nonce whose R has 2^232 <= x < 2^239: its r is a 30-byte DER INTEGER (found by search). */
+export const NONCE_WITH_30_BYTE_R = 0x5eed0000000000000000000000000000000000000000000000000000000416een;
 
 export function toBigInt(bytes) {
   return BigInt(`0x${Buffer.from(bytes).toString('hex') || '0'}`);
-}
-
-export function to32Bytes(value) {
-  return Buffer.from(value.toString(16).padStart(64, '0'), 'hex');
 }
 
 export function checksumAddress(lowerHex) {
@@ -54,6 +50,11 @@ function derInteger(value) {
   return Buffer.concat([Buffer.from([0x02, bytes.length]), bytes]);
 }
 
+/** Byte lengths of the r and s INTEGERs of a (well-formed) DER signature. */
+export function derIntegerLengths(der) {
+  return [der[3], der[5 + der[3]]];
+}
+
 export function derSignature(r, s) {
   const body = Buffer.concat([derInteger(r), derInteger(s)]);
   return Buffer.concat([Buffer.from([0x30, body.length]), body]);
@@ -72,18 +73,19 @@ export function nonceR(k) {
 /**
  * Stands in for a KMSClient: answers GetPublicKey with `key` and Sign with a DER ECDSA
  * signature by `signingKey` (default `key`), half the time with the high s (n - s) as
- * KMS may. Options override the nonce, s choice, DER bytes, or make a call throw.
+ * KMS may. Options override the nonce, the DER bytes or the GetPublicKey answer, or
+ * make a call throw.
  */
 export class KmsStandIn {
   constructor(key, options = {}) {
     this.key = key;
     this.signingKey = options.signingKey ?? key;
     this.nonce = options.nonce ?? (() => toBigInt(secp256k1.utils.randomSecretKey()));
-    this.highS = options.highS ?? 'random'; // 'random' | 'as-computed'
     this.transformDer = options.transformDer ?? ((der) => der);
     this.publicKeyResponse = options.publicKeyResponse ?? {};
     this.failWith = options.failWith ?? {};
     this.calls = [];
+    this.highSCount = 0;
   }
 
   async send(command) {
@@ -112,7 +114,8 @@ export class KmsStandIn {
       const r = nonceR(k);
       let s = ecdsaS(z, r, this.signingKey.d, k);
       if (r === 0n || s === 0n) continue;
-      if (this.highS === 'random' && Math.random() < 0.5) s = N - s;
+      if (Math.random() < 0.5) s = N - s;
+      if (s > N >> 1n) this.highSCount++;
       return { r, s };
     }
   }
