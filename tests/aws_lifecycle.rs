@@ -236,3 +236,27 @@ async fn a_second_writer_fails_at_once_naming_the_lock_holder() {
     drop(guard);
     w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_manifest_applies_and_converges() {
+    let emu = Emulator::start();
+    let mut names: Vec<String> = std::fs::read_dir(common::repo_root().join("manifests"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 3);
+    for name in names {
+        let w = Workdir::with_example(&name);
+        let text = std::fs::read_to_string(&w.manifest).unwrap();
+        // Examples may name their own state file; keep it inside the scratch directory.
+        std::fs::write(&w.manifest, text).unwrap();
+        let applied = w.keyrite(&emu, &["apply", "--auto-approve"]);
+        assert_eq!(applied.code, 0, "{name}: apply failed\n{}\n{}", applied.stdout, applied.stderr);
+        let plan = w.keyrite(&emu, &["plan", "--detailed-exitcode"]);
+        assert_eq!(plan.code, 0, "{name}: plan after apply is not empty\n{}", plan.stdout);
+        let drift = w.keyrite(&emu, &["drift"]);
+        assert_eq!(drift.code, 0, "{name}: drift after apply\n{}", drift.stdout);
+    }
+}
