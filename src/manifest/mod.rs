@@ -143,6 +143,9 @@ struct Parsed {
     resources: Vec<(ResourceSpec, Pos)>,
 }
 
+/// A resource declared inside another's block, with its position and references.
+type Child = (ResourceSpec, Pos, Vec<(Reference, Pos)>);
+
 /// Collects diagnostics and references while kinds validate their blocks.
 pub struct Validation {
     file: String,
@@ -150,7 +153,7 @@ pub struct Validation {
     /// References seen in the resource currently being validated.
     refs: Vec<(Reference, Pos)>,
     /// Extra resources a kind asked to declare (an IAM role's inline policies).
-    children: Vec<(ResourceSpec, Pos, Vec<(Reference, Pos)>)>,
+    children: Vec<Child>,
 }
 
 impl Validation {

@@ -130,6 +130,23 @@ pub struct Summary {
 }
 
 impl Plan {
+    fn new(mode: Mode, manifest: &Manifest, lineage: String, base_serial: Option<u64>, observed: &Observed, created_at: String, changes: Vec<ResourceChange>) -> Plan {
+        Plan {
+            format_version: PLAN_FORMAT,
+            keyrite_version: env!("CARGO_PKG_VERSION").into(),
+            mode,
+            created_at,
+            lineage,
+            base_serial,
+            manifest_path: manifest.path.display().to_string(),
+            manifest_sha256: manifest.sha256.clone(),
+            aws: manifest.aws.clone(),
+            state: manifest.state.clone(),
+            builtins: observed.builtins.clone(),
+            changes,
+        }
+    }
+
     pub fn has_changes(&self) -> bool {
         self.changes.iter().any(|c| c.action != Action::NoOp)
     }
@@ -219,20 +236,7 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
         let prior = &prior_resources[&address];
         changes.push(delete_change(&address, prior, observed.live.get(&address).cloned().flatten()));
     }
-    Plan {
-        format_version: PLAN_FORMAT,
-        keyrite_version: env!("CARGO_PKG_VERSION").into(),
-        mode: Mode::Apply,
-        created_at,
-        lineage,
-        base_serial: state.map(|s| s.serial),
-        manifest_path: manifest.path.display().to_string(),
-        manifest_sha256: manifest.sha256.clone(),
-        aws: manifest.aws.clone(),
-        state: manifest.state.clone(),
-        builtins: observed.builtins.clone(),
-        changes,
-    }
+    Plan::new(Mode::Apply, manifest, lineage, state.map(|s| s.serial), observed, created_at, changes)
 }
 
 /// Plans the removal of everything in state (keys: scheduled deletion), dependents first.
@@ -242,20 +246,7 @@ pub fn build_destroy(manifest: &Manifest, state: &State, observed: &Observed, cr
         .into_iter()
         .map(|address| delete_change(&address, &state.resources[&address], observed.live.get(&address).cloned().flatten()))
         .collect();
-    Plan {
-        format_version: PLAN_FORMAT,
-        keyrite_version: env!("CARGO_PKG_VERSION").into(),
-        mode: Mode::Destroy,
-        created_at,
-        lineage: state.lineage.clone(),
-        base_serial: Some(state.serial),
-        manifest_path: manifest.path.display().to_string(),
-        manifest_sha256: manifest.sha256.clone(),
-        aws: manifest.aws.clone(),
-        state: manifest.state.clone(),
-        builtins: observed.builtins.clone(),
-        changes,
-    }
+    Plan::new(Mode::Destroy, manifest, state.lineage.clone(), Some(state.serial), observed, created_at, changes)
 }
 
 fn delete_change(address: &str, prior: &ResourceState, live: Option<Live>) -> ResourceChange {
