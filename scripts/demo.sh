@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, end to end on the local cloud: start the AWS emulator on a loopback port,
-# then plan → apply → plan (no changes) → addresses → drift with manifests/treasury.yaml.
+# then plan → apply → plan (no changes) → addresses → selftest → drift with manifests/treasury.yaml.
 # Safe to run repeatedly: every run uses a fresh emulator and a fresh state directory.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,5 +18,6 @@ step plan;                          "$keyrite" plan
 step apply --auto-approve;          "$keyrite" apply --auto-approve
 step plan --detailed-exitcode;      "$keyrite" plan --detailed-exitcode   # exits 2 if anything is left to do
 step addresses;                     "$keyrite" addresses
+step selftest;                      "$keyrite" selftest                   # live sign-and-recover; exits 1 on failure
 step drift;                         "$keyrite" drift                      # exits 2 on drift
-printf '\nDone: applied, converged, addresses derived, no drift. State: %s/keyrite.state.json\n' "$work"
+printf '\nDone: applied, converged, addresses derived, self-test passed, no drift. State: %s/keyrite.state.json\n' "$work"

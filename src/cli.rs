@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::manifest::SigningMode;
 use crate::render::Format;
 
 /// Declarative key ceremonies for cloud-KMS secp256k1 signers: plan, apply and drift-check
@@ -94,6 +95,56 @@ pub enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Sign a 32-byte hash through KMS and print the 65-byte r‖s‖v signature
+    Sign {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// The signer (from the manifest's `signers:`); optional when there is only one
+        #[arg(long)]
+        signer: Option<String>,
+        /// The 32-byte hash, 0x-hex or base64
+        #[arg(long)]
+        hash: String,
+        /// eip191 signs the personal-message hash of the 32 bytes; digest signs them as given
+        #[arg(long, value_enum)]
+        mode: Option<SigningMode>,
+    },
+    /// Live sign-and-recover self-test of a signer's key and endpoints
+    ///
+    /// Exit status: 0 when every check passes, 1 otherwise. Each failure names its cause.
+    Selftest {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// Test only this signer (default: all)
+        #[arg(long)]
+        signer: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Seconds to wait for each answer
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
+    /// Serve the signer contract over HTTP, backed by KMS
+    Serve {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        #[arg(long)]
+        signer: Option<String>,
+        /// Address to listen on (loopback by default)
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Require `Authorization: Bearer <token>`, the token read from this file
+        #[arg(long, value_name = "FILE", conflicts_with = "token_env")]
+        token_file: Option<PathBuf>,
+        /// Require `Authorization: Bearer <token>`, the token read from this environment variable
+        #[arg(long, value_name = "VAR")]
+        token_env: Option<String>,
+    },
+    /// Signature tools that work offline
+    Sig {
+        #[command(subcommand)]
+        command: SigCommand,
+    },
     /// IAM policy tools
     Policy {
         #[command(subcommand)]
@@ -117,6 +168,34 @@ pub struct RunArgs {
     /// Allow scheduling KMS keys for deletion (with their deletion window)
     #[arg(long)]
     pub allow_key_deletion: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigCommand {
+    /// Turn a KMS DER signature into a normalised 0x r‖s‖v (low-s, v ∈ {27, 28})
+    FromDer {
+        /// The DER signature, hex
+        #[arg(long)]
+        der: String,
+        /// The 32 bytes that were signed, hex
+        #[arg(long)]
+        digest: String,
+        /// The signer's address, to pick v
+        #[arg(long, required_unless_present = "pubkey", conflicts_with = "pubkey")]
+        address: Option<String>,
+        /// The signer's public key: SEC1 (33 or 65 bytes) or SPKI DER, hex
+        #[arg(long)]
+        pubkey: Option<String>,
+    },
+    /// Print the EIP-55 address that signed a digest
+    Recover {
+        /// The 32 bytes that were signed, hex
+        #[arg(long)]
+        digest: String,
+        /// The 65-byte r‖s‖v signature, hex
+        #[arg(long)]
+        signature: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

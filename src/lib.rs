@@ -13,4 +13,7 @@ pub mod plan;
 pub mod policy;
 pub mod provider;
 pub mod render;
+pub mod selftest;
+pub mod serve;
+pub mod signer;
 pub mod state;

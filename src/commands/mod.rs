@@ -7,6 +7,8 @@ mod drift;
 mod plan;
 mod policy;
 mod show;
+mod sig;
+mod signing;
 mod ui;
 mod validate;
 
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::task::JoinSet;
 
-use crate::cli::{Cli, Command, ManifestArg, PolicyCommand};
+use crate::cli::{Cli, Command, ManifestArg, PolicyCommand, SigCommand};
 use crate::manifest::{Manifest, StateConfig};
 use crate::plan::Observed;
 use crate::provider::{self, Cloud};
@@ -44,6 +46,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Addresses { manifest, format } => addresses::run(&manifest, format),
         Command::Destroy { manifest, auto_approve, run } => destroy::run(&manifest, auto_approve, run).await,
         Command::Policy { command: PolicyCommand::Diff { a, b } } => policy::diff(&a, &b),
+        Command::Sign { manifest, signer, hash, mode } => signing::sign(&manifest, signer.as_deref(), &hash, mode).await,
+        Command::Selftest { manifest, signer, format, timeout } => signing::selftest(&manifest, signer.as_deref(), format, timeout).await,
+        Command::Serve { manifest, signer, listen, token_file, token_env } => {
+            signing::serve(&manifest, signer.as_deref(), listen, token_file.as_deref(), token_env.as_deref()).await
+        }
+        Command::Sig { command: SigCommand::FromDer { der, digest, address, pubkey } } => sig::from_der(&der, &digest, address.as_deref(), pubkey.as_deref()),
+        Command::Sig { command: SigCommand::Recover { digest, signature } } => sig::recover(&digest, &signature),
         Command::ForceUnlock { id, manifest } => {
             let manifest = Manifest::load(&manifest.file)?;
             println!("{}", backend(&manifest.state).force_unlock(&id)?);

@@ -90,6 +90,41 @@ pub struct ResourceSpec {
     pub depends_on: BTreeSet<String>,
 }
 
+/// What a signer signs: the EIP-191 personal-message hash of the 32 bytes, or the bytes as
+/// given (Hedera, EIP-712 callers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SigningMode {
+    #[default]
+    Eip191,
+    Digest,
+}
+
+/// Authentication an HTTP signer endpoint expects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndpointAuth {
+    None,
+    /// A bearer token read from this environment variable when the self-test runs.
+    BearerEnv(String),
+}
+
+/// A place that signs for a signer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A URL speaking the signer contract, e.g. `keyrite serve`.
+    Url { url: String, auth: EndpointAuth },
+}
+
+/// A signer: a key, the mode it signs in, and the endpoints that sign with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignerSpec {
+    pub name: String,
+    /// The `aws_kms_key` resource.
+    pub key: String,
+    pub mode: SigningMode,
+    pub endpoints: Vec<Endpoint>,
+}
+
 /// A validated manifest.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Manifest {
@@ -100,6 +135,7 @@ pub struct Manifest {
     pub state: StateConfig,
     /// Resources in a dependency-respecting order (dependencies first, then file order).
     pub resources: Vec<ResourceSpec>,
+    pub signers: Vec<SignerSpec>,
 }
 
 impl Manifest {
@@ -129,11 +165,23 @@ impl Manifest {
             aws: parsed.aws,
             state: parsed.state,
             resources,
+            signers: parsed.signers,
         })
     }
 
     pub fn resource(&self, name: &str) -> Option<&ResourceSpec> {
         self.resources.iter().find(|r| r.name == name)
+    }
+
+    /// The named signer, or the only one when `name` is None.
+    pub fn signer(&self, name: Option<&str>) -> anyhow::Result<&SignerSpec> {
+        let names = || self.signers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+        match name {
+            Some(n) => self.signers.iter().find(|s| s.name == n).ok_or_else(|| anyhow::anyhow!("no signer named {n:?} in the manifest (signers: {})", names())),
+            None if self.signers.len() == 1 => Ok(&self.signers[0]),
+            None if self.signers.is_empty() => anyhow::bail!("the manifest declares no `signers:`"),
+            None => anyhow::bail!("the manifest declares several signers ({}); choose one with --signer", names()),
+        }
     }
 }
 
@@ -141,6 +189,7 @@ struct Parsed {
     aws: AwsConfig,
     state: StateConfig,
     resources: Vec<(ResourceSpec, Pos)>,
+    signers: Vec<SignerSpec>,
 }
 
 /// A resource declared inside another's block, with its position and references.
@@ -210,7 +259,7 @@ impl Validation {
     }
 
     fn manifest(&mut self, path: &Path, root: &Node) -> Parsed {
-        let mut parsed = Parsed { aws: AwsConfig::default(), state: default_state(path), resources: Vec::new() };
+        let mut parsed = Parsed { aws: AwsConfig::default(), state: default_state(path), resources: Vec::new(), signers: Vec::new() };
         let Some(mut top) = Block::new(self, root, "manifest") else { return parsed };
         match top.get("version") {
             None => self.error(root.pos, "version", "missing `version: 1` at the top of the manifest"),
@@ -240,8 +289,54 @@ impl Validation {
             None => self.error(root.pos, "resources", "missing `resources:` mapping"),
             Some(node) => parsed.resources = self.resources(node),
         }
+        let kinds: BTreeMap<String, String> = parsed.resources.iter().map(|(r, _)| (r.name.clone(), r.kind.clone())).collect();
+        for (name, pos, block) in top.named_blocks(self, "signers") {
+            if let Some(signer) = self.signer(name, pos, block, &kinds) {
+                parsed.signers.push(signer);
+            }
+        }
         top.finish(self);
         parsed
+    }
+
+    fn signer(&mut self, name: String, pos: Pos, mut b: Block<'_>, kinds: &BTreeMap<String, String>) -> Option<SignerSpec> {
+        if let Err(msg) = refs::check_name(&name) {
+            self.error(pos, "name", msg);
+        }
+        let key = b.required_string(self, "key").unwrap_or_default();
+        if !key.is_empty() && kinds.get(&key).map(String::as_str) != Some("aws_kms_key") {
+            self.error(b.pos(), "reference", format!("{}: {key:?} is not an aws_kms_key resource in this manifest", b.field_path("key")));
+        }
+        let mode = match b.choice(self, "mode", &["eip191", "digest"]).as_deref() {
+            Some("digest") => SigningMode::Digest,
+            _ => SigningMode::Eip191,
+        };
+        let mut endpoints = Vec::new();
+        if let Some(node) = b.get("endpoints") {
+            let path = b.field_path("endpoints");
+            match &node.value {
+                Value::Seq(items) => {
+                    for item in items {
+                        if let Some(mut e) = Block::new(self, item, &path) {
+                            let url = e.url(self, "url");
+                            let auth = match e.string(self, "bearer_token_env") {
+                                Some(var) => EndpointAuth::BearerEnv(var),
+                                None => EndpointAuth::None,
+                            };
+                            e.finish(self);
+                            match url {
+                                Some(url) => endpoints.push(Endpoint::Url { url, auth }),
+                                None => self.error(item.pos, "missing", format!("{path}: an endpoint needs `url:`")),
+                            }
+                        }
+                    }
+                }
+                _ => self.error(node.pos, "type", format!("{path}: expected a list, found {}", node.describe())),
+            }
+        }
+        b.finish(self);
+        self.refs.clear();
+        Some(SignerSpec { name, key, mode, endpoints })
     }
 
     fn resources(&mut self, node: &Node) -> Vec<(ResourceSpec, Pos)> {

@@ -80,6 +80,43 @@ impl Emulator {
     }
 }
 
+/// moto, a second AWS emulator whose KMS DIGEST signing is known to be wrong: it signs
+/// SHA-256(digest) instead of the digest.
+pub struct Moto(Emulator);
+
+impl Moto {
+    pub fn start() -> Moto {
+        let bin = repo_root().join(".venv/moto/bin/moto_server");
+        assert!(bin.exists(), "moto is not installed at {}: run scripts/install-emulator.sh (scripts/test.sh does this)", bin.display());
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let emulator = Emulator { child, port, endpoint: format!("http://127.0.0.1:{port}") };
+        wait_for_port(port, "moto");
+        Moto(emulator)
+    }
+}
+
+impl std::ops::Deref for Moto {
+    type Target = Emulator;
+    fn deref(&self) -> &Emulator {
+        &self.0
+    }
+}
+
+/// Waits until something accepts connections on the loopback port.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not open port {port} within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -87,7 +124,7 @@ impl Drop for Emulator {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 

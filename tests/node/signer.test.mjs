@@ -3,12 +3,13 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { SignCommand, GetPublicKeyCommand } from '@aws-sdk/client-kms';
+import { GetPublicKeyCommand, SignCommand } from '@aws-sdk/client-kms';
 import { createHandler, parseDerSignature } from '../../templates/aws-lambda-signer/index.mjs';
 import {
   KmsStandIn,
   N,
   NONCE_WITH_30_BYTE_R,
+  assertRecovers,
   derIntegerLengths,
   derSignature,
   ecdsaS,
@@ -18,7 +19,6 @@ import {
   makeKey,
   nonceR,
   restApiEvent,
-  assertRecovers,
   toBigInt,
 } from './support/signer-fixtures.mjs';
 
@@ -104,13 +104,13 @@ describe('signatures recover to the configured address', () => {
     assertRecovers(await handle(functionUrlEvent({ hash: hex(hash) })), eip191Digest(hash), KEY.address);
   });
 
-  // KMS emits 30- to 33-byte INTEGERs; a value below 2^(8b - 1) encodes in b bytes.
+  // KMS emits 30- to 33-byte INTEGERs; values in [2^(8b - 8), 2^(8b - 1)) encode in b bytes.
   for (const [bytes, nonce] of [
     [30, () => NONCE_WITH_30_BYTE_R],
     [31, () => {
       let k;
       do k = toBigInt(randomBytes(32)) % N;
-      while (k === 0n || nonceR(k) >= 1n << 247n);
+      while (k === 0n || nonceR(k) >= 1n << 247n || nonceR(k) < 1n << 240n);
       return k;
     }],
   ]) {
@@ -131,27 +131,27 @@ describe('signatures recover to the configured address', () => {
 
   // With a fixed nonce, s depends only on the digest, so searching hashes is cheap. A
   // short s is always low; KMS may return it as is or as its high twin n - s.
-  for (const [bytes, bound] of [
-    [30, 1n << 239n],
-    [31, 1n << 247n],
+  for (const [bytes, low, high] of [
+    [30, 1n << 232n, 1n << 239n],
+    [31, 1n << 240n, 1n << 247n],
   ]) {
     for (const mode of MODES) {
       test(`s as a ${bytes}-byte INTEGER, returned low and high, ${mode} mode`, async () => {
         const k = NONCE_WITH_30_BYTE_R + 1n;
         const r = nonceR(k);
         let hash;
-        let low;
+        let lowS;
         do {
           hash = randomBytes(32);
           const s = ecdsaS(toBigInt(digestFor(mode, hash)), r, KEY.d, k);
-          low = s < N - s ? s : N - s;
-        } while (low >= bound);
-        for (const s of [low, N - low]) {
+          lowS = s < N - s ? s : N - s;
+        } while (lowS < low || lowS >= high);
+        for (const s of [lowS, N - lowS]) {
           const der = derSignature(r, s);
-          assert.equal(derIntegerLengths(der)[1], s === low ? bytes : 33);
+          assert.equal(derIntegerLengths(der)[1], s === lowS ? bytes : 33);
           const { handle } = setup({ mode, transformDer: () => der });
           const body = assertRecovers(await handle(functionUrlEvent({ hash: hex(hash) })), digestFor(mode, hash), KEY.address);
-          assert.equal(toBigInt(Buffer.from(body.s.slice(2), 'hex')), low);
+          assert.equal(toBigInt(Buffer.from(body.s.slice(2), 'hex')), lowS);
         }
       });
     }

@@ -1,0 +1,108 @@
+//! `keyrite sign`, `selftest` and `serve`: everything that uses a signer's key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+
+use super::{Status, load};
+use crate::cli::ManifestArg;
+use crate::crypto;
+use crate::manifest::{Manifest, SignerSpec, SigningMode};
+use crate::provider::Cloud;
+use crate::render::Format;
+use crate::signer::KmsSigner;
+use crate::state::State;
+
+/// The signer's key id and recorded public key, from the state.
+fn key_record(state: &State, spec: &SignerSpec) -> anyhow::Result<(String, Option<Vec<u8>>)> {
+    let r = state.resources.get(&spec.key).with_context(|| format!("signer {}: key {} is not in the state; run `keyrite apply` first", spec.name, spec.key))?;
+    let spki = r.outputs.get("public_key").and_then(|v| v.as_str()).and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+    Ok((r.id.clone(), spki))
+}
+
+async fn connect(arg: &ManifestArg) -> anyhow::Result<(Manifest, State, Cloud)> {
+    let (manifest, store) = load(arg)?;
+    let Some(state) = store.read()? else { bail!("no state at {}: run `keyrite apply` first", store.path().display()) };
+    let cloud = Cloud::connect(&manifest.aws).await?;
+    Ok((manifest, state, cloud))
+}
+
+pub async fn sign(arg: &ManifestArg, signer: Option<&str>, hash: &str, mode: Option<SigningMode>) -> anyhow::Result<Status> {
+    let digest = crypto::parse_digest(hash).context("--hash")?;
+    let (manifest, state, cloud) = connect(arg).await?;
+    let spec = manifest.signer(signer)?;
+    let (key_id, _) = key_record(&state, spec)?;
+    let kms = KmsSigner::connect(cloud.kms.clone(), &key_id).await?;
+    let sig = kms.sign(&digest, mode.unwrap_or(spec.mode)).await?;
+    println!("0x{}", hex::encode(sig));
+    Ok(Status::Ok)
+}
+
+pub async fn selftest(arg: &ManifestArg, only: Option<&str>, format: Format, timeout: f64) -> anyhow::Result<Status> {
+    let (manifest, state, cloud) = connect(arg).await?;
+    let specs: Vec<&SignerSpec> = match only {
+        Some(name) => vec![manifest.signer(Some(name))?],
+        None if manifest.signers.is_empty() => bail!("the manifest declares no `signers:` to test"),
+        None => manifest.signers.iter().collect(),
+    };
+    let timeout = Duration::from_secs_f64(timeout.max(0.1));
+    let mut reports = Vec::new();
+    for spec in specs {
+        let (key_id, spki) = key_record(&state, spec)?;
+        let kms = KmsSigner::connect(cloud.kms.clone(), &key_id).await?;
+        reports.push(crate::selftest::run(spec, &kms, spki.as_deref(), timeout).await?);
+    }
+    let passed = reports.iter().all(|r| r.passed());
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"format_version": 1, "kind": "selftest", "passed": passed, "signers": reports}))?),
+        Format::Human => {
+            for r in &reports {
+                println!("signer {} ({}, mode {:?})", r.signer, r.address, r.mode);
+                for c in &r.checks {
+                    let mark = if c.passed { "✓" } else { "✗" };
+                    let cause = c.cause.map(|c| format!("[{c}] ")).unwrap_or_default();
+                    println!("  {mark} {:<40} {cause}{} ({} ms)", c.target, c.message, c.latency_ms);
+                }
+            }
+            println!("{}", if passed { "Self-test passed." } else { "Self-test FAILED." });
+        }
+    }
+    Ok(if passed { Status::Ok } else { Status::Error })
+}
+
+pub async fn serve(arg: &ManifestArg, signer: Option<&str>, listen: SocketAddr, token_file: Option<&Path>, token_env: Option<&str>) -> anyhow::Result<Status> {
+    let token = match (token_file, token_env) {
+        (Some(path), _) => Some(std::fs::read_to_string(path).with_context(|| format!("cannot read token file {}", path.display()))?.trim().to_owned()),
+        (None, Some(var)) => Some(std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?.trim().to_owned()),
+        (None, None) => None,
+    };
+    if token.as_deref() == Some("") {
+        bail!("the bearer token is empty");
+    }
+    let (manifest, state, cloud) = connect(arg).await?;
+    let spec = manifest.signer(signer)?;
+    let (key_id, _) = key_record(&state, spec)?;
+    let kms = KmsSigner::connect(cloud.kms.clone(), &key_id).await?;
+    if !listen.ip().is_loopback() {
+        eprintln!("warning: listening on {listen}, which is reachable from other hosts{}", if token.is_none() { " WITHOUT authentication" } else { "" });
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!(
+        "keyrite serve: signer {} ({}, mode {:?}) on http://{}{}",
+        spec.name,
+        kms.address,
+        spec.mode,
+        listener.local_addr()?,
+        if token.is_some() { " (bearer token required)" } else { "" }
+    );
+    let service = Arc::new(crate::serve::Service { signer: kms, mode: spec.mode, token });
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    crate::serve::run(listener, service, shutdown).await?;
+    Ok(Status::Ok)
+}

@@ -1,0 +1,190 @@
+//! Signing with a KMS key, and checking a signature the way a wallet platform will.
+//!
+//! KMS returns an ASN.1 DER ECDSA signature over the digest it was given and nothing else;
+//! Ethereum wants r‖s‖v with s in the lower half of the curve order (EIP-2) and v ∈ {27, 28}
+//! naming which of the two candidate public keys signed. This module turns one into the
+//! other and verifies the result recovers to the key's address before anyone sees it.
+
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
+
+use crate::crypto::{self, Address};
+use crate::manifest::SigningMode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("kms:{operation} failed for key {key}: {message}")]
+    Kms { operation: &'static str, key: String, message: String },
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+}
+
+/// The 32 bytes KMS is asked to sign for a request digest, in the given mode.
+pub fn prehash(mode: SigningMode, digest: &[u8; 32]) -> [u8; 32] {
+    match mode {
+        SigningMode::Eip191 => crypto::eip191_hash(digest),
+        SigningMode::Digest => *digest,
+    }
+}
+
+/// A KMS key with its public key and address, fetched once.
+#[derive(Clone, Debug)]
+pub struct KmsSigner {
+    kms: aws_sdk_kms::Client,
+    key_id: String,
+    public_key: k256::PublicKey,
+    pub spki: Vec<u8>,
+    pub address: Address,
+}
+
+impl KmsSigner {
+    /// Fetches the key's public key. `kms:GetPublicKey`.
+    pub async fn connect(kms: aws_sdk_kms::Client, key_id: &str) -> Result<KmsSigner, SignError> {
+        let out = kms.get_public_key().key_id(key_id).send().await.map_err(|e| kms_error("GetPublicKey", key_id, e))?;
+        let spki = out.public_key().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+        let public_key = crypto::public_key_from_spki_der(&spki)?;
+        Ok(KmsSigner { kms, key_id: key_id.to_owned(), address: crypto::evm_address(&public_key), public_key, spki })
+    }
+
+    /// Asks KMS to sign `prehash` as a digest. `kms:Sign` with `ECDSA_SHA_256`.
+    pub async fn sign_der(&self, prehash: &[u8; 32]) -> Result<Vec<u8>, SignError> {
+        let out = self
+            .kms
+            .sign()
+            .key_id(&self.key_id)
+            .message(Blob::new(prehash.to_vec()))
+            .message_type(MessageType::Digest)
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await
+            .map_err(|e| kms_error("Sign", &self.key_id, e))?;
+        Ok(out.signature().map(|b| b.as_ref().to_vec()).unwrap_or_default())
+    }
+
+    /// Signs a request digest: r‖s‖v, low-s, v ∈ {27, 28}, verified to recover to the key's
+    /// address. A KMS that signed anything but `prehash` fails here, never downstream.
+    pub async fn sign(&self, digest: &[u8; 32], mode: SigningMode) -> Result<[u8; 65], SignError> {
+        let prehash = prehash(mode, digest);
+        let der = self.sign_der(&prehash).await?;
+        Ok(crypto::signature_rsv(&self.public_key, &prehash, &der)?)
+    }
+}
+
+fn kms_error<E: std::error::Error + 'static, R: std::fmt::Debug>(operation: &'static str, key: &str, e: aws_sdk_kms::error::SdkError<E, R>) -> SignError {
+    let message = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
+    SignError::Kms { operation, key: key.to_owned(), message }
+}
+
+/// Why a signature does not do what a wallet platform needs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum SignatureFault {
+    #[error("signature is not 65 bytes of 0x-hex: {detail}")]
+    Malformed { detail: String },
+    #[error("high-s signature (EIP-2 requires s ≤ n/2)")]
+    HighS,
+    #[error("v is {v}; expected 27 or 28")]
+    WrongV { v: u8 },
+    #[error("signature recovers to {recovered}, expected {expected}")]
+    WrongAddress { expected: String, recovered: String },
+}
+
+/// Checks a 65-byte r‖s‖v signature over `prehash` against the expected signer.
+pub fn check_rsv(expected: &Address, prehash: &[u8; 32], sig: &[u8]) -> Result<(), SignatureFault> {
+    let sig: &[u8; 65] = sig.try_into().map_err(|_| SignatureFault::Malformed { detail: format!("{} bytes", sig.len()) })?;
+    let v = sig[64];
+    if v != 27 && v != 28 {
+        return Err(SignatureFault::WrongV { v });
+    }
+    let s: [u8; 32] = sig[32..64].try_into().unwrap_or([0; 32]);
+    if crypto::normalize_low_s(s).1 {
+        return Err(SignatureFault::HighS);
+    }
+    let recovered = crypto::recover_address(prehash, sig).map_err(|e| SignatureFault::Malformed { detail: e.to_string() })?;
+    if &recovered != expected {
+        return Err(SignatureFault::WrongAddress { expected: expected.to_string(), recovered: recovered.to_string() });
+    }
+    Ok(())
+}
+
+/// Checks a raw DER signature from KMS: after low-s normalisation, one of the two recovery
+/// ids must give the expected address.
+pub fn check_der(expected: &Address, prehash: &[u8; 32], der: &[u8]) -> Result<(), SignatureFault> {
+    let (r, s) = crypto::parse_der_signature(der).map_err(|e| SignatureFault::Malformed { detail: e.to_string() })?;
+    let (s, _) = crypto::normalize_low_s(s);
+    let mut recovered = Vec::new();
+    for v in [27u8, 28] {
+        let mut sig = [0u8; 65];
+        sig[..32].copy_from_slice(&r);
+        sig[32..64].copy_from_slice(&s);
+        sig[64] = v;
+        match crypto::recover_address(prehash, &sig) {
+            Ok(a) if &a == expected => return Ok(()),
+            Ok(a) => recovered.push(a.to_string()),
+            Err(_) => {}
+        }
+    }
+    Err(SignatureFault::WrongAddress { expected: expected.to_string(), recovered: recovered.join(" or ") })
+}
+
+/// Parses `0x`-hex of any length.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let s = s.trim();
+    hex::decode(s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s)).map_err(|e| format!("not hex: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k256::ecdsa::SigningKey;
+
+    fn key() -> (SigningKey, Address) {
+        let sk = SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let addr = crypto::evm_address(&k256::PublicKey::from(sk.verifying_key()));
+        (sk, addr)
+    }
+
+    #[test]
+    fn eip191_prehash_differs_from_digest_mode() {
+        let d = [1u8; 32];
+        assert_eq!(prehash(SigningMode::Digest, &d), d);
+        assert_eq!(prehash(SigningMode::Eip191, &d), crypto::eip191_hash(&d));
+    }
+
+    #[test]
+    fn check_rsv_names_each_fault() {
+        let (sk, addr) = key();
+        let prehash = [9u8; 32];
+        let (sig, recid) = sk.sign_prehash_recoverable(&prehash).unwrap();
+        let mut rsv = [0u8; 65];
+        rsv[..64].copy_from_slice(&sig.to_bytes());
+        rsv[64] = 27 + recid.to_byte();
+        assert_eq!(check_rsv(&addr, &prehash, &rsv), Ok(()));
+
+        let mut wrong_v = rsv;
+        wrong_v[64] = 1;
+        assert_eq!(check_rsv(&addr, &prehash, &wrong_v), Err(SignatureFault::WrongV { v: 1 }));
+
+        let high = k256::ecdsa::Signature::from_scalars(sig.r(), -*sig.s()).unwrap();
+        let mut high_s = rsv;
+        high_s[32..64].copy_from_slice(&high.to_bytes()[32..]);
+        assert_eq!(check_rsv(&addr, &prehash, &high_s), Err(SignatureFault::HighS));
+
+        assert!(matches!(check_rsv(&addr, &[8u8; 32], &rsv), Err(SignatureFault::WrongAddress { .. })));
+        assert!(matches!(check_rsv(&addr, &prehash, &rsv[..64]), Err(SignatureFault::Malformed { .. })));
+    }
+
+    #[test]
+    fn check_der_accepts_high_s_and_rejects_a_signature_over_other_bytes() {
+        let (sk, addr) = key();
+        let prehash = [5u8; 32];
+        let (sig, _) = sk.sign_prehash_recoverable(&prehash).unwrap();
+        let high = k256::ecdsa::Signature::from_scalars(sig.r(), -*sig.s()).unwrap();
+        assert_eq!(check_der(&addr, &prehash, high.to_der().as_bytes()), Ok(()));
+        // What a faulty KMS does: sign SHA-256(digest) instead of the digest.
+        use sha2::Digest;
+        let wrong: [u8; 32] = sha2::Sha256::digest(prehash).into();
+        let (bad, _) = sk.sign_prehash_recoverable(&wrong).unwrap();
+        assert!(matches!(check_der(&addr, &prehash, bad.to_der().as_bytes()), Err(SignatureFault::WrongAddress { .. })));
+    }
+}

@@ -1,0 +1,186 @@
+//! Signing through KMS on the local emulator: `sign`, `sig`, the live self-test (direct and
+//! through `keyrite serve`), and a faulty KMS (moto) that the self-test must catch.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use common::{Emulator, Moto, Workdir, free_port, wait_for_port};
+use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+use serde_json::json;
+use sha3::{Digest, Keccak256};
+
+/// The EVM address of a public key, computed here with k256 and sha3 directly.
+fn address_of(key: &VerifyingKey) -> String {
+    let point = key.to_encoded_point(false);
+    let hash = Keccak256::digest(&point.as_bytes()[1..]);
+    format!("0x{}", hex::encode(&hash[12..]))
+}
+
+/// Recovers the signer of an r‖s‖v signature over a 32-byte prehash, independently of
+/// keyrite's own crypto module.
+fn recover(prehash: &[u8; 32], sig: &[u8]) -> String {
+    assert_eq!(sig.len(), 65);
+    let signature = Signature::from_slice(&sig[..64]).unwrap();
+    assert!(signature.normalize_s().is_none(), "high-s signature");
+    assert!(sig[64] == 27 || sig[64] == 28, "v = {}", sig[64]);
+    let key = VerifyingKey::recover_from_prehash(prehash, &signature, RecoveryId::from_byte(sig[64] - 27).unwrap()).unwrap();
+    address_of(&key)
+}
+
+fn eip191(digest: &[u8; 32]) -> [u8; 32] {
+    let mut h = Keccak256::new();
+    h.update(b"\x19Ethereum Signed Message:\n32");
+    h.update(digest);
+    h.finalize().into()
+}
+
+fn evm_address(w: &Workdir, emu: &Emulator) -> String {
+    let out = w.keyrite(emu, &["addresses", "--format", "json"]).expect(0).json();
+    out["keys"][0]["evm_address"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn sign_produces_signatures_that_recover_to_the_derived_address_in_both_modes() {
+    let emu = Emulator::start();
+    let w = Workdir::with_example("treasury.yaml");
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    let address = evm_address(&w, &emu);
+    for i in 0..8u8 {
+        let digest = [i.wrapping_mul(37).wrapping_add(1); 32];
+        let hash = format!("0x{}", hex::encode(digest));
+        let eip = w.keyrite(&emu, &["sign", "--hash", &hash]).expect(0);
+        let sig = hex::decode(eip.stdout.trim().trim_start_matches("0x")).unwrap();
+        assert_eq!(recover(&eip191(&digest), &sig).to_lowercase(), address.to_lowercase());
+        let raw = w.keyrite(&emu, &["sign", "--hash", &hash, "--mode", "digest"]).expect(0);
+        let sig = hex::decode(raw.stdout.trim().trim_start_matches("0x")).unwrap();
+        assert_eq!(recover(&digest, &sig).to_lowercase(), address.to_lowercase());
+        let recovered = w.keyrite(&emu, &["sig", "recover", "--digest", &hash, "--signature", raw.stdout.trim()]).expect(0);
+        assert_eq!(recovered.stdout.trim(), address, "EIP-55 form");
+    }
+}
+
+#[test]
+fn selftest_passes_directly_and_through_serve_and_names_each_failure() {
+    let emu = Emulator::start();
+    let port = free_port();
+    let text = std::fs::read_to_string(common::repo_root().join("manifests/treasury.yaml")).unwrap()
+        + &format!("    endpoints:\n      - url: http://127.0.0.1:{port}/sign\n        bearer_token_env: SIGNER_TOKEN\n");
+    let w = Workdir::with_text(&text);
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    let address = evm_address(&w, &emu);
+
+    let mut server = Server::start(&w, &emu, port, "s3cret-token");
+    let report = selftest(&w, &emu, "s3cret-token").expect(0).json();
+    let checks = report["signers"][0]["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 3, "{checks:#?}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{checks:#?}");
+    assert_eq!(checks[1]["target"], "kms-direct");
+    assert!(checks[2]["latency_ms"].as_f64().unwrap() > 0.0);
+    // Verify the endpoint's signature independently.
+    let digest: [u8; 32] = hex::decode(checks[2]["digest"].as_str().unwrap().trim_start_matches("0x")).unwrap().try_into().unwrap();
+    let sig = hex::decode(checks[2]["signature"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    assert_eq!(recover(&eip191(&digest), &sig).to_lowercase(), address.to_lowercase());
+
+    // Wrong token: the endpoint check fails with the HTTP status as its cause.
+    let report = selftest(&w, &emu, "wrong").expect(1).json();
+    let endpoint = &report["signers"][0]["checks"][2];
+    assert_eq!((endpoint["passed"].as_bool(), endpoint["cause"].as_str()), (Some(false), Some("http_status")));
+    assert!(endpoint["message"].as_str().unwrap().contains("401"));
+
+    // The contract, spoken directly.
+    let hash = format!("0x{}", "11".repeat(32));
+    let (status, body) = post(port, "s3cret-token", &json!({"userOpHash": hash, "signerAddress": address.to_lowercase()}).to_string());
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for field in ["signature", "r", "s", "recid", "v", "address"] {
+        assert!(body.get(field).is_some(), "missing {field}: {body}");
+    }
+    let (status, body) = post(port, "s3cret-token", &json!({"hash": hash, "signerAddress": "0x0000000000000000000000000000000000000001"}).to_string());
+    assert_eq!(status, 400);
+    assert!(body.contains("is not this signer"), "{body}");
+    let (status, body) = post(port, "s3cret-token", r#"{"hash": "0x1234"}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("hash:"), "{body}");
+
+    // The endpoint gone: a transport failure, reported, not a hang.
+    server.stop();
+    let report = selftest(&w, &emu, "s3cret-token").expect(1).json();
+    assert_eq!(report["signers"][0]["checks"][2]["cause"], "transport");
+}
+
+#[test]
+fn selftest_fails_against_moto_whose_kms_signs_the_wrong_bytes() {
+    let moto = Moto::start();
+    let w = Workdir::with_example("treasury.yaml");
+    w.keyrite(&moto, &["apply", "--auto-approve"]).expect(0);
+    let out = w.keyrite(&moto, &["selftest", "--format", "json"]).expect(1).json();
+    let direct = &out["signers"][0]["checks"][1];
+    assert_eq!(direct["target"], "kms-direct");
+    assert_eq!((direct["passed"].as_bool(), direct["cause"].as_str()), (Some(false), Some("wrong_address")), "{direct:#}");
+    let human = w.keyrite(&moto, &["selftest"]).expect(1);
+    assert!(human.stdout.contains("✗ kms-direct") && human.stdout.contains("[wrong_address]"), "{}", human.stdout);
+    assert!(human.stdout.contains("Self-test FAILED."));
+    // keyrite sign refuses to hand out what moto produced.
+    let refused = w.keyrite(&moto, &["sign", "--hash", &format!("0x{}", "22".repeat(32))]).expect(1);
+    assert!(refused.stderr.contains("error:"), "{}", refused.stderr);
+}
+
+fn selftest(w: &Workdir, emu: &Emulator, token: &str) -> common::Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .args(["selftest", "--format", "json", "--timeout", "5"])
+        .current_dir(w.path())
+        .envs(emu.env())
+        .env("SIGNER_TOKEN", token)
+        .output()
+        .unwrap();
+    common::Run::from(output)
+}
+
+/// `keyrite serve` in the background.
+struct Server(Child);
+
+impl Server {
+    fn start(w: &Workdir, emu: &Emulator, port: u16, token: &str) -> Server {
+        let child = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--token-env", "SIGNER_TOKEN"])
+            .current_dir(w.path())
+            .envs(emu.env())
+            .env("SIGNER_TOKEN", token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, "keyrite serve");
+        Server(child)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A minimal HTTP/1.1 POST over a plain socket.
+fn post(port: u16, token: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST /sign HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
