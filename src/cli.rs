@@ -123,6 +123,10 @@ pub enum Command {
         /// Seconds to wait for each answer
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
+        /// Reach Function URLs and API stages through a local emulator at this base URL
+        /// (their public hostnames do not resolve locally)
+        #[arg(long, env = "KEYRITE_VIA_EMULATOR", value_name = "URL")]
+        via_emulator: Option<String>,
     },
     /// Serve the signer contract over HTTP, backed by KMS
     Serve {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod crypto;
 pub mod manifest;
+pub mod package;
 pub mod plan;
 pub mod policy;
 pub mod provider;

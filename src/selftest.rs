@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::crypto::Address;
 use crate::manifest::{Endpoint, EndpointAuth, SignerSpec};
+use crate::state::State;
 use crate::signer::{KmsSigner, SignatureFault, check_der, check_rsv, parse_hex, prehash};
 
 /// One check's result.
@@ -64,18 +65,95 @@ pub fn http_client() -> anyhow::Result<HttpClient> {
     Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector))
 }
 
+/// Where and how to call one endpoint.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// What the report calls it: the endpoint's public URL.
+    pub label: String,
+    /// Where the request is sent.
+    pub send_url: String,
+    /// The URL whose host and path are signed (differs from `send_url` through an emulator).
+    pub sign_url: String,
+    /// A `Host` header to send, when the request goes somewhere else than `sign_url`.
+    pub host: Option<String>,
+    /// SigV4 service name, when the endpoint requires AWS_IAM auth.
+    pub sigv4: Option<&'static str>,
+    pub bearer: Option<String>,
+    /// Set when the endpoint could not even be resolved (not applied yet, token missing).
+    pub problem: Option<String>,
+}
+
+/// Resolves a signer's endpoints against the state. With `via` (an emulator's base URL),
+/// Function URLs are sent to `via` with their real `Host` header, and API stages to
+/// `via/_aws/execute-api/<api-id>/<stage>/<path>`, the local emulators' convention.
+pub fn targets(spec: &SignerSpec, state: &State, via: Option<&str>) -> Vec<Target> {
+    spec.endpoints.iter().map(|e| target(e, state, via.map(|v| v.trim_end_matches('/')))).collect()
+}
+
+fn target(endpoint: &Endpoint, state: &State, via: Option<&str>) -> Target {
+    let blank = |label: &str| Target { label: label.to_owned(), send_url: label.to_owned(), sign_url: label.to_owned(), host: None, sigv4: None, bearer: None, problem: None };
+    let output = |resource: &str, key: &str| state.resources.get(resource).and_then(|r| r.outputs.get(key)).and_then(|v| v.as_str()).map(str::to_owned);
+    match endpoint {
+        Endpoint::Url { url, auth } => {
+            let mut t = blank(url);
+            if let EndpointAuth::BearerEnv(var) = auth {
+                match std::env::var(var) {
+                    Ok(token) => t.bearer = Some(token.trim().to_owned()),
+                    Err(_) => t.problem = Some(format!("environment variable {var} (the endpoint's bearer token) is not set")),
+                }
+            }
+            t
+        }
+        Endpoint::FunctionUrl { resource } => {
+            let Some(url) = output(resource, "url") else {
+                let mut t = blank(resource);
+                t.problem = Some(format!("{resource} is not in the state; run `keyrite apply` first"));
+                return t;
+            };
+            let mut t = blank(&url);
+            let iam = state.resources.get(resource).and_then(|r| r.attrs.get("auth_type")).and_then(|v| v.as_str()) != Some("NONE");
+            t.sigv4 = iam.then_some("lambda");
+            if let (Some(via), Ok(parsed)) = (via, url.parse::<http::Uri>()) {
+                t.send_url = format!("{via}{}", parsed.path());
+                t.host = parsed.host().map(str::to_owned);
+            }
+            t
+        }
+        Endpoint::Api { resource } => {
+            let (Some(url), Some(id), Some(stage), Some(path)) = (output(resource, "stage_url"), output(resource, "api_id"), output(resource, "stage"), output(resource, "path")) else {
+                let mut t = blank(resource);
+                t.problem = Some(format!("{resource} is not in the state; run `keyrite apply` first"));
+                return t;
+            };
+            let mut t = blank(&url);
+            t.sigv4 = Some("execute-api");
+            if let Some(via) = via {
+                t.send_url = format!("{via}/_aws/execute-api/{id}/{stage}/{path}");
+                t.sign_url = t.send_url.clone();
+            }
+            t
+        }
+    }
+}
+
+/// Credentials and region for SigV4-signing endpoint requests.
+pub struct SigV4 {
+    pub credentials: aws_credential_types::Credentials,
+    pub region: String,
+}
+
 /// Runs every check for `spec`. `recorded_spki` is the public key recorded at apply.
-pub async fn run(spec: &SignerSpec, signer: &KmsSigner, recorded_spki: Option<&[u8]>, timeout: Duration) -> anyhow::Result<Report> {
+pub async fn run(spec: &SignerSpec, signer: &KmsSigner, recorded_spki: Option<&[u8]>, targets: &[Target], sigv4: Option<&SigV4>, timeout: Duration) -> anyhow::Result<Report> {
     let mut checks = Vec::new();
     let address = signer.address;
     checks.push(match recorded_spki {
         Some(spki) if spki != signer.spki.as_slice() => fail("public-key", "public_key", "the key's public key differs from the one recorded at apply".into(), 0.0),
-        _ => pass("public-key", format!("public key matches the record; address {address}"), 0.0, None, None),
+        _ => pass("public-key", format!("public key matches the record; address {address}"), 0.0),
     });
     checks.push(kms_direct(spec, signer, timeout).await);
     let http = http_client()?;
-    for endpoint in &spec.endpoints {
-        checks.push(endpoint_check(spec, &address, endpoint, &http, timeout).await);
+    for target in targets {
+        checks.push(endpoint_check(spec, &address, target, sigv4, &http, timeout).await);
     }
     Ok(Report { signer: spec.name.clone(), address: address.to_string(), mode: spec.mode, checks })
 }
@@ -91,7 +169,7 @@ async fn kms_direct(spec: &SignerSpec, signer: &KmsSigner, timeout: Duration) ->
     };
     let latency = ms(start);
     let mut check = match check_der(&signer.address, &prehash, &der) {
-        Ok(()) => pass("kms-direct", "KMS signed the digest; signature recovers to the key's address".into(), latency, None, None),
+        Ok(()) => pass("kms-direct", "KMS signed the digest; signature recovers to the key's address".into(), latency),
         Err(fault) => fault_check("kms-direct", &fault, latency),
     };
     check.digest = Some(format!("0x{}", hex::encode(digest)));
@@ -99,15 +177,53 @@ async fn kms_direct(spec: &SignerSpec, signer: &KmsSigner, timeout: Duration) ->
     check
 }
 
-async fn endpoint_check(spec: &SignerSpec, expected: &Address, endpoint: &Endpoint, http: &HttpClient, timeout: Duration) -> Check {
-    let Endpoint::Url { url, auth } = endpoint;
+/// The SigV4 headers for a POST of `body` to `url`.
+fn sigv4_headers(url: &str, host: Option<&str>, body: &[u8], service: &str, auth: &SigV4) -> Result<Vec<(String, String)>, String> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let identity = auth.credentials.clone().into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&auth.region)
+        .name(service)
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(h) = host {
+        headers.push(("host", h));
+    }
+    let signable = SignableRequest::new("POST", url, headers.into_iter(), SignableBody::Bytes(body)).map_err(|e| e.to_string())?;
+    let (instructions, _) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
+    Ok(instructions.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+}
+
+async fn endpoint_check(spec: &SignerSpec, expected: &Address, target: &Target, sigv4: Option<&SigV4>, http: &HttpClient, timeout: Duration) -> Check {
+    let url = target.label.as_str();
+    if let Some(problem) = &target.problem {
+        return fail(url, "transport", problem.clone(), 0.0);
+    }
     let digest = random_digest();
     let body = json!({"hash": format!("0x{}", hex::encode(digest)), "signerAddress": expected.to_string()}).to_string();
-    let mut request = http::Request::post(url.as_str()).header("content-type", "application/json");
-    if let EndpointAuth::BearerEnv(var) = auth {
-        match std::env::var(var) {
-            Ok(token) => request = request.header("authorization", format!("Bearer {}", token.trim())),
-            Err(_) => return fail(url, "transport", format!("environment variable {var} (the endpoint's bearer token) is not set"), 0.0),
+    let mut request = http::Request::post(target.send_url.as_str()).header("content-type", "application/json");
+    if let Some(host) = &target.host {
+        request = request.header("host", host);
+    }
+    if let Some(token) = &target.bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if let Some(service) = target.sigv4 {
+        let Some(auth) = sigv4 else {
+            return fail(url, "transport", "the endpoint needs SigV4 (AWS_IAM) but no AWS credentials are available".into(), 0.0);
+        };
+        match sigv4_headers(&target.sign_url, target.host.as_deref(), body.as_bytes(), service, auth) {
+            Ok(headers) => {
+                for (k, v) in headers {
+                    request = request.header(k, v);
+                }
+            }
+            Err(e) => return fail(url, "transport", format!("cannot SigV4-sign the request: {e}"), 0.0),
         }
     }
     let request = match request.body(Full::new(Bytes::from(body))) {
@@ -138,7 +254,7 @@ async fn endpoint_check(spec: &SignerSpec, expected: &Address, endpoint: &Endpoi
     let mut check = match parse_hex(&signature) {
         Err(e) => fail(url, "malformed", format!("signature {e}"), latency),
         Ok(sig) => match check_rsv(expected, &prehash(spec.mode, &digest), &sig) {
-            Ok(()) => pass(url, "signature is 65 bytes, low-s, v ∈ {27, 28}, and recovers to the expected address".into(), latency, None, None),
+            Ok(()) => pass(url, "signature is 65 bytes, low-s, v ∈ {27, 28}, and recovers to the expected address".into(), latency),
             Err(fault) => fault_check(url, &fault, latency),
         },
     };
@@ -157,8 +273,8 @@ fn fault_check(target: &str, fault: &SignatureFault, latency: f64) -> Check {
     fail(target, cause, fault.to_string(), latency)
 }
 
-fn pass(target: &str, message: String, latency_ms: f64, digest: Option<String>, signature: Option<String>) -> Check {
-    Check { target: target.to_owned(), passed: true, cause: None, message, latency_ms, digest, signature }
+fn pass(target: &str, message: String, latency_ms: f64) -> Check {
+    Check { target: target.to_owned(), passed: true, cause: None, message, latency_ms, digest: None, signature: None }
 }
 
 fn fail(target: &str, cause: &'static str, message: String, latency_ms: f64) -> Check {

@@ -47,7 +47,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Destroy { manifest, auto_approve, run } => destroy::run(&manifest, auto_approve, run).await,
         Command::Policy { command: PolicyCommand::Diff { a, b } } => policy::diff(&a, &b),
         Command::Sign { manifest, signer, hash, mode } => signing::sign(&manifest, signer.as_deref(), &hash, mode).await,
-        Command::Selftest { manifest, signer, format, timeout } => signing::selftest(&manifest, signer.as_deref(), format, timeout).await,
+        Command::Selftest { manifest, signer, format, timeout, via_emulator } => {
+            signing::selftest(&manifest, signer.as_deref(), format, timeout, via_emulator.as_deref()).await
+        }
         Command::Serve { manifest, signer, listen, token_file, token_env } => {
             signing::serve(&manifest, signer.as_deref(), listen, token_file.as_deref(), token_env.as_deref()).await
         }

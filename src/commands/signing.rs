@@ -42,7 +42,7 @@ pub async fn sign(arg: &ManifestArg, signer: Option<&str>, hash: &str, mode: Opt
     Ok(Status::Ok)
 }
 
-pub async fn selftest(arg: &ManifestArg, only: Option<&str>, format: Format, timeout: f64) -> anyhow::Result<Status> {
+pub async fn selftest(arg: &ManifestArg, only: Option<&str>, format: Format, timeout: f64, via: Option<&str>) -> anyhow::Result<Status> {
     let (manifest, state, cloud) = connect(arg).await?;
     let specs: Vec<&SignerSpec> = match only {
         Some(name) => vec![manifest.signer(Some(name))?],
@@ -50,11 +50,19 @@ pub async fn selftest(arg: &ManifestArg, only: Option<&str>, format: Format, tim
         None => manifest.signers.iter().collect(),
     };
     let timeout = Duration::from_secs_f64(timeout.max(0.1));
+    let sigv4 = match cloud.sdk_config.credentials_provider() {
+        Some(provider) => {
+            use aws_credential_types::provider::ProvideCredentials;
+            provider.provide_credentials().await.ok().map(|credentials| crate::selftest::SigV4 { credentials, region: cloud.region.clone() })
+        }
+        None => None,
+    };
     let mut reports = Vec::new();
     for spec in specs {
         let (key_id, spki) = key_record(&state, spec)?;
         let kms = KmsSigner::connect(cloud.kms.clone(), &key_id).await?;
-        reports.push(crate::selftest::run(spec, &kms, spki.as_deref(), timeout).await?);
+        let targets = crate::selftest::targets(spec, &state, via);
+        reports.push(crate::selftest::run(spec, &kms, spki.as_deref(), &targets, sigv4.as_ref(), timeout).await?);
     }
     let passed = reports.iter().all(|r| r.passed());
     match format {

@@ -47,6 +47,13 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// The diagnostic as a warning line.
+    pub fn as_warning(&self) -> String {
+        format!("{}:{}:{}: warning[{}]: {}", self.file, self.line, self.column, self.code, self.message)
+    }
+}
+
 /// All problems found in a manifest. Displayed one per line, then a count.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
@@ -113,6 +120,10 @@ pub enum EndpointAuth {
 pub enum Endpoint {
     /// A URL speaking the signer contract, e.g. `keyrite serve`.
     Url { url: String, auth: EndpointAuth },
+    /// An `aws_lambda_function_url` resource (SigV4-signed when its auth type is AWS_IAM).
+    FunctionUrl { resource: String },
+    /// An `aws_api_gateway_rest_api` resource's stage (SigV4-signed, `execute-api`).
+    Api { resource: String },
 }
 
 /// A signer: a key, the mode it signs in, and the endpoints that sign with it.
@@ -136,6 +147,9 @@ pub struct Manifest {
     /// Resources in a dependency-respecting order (dependencies first, then file order).
     pub resources: Vec<ResourceSpec>,
     pub signers: Vec<SignerSpec>,
+    /// Things that are allowed but deserve attention (a public endpoint); printed by every
+    /// command that reads the manifest.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Manifest {
@@ -143,7 +157,11 @@ impl Manifest {
     pub fn load(path: &Path) -> anyhow::Result<Manifest> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read manifest {}: {e}", path.display()))?;
-        Ok(Manifest::parse(path, &text)?)
+        let manifest = Manifest::parse(path, &text)?;
+        for w in &manifest.warnings {
+            eprintln!("{}", w.as_warning());
+        }
+        Ok(manifest)
     }
 
     /// Validates manifest text; `path` names the file in diagnostics and anchors relative paths.
@@ -152,7 +170,11 @@ impl Manifest {
         let root = yaml::parse(text).map_err(|e| {
             Diagnostics(vec![Diagnostic { file: file.clone(), line: e.pos.line, column: e.pos.col, code: "yaml", message: e.message }])
         })?;
-        let mut cx = Validation::new(file);
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut cx = Validation::new(file, base);
         let parsed = cx.manifest(path, &root);
         let resources = cx.check_references(parsed.resources);
         if !cx.diags.is_empty() {
@@ -166,6 +188,7 @@ impl Manifest {
             state: parsed.state,
             resources,
             signers: parsed.signers,
+            warnings: cx.warnings,
         })
     }
 
@@ -198,7 +221,10 @@ type Child = (ResourceSpec, Pos, Vec<(Reference, Pos)>);
 /// Collects diagnostics and references while kinds validate their blocks.
 pub struct Validation {
     file: String,
+    /// The manifest's directory: relative paths in the manifest are relative to it.
+    base: PathBuf,
     diags: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
     /// References seen in the resource currently being validated.
     refs: Vec<(Reference, Pos)>,
     /// Extra resources a kind asked to declare (an IAM role's inline policies).
@@ -206,8 +232,18 @@ pub struct Validation {
 }
 
 impl Validation {
-    fn new(file: String) -> Self {
-        Validation { file, diags: Vec::new(), refs: Vec::new(), children: Vec::new() }
+    fn new(file: String, base: PathBuf) -> Self {
+        Validation { file, base, diags: Vec::new(), warnings: Vec::new(), refs: Vec::new(), children: Vec::new() }
+    }
+
+    /// The directory relative paths in the manifest are relative to.
+    pub fn base_dir(&self) -> &Path {
+        &self.base
+    }
+
+    /// Records a warning at `pos`: the manifest is valid, but a person should look.
+    pub fn warn(&mut self, pos: Pos, code: &'static str, message: impl Into<String>) {
+        self.warnings.push(Diagnostic { file: self.file.clone(), line: pos.line, column: pos.col, code, message: message.into() });
     }
 
     /// Records an error at `pos`.
@@ -299,6 +335,32 @@ impl Validation {
         parsed
     }
 
+    fn endpoint(&mut self, mut e: Block<'_>, pos: Pos, path: &str, kinds: &BTreeMap<String, String>) -> Option<Endpoint> {
+        let resource = |e: &mut Block<'_>, cx: &mut Validation, key: &str, kind: &str| {
+            let name = e.string(cx, key)?;
+            if kinds.get(&name).map(String::as_str) != Some(kind) {
+                cx.error(pos, "reference", format!("{path}.{key}: {name:?} is not an {kind} resource in this manifest"));
+            }
+            Some(name)
+        };
+        let endpoint = if let Some(url) = e.url(self, "url") {
+            let auth = match e.string(self, "bearer_token_env") {
+                Some(var) => EndpointAuth::BearerEnv(var),
+                None => EndpointAuth::None,
+            };
+            Some(Endpoint::Url { url, auth })
+        } else if let Some(r) = resource(&mut e, self, "function_url", "aws_lambda_function_url") {
+            Some(Endpoint::FunctionUrl { resource: r })
+        } else if let Some(r) = resource(&mut e, self, "api", "aws_api_gateway_rest_api") {
+            Some(Endpoint::Api { resource: r })
+        } else {
+            self.error(pos, "missing", format!("{path}: an endpoint needs one of `url:`, `function_url:` or `api:`"));
+            None
+        };
+        e.finish(self);
+        endpoint
+    }
+
     fn signer(&mut self, name: String, pos: Pos, mut b: Block<'_>, kinds: &BTreeMap<String, String>) -> Option<SignerSpec> {
         if let Err(msg) = refs::check_name(&name) {
             self.error(pos, "name", msg);
@@ -317,16 +379,9 @@ impl Validation {
             match &node.value {
                 Value::Seq(items) => {
                     for item in items {
-                        if let Some(mut e) = Block::new(self, item, &path) {
-                            let url = e.url(self, "url");
-                            let auth = match e.string(self, "bearer_token_env") {
-                                Some(var) => EndpointAuth::BearerEnv(var),
-                                None => EndpointAuth::None,
-                            };
-                            e.finish(self);
-                            match url {
-                                Some(url) => endpoints.push(Endpoint::Url { url, auth }),
-                                None => self.error(item.pos, "missing", format!("{path}: an endpoint needs `url:`")),
+                        if let Some(e) = Block::new(self, item, &path) {
+                            if let Some(endpoint) = self.endpoint(e, item.pos, &path, kinds) {
+                                endpoints.push(endpoint);
                             }
                         }
                     }

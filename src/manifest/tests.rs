@@ -96,7 +96,7 @@ fn bad_references_are_errors() {
     let text = "version: 1\nresources:\n  key:\n    type: aws_kms_key\n    description: ${key.arn}\n  alias:\n    type: aws_kms_alias\n    name: alias/x\n    target_key: ${key.nope}\n  alias2:\n    type: aws_kms_alias\n    name: alias/y\n    target_key: ${key.key_id\n";
     let e = errors(text);
     has(&e, "m.yaml:5:18: error[reference]: ${key.arn}: a resource cannot refer to itself");
-    has(&e, "${key.nope}: `key` has no attribute `nope` (it has: key_id, arn, public_key)");
+    has(&e, "${key.nope}: `key` has no attribute `nope` (it has: key_id, arn, public_key, address)");
     has(&e, "unterminated reference");
 }
 

@@ -109,6 +109,12 @@ fn describe(attr: &str, mode: Compare, applied: Option<&Json>, live: Option<&Jso
             (Severity::Security, format!("undeclared inline polic{} attached: {}", if names.len() == 1 { "y" } else { "ies" }, names.join(", ")))
         }
         ("tags", _) => (Severity::Change, format!("tags changed: {}", tag_changes(applied, live))),
+        ("code_sha256", _) => (Severity::Security, format!("signer code replaced out of band (CodeSha256 {} → {})", text(applied), text(live))),
+        ("auth_type", _) if text(live) == "NONE" => (Severity::Security, "function URL auth type changed to NONE: anyone can invoke the signer".into()),
+        ("auth_type", _) => (Severity::Security, format!("function URL auth type changed from {} to {}", text(applied), text(live))),
+        ("environment", _) => (Severity::Security, format!("function environment changed: {}", tag_changes(applied, live))),
+        ("role", _) => (Severity::Security, format!("function role changed from {} to {}", text(applied), text(live))),
+        ("public_permissions", _) => (Severity::Security, format!("public invoke permissions {}", if live == Some(&Json::Bool(true)) { "were ADDED" } else { "were removed" })),
         ("target_key_id", _) => (Severity::Security, format!("alias now points at key {} (applied: {})", text(live), text(applied))),
         _ => (Severity::Change, format!("{attr} changed from {} to {}", text(applied), text(live))),
     }

@@ -139,6 +139,10 @@ static KINDS: &[&dyn Kind] = &[
     &aws::kms_alias::KmsAlias,
     &aws::iam_role::IamRole,
     &aws::iam_role_policy::IamRolePolicy,
+    &aws::lambda_layer::LambdaLayer,
+    &aws::lambda_function::LambdaFunction,
+    &aws::lambda_function_url::LambdaFunctionUrl,
+    &aws::api_gateway::ApiGateway,
 ];
 
 /// The kind with this manifest name.

@@ -78,6 +78,14 @@ impl Emulator {
     pub async fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.sdk_config().await)
     }
+
+    pub async fn lambda(&self) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn apigateway(&self) -> aws_sdk_apigateway::Client {
+        aws_sdk_apigateway::Client::new(&self.sdk_config().await)
+    }
 }
 
 /// moto, a second AWS emulator whose KMS DIGEST signing is known to be wrong: it signs
@@ -128,9 +136,12 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-/// A scratch directory holding a manifest, where keyrite runs.
+/// A scratch directory holding a manifest, where keyrite runs: `<tmp>/work/keyrite.yaml`,
+/// with `<tmp>/node_modules` linked to the repository's, so that examples' `../node_modules`
+/// resolves as it does in `manifests/`.
 pub struct Workdir {
     pub dir: tempfile::TempDir,
+    pub work: PathBuf,
     pub manifest: PathBuf,
 }
 
@@ -143,17 +154,23 @@ impl Workdir {
 
     pub fn with_text(text: &str) -> Workdir {
         let dir = tempfile::tempdir().expect("tempdir");
-        let manifest = dir.path().join("keyrite.yaml");
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).expect("work dir");
+        let modules = repo_root().join("node_modules");
+        if modules.exists() {
+            std::os::unix::fs::symlink(&modules, dir.path().join("node_modules")).expect("link node_modules");
+        }
+        let manifest = work.join("keyrite.yaml");
         std::fs::write(&manifest, text).expect("write manifest");
-        Workdir { dir, manifest }
+        Workdir { dir, work, manifest }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.work
     }
 
     pub fn state(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.dir.path().join("keyrite.state.json")).expect("state file");
+        let text = std::fs::read_to_string(self.work.join("keyrite.state.json")).expect("state file");
         serde_json::from_str(&text).expect("state json")
     }
 
@@ -166,7 +183,7 @@ impl Workdir {
     pub fn keyrite(&self, emulator: &Emulator, args: &[&str]) -> Run {
         let output = Command::new(env!("CARGO_BIN_EXE_keyrite"))
             .args(args)
-            .current_dir(self.dir.path())
+            .current_dir(&self.work)
             .envs(emulator.env())
             .env_remove("AWS_PROFILE")
             .stdin(Stdio::null())

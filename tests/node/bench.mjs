@@ -42,16 +42,16 @@ function probeCost() {
  * one reading around the whole run, p50/p99 from a reading around each call.
  */
 async function measure(name, count, fn) {
-  for (let i = 0; i < Math.min(count, 500); i++) await fn(i);
-  const start = process.cpuUsage();
-  for (let i = 0; i < count; i++) await fn(i);
-  const mean = cpuMicros(start) / count;
+  for (let i = 0; i < Math.min(count, 2000); i++) await fn(i);
   const samples = [];
   for (let i = 0; i < count; i++) {
     const call = process.cpuUsage();
     await fn(i);
     samples.push(cpuMicros(call));
   }
+  const start = process.cpuUsage();
+  for (let i = 0; i < count; i++) await fn(i);
+  const mean = cpuMicros(start) / count;
   samples.sort((a, b) => a - b);
   const row = { name, count, mean, p50: percentile(samples, 0.5), p99: percentile(samples, 0.99) };
   console.log(

@@ -50,7 +50,7 @@ impl Kind for KmsKey {
     }
 
     fn outputs(&self) -> &'static [&'static str] {
-        &["key_id", "arn", "public_key"]
+        &["key_id", "arn", "public_key", "address"]
     }
 
     fn replacement_hazard(&self) -> Option<&'static str> {
@@ -90,11 +90,8 @@ impl Kind for KmsKey {
         live.attrs.insert("key_state".into(), json!(state));
         live.attrs.insert("policy".into(), policy);
         live.attrs.insert("tags".into(), map_json(&list_tags(cloud, id).await?));
-        live.outputs.insert("key_id".into(), json!(meta.key_id()));
-        live.outputs.insert("arn".into(), json!(meta.arn().unwrap_or_default()));
-        if state == "Enabled" {
-            live.outputs.insert("public_key".into(), json!(public_key(cloud, id).await?));
-        }
+        let spki = if state == "Enabled" { Some(public_key(cloud, id).await?) } else { None };
+        live.outputs = key_outputs(meta.key_id(), meta.arn().unwrap_or_default(), spki);
         Ok(Some(live))
     }
 
@@ -128,10 +125,7 @@ impl Kind for KmsKey {
         if str_attr(desired, "key_state") == "Disabled" {
             cloud.kms.disable_key().key_id(&id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
         }
-        let mut outputs = Attrs::new();
-        outputs.insert("key_id".into(), json!(id));
-        outputs.insert("arn".into(), json!(meta.arn().unwrap_or_default()));
-        outputs.insert("public_key".into(), json!(public_key(cloud, &id).await?));
+        let outputs = key_outputs(&id, meta.arn().unwrap_or_default(), Some(public_key(cloud, &id).await?));
         Ok(Created { id, outputs })
     }
 
@@ -156,14 +150,10 @@ impl Kind for KmsKey {
                 _ => {}
             }
         }
-        let mut outputs = Attrs::new();
-        outputs.insert("key_id".into(), json!(id));
         let described = cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
-        outputs.insert("arn".into(), json!(described.key_metadata().and_then(|m| m.arn()).unwrap_or_default()));
-        if str_attr(desired, "key_state") == "Enabled" {
-            outputs.insert("public_key".into(), json!(public_key(cloud, id).await?));
-        }
-        Ok(outputs)
+        let arn = described.key_metadata().and_then(|m| m.arn()).unwrap_or_default();
+        let spki = if str_attr(desired, "key_state") == "Enabled" { Some(public_key(cloud, id).await?) } else { None };
+        Ok(key_outputs(id, arn, spki))
     }
 
     /// `kms:ScheduleKeyDeletion` with the recorded window. Refused without the explicit flag.
@@ -259,6 +249,25 @@ pub fn generated_policy(admins: &[String], signers: &[String], source_ips: &[Str
         }));
     }
     json!({"Version": "2012-10-17", "Id": "keyrite-generated", "Statement": statements})
+}
+
+/// A key's outputs. The address is derived from the public key when it is a secp256k1 key.
+fn key_outputs(id: &str, arn: &str, spki_b64: Option<String>) -> Attrs {
+    let mut out = Attrs::new();
+    out.insert("key_id".into(), json!(id));
+    out.insert("arn".into(), json!(arn));
+    if let Some(spki) = spki_b64 {
+        let address = base64::engine::general_purpose::STANDARD
+            .decode(&spki)
+            .ok()
+            .and_then(|der| crate::crypto::public_key_from_spki_der(&der).ok())
+            .map(|pk| crate::crypto::evm_address(&pk).to_string());
+        if let Some(address) = address {
+            out.insert("address".into(), json!(address));
+        }
+        out.insert("public_key".into(), json!(spki));
+    }
+    out
 }
 
 /// The key's SubjectPublicKeyInfo (DER), base64. `kms:GetPublicKey`.

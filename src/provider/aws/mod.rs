@@ -6,10 +6,14 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>`). Settings in the manifest take precedence. The call log is
 //! how keyrite proves that a converged apply makes no mutating calls.
 
+pub mod api_gateway;
 pub mod iam_role;
 pub mod iam_role_policy;
 pub mod kms_alias;
 pub mod kms_key;
+pub mod lambda_function;
+pub mod lambda_function_url;
+pub mod lambda_layer;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -86,6 +90,8 @@ pub struct Cloud {
     pub kms: aws_sdk_kms::Client,
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub apigateway: aws_sdk_apigateway::Client,
     pub sdk_config: aws_types::SdkConfig,
     pub region: String,
     pub calls: Arc<CallLog>,
@@ -114,7 +120,9 @@ impl Cloud {
         let kms = aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
         let iam = aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
         let sts = aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
-        Ok(Cloud { kms, iam, sts, sdk_config, region, calls, identity: OnceCell::new() })
+        let lambda = aws_sdk_lambda::Client::from_conf(aws_sdk_lambda::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
+        let apigateway = aws_sdk_apigateway::Client::from_conf(aws_sdk_apigateway::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
+        Ok(Cloud { kms, iam, sts, lambda, apigateway, sdk_config, region, calls, identity: OnceCell::new() })
     }
 
     /// The caller's account and partition (`sts:GetCallerIdentity`, which needs no permission).

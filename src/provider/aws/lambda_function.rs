@@ -1,0 +1,264 @@
+//! `aws_lambda_function`: the signer function, packaged deterministically from a template.
+//!
+//! The function gets its whole configuration from the environment keyrite sets: the KMS key
+//! (`KMS_KEY_ID`), the address it must sign for (`EXPECTED_ADDRESS`, normally
+//! `${key.address}`) and the signing mode (`SIGNING_MODE`). The expected address therefore
+//! comes from keyrite's own derivation, never from a request.
+//!
+//! The package is built deterministically (see [`crate::package`]), so the recorded
+//! `code_sha256` is a fingerprint of the template: a different live value means the signer
+//! code was replaced out of band. Reserved concurrency doubles as a circuit breaker: 0 stops
+//! all signing at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use async_trait::async_trait;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
+use futures_util::TryFutureExt;
+use serde_json::{Value as Json, json};
+
+use super::{Cloud, api_error, until_visible};
+use crate::manifest::{Attrs, Block, Validation};
+use crate::package;
+use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_attr, map_json, str_attr, tag_delta};
+
+pub struct LambdaFunction;
+
+const ATTRS: &[AttrSpec] = &[
+    AttrSpec::replace("name"),
+    AttrSpec::update("runtime"),
+    AttrSpec::update("handler"),
+    AttrSpec::update("role"),
+    AttrSpec::update("memory_mb"),
+    AttrSpec::update("timeout_seconds"),
+    AttrSpec::update("environment"),
+    AttrSpec::update("layers"),
+    AttrSpec::update("reserved_concurrency"),
+    AttrSpec::update("code_sha256"),
+    AttrSpec::update("tags"),
+    AttrSpec::state_only("template"),
+    AttrSpec::state_only("template_base"),
+];
+
+#[async_trait]
+impl Kind for LambdaFunction {
+    fn name(&self) -> &'static str {
+        "aws_lambda_function"
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["arn", "name"]
+    }
+
+    fn desired(&self, _name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
+        let mut a = Attrs::new();
+        let pos = b.pos();
+        a.insert("name".into(), json!(b.required_string(cx, "name").unwrap_or_default()));
+        a.insert("runtime".into(), json!(b.choice(cx, "runtime", &["nodejs20.x", "nodejs22.x"]).unwrap_or_else(|| "nodejs20.x".into())));
+        a.insert("handler".into(), json!(b.string(cx, "handler").unwrap_or_else(|| "index.handler".into())));
+        a.insert("role".into(), json!(b.required_string(cx, "role").unwrap_or_default()));
+        a.insert("memory_mb".into(), json!(b.integer(cx, "memory_mb", 128..=10240).unwrap_or(256)));
+        a.insert("timeout_seconds".into(), json!(b.integer(cx, "timeout_seconds", 1..=900).unwrap_or(10)));
+        let mut env: BTreeMap<String, String> = b.string_map(cx, "environment").unwrap_or_default();
+        if let Some(key) = b.required_string(cx, "key") {
+            env.insert("KMS_KEY_ID".into(), key);
+        }
+        if let Some(address) = b.required_string(cx, "expected_address") {
+            env.insert("EXPECTED_ADDRESS".into(), address);
+        }
+        let mode = b.choice(cx, "mode", &["eip191", "digest"]).unwrap_or_else(|| "eip191".into());
+        env.insert("SIGNING_MODE".into(), mode);
+        a.insert("environment".into(), map_json(&env));
+        a.insert("layers".into(), json!(b.string_list(cx, "layers").unwrap_or_default()));
+        a.insert("reserved_concurrency".into(), b.integer(cx, "reserved_concurrency", 0..=1000).map_or(Json::Null, |n| json!(n)));
+        a.insert("tags".into(), map_json(&b.string_map(cx, "tags").unwrap_or_default()));
+        let template = b.string(cx, "template").unwrap_or_else(|| "aws-lambda-signer".into());
+        let base = cx.base_dir().to_path_buf();
+        match package::template_files(&template, &base).and_then(package::zip) {
+            Ok(p) => {
+                a.insert("code_sha256".into(), json!(p.sha256));
+            }
+            Err(e) => cx.error(pos, "template", format!("{}: {e}", b.field_path("template"))),
+        }
+        a.insert("template".into(), json!(template));
+        a.insert("template_base".into(), json!(base.display().to_string()));
+        a
+    }
+
+    /// `lambda:GetFunction`.
+    async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
+        let out = match cloud.lambda.get_function().function_name(id).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = api_error("lambda:GetFunction", e);
+                return if e.is_not_found() { Ok(None) } else { Err(e) };
+            }
+        };
+        let c = out.configuration().ok_or_else(|| unexpected("lambda:GetFunction", "no Configuration"))?;
+        let env: BTreeMap<String, String> = c.environment().and_then(|e| e.variables()).map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        let tags: BTreeMap<String, String> = out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        let mut live = Live::default();
+        live.attrs.insert("name".into(), json!(c.function_name().unwrap_or(id)));
+        live.attrs.insert("runtime".into(), json!(c.runtime().map(|r| r.as_str()).unwrap_or_default()));
+        live.attrs.insert("handler".into(), json!(c.handler().unwrap_or_default()));
+        live.attrs.insert("role".into(), json!(c.role().unwrap_or_default()));
+        live.attrs.insert("memory_mb".into(), json!(c.memory_size().unwrap_or_default()));
+        live.attrs.insert("timeout_seconds".into(), json!(c.timeout().unwrap_or_default()));
+        live.attrs.insert("environment".into(), map_json(&env));
+        live.attrs.insert("layers".into(), json!(c.layers().iter().filter_map(|l| l.arn()).collect::<Vec<_>>()));
+        live.attrs.insert("reserved_concurrency".into(), out.concurrency().and_then(|c| c.reserved_concurrent_executions()).map_or(Json::Null, |n| json!(n)));
+        live.attrs.insert("code_sha256".into(), json!(c.code_sha256().unwrap_or_default()));
+        live.attrs.insert("tags".into(), map_json(&tags));
+        live.outputs = outputs(c.function_arn().unwrap_or_default(), id);
+        Ok(Some(live))
+    }
+
+    /// `lambda:CreateFunction` (with tags), `lambda:PutFunctionConcurrency`, and
+    /// `iam:PassRole` on the role. Retries while the new role is not yet assumable.
+    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+        let code = build(desired)?;
+        let name = str_attr(desired, "name");
+        let out = until_visible(
+            || {
+                cloud
+                    .lambda
+                    .create_function()
+                    .function_name(name)
+                    .runtime(Runtime::from(str_attr(desired, "runtime")))
+                    .handler(str_attr(desired, "handler"))
+                    .role(str_attr(desired, "role"))
+                    .memory_size(int(desired, "memory_mb"))
+                    .timeout(int(desired, "timeout_seconds"))
+                    .environment(environment(desired))
+                    .set_layers(Some(layers(desired)))
+                    .set_tags(Some(map_attr(desired, "tags").into_iter().collect()))
+                    .code(FunctionCode::builder().zip_file(Blob::new(code.bytes.clone())).build())
+                    .send()
+                    .map_err(|e| api_error("lambda:CreateFunction", e))
+            },
+            |e| e.code() == Some("InvalidParameterValueException") && e.to_string().contains("role"),
+        )
+        .await?;
+        if let Some(n) = desired.get("reserved_concurrency").and_then(Json::as_i64) {
+            cloud.lambda.put_function_concurrency().function_name(name).reserved_concurrent_executions(n as i32).send().await.map_err(|e| api_error("lambda:PutFunctionConcurrency", e))?;
+        }
+        Ok(Created { id: name.to_owned(), outputs: outputs(out.function_arn().unwrap_or_default(), name) })
+    }
+
+    /// `lambda:UpdateFunctionCode`, `lambda:UpdateFunctionConfiguration`,
+    /// `lambda:PutFunctionConcurrency` / `lambda:DeleteFunctionConcurrency`,
+    /// `lambda:TagResource` / `lambda:UntagResource`, as the changes need.
+    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs> {
+        let has = |a: &str| changed.iter().any(|c| c == a);
+        if has("code_sha256") {
+            let code = build(desired)?;
+            retry_conflict(|| cloud.lambda.update_function_code().function_name(id).zip_file(Blob::new(code.bytes.clone())).send().map_err(|e| api_error("lambda:UpdateFunctionCode", e))).await?;
+        }
+        if ["runtime", "handler", "role", "memory_mb", "timeout_seconds", "environment", "layers"].iter().any(|a| has(a)) {
+            retry_conflict(|| {
+                cloud
+                    .lambda
+                    .update_function_configuration()
+                    .function_name(id)
+                    .runtime(Runtime::from(str_attr(desired, "runtime")))
+                    .handler(str_attr(desired, "handler"))
+                    .role(str_attr(desired, "role"))
+                    .memory_size(int(desired, "memory_mb"))
+                    .timeout(int(desired, "timeout_seconds"))
+                    .environment(environment(desired))
+                    .set_layers(Some(layers(desired)))
+                    .send()
+                    .map_err(|e| api_error("lambda:UpdateFunctionConfiguration", e))
+            })
+            .await?;
+        }
+        if has("reserved_concurrency") {
+            match desired.get("reserved_concurrency").and_then(Json::as_i64) {
+                Some(n) => {
+                    cloud.lambda.put_function_concurrency().function_name(id).reserved_concurrent_executions(n as i32).send().await.map_err(|e| api_error("lambda:PutFunctionConcurrency", e))?;
+                }
+                None => {
+                    cloud.lambda.delete_function_concurrency().function_name(id).send().await.map_err(|e| api_error("lambda:DeleteFunctionConcurrency", e))?;
+                }
+            }
+        }
+        let current = cloud.lambda.get_function().function_name(id).send().await.map_err(|e| api_error("lambda:GetFunction", e))?;
+        let arn = current.configuration().and_then(|c| c.function_arn()).unwrap_or_default().to_owned();
+        if has("tags") {
+            let (set, unset) = tag_delta(desired, live);
+            if !unset.is_empty() {
+                cloud.lambda.untag_resource().resource(&arn).set_tag_keys(Some(unset)).send().await.map_err(|e| api_error("lambda:UntagResource", e))?;
+            }
+            if !set.is_empty() {
+                cloud.lambda.tag_resource().resource(&arn).set_tags(Some(set.into_iter().collect())).send().await.map_err(|e| api_error("lambda:TagResource", e))?;
+            }
+        }
+        Ok(outputs(&arn, id))
+    }
+
+    /// `lambda:DeleteFunction`.
+    async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+        match cloud.lambda.delete_function().function_name(id).send().await {
+            Ok(_) => Ok(Deleted::Removed),
+            Err(e) => {
+                let e = api_error("lambda:DeleteFunction", e);
+                if e.is_not_found() { Ok(Deleted::Removed) } else { Err(e) }
+            }
+        }
+    }
+}
+
+/// Rebuilds the package and checks it is the one that was planned.
+fn build(desired: &Attrs) -> Result<package::Package> {
+    let code = package::template_files(str_attr(desired, "template"), Path::new(str_attr(desired, "template_base")))
+        .and_then(package::zip)
+        .map_err(|e| ProviderError::Refused(format!("cannot package the function: {e}")))?;
+    let planned = str_attr(desired, "code_sha256");
+    if code.sha256 != planned {
+        return Err(ProviderError::Refused(format!(
+            "the template {} changed since the plan (planned code_sha256 {planned}, now {}); plan again",
+            str_attr(desired, "template"),
+            code.sha256
+        )));
+    }
+    Ok(code)
+}
+
+/// Lambda refuses a second update while one is in progress; wait it out, bounded.
+async fn retry_conflict<T, F, Fut>(op: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    until_visible(op, |e| e.code() == Some("ResourceConflictException")).await
+}
+
+fn environment(desired: &Attrs) -> Environment {
+    let vars: HashMap<String, String> = map_attr(desired, "environment").into_iter().collect();
+    Environment::builder().set_variables(Some(vars)).build()
+}
+
+fn layers(desired: &Attrs) -> Vec<String> {
+    desired.get("layers").and_then(Json::as_array).map(|l| l.iter().filter_map(Json::as_str).map(str::to_owned).collect()).unwrap_or_default()
+}
+
+fn int(desired: &Attrs, name: &str) -> i32 {
+    desired.get(name).and_then(Json::as_i64).unwrap_or_default() as i32
+}
+
+fn outputs(arn: &str, name: &str) -> Attrs {
+    let mut out = Attrs::new();
+    out.insert("arn".into(), json!(arn));
+    out.insert("name".into(), json!(name));
+    out
+}
+
+fn unexpected(operation: &'static str, message: &str) -> ProviderError {
+    ProviderError::Unexpected { operation, message: message.to_owned() }
+}

@@ -1,0 +1,223 @@
+//! `aws_lambda_function_url`: an HTTPS endpoint for the signer function.
+//!
+//! Secure by default: the auth type is `AWS_IAM`, so every request must be SigV4-signed by a
+//! principal allowed `lambda:InvokeFunctionUrl`. `NONE` needs an explicit `public: true`,
+//! which keyrite warns about at every validate, plan and apply, and which adds both
+//! permissions a public URL needs (`lambda:InvokeFunctionUrl` and `lambda:InvokeFunction`,
+//! for principal `*`). A URL whose auth type changes out of band is a security finding.
+
+use async_trait::async_trait;
+use aws_sdk_lambda::types::{Cors, FunctionUrlAuthType};
+use serde_json::{Value as Json, json};
+
+use super::{Cloud, api_error};
+use crate::manifest::{Attrs, Block, Validation};
+use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, str_attr};
+
+pub struct LambdaFunctionUrl;
+
+const ATTRS: &[AttrSpec] = &[AttrSpec::replace("function"), AttrSpec::update("auth_type"), AttrSpec::update("cors"), AttrSpec::update("public_permissions")];
+
+/// Statement ids of the two permissions a public URL needs.
+const PUBLIC_SIDS: [(&str, &str); 2] = [("keyrite-public-url", "lambda:InvokeFunctionUrl"), ("keyrite-public-invoke", "lambda:InvokeFunction")];
+
+#[async_trait]
+impl Kind for LambdaFunctionUrl {
+    fn name(&self) -> &'static str {
+        "aws_lambda_function_url"
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["url", "function"]
+    }
+
+    fn desired(&self, name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
+        let mut a = Attrs::new();
+        let pos = b.pos();
+        a.insert("function".into(), json!(b.required_string(cx, "function").unwrap_or_default()));
+        let public = b.bool(cx, "public").unwrap_or(false);
+        let auth = b.choice(cx, "auth", &["AWS_IAM", "NONE"]);
+        match (auth.as_deref(), public) {
+            (Some("NONE"), false) => cx.error(pos, "public", format!("{}: auth NONE makes the signer callable by anyone; it needs an explicit `public: true`", b.field_path("auth"))),
+            (Some("AWS_IAM"), true) => cx.error(pos, "public", format!("{}: `public: true` means auth NONE, not AWS_IAM", b.field_path("auth"))),
+            _ => {}
+        }
+        if public {
+            cx.warn(pos, "public-endpoint", format!("resources.{name}: this function URL is PUBLIC (auth NONE): anyone on the internet can ask it to sign"));
+        }
+        a.insert("auth_type".into(), json!(if public { "NONE" } else { "AWS_IAM" }));
+        a.insert("cors".into(), cors(b, cx));
+        a.insert("public_permissions".into(), json!(public));
+        a
+    }
+
+    /// `lambda:GetFunctionUrlConfig`, `lambda:GetPolicy`.
+    async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
+        let out = match cloud.lambda.get_function_url_config().function_name(id).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = api_error("lambda:GetFunctionUrlConfig", e);
+                return if e.is_not_found() { Ok(None) } else { Err(e) };
+            }
+        };
+        let mut live = Live::default();
+        live.attrs.insert("function".into(), json!(id));
+        live.attrs.insert("auth_type".into(), json!(out.auth_type().as_str()));
+        live.attrs.insert("cors".into(), out.cors().map_or(Json::Null, cors_json));
+        live.attrs.insert("public_permissions".into(), json!(public_permissions(cloud, id).await?));
+        live.outputs = outputs(out.function_url(), id);
+        Ok(Some(live))
+    }
+
+    /// `lambda:CreateFunctionUrlConfig`, and `lambda:AddPermission` for a public URL.
+    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+        let function = str_attr(desired, "function");
+        let out = cloud
+            .lambda
+            .create_function_url_config()
+            .function_name(function)
+            .auth_type(FunctionUrlAuthType::from(str_attr(desired, "auth_type")))
+            .set_cors(cors_sdk(desired))
+            .send()
+            .await
+            .map_err(|e| api_error("lambda:CreateFunctionUrlConfig", e))?;
+        if desired.get("public_permissions") == Some(&json!(true)) {
+            add_public_permissions(cloud, function).await?;
+        }
+        Ok(Created { id: function.to_owned(), outputs: outputs(out.function_url(), function) })
+    }
+
+    /// `lambda:UpdateFunctionUrlConfig`, `lambda:AddPermission`, `lambda:RemovePermission`.
+    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, changed: &[String]) -> Result<Attrs> {
+        if changed.iter().any(|c| c == "auth_type" || c == "cors") {
+            cloud
+                .lambda
+                .update_function_url_config()
+                .function_name(id)
+                .auth_type(FunctionUrlAuthType::from(str_attr(desired, "auth_type")))
+                .set_cors(cors_sdk(desired))
+                .send()
+                .await
+                .map_err(|e| api_error("lambda:UpdateFunctionUrlConfig", e))?;
+        }
+        if changed.iter().any(|c| c == "public_permissions") {
+            if desired.get("public_permissions") == Some(&json!(true)) {
+                add_public_permissions(cloud, id).await?;
+            } else {
+                remove_public_permissions(cloud, id).await?;
+            }
+        }
+        let out = cloud.lambda.get_function_url_config().function_name(id).send().await.map_err(|e| api_error("lambda:GetFunctionUrlConfig", e))?;
+        Ok(outputs(out.function_url(), id))
+    }
+
+    /// `lambda:DeleteFunctionUrlConfig`, `lambda:RemovePermission`.
+    async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+        if let Err(e) = cloud.lambda.delete_function_url_config().function_name(id).send().await {
+            let e = api_error("lambda:DeleteFunctionUrlConfig", e);
+            if !e.is_not_found() {
+                return Err(e);
+            }
+        }
+        remove_public_permissions(cloud, id).await?;
+        Ok(Deleted::Removed)
+    }
+}
+
+fn cors(b: &mut Block<'_>, cx: &mut Validation) -> Json {
+    let Some(mut c) = b.block(cx, "cors") else { return Json::Null };
+    let list = |c: &mut Block<'_>, cx: &mut Validation, key: &str| {
+        let mut v = c.string_list(cx, key).unwrap_or_default();
+        v.sort();
+        v
+    };
+    let value = json!({
+        "allow_origins": list(&mut c, cx, "allow_origins"),
+        "allow_methods": list(&mut c, cx, "allow_methods"),
+        "allow_headers": list(&mut c, cx, "allow_headers"),
+        "max_age": c.integer(cx, "max_age", 0..=86400).unwrap_or(0),
+    });
+    c.finish(cx);
+    value
+}
+
+fn cors_json(c: &Cors) -> Json {
+    let sorted = |v: &[String]| {
+        let mut v: Vec<String> = v.iter().map(|s| s.to_owned()).collect();
+        v.sort();
+        v
+    };
+    json!({
+        "allow_origins": sorted(c.allow_origins()),
+        "allow_methods": sorted(c.allow_methods()),
+        "allow_headers": sorted(c.allow_headers()),
+        "max_age": c.max_age().unwrap_or(0),
+    })
+}
+
+fn cors_sdk(desired: &Attrs) -> Option<Cors> {
+    let c = desired.get("cors").filter(|c| !c.is_null())?;
+    let list = |k: &str| c.get(k).and_then(Json::as_array).map(|a| a.iter().filter_map(Json::as_str).map(str::to_owned).collect::<Vec<_>>());
+    Some(
+        Cors::builder()
+            .set_allow_origins(list("allow_origins"))
+            .set_allow_methods(list("allow_methods"))
+            .set_allow_headers(list("allow_headers"))
+            .max_age(c.get("max_age").and_then(Json::as_i64).unwrap_or(0) as i32)
+            .build(),
+    )
+}
+
+/// True when both public-URL statements are in the function's resource policy.
+async fn public_permissions(cloud: &Cloud, function: &str) -> Result<bool> {
+    let policy = match cloud.lambda.get_policy().function_name(function).send().await {
+        Ok(out) => out.policy().unwrap_or("{}").to_owned(),
+        Err(e) => {
+            let e = api_error("lambda:GetPolicy", e);
+            return if e.is_not_found() { Ok(false) } else { Err(e) };
+        }
+    };
+    let doc = crate::policy::decode_policy_text(&policy).unwrap_or(Json::Null);
+    let sids: Vec<&str> = doc.get("Statement").and_then(Json::as_array).into_iter().flatten().filter_map(|s| s.get("Sid")?.as_str()).collect();
+    Ok(PUBLIC_SIDS.iter().all(|(sid, _)| sids.contains(sid)))
+}
+
+async fn add_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
+    for (sid, action) in PUBLIC_SIDS {
+        let mut req = cloud.lambda.add_permission().function_name(function).statement_id(sid).action(action).principal("*");
+        req = if action == "lambda:InvokeFunctionUrl" { req.function_url_auth_type(FunctionUrlAuthType::None) } else { req.invoked_via_function_url(true) };
+        match req.send().await {
+            Ok(_) => {}
+            Err(e) => {
+                let e = api_error("lambda:AddPermission", e);
+                if e.code() != Some("ResourceConflictException") {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn remove_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
+    for (sid, _) in PUBLIC_SIDS {
+        if let Err(e) = cloud.lambda.remove_permission().function_name(function).statement_id(sid).send().await {
+            let e: ProviderError = api_error("lambda:RemovePermission", e);
+            if !e.is_not_found() {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn outputs(url: &str, function: &str) -> Attrs {
+    let mut out = Attrs::new();
+    out.insert("url".into(), json!(url));
+    out.insert("function".into(), json!(function));
+    out
+}
