@@ -21,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: serve_load <serve-url> <key-id> <requests> <concurrency>");
     };
     let (requests, concurrency): (usize, usize) = (requests.parse()?, concurrency.parse()?);
+    let url = url.clone();
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     let signer = Arc::new(KmsSigner::connect(aws_sdk_kms::Client::new(&config), key_id).await?);
 

@@ -7,7 +7,7 @@ cd "$root"
 requests=${1:-2000}
 concurrency=${2:-8}
 cargo build --release --quiet --bin keyrite --bench serve_load
-bench=$(ls -t target/release/deps/serve_load-* | grep -v '\.d$' | head -1)
+bench="$root/$(ls -t target/release/deps/serve_load-* | grep -v "\.d$" | head -1)"
 eval "$(scripts/emulator.sh start)"
 work=$(mktemp -d)
 cleanup() { [ -n "${serve_pid:-}" ] && kill "$serve_pid" 2>/dev/null; "$root/scripts/emulator.sh" stop; }

@@ -11,5 +11,5 @@ if [ -f package-lock.json ]; then
 fi
 cargo test --locked --all-targets
 if [ -d tests/node ] && ls tests/node/*.test.mjs >/dev/null 2>&1; then
-  node --test tests/node/
+  npm run --silent test:node
 fi

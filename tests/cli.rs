@@ -16,7 +16,7 @@ fn keyrite(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn help_texts() {
-    for cmd in ["", "plan", "apply", "drift", "show", "destroy", "validate", "addresses", "policy diff", "force-unlock"] {
+    for cmd in ["", "plan", "apply", "drift", "show", "destroy", "validate", "addresses", "sign", "selftest", "serve", "sig from-der", "sig recover", "policy diff", "force-unlock"] {
         let mut args: Vec<&str> = cmd.split_whitespace().collect();
         args.push("--help");
         let (code, stdout, _) = keyrite(&args);
@@ -62,4 +62,31 @@ fn validate_reports_every_error_and_makes_no_call() {
 
     let (code, stdout, _) = keyrite(&["validate", "-f", "manifests/treasury.yaml"]);
     assert_eq!((code, stdout.as_str()), (0, "manifests/treasury.yaml: valid (4 resources)\n"));
+}
+
+#[test]
+fn sig_from_der_normalises_high_s_and_picks_v_and_recover_names_the_signer() {
+    use k256::ecdsa::{Signature, SigningKey};
+    let key = SigningKey::from_slice(&hex::decode("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318").unwrap()).unwrap();
+    let address = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
+    let pubkey = hex::encode(key.verifying_key().to_encoded_point(true).as_bytes());
+    for i in 0..6u8 {
+        let digest = [i.wrapping_mul(41).wrapping_add(3); 32];
+        let (sig, recid) = key.sign_prehash_recoverable(&digest).unwrap();
+        // What KMS may return: the high-s twin half of the time.
+        let der = if i % 2 == 0 { sig.to_der().as_bytes().to_vec() } else { Signature::from_scalars(sig.r(), -*sig.s()).unwrap().to_der().as_bytes().to_vec() };
+        let mut expected = sig.to_bytes().to_vec();
+        expected.push(27 + recid.to_byte());
+        let expected = format!("0x{}", hex::encode(expected));
+        let digest_hex = format!("0x{}", hex::encode(digest));
+        for who in [["--address", address], ["--pubkey", pubkey.as_str()]] {
+            let (code, out, err) = keyrite(&["sig", "from-der", "--der", &hex::encode(&der), "--digest", &digest_hex, who[0], who[1]]);
+            assert_eq!((code, out.trim()), (0, expected.as_str()), "{err}");
+        }
+        let (code, out, _) = keyrite(&["sig", "recover", "--digest", &digest_hex, "--signature", &expected]);
+        assert_eq!((code, out.trim()), (0, address));
+    }
+    let (code, _, err) = keyrite(&["sig", "from-der", "--der", "3006020101020101ff", "--digest", &format!("0x{}", "00".repeat(32)), "--address", address]);
+    assert_eq!(code, 1);
+    assert!(err.contains("error:"), "{err}");
 }

@@ -38,6 +38,9 @@ impl Emulator {
             .env("BIND_HOST", "127.0.0.1")
             .env("GATEWAY_PORT", port.to_string())
             .env("SERVICES", "kms,iam,sts,lambda,apigateway,s3,logs")
+            // Keep its optional extra listeners (which bind 0.0.0.0) off.
+            .env("IOT_MTLS_ENABLED", "0")
+            .env("SFTP_ENABLED", "0")
             .stdout(Stdio::from(std::fs::File::create(&log).expect("emulator log")))
             .stderr(Stdio::null())
             .spawn()

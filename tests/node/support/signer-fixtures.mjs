@@ -18,7 +18,7 @@ export function toBigInt(bytes) {
   return BigInt(`0x${Buffer.from(bytes).toString('hex') || '0'}`);
 }
 
-export function checksumAddress(lowerHex) {
+function checksumAddress(lowerHex) {
   const hash = Buffer.from(keccak_256(Buffer.from(lowerHex, 'latin1'))).toString('hex');
   return `0x${[...lowerHex].map((c, i) => (parseInt(hash[i], 16) >= 8 ? c.toUpperCase() : c)).join('')}`;
 }
