@@ -7,6 +7,11 @@
 //!
 //! Dangerous changes are refused before the first API call: replacing a key (a new address)
 //! needs `allow_key_replacement`, and scheduling a key's deletion needs `allow_key_deletion`.
+//!
+//! Creates are crash-safe: a create intent is written to the state before the create call
+//! and cleared when the result is recorded, and a failed create is followed by a search for
+//! what it may have made ([`Kind::adopt`]) before any retry. See `provider::aws::kms_key`
+//! for why this matters most for keys.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::plan::{Action, Outputs, Plan, ResourceChange, resolve};
 use crate::provider::{Cloud, DeleteOptions, Deleted, Kind, ProviderError};
-use crate::state::{LocalBackend, ResourceState, State, StateError, now};
+use crate::state::{Intent, LocalBackend, ResourceState, State, StateError, now};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -87,6 +92,14 @@ pub fn check_hazards(plan: &Plan, options: &Options) -> Result<(), ApplyError> {
 /// Applies `plan`, saving `state` through `store` after each change.
 pub async fn run(plan: &Plan, cloud: Arc<Cloud>, store: &LocalBackend, mut state: State, options: Options, progress: &dyn Progress) -> Result<Vec<Outcome>, ApplyError> {
     check_hazards(plan, &options)?;
+    // The lineage must be on disk before anything is created under it: a crash before the
+    // first record would otherwise leave resources tagged with a lineage nobody knows.
+    if state.serial == 0 && state.resources.is_empty() {
+        store.write(&state)?;
+    }
+    // Intents for addresses this plan no longer touches are stale (the manifest dropped them).
+    let planned: BTreeSet<&str> = plan.changes.iter().map(|c| c.address.as_str()).collect();
+    state.pending.retain(|address, _| planned.contains(address.as_str()));
     let mut known = Outputs::new(&plan.builtins);
     for (address, r) in &state.resources {
         known.insert(address, r.outputs.clone());
@@ -110,6 +123,14 @@ pub async fn run(plan: &Plan, cloud: Arc<Cloud>, store: &LocalBackend, mut state
                     if !unknown.is_empty() {
                         errors.push(ApplyError::Refused(format!("{address}: unresolved references in {}", unknown.into_iter().collect::<Vec<_>>().join(", "))));
                         break;
+                    }
+                    if matches!(change.action, Action::Create | Action::Replace) {
+                        state.pending.insert(
+                            change.address.clone(),
+                            Intent { kind: change.kind.clone(), replacing: change.prior.as_ref().map(|p| p.id.clone()), started_at: now() },
+                        );
+                        state.serial += 1;
+                        store.write(&state)?;
                     }
                     let (cloud, change) = (cloud.clone(), (*change).clone());
                     running.spawn(async move {
@@ -176,9 +197,10 @@ async fn execute(cloud: &Cloud, change: &ResourceChange, desired: &crate::manife
     let prior = change.prior.as_ref();
     match change.action {
         Action::Create => {
-            let created = kind.create(cloud, desired).await?;
+            let created = create(kind, cloud, desired, None).await?;
             Ok(Step { id: created.id, outputs: created.outputs, deleted: None })
         }
+        Action::Adopt => Ok(Step { id: prior.map(|p| p.id.clone()).unwrap_or_default(), outputs: prior.map(|p| p.outputs.clone()).unwrap_or_default(), deleted: None }),
         Action::Update => {
             let id = prior.map(|p| p.id.clone()).unwrap_or_default();
             let changed: Vec<String> = change.changes.iter().map(|c| c.name.clone()).collect();
@@ -190,12 +212,12 @@ async fn execute(cloud: &Cloud, change: &ResourceChange, desired: &crate::manife
             // Keys: create the new one first, so a failure leaves the old key untouched.
             // Everything else: names are unique, so the old one must go first.
             if kind.replacement_hazard().is_some() {
-                let created = kind.create(cloud, desired).await?;
+                let created = create(kind, cloud, desired, Some(&old.id)).await?;
                 let deleted = kind.delete(cloud, &old.id, &old.attrs, delete).await?;
                 Ok(Step { id: created.id, outputs: created.outputs, deleted: Some(deleted) })
             } else {
                 kind.delete(cloud, &old.id, &old.attrs, delete).await?;
-                let created = kind.create(cloud, desired).await?;
+                let created = create(kind, cloud, desired, Some(&old.id)).await?;
                 Ok(Step { id: created.id, outputs: created.outputs, deleted: None })
             }
         }
@@ -208,12 +230,38 @@ async fn execute(cloud: &Cloud, change: &ResourceChange, desired: &crate::manife
     }
 }
 
+/// Creates, never blindly twice: when the call fails (its response may have been lost after
+/// the cloud acted), first look for what it made; retry only transient failures, at most
+/// four attempts with backoff.
+async fn create(kind: &dyn Kind, cloud: &Cloud, desired: &crate::manifest::Attrs, exclude: Option<&str>) -> Result<crate::provider::Created, ProviderError> {
+    let mut delay = std::time::Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        let err = match kind.create(cloud, desired).await {
+            Ok(created) => return Ok(created),
+            Err(e) => e,
+        };
+        if let Some(id) = kind.adopt(cloud, desired, exclude).await? {
+            if let Some(live) = kind.read(cloud, &id, desired).await? {
+                return Ok(crate::provider::Created { id, outputs: live.outputs });
+            }
+        }
+        if !err.is_transient() || attempt == 4 {
+            return Err(err);
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+        attempt += 1;
+    }
+}
+
 /// Writes one step's result into the state; returns a line for the user.
 fn record(state: &mut State, change: &ResourceChange, desired: crate::manifest::Attrs, step: &Step) -> String {
     let scheduled = |d: &Option<Deleted>| match d {
         Some(Deleted::Scheduled { deletion_date }) => format!("; old key {} scheduled for deletion on {deletion_date}", change.prior.as_ref().map(|p| p.id.as_str()).unwrap_or_default()),
         _ => String::new(),
     };
+    state.pending.remove(&change.address);
     match change.action {
         Action::Delete => {
             state.resources.remove(&change.address);
@@ -230,6 +278,7 @@ fn record(state: &mut State, change: &ResourceChange, desired: crate::manifest::
                 ResourceState { kind: change.kind.clone(), id: step.id.clone(), attrs: desired, outputs, depends_on: change.depends_on.clone(), updated_at: now() },
             );
             let verb = match change.action {
+                Action::Adopt => "adopted",
                 Action::Create => "created",
                 Action::Update => "updated",
                 _ => "replaced",

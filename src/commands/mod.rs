@@ -113,7 +113,40 @@ async fn refresh(cloud: &Arc<Cloud>, manifest: &Manifest, state: Option<&State>,
         let (address, result) = joined.context("refresh task failed")?;
         live.insert(address.clone(), result.with_context(|| format!("refreshing {address}"))?);
     }
-    Ok(Observed { live, builtins })
+    let adopted = match state {
+        Some(s) if !s.pending.is_empty() => adopt_pending(cloud, manifest, s, &builtins).await?,
+        _ => BTreeMap::new(),
+    };
+    Ok(Observed { live, builtins, adopted })
+}
+
+/// For each create intent left by an interrupted apply, looks for the resource it may have
+/// made (by ownership tags or unique name), in dependency order so that references resolve.
+async fn adopt_pending(cloud: &Cloud, manifest: &Manifest, state: &State, builtins: &BTreeMap<String, String>) -> anyhow::Result<BTreeMap<String, (String, provider::Live)>> {
+    let mut known = crate::plan::Outputs::new(builtins);
+    for (address, r) in &state.resources {
+        known.insert(address, r.outputs.clone());
+    }
+    let mut adopted = BTreeMap::new();
+    for spec in &manifest.resources {
+        let Some(intent) = state.pending.get(&spec.name) else { continue };
+        let Some(kind) = provider::kind(&spec.kind) else { continue };
+        if state.resources.contains_key(&spec.name) && intent.replacing.is_none() {
+            continue;
+        }
+        let template = crate::plan::with_ownership(kind, &spec.desired, &state.lineage, &spec.name);
+        let (desired, unknown) = crate::plan::resolve(&template, &known);
+        if !unknown.is_empty() || state.resources.contains_key(&spec.name) {
+            continue;
+        }
+        if let Some(id) = kind.adopt(cloud, &desired, intent.replacing.as_deref()).await.with_context(|| format!("looking for {} left by an interrupted apply", spec.name))? {
+            if let Some(live) = kind.read(cloud, &id, &desired).await? {
+                known.insert(&spec.name, live.outputs.clone());
+                adopted.insert(spec.name.clone(), (id, live));
+            }
+        }
+    }
+    Ok(adopted)
 }
 
 /// Asks a yes/no question on the terminal.

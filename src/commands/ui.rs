@@ -32,6 +32,7 @@ impl Ui {
 
 fn verb(action: Action) -> &'static str {
     match action {
+        Action::Adopt => "adopting",
         Action::Create => "creating",
         Action::Update => "updating",
         Action::Replace => "replacing",

@@ -24,6 +24,8 @@ pub const PLAN_FORMAT: u32 = 1;
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     NoOp,
+    /// Found in the cloud, created by an interrupted apply: record it, create nothing.
+    Adopt,
     Create,
     Update,
     Replace,
@@ -35,6 +37,7 @@ impl Action {
     pub fn symbol(self) -> &'static str {
         match self {
             Action::NoOp => " ",
+            Action::Adopt => "<=",
             Action::Create => "+",
             Action::Update => "~",
             Action::Replace => "-/+",
@@ -123,6 +126,7 @@ pub struct Plan {
 /// Counts for the summary line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
+    pub adopt: usize,
     pub create: usize,
     pub update: usize,
     pub replace: usize,
@@ -155,6 +159,7 @@ impl Plan {
         let mut s = Summary::default();
         for c in &self.changes {
             match c.action {
+                Action::Adopt => s.adopt += 1,
                 Action::Create => s.create += 1,
                 Action::Update => s.update += 1,
                 Action::Replace => s.replace += 1,
@@ -178,6 +183,9 @@ pub struct Observed {
     pub live: BTreeMap<String, Option<Live>>,
     /// `${aws.account_id}`, `${aws.region}`, `${aws.partition}`.
     pub builtins: BTreeMap<String, String>,
+    /// Resources an interrupted apply created but never recorded, found by their ownership
+    /// tags or unique names: address → (id, what a read found).
+    pub adopted: BTreeMap<String, (String, Live)>,
 }
 
 /// Plans the changes that bring the cloud to the manifest.
@@ -190,8 +198,21 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
     for spec in &manifest.resources {
         let Some(kind) = provider::kind(&spec.kind) else { continue };
         let template = with_ownership(kind, &spec.desired, &lineage, &spec.name);
-        let prior = prior_resources.get(&spec.name).filter(|p| p.kind == spec.kind).cloned();
-        let live = prior.as_ref().and_then(|_| observed.live.get(&spec.name).cloned().flatten());
+        let adopted = observed.adopted.get(&spec.name).filter(|_| !prior_resources.contains_key(&spec.name));
+        let prior = prior_resources.get(&spec.name).filter(|p| p.kind == spec.kind).cloned().or_else(|| {
+            adopted.map(|(id, live)| ResourceState {
+                kind: spec.kind.clone(),
+                id: id.clone(),
+                attrs: live.attrs.clone(),
+                outputs: live.outputs.clone(),
+                depends_on: spec.depends_on.clone(),
+                updated_at: created_at.clone(),
+            })
+        });
+        let live = match adopted {
+            Some((_, live)) => Some(live.clone()),
+            None => prior.as_ref().and_then(|_| observed.live.get(&spec.name).cloned().flatten()),
+        };
         let (desired, unknown) = resolve(&template, &known);
         let mut change = ResourceChange {
             address: spec.name.clone(),
@@ -212,10 +233,13 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
                     change.hazard = kind.replacement_hazard().map(str::to_owned);
                     Action::Replace
                 } else if change.changes.is_empty() {
-                    Action::NoOp
+                    if adopted.is_some() { Action::Adopt } else { Action::NoOp }
                 } else {
                     Action::Update
                 };
+                if adopted.is_some() {
+                    change.reason = Some(format!("found in the cloud by its ownership tags: {} was created by an interrupted apply and is adopted, not created again", p.id));
+                }
                 if change.action != Action::Replace {
                     known.insert(&spec.name, merged_outputs(&l.outputs, &p.outputs));
                 }

@@ -57,7 +57,7 @@ fn outputs_for(kind: &str, name: &str) -> (String, Attrs) {
 /// The state and observation after a perfect apply of `m`.
 fn applied(m: &Manifest) -> (State, Observed) {
     let mut state = State::new(Some(LINEAGE.into()));
-    let mut observed = Observed { live: BTreeMap::new(), builtins: builtins() };
+    let mut observed = Observed { live: BTreeMap::new(), builtins: builtins(), ..Observed::default() };
     let mut known = Outputs::new(&observed.builtins);
     for spec in &m.resources {
         let kind = provider::kind(&spec.kind).unwrap();
@@ -88,7 +88,7 @@ fn change<'a>(plan: &'a Plan, address: &str) -> &'a ResourceChange {
 #[test]
 fn without_state_everything_is_created_and_unknowns_are_marked() {
     let m = manifest(MANIFEST);
-    let plan = build(&m, None, &Observed { live: BTreeMap::new(), builtins: builtins() }, "now".into());
+    let plan = build(&m, None, &Observed { live: BTreeMap::new(), builtins: builtins(), ..Observed::default() }, "now".into());
     assert!(plan.changes.iter().all(|c| c.action == Action::Create));
     assert_eq!(plan.summary(), Summary { create: 4, ..Summary::default() });
     assert_eq!(plan.base_serial, None);
@@ -230,7 +230,7 @@ fn human_plan_output() {
     let plan = build(&m, Some(&state), &observed, "now".into());
     insta::assert_snapshot!("plan_update", crate::render::human::plan(&plan));
 
-    let fresh = build(&m, None, &Observed { live: BTreeMap::new(), builtins: builtins() }, "now".into());
+    let fresh = build(&m, None, &Observed { live: BTreeMap::new(), builtins: builtins(), ..Observed::default() }, "now".into());
     let text = crate::render::human::plan(&fresh).replace(&fresh.lineage, "<lineage>");
     insta::assert_snapshot!("plan_create", text);
 

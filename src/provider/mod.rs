@@ -131,6 +131,14 @@ pub trait Kind: Send + Sync {
     /// Brings the named attributes from `live` to `desired`; returns the outputs after.
     async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs>;
     async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, options: DeleteOptions) -> Result<Deleted>;
+    /// Finds the resource an interrupted or failed create made for `desired` (same
+    /// ownership tags, or same unique name) and returns its id; `exclude` is an id already
+    /// recorded. Called only for addresses with a pending create intent, or right after a
+    /// create call failed, so that a create is never repeated blindly. Default: none.
+    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
+        let _ = (cloud, desired, exclude);
+        Ok(None)
+    }
 }
 
 /// Every kind keyrite knows. Adding a kind: one file under `provider/`, one line here.
@@ -159,6 +167,12 @@ pub fn kind_names() -> Vec<&'static str> {
 /// a crash) can tell which state and which manifest entry a cloud resource belongs to.
 pub const TAG_LINEAGE: &str = "keyrite:lineage";
 pub const TAG_ADDRESS: &str = "keyrite:address";
+
+/// True when `tags` carry the same keyrite ownership tags as `desired`.
+pub fn owned_by(desired: &Attrs, tags: &BTreeMap<String, String>) -> bool {
+    let want = map_attr(desired, "tags");
+    [TAG_LINEAGE, TAG_ADDRESS].iter().all(|k| want.get(*k).is_some() && want.get(*k) == tags.get(*k))
+}
 
 /// Reads a string attribute.
 pub fn str_attr<'a>(attrs: &'a Attrs, name: &str) -> &'a str {

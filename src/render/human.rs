@@ -19,7 +19,8 @@ pub fn plan(plan: &Plan) -> String {
         resource(&mut out, change);
     }
     let s = plan.summary();
-    let _ = writeln!(out, "Plan: {} to create, {} to update, {} to replace, {} to delete.", s.create, s.update, s.replace, s.delete);
+    let adopt = if s.adopt > 0 { format!("{} to adopt, ", s.adopt) } else { String::new() };
+    let _ = writeln!(out, "Plan: {adopt}{} to create, {} to update, {} to replace, {} to delete.", s.create, s.update, s.replace, s.delete);
     let hazards: Vec<&ResourceChange> = plan.hazards().collect();
     if !hazards.is_empty() {
         out.push_str("\n!! WARNING: this plan contains changes that need an explicit flag to apply:\n");
@@ -32,6 +33,7 @@ pub fn plan(plan: &Plan) -> String {
 
 fn resource(out: &mut String, change: &ResourceChange) {
     let label = match change.action {
+        Action::Adopt => "adopted (recorded in the state)",
         Action::Create => "created",
         Action::Update => "updated in place",
         Action::Replace if change.hazard.is_some() => "REPLACED: NEW KEY, NEW ADDRESS",

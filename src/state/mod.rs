@@ -53,6 +53,19 @@ pub struct ResourceState {
     pub updated_at: String,
 }
 
+/// A create that was started but not yet recorded. Written (and fsync'd) before the create
+/// call, cleared when its result is recorded: after a crash it tells the next run to look
+/// for the resource before creating it again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The id already recorded for the address (a replacement), to tell old from new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacing: Option<String>,
+    pub started_at: String,
+}
+
 /// The whole state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -61,6 +74,9 @@ pub struct State {
     pub serial: u64,
     pub keyrite_version: String,
     pub resources: BTreeMap<String, ResourceState>,
+    /// Creates in flight, by address.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending: BTreeMap<String, Intent>,
 }
 
 impl State {
@@ -72,6 +88,7 @@ impl State {
             serial: 0,
             keyrite_version: env!("CARGO_PKG_VERSION").into(),
             resources: BTreeMap::new(),
+            pending: BTreeMap::new(),
         }
     }
 }

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -180,6 +182,26 @@ impl Workdir {
     /// The cloud id of a resource in state.
     pub fn id(&self, address: &str) -> String {
         self.state()["resources"][address]["id"].as_str().unwrap_or_else(|| panic!("{address} not in state")).to_owned()
+    }
+
+    /// Runs keyrite against an arbitrary AWS endpoint (a fault proxy, say).
+    pub fn keyrite_via(&self, endpoint: &str, args: &[&str]) -> Run {
+        let output = self.command(endpoint, args).stdin(Stdio::null()).output().expect("run keyrite");
+        Run::from(output)
+    }
+
+    /// A keyrite command for this directory, talking to `endpoint`.
+    pub fn command(&self, endpoint: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyrite"));
+        cmd.args(args)
+            .current_dir(&self.work)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE");
+        cmd
     }
 
     /// Runs keyrite with these arguments against the emulator.

@@ -207,6 +207,20 @@ impl Kind for ApiGateway {
         outputs(cloud, id, stage, path).await
     }
 
+    /// `apigateway:GET` on the APIs: the one with this name and our tags. A half-built API
+    /// is adopted too; the next apply finds what it lacks and plans it back.
+    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
+        let apis = cloud.apigateway.get_rest_apis().limit(500).send().await.map_err(|e| api_error("apigateway:GetRestApis", e))?;
+        let name = str_attr(desired, "name");
+        Ok(apis
+            .items()
+            .iter()
+            .filter(|a| a.name() == Some(name) && a.id() != exclude)
+            .find(|a| crate::provider::owned_by(desired, &a.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()))
+            .and_then(|a| a.id())
+            .map(str::to_owned))
+    }
+
     /// `apigateway:DELETE` on the API, `lambda:RemovePermission`.
     async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         if let Err(e) = cloud.apigateway.delete_rest_api().rest_api_id(id).send().await {

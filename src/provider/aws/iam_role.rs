@@ -156,6 +156,18 @@ impl Kind for IamRole {
         Ok(outputs(role.role().ok_or_else(|| unexpected("iam:GetRole", "no Role"))?))
     }
 
+    /// `iam:GetRole`, `iam:ListRoleTags`: the role of this name, if it carries our tags.
+    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+        let name = str_attr(desired, "name");
+        match cloud.iam.get_role().role_name(name).send().await {
+            Ok(_) => Ok(crate::provider::owned_by(desired, &list_tags(cloud, name).await?).then(|| name.to_owned())),
+            Err(e) => {
+                let e = api_error("iam:GetRole", e);
+                if e.is_not_found() { Ok(None) } else { Err(e) }
+            }
+        }
+    }
+
     /// `iam:ListRolePolicies` + `iam:DeleteRolePolicy`, `iam:ListAttachedRolePolicies` +
     /// `iam:DetachRolePolicy`, then `iam:DeleteRole`: IAM refuses to delete a role that still
     /// has policies.

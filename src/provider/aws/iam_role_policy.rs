@@ -73,6 +73,13 @@ impl Kind for IamRolePolicy {
         Ok(outputs)
     }
 
+    /// An inline policy is named by its role and name; if one is there, it is the one the
+    /// interrupted create put there (the next apply overwrites its document if not).
+    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+        let id = format!("{}:{}", str_attr(desired, "role"), str_attr(desired, "name"));
+        Ok(self.read(cloud, &id, desired).await?.map(|_| id))
+    }
+
     /// `iam:DeleteRolePolicy`.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let (role, name) = split_id(id)?;

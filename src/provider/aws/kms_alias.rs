@@ -77,6 +77,14 @@ impl Kind for KmsAlias {
         outputs(cloud, id).await
     }
 
+    /// An alias is named uniquely; one pointing at the desired key is the one the
+    /// interrupted create made.
+    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+        let name = str_attr(desired, "name");
+        let live = self.read(cloud, name, desired).await?;
+        Ok(live.filter(|l| l.attrs.get("target_key_id") == desired.get("target_key_id")).map(|_| name.to_owned()))
+    }
+
     /// `kms:DeleteAlias`. The key itself is untouched.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         match cloud.kms.delete_alias().alias_name(id).send().await {

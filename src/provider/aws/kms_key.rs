@@ -8,6 +8,26 @@
 //! The key policy is either given explicitly or generated least-privilege from named admin
 //! and signer principals: admins manage but cannot sign; signers may call `kms:Sign` only
 //! with `ECDSA_SHA_256` (optionally only from listed source IPs) and `kms:GetPublicKey`.
+//!
+//! # Never two keys where one was meant
+//!
+//! `kms:CreateKey` has no idempotency token: calling it twice makes two keys, two
+//! addresses. A retry after a lost response (a connection reset after KMS acted, a timeout, a
+//! crash of keyrite itself) would do exactly that. keyrite designs around it in three parts:
+//!
+//! 1. **Tagged at birth.** The key is created with its `keyrite:lineage` and
+//!    `keyrite:address` tags in the same `CreateKey` call, so no key of ours ever exists
+//!    untagged.
+//! 2. **Intent before the call.** The apply executor writes a create intent for the address
+//!    into the state (fsync'd) before calling `CreateKey`, and clears it when it records the
+//!    key. A crash in between leaves the intent behind.
+//! 3. **Search, never blindly retry.** `CreateKey` is sent with the SDK's retries disabled.
+//!    When it fails, or when a later run finds a pending intent, keyrite first looks for a
+//!    key carrying the same lineage and address tags ([`Kind::adopt`]) and adopts it; only
+//!    if there is none does it create again.
+//!
+//! The search lists the account's keys and their tags, which costs a call per key; it runs
+//! only on those recovery paths, never on a normal apply.
 
 use async_trait::async_trait;
 use futures_util::TryFutureExt;
@@ -114,6 +134,8 @@ impl Kind for KmsKey {
                     .description(str_attr(desired, "description"))
                     .policy(policy.clone())
                     .set_tags(Some(tags.clone()))
+                    .customize()
+                    .config_override(aws_sdk_kms::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled()))
                     .send()
                     .map_err(|e| api_error("kms:CreateKey", e))
             },
@@ -154,6 +176,38 @@ impl Kind for KmsKey {
         let arn = described.key_metadata().and_then(|m| m.arn()).unwrap_or_default();
         let spki = if str_attr(desired, "key_state") == "Enabled" { Some(public_key(cloud, id).await?) } else { None };
         Ok(key_outputs(id, arn, spki))
+    }
+
+    /// `kms:ListKeys`, `kms:ListResourceTags`, `kms:DescribeKey`: the one key (enabled or
+    /// disabled, not pending deletion, not `exclude`) with the same ownership tags. Two such
+    /// keys is an error: that is the situation this whole design prevents, and a person
+    /// must look.
+    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
+        let mut found = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = cloud.kms.list_keys().set_marker(marker).send().await.map_err(|e| api_error("kms:ListKeys", e))?;
+            for key in page.keys() {
+                let Some(id) = key.key_id() else { continue };
+                if Some(id) == exclude || !crate::provider::owned_by(desired, &list_tags(cloud, id).await?) {
+                    continue;
+                }
+                let meta = cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
+                let state = meta.key_metadata().and_then(|m| m.key_state()).map(|s| s.as_str().to_owned()).unwrap_or_default();
+                if state == "Enabled" || state == "Disabled" {
+                    found.push(id.to_owned());
+                }
+            }
+            match (page.truncated(), page.next_marker()) {
+                (true, Some(m)) => marker = Some(m.to_owned()),
+                _ => break,
+            }
+        }
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop()),
+            _ => Err(ProviderError::Refused(format!("{} keys carry the ownership tags of this one ({}); resolve by hand before applying", found.len(), found.join(", ")))),
+        }
     }
 
     /// `kms:ScheduleKeyDeletion` with the recorded window. Refused without the explicit flag.

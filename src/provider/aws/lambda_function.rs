@@ -202,6 +202,13 @@ impl Kind for LambdaFunction {
         Ok(outputs(&arn, id))
     }
 
+    /// `lambda:GetFunction`: the function of this name, if it carries our tags.
+    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+        let name = str_attr(desired, "name");
+        let live = self.read(cloud, name, desired).await?;
+        Ok(live.filter(|l| crate::provider::owned_by(desired, &map_attr(&l.attrs, "tags"))).map(|_| name.to_owned()))
+    }
+
     /// `lambda:DeleteFunction`.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         match cloud.lambda.delete_function().function_name(id).send().await {

@@ -115,6 +115,12 @@ impl Kind for LambdaFunctionUrl {
         Ok(outputs(out.function_url(), id))
     }
 
+    /// A function has at most one URL; if it is there, the interrupted create made it.
+    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+        let function = str_attr(desired, "function");
+        Ok(self.read(cloud, function, desired).await?.map(|_| function.to_owned()))
+    }
+
     /// `lambda:DeleteFunctionUrlConfig`, `lambda:RemovePermission`.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         if let Err(e) = cloud.lambda.delete_function_url_config().function_name(id).send().await {

@@ -111,6 +111,24 @@ impl Cloud {
         if let Some(endpoint) = &settings.endpoint {
             loader = loader.endpoint_url(endpoint);
         }
+        // Bounded retries with exponential backoff for throttling, 5xx and transport errors,
+        // and timeouts so that a hung connection becomes an error instead of a hang. The
+        // standard AWS_MAX_ATTEMPTS / AWS_RETRY_MODE still win when set.
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() && std::env::var_os("AWS_RETRY_MODE").is_none() {
+            loader = loader.retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(6)
+                    .with_initial_backoff(std::time::Duration::from_millis(100))
+                    .with_max_backoff(std::time::Duration::from_secs(5)),
+            );
+        }
+        loader = loader.timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .operation_attempt_timeout(std::time::Duration::from_secs(30))
+                .operation_timeout(std::time::Duration::from_secs(120))
+                .build(),
+        );
         let sdk_config = loader.load().await;
         let region = sdk_config
             .region()
@@ -148,6 +166,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
+    use aws_sdk_kms::error::SdkError;
+    if matches!(err, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)) {
+        let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+        return ProviderError::Api { operation, code: TRANSPORT.into(), message };
+    }
     let code = err.code().unwrap_or("").to_owned();
     let message = match err.message() {
         Some(m) => m.to_owned(),
@@ -156,7 +179,32 @@ where
     ProviderError::Api { operation, code: if code.is_empty() { "Error".into() } else { code }, message }
 }
 
+/// The code given to failures below the API: connection refused or reset, timeouts,
+/// unparseable responses.
+pub const TRANSPORT: &str = "TransportError";
+
 impl ProviderError {
+    /// True for failures worth retrying: throttling, 5xx, transport trouble.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(
+                TRANSPORT
+                    | "ThrottlingException"
+                    | "Throttling"
+                    | "TooManyRequestsException"
+                    | "RequestLimitExceeded"
+                    | "ServiceUnavailable"
+                    | "ServiceUnavailableException"
+                    | "InternalFailure"
+                    | "InternalError"
+                    | "KMSInternalException"
+                    | "DependencyTimeoutException"
+                    | "ServiceFailure"
+            )
+        )
+    }
+
     /// The service's error code, if this came from an API.
     pub fn code(&self) -> Option<&str> {
         match self {
