@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::plan::{Action, Outputs, Plan, ResourceChange, resolve};
 use crate::provider::{Cloud, DeleteOptions, Deleted, Kind, ProviderError};
-use crate::state::{Intent, LocalBackend, ResourceState, State, StateError, now};
+use crate::state::{Backend, Intent, ResourceState, State, StateError, now};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -90,12 +90,12 @@ pub fn check_hazards(plan: &Plan, options: &Options) -> Result<(), ApplyError> {
 }
 
 /// Applies `plan`, saving `state` through `store` after each change.
-pub async fn run(plan: &Plan, cloud: Arc<Cloud>, store: &LocalBackend, mut state: State, options: Options, progress: &dyn Progress) -> Result<Vec<Outcome>, ApplyError> {
+pub async fn run(plan: &Plan, cloud: Arc<Cloud>, store: &Backend, mut state: State, options: Options, progress: &dyn Progress) -> Result<Vec<Outcome>, ApplyError> {
     check_hazards(plan, &options)?;
     // The lineage must be on disk before anything is created under it: a crash before the
     // first record would otherwise leave resources tagged with a lineage nobody knows.
     if state.serial == 0 && state.resources.is_empty() {
-        store.write(&state)?;
+        store.write(&state).await?;
     }
     // Intents for addresses this plan no longer touches are stale (the manifest dropped them).
     let planned: BTreeSet<&str> = plan.changes.iter().map(|c| c.address.as_str()).collect();
@@ -130,7 +130,7 @@ pub async fn run(plan: &Plan, cloud: Arc<Cloud>, store: &LocalBackend, mut state
                             Intent { kind: change.kind.clone(), replacing: change.prior.as_ref().map(|p| p.id.clone()), started_at: now() },
                         );
                         state.serial += 1;
-                        store.write(&state)?;
+                        store.write(&state).await?;
                     }
                     let (cloud, change) = (cloud.clone(), (*change).clone());
                     running.spawn(async move {
@@ -148,7 +148,7 @@ pub async fn run(plan: &Plan, cloud: Arc<Cloud>, store: &LocalBackend, mut state
             Ok(step) => {
                 let message = record(&mut state, &change, desired, &step);
                 state.serial += 1;
-                store.write(&state)?;
+                store.write(&state).await?;
                 if let Some(r) = state.resources.get(&change.address) {
                     known.insert(&change.address, r.outputs.clone());
                 }

@@ -34,7 +34,8 @@ async fn apply_converges_and_a_second_apply_makes_no_mutating_calls() {
     w.keyrite(&emu, &["drift"]).expect(0);
 
     let state = w.state();
-    assert_eq!(state["serial"], 4, "one state write per change");
+    assert_eq!(state["serial"], 8, "two state writes per create: the intent before the call, the record after");
+    assert!(state.get("pending").is_none(), "no create intent is left behind");
     assert!(state["lineage"].as_str().is_some_and(|l| l.len() == 36));
 
     // Ownership tags on the key, and the key really is secp256k1.
@@ -197,7 +198,7 @@ async fn saved_plans_apply_exactly_once_and_stale_plans_are_refused() {
     w.keyrite(&emu, &["plan", "--out", "update.plan"]).expect(0);
     w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
     let stale = w.keyrite(&emu, &["apply", "update.plan"]).expect(1);
-    assert!(stale.stderr.contains("saved plan is stale: it was made against state serial 4, the state is now at serial 5"), "{}", stale.stderr);
+    assert!(stale.stderr.contains("saved plan is stale: it was made against state serial 8, the state is now at serial 9"), "{}", stale.stderr);
 
     let no_tty = w.keyrite(&emu, &["apply"]).expect(0);
     assert!(no_tty.stdout.contains("nothing to do"), "{}", no_tty.stdout);

@@ -8,6 +8,7 @@ fn keyrite(args: &[&str]) -> (i32, String, String) {
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("KEYRITE_MANIFEST")
+        .env_remove("KEYRITE_VIA_EMULATOR")
         .env("COLUMNS", "100")
         .output()
         .expect("run keyrite");

@@ -72,8 +72,8 @@ async fn assert_converged(emu: &Emulator, w: &Workdir) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_apply_of_twenty_resources_converges_under_injected_faults() {
     let emu = Emulator::start();
-    let faults = Faults { server_error: 0.04, throttle: 0.04, reset_before: 0.04, reset_after: 0.04, delay: 0.04, delay_after: 0.0, max_delay_ms: 400 };
-    let rounds = 3;
+    let faults = Faults { server_error: 0.04, throttle: 0.04, reset_before: 0.04, reset_after: 0.05, delay: 0.04, max_delay_ms: 400, ..Faults::default() };
+    let rounds = 4;
     let mut resets_after = 0;
     for round in 0..rounds {
         let seed = 0x5eed_u64 + round;
@@ -100,6 +100,19 @@ async fn an_apply_of_twenty_resources_converges_under_injected_faults() {
         assert_converged(&emu, &w).await;
     }
     assert!(resets_after > 0, "no response was lost after the emulator acted: the hardest case went untested");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_create_key_response_never_makes_a_second_key() {
+    let emu = Emulator::start();
+    let faults = Faults { lose_first_response_of: Some("TrentService.CreateKey"), ..Faults::default() };
+    let proxy = FaultProxy::start(&emu.endpoint, faults, 1);
+    let w = Workdir::with_text(&manifest());
+    // KMS created the key, keyrite never heard: it must find that key, not make another.
+    w.keyrite_via(&proxy.endpoint, &["apply", "--auto-approve"]).expect(0);
+    assert!(proxy.counts.targeted_fired.load(std::sync::atomic::Ordering::Relaxed), "the CreateKey response was not lost");
+    assert_eq!(proxy.counts.reset_after.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_converged(&emu, &w).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,9 +9,9 @@ use crate::cli::ManifestArg;
 use crate::crypto;
 use crate::render::Format;
 
-pub fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
-    let (manifest, store) = load(arg)?;
-    let Some(state) = store.read()? else { bail!("no state at {}: apply first", store.path().display()) };
+pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
+    let (manifest, store) = load(arg).await?;
+    let Some(state) = store.read().await? else { bail!("no state at {}: apply first", store.describe()) };
     let region = manifest.aws.region.clone().or_else(|| std::env::var("AWS_REGION").ok()).unwrap_or_default();
     let mut rows = Vec::new();
     for (address, r) in state.resources.iter().filter(|(_, r)| r.kind == "aws_kms_key") {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 
 use super::{Reference, Status, backend, call_summary, confirm, interactive, load, refresh, ui::Ui};
+use crate::state::Backend;
 use crate::apply::{self as executor, Options};
 use crate::cli::{ManifestArg, RunArgs};
 use crate::plan::{PLAN_FORMAT, Plan};
@@ -15,25 +16,38 @@ use crate::state::{State, now};
 
 pub async fn run(arg: &ManifestArg, saved: Option<&Path>, auto_approve: bool, run: RunArgs, allow_key_replacement: bool) -> anyhow::Result<Status> {
     let options = Options { parallelism: run.parallelism.into(), allow_key_replacement, allow_key_deletion: run.allow_key_deletion };
-    let (plan, store, _lock, state, cloud) = match saved {
+    let (store, plan, manifest) = match saved {
         Some(path) => {
             let plan = read_plan(path)?;
-            let store = backend(&plan.state);
-            let lock = store.lock("apply")?;
-            let state = store.read()?;
-            check_fresh(&plan, state.as_ref())?;
-            let cloud = Arc::new(Cloud::connect(&plan.aws).await?);
-            (plan, store, lock, state, cloud)
+            (backend(&plan.state, &plan.aws).await?, Some(plan), None)
         }
         None => {
-            let (manifest, store) = load(arg)?;
-            let lock = store.lock("apply")?;
-            let state = store.read()?;
-            let cloud = Arc::new(Cloud::connect(&manifest.aws).await?);
-            let observed = refresh(&cloud, &manifest, state.as_ref(), Reference::Manifest).await?;
-            let plan = crate::plan::build(&manifest, state.as_ref(), &observed, now());
-            (plan, store, lock, state, cloud)
+            let (manifest, store) = load(arg).await?;
+            (store, None, Some(manifest))
         }
+    };
+    let lock = store.lock("apply").await?;
+    let result = locked(&store, plan, manifest.as_ref(), auto_approve, options).await;
+    store.unlock(lock).await?;
+    result
+}
+
+/// Everything apply does while it holds the state lock.
+async fn locked(store: &Backend, saved: Option<Plan>, manifest: Option<&crate::manifest::Manifest>, auto_approve: bool, options: Options) -> anyhow::Result<Status> {
+    let state = store.read().await?;
+    let from_file = saved.is_some();
+    let (plan, cloud) = match (saved, manifest) {
+        (Some(plan), _) => {
+            check_fresh(&plan, state.as_ref())?;
+            let cloud = Arc::new(Cloud::connect(&plan.aws).await?);
+            (plan, cloud)
+        }
+        (None, Some(manifest)) => {
+            let cloud = Arc::new(Cloud::connect(&manifest.aws).await?);
+            let observed = refresh(&cloud, manifest, state.as_ref(), Reference::Manifest).await?;
+            (crate::plan::build(manifest, state.as_ref(), &observed, now()), cloud)
+        }
+        (None, None) => bail!("nothing to apply"),
     };
     print!("{}", human::plan(&plan));
     if !plan.has_changes() {
@@ -41,7 +55,7 @@ pub async fn run(arg: &ManifestArg, saved: Option<&Path>, auto_approve: bool, ru
         return Ok(Status::Ok);
     }
     executor::check_hazards(&plan, &options)?;
-    if saved.is_none() && !auto_approve {
+    if !from_file && !auto_approve {
         if !interactive() {
             bail!("no terminal to confirm on: pass --auto-approve, or save a plan with `keyrite plan --out FILE` and run `keyrite apply FILE`");
         }
@@ -51,7 +65,7 @@ pub async fn run(arg: &ManifestArg, saved: Option<&Path>, auto_approve: bool, ru
         }
     }
     let state = state.unwrap_or_else(|| State::new(Some(plan.lineage.clone())));
-    let outcomes = executor::run(&plan, cloud.clone(), &store, state, options, &Ui::new()).await?;
+    let outcomes = executor::run(&plan, cloud.clone(), store, state, options, &Ui::new()).await?;
     println!("Apply complete: {} change{} applied. {}", outcomes.len(), if outcomes.len() == 1 { "" } else { "s" }, call_summary(&cloud));
     Ok(Status::Ok)
 }

@@ -12,15 +12,21 @@ use crate::render::human;
 use crate::state::now;
 
 pub async fn run(arg: &ManifestArg, auto_approve: bool, run: RunArgs) -> anyhow::Result<Status> {
-    let (manifest, store) = load(arg)?;
-    let _lock = store.lock("destroy")?;
-    let Some(state) = store.read()? else {
-        println!("Nothing to destroy: there is no state at {}.", store.path().display());
+    let (manifest, store) = load(arg).await?;
+    let lock = store.lock("destroy").await?;
+    let result = locked(&manifest, &store, auto_approve, run).await;
+    store.unlock(lock).await?;
+    result
+}
+
+async fn locked(manifest: &crate::manifest::Manifest, store: &crate::state::Backend, auto_approve: bool, run: RunArgs) -> anyhow::Result<Status> {
+    let Some(state) = store.read().await? else {
+        println!("Nothing to destroy: there is no state at {}.", store.describe());
         return Ok(Status::Ok);
     };
     let cloud = Arc::new(Cloud::connect(&manifest.aws).await?);
-    let observed = refresh(&cloud, &manifest, Some(&state), Reference::State).await?;
-    let plan = crate::plan::build_destroy(&manifest, &state, &observed, now());
+    let observed = refresh(&cloud, manifest, Some(&state), Reference::State).await?;
+    let plan = crate::plan::build_destroy(manifest, &state, &observed, now());
     print!("{}", human::plan(&plan));
     if !plan.has_changes() {
         return Ok(Status::Ok);
@@ -36,7 +42,7 @@ pub async fn run(arg: &ManifestArg, auto_approve: bool, run: RunArgs) -> anyhow:
             return Ok(Status::Error);
         }
     }
-    let outcomes = executor::run(&plan, cloud.clone(), &store, state, options, &Ui::new()).await?;
+    let outcomes = executor::run(&plan, cloud.clone(), store, state, options, &Ui::new()).await?;
     println!("Destroy complete: {} resource{} removed or scheduled. {}", outcomes.len(), if outcomes.len() == 1 { "" } else { "s" }, call_summary(&cloud));
     Ok(Status::Ok)
 }

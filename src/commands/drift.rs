@@ -11,9 +11,9 @@ use crate::render::{Format, human, json};
 use crate::state::now;
 
 pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
-    let (manifest, store) = load(arg)?;
-    let Some(state) = store.read()? else {
-        bail!("no state at {}: nothing has been applied yet, so there is nothing to drift from", store.path().display());
+    let (manifest, store) = load(arg).await?;
+    let Some(state) = store.read().await? else {
+        bail!("no state at {}: nothing has been applied yet, so there is nothing to drift from", store.describe());
     };
     let cloud = Arc::new(Cloud::connect(&manifest.aws).await?);
     let observed = refresh(&cloud, &manifest, Some(&state), Reference::State).await?;

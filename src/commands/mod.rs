@@ -22,7 +22,7 @@ use crate::cli::{Cli, Command, ManifestArg, PolicyCommand, SigCommand};
 use crate::manifest::{Manifest, StateConfig};
 use crate::plan::Observed;
 use crate::provider::{self, Cloud};
-use crate::state::{LocalBackend, State};
+use crate::state::{Backend, LocalBackend, State};
 
 /// Process exit statuses. `Changes` means "plan has changes" or "drift found".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,8 +42,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
             apply::run(&manifest, plan.as_deref(), auto_approve, run, allow_key_replacement).await
         }
         Command::Drift { manifest, format } => drift::run(&manifest, format).await,
-        Command::Show { manifest, format } => show::run(&manifest, format),
-        Command::Addresses { manifest, format } => addresses::run(&manifest, format),
+        Command::Show { manifest, format } => show::run(&manifest, format).await,
+        Command::Addresses { manifest, format } => addresses::run(&manifest, format).await,
         Command::Destroy { manifest, auto_approve, run } => destroy::run(&manifest, auto_approve, run).await,
         Command::Policy { command: PolicyCommand::Diff { a, b } } => policy::diff(&a, &b),
         Command::Sign { manifest, signer, hash, mode } => signing::sign(&manifest, signer.as_deref(), &hash, mode).await,
@@ -57,23 +57,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Sig { command: SigCommand::Recover { digest, signature } } => sig::recover(&digest, &signature),
         Command::ForceUnlock { id, manifest } => {
             let manifest = Manifest::load(&manifest.file)?;
-            println!("{}", backend(&manifest.state).force_unlock(&id)?);
+            println!("{}", backend(&manifest.state, &manifest.aws).await?.force_unlock(&id).await?);
             Ok(Status::Ok)
         }
     }
 }
 
 /// The state backend a manifest or plan names.
-pub fn backend(config: &StateConfig) -> LocalBackend {
-    match config {
-        StateConfig::Local { path } => LocalBackend::new(path),
-    }
+pub async fn backend(config: &StateConfig, aws: &crate::manifest::AwsConfig) -> anyhow::Result<Backend> {
+    Ok(match config {
+        StateConfig::Local { path } => Backend::Local(LocalBackend::new(path)),
+        StateConfig::S3 { bucket, key, region, path_style } => {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(profile) = &aws.profile {
+                loader = loader.profile_name(profile);
+            }
+            if let Some(region) = region.as_ref().or(aws.region.as_ref()) {
+                loader = loader.region(aws_config::Region::new(region.clone()));
+            }
+            if let Some(endpoint) = &aws.endpoint {
+                loader = loader.endpoint_url(endpoint);
+            }
+            let sdk = loader.load().await;
+            // Local emulators serve buckets by path, not by virtual host.
+            let path_style = *path_style || sdk.endpoint_url().is_some();
+            let client = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style).build());
+            Backend::S3(crate::state::s3::S3Backend::new(client, bucket, key))
+        }
+    })
 }
 
-/// Loads the manifest and its state (if any).
-fn load(arg: &ManifestArg) -> anyhow::Result<(Manifest, LocalBackend)> {
+/// Loads the manifest and its state backend.
+async fn load(arg: &ManifestArg) -> anyhow::Result<(Manifest, Backend)> {
     let manifest = Manifest::load(&arg.file)?;
-    let store = backend(&manifest.state);
+    let store = backend(&manifest.state, &manifest.aws).await?;
     Ok((manifest, store))
 }
 

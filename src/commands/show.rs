@@ -6,13 +6,13 @@ use super::{Status, load};
 use crate::cli::ManifestArg;
 use crate::render::{Format, json};
 
-pub fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
-    let (_, store) = load(arg)?;
-    let Some(state) = store.read()? else { bail!("no state at {}", store.path().display()) };
+pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
+    let (_, store) = load(arg).await?;
+    let Some(state) = store.read().await? else { bail!("no state at {}", store.describe()) };
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&json::show(&state))?),
         Format::Human => {
-            println!("state {} (lineage {}, serial {})", store.path().display(), state.lineage, state.serial);
+            println!("state {} (lineage {}, serial {})", store.describe(), state.lineage, state.serial);
             for (address, r) in &state.resources {
                 println!("  {address} ({}): {}", r.kind, r.id);
                 for (k, v) in &r.outputs {

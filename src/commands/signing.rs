@@ -25,8 +25,8 @@ fn key_record(state: &State, spec: &SignerSpec) -> anyhow::Result<(String, Optio
 }
 
 async fn connect(arg: &ManifestArg) -> anyhow::Result<(Manifest, State, Cloud)> {
-    let (manifest, store) = load(arg)?;
-    let Some(state) = store.read()? else { bail!("no state at {}: run `keyrite apply` first", store.path().display()) };
+    let (manifest, store) = load(arg).await?;
+    let Some(state) = store.read().await? else { bail!("no state at {}: run `keyrite apply` first", store.describe()) };
     let cloud = Cloud::connect(&manifest.aws).await?;
     Ok((manifest, state, cloud))
 }

@@ -73,6 +73,8 @@ impl fmt::Display for Diagnostics {
 #[serde(tag = "backend", rename_all = "snake_case")]
 pub enum StateConfig {
     Local { path: PathBuf },
+    /// `s3://bucket/key`, locked with a `<key>.lock` object.
+    S3 { bucket: String, key: String, region: Option<String>, path_style: bool },
 }
 
 /// AWS connection settings; each falls back to the standard AWS environment when unset.
@@ -312,11 +314,22 @@ impl Validation {
             provider.finish(self);
         }
         if let Some(mut state) = top.block(self, "state") {
+            if state.has("local") && state.has("s3") {
+                self.error(state.pos(), "state", "state: choose one backend, `local` or `s3`");
+            }
             if let Some(mut local) = state.block(self, "local") {
                 if let Some(p) = local.string(self, "path") {
                     parsed.state = StateConfig::Local { path: relative_to(path, Path::new(&p)) };
                 }
                 local.finish(self);
+            }
+            if let Some(mut s3) = state.block(self, "s3") {
+                let bucket = s3.required_string(self, "bucket").unwrap_or_default();
+                let key = s3.required_string(self, "key").unwrap_or_default();
+                let region = s3.string(self, "region");
+                let path_style = s3.bool(self, "path_style").unwrap_or(false);
+                s3.finish(self);
+                parsed.state = StateConfig::S3 { bucket, key, region, path_style };
             }
             state.finish(self);
         }

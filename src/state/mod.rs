@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::Attrs;
 
+pub mod s3;
+
 /// The state file format this build writes and reads.
 pub const STATE_FORMAT: u32 = 1;
 
@@ -35,6 +37,10 @@ pub enum StateError {
     Locked { path: PathBuf, holder: String, id: String },
     #[error("cannot lock state {path}: {source}")]
     Lock { path: PathBuf, source: std::io::Error },
+    #[error("state {location}: {message}")]
+    Remote { location: String, message: String },
+    #[error("state {location} was written by someone else since this run read it; nothing was overwritten. Run the command again.")]
+    Conflict { location: String },
 }
 
 /// One managed resource as last applied.
@@ -249,10 +255,79 @@ impl LocalBackend {
     }
 }
 
-fn whoami() -> String {
+pub(crate) fn whoami() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "localhost".into());
     format!("{user}@{host}")
+}
+
+/// Where the state lives: a local file (default) or an S3 object.
+#[derive(Debug)]
+pub enum Backend {
+    Local(LocalBackend),
+    S3(s3::S3Backend),
+}
+
+/// A held state lock; release it with [`Backend::unlock`] (a local lock is also released
+/// by the kernel when the process ends).
+#[derive(Debug)]
+pub enum Lock {
+    Local(LockGuard),
+    S3(s3::S3Lock),
+}
+
+impl Lock {
+    pub fn info(&self) -> &LockInfo {
+        match self {
+            Lock::Local(g) => &g.info,
+            Lock::S3(l) => &l.info,
+        }
+    }
+}
+
+impl Backend {
+    /// A path or `s3://bucket/key`, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Local(b) => b.path().display().to_string(),
+            Backend::S3(b) => b.describe(),
+        }
+    }
+
+    pub async fn read(&self) -> Result<Option<State>, StateError> {
+        match self {
+            Backend::Local(b) => b.read(),
+            Backend::S3(b) => b.read().await,
+        }
+    }
+
+    pub async fn write(&self, state: &State) -> Result<(), StateError> {
+        match self {
+            Backend::Local(b) => b.write(state),
+            Backend::S3(b) => b.write(state).await,
+        }
+    }
+
+    pub async fn lock(&self, operation: &str) -> Result<Lock, StateError> {
+        match self {
+            Backend::Local(b) => b.lock(operation).map(Lock::Local),
+            Backend::S3(b) => b.lock(operation).await.map(Lock::S3),
+        }
+    }
+
+    pub async fn unlock(&self, lock: Lock) -> Result<(), StateError> {
+        match (self, lock) {
+            (Backend::S3(b), Lock::S3(l)) => b.unlock(&l).await,
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn force_unlock(&self, id: &str) -> Result<String, StateError> {
+        match self {
+            Backend::Local(b) => b.force_unlock(id),
+            Backend::S3(b) => b.force_unlock(id).await,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@ pub struct Faults {
     /// Forward at once, then hold the response: the cloud has acted, the client waits.
     pub delay_after: f64,
     pub max_delay_ms: u64,
+    /// Reset after forwarding the first request for this `X-Amz-Target` operation (e.g.
+    /// `TrentService.CreateKey`): the targeted version of `reset_after`.
+    pub lose_first_response_of: Option<&'static str>,
 }
 
 /// How often each fate was drawn.
@@ -38,6 +41,7 @@ pub struct Counts {
     pub reset_after: AtomicU64,
     pub delay: AtomicU64,
     pub delay_after: AtomicU64,
+    pub targeted_fired: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Display for Counts {
@@ -126,20 +130,22 @@ async fn handle(req: hyper::Request<Incoming>, upstream: &str, faults: &Faults, 
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let protocol = Protocol::of(&parts.headers);
-    if next(faults.server_error) {
+    let targeted = faults.lose_first_response_of.is_some_and(|t| parts.headers.get("x-amz-target").is_some_and(|v| v == t))
+        && !counts.targeted_fired.swap(true, Ordering::Relaxed);
+    if !targeted && next(faults.server_error) {
         counts.server_error.fetch_add(1, Ordering::Relaxed);
         return Ok(respond(503, protocol.error_body("ServiceUnavailable", "injected 503"), protocol, "ServiceUnavailable"));
     }
-    if next(faults.throttle) {
+    if !targeted && next(faults.throttle) {
         counts.throttle.fetch_add(1, Ordering::Relaxed);
         let (status, code) = protocol.throttle();
         return Ok(respond(status, protocol.error_body(code, "Rate exceeded (injected)"), protocol, code));
     }
-    if next(faults.reset_before) {
+    if !targeted && next(faults.reset_before) {
         counts.reset_before.fetch_add(1, Ordering::Relaxed);
         return Err(std::io::Error::other("injected reset before forwarding"));
     }
-    let reset_after = next(faults.reset_after);
+    let reset_after = targeted || next(faults.reset_after);
     let late = !reset_after && next(faults.delay_after);
     if !reset_after && !late && next(faults.delay) {
         counts.delay.fetch_add(1, Ordering::Relaxed);
