@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, installing what it needs: the local AWS emulator (Python venv) and
-# the Node test dependencies (npm ci). Tests start and stop their own emulators on free
-# loopback ports; a missing dependency fails the run, it never skips.
+# The whole test suite, installing what it needs: the local AWS emulators (Python venvs),
+# the Node test dependencies (npm ci) and cargo-fuzz. A short fuzzing run of every parser,
+# then the Rust tests (unit, snapshot, and integration against emulators the tests start
+# and stop themselves on free loopback ports), then the Node tests of the signer template.
+# A missing dependency fails the run; nothing is skipped.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -9,6 +11,7 @@ scripts/install-emulator.sh
 if [ -f package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
+bash scripts/fuzz.sh "${KEYRITE_FUZZ_SECONDS:-20}"
 cargo test --locked --all-targets
 if [ -d tests/node ] && ls tests/node/*.test.mjs >/dev/null 2>&1; then
   npm run --silent test:node

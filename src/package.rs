@@ -55,6 +55,10 @@ pub fn template_files(template: &str, base: &Path) -> Result<Vec<(String, Vec<u8
 
 /// Every regular file under `dir`, as (`prefix` + relative path, contents).
 pub fn dir_files(dir: &Path, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, PackageError> {
+    // Fuzzed manifests name arbitrary paths (`/`, `/proc`); the fuzzer must not walk them.
+    if cfg!(fuzzing) {
+        return Err(PackageError::Empty(dir.to_path_buf()));
+    }
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
