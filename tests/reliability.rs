@@ -181,3 +181,55 @@ async fn kill_dash_nine_at_any_moment_of_an_apply_then_a_rerun_converges_without
     println!("crash summary: {trials} trials, {} killed mid-apply, {} create intents found after kills, {} resources adopted on re-run, 0 duplicate keys, 0 orphans", summary.0, summary.2, summary.1);
     assert!(summary.0 * 2 >= trials, "at least half of the trials should kill keyrite mid-apply; adjust the timing");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_replacement_interrupted_after_create_key_adopts_the_new_key_and_retires_the_old() {
+    let emu = Emulator::start();
+    let w = Workdir::with_example("treasury.yaml");
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    let old = w.id("treasury_key");
+    let lineage = w.state()["lineage"].as_str().unwrap().to_owned();
+    let text = std::fs::read_to_string(&w.manifest).unwrap().replace("description: Treasury hot signer", "description: Treasury hot signer\n    key_spec: ECC_NIST_P256");
+    std::fs::write(&w.manifest, text).unwrap();
+
+    // What `kill -9` right after CreateKey leaves: the new key, tagged at birth, and the
+    // intent in the state; the state still records the old key.
+    let kms = emu.kms().await;
+    let tag = |k: &str, v: &str| aws_sdk_kms::types::Tag::builder().tag_key(k).tag_value(v).build().unwrap();
+    let new = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .tags(tag("keyrite:lineage", &lineage))
+        .tags(tag("keyrite:address", "treasury_key"))
+        .tags(tag("team", "treasury"))
+        .tags(tag("purpose", "evm-signing"))
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_owned();
+    let path = w.path().join("keyrite.state.json");
+    let mut state = w.state();
+    state["pending"] = serde_json::json!({"treasury_key": {"type": "aws_kms_key", "replacing": old, "started_at": "2026-11-21T00:00:00Z"}});
+    std::fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+
+    let plan = w.keyrite(&emu, &["plan"]).expect(0);
+    assert!(plan.stdout.contains("found in the cloud by its ownership tags"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("treasury_key#replaced"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("will be REPLACED"), "no second new key is planned:\n{}", plan.stdout);
+    w.keyrite(&emu, &["apply", "--auto-approve", "--allow-key-deletion"]).expect(0);
+
+    assert_eq!(w.id("treasury_key"), new, "the key made before the crash is the one recorded");
+    let state_of = |id: String| {
+        let kms = kms.clone();
+        async move { kms.describe_key().key_id(id).send().await.unwrap().key_metadata().unwrap().key_state().unwrap().as_str().to_owned() }
+    };
+    assert_eq!(state_of(old.clone()).await, "PendingDeletion", "the old key is retired with its window");
+    let (keys, _) = tagged(&emu, &lineage).await;
+    assert_eq!(keys, BTreeSet::from([new.clone()]), "exactly one live key for the address");
+    w.keyrite(&emu, &["plan", "--detailed-exitcode"]).expect(0);
+    assert!(w.state().get("pending").is_none());
+}

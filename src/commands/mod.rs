@@ -148,12 +148,15 @@ async fn adopt_pending(cloud: &Cloud, manifest: &Manifest, state: &State, builti
     for spec in &manifest.resources {
         let Some(intent) = state.pending.get(&spec.name) else { continue };
         let Some(kind) = provider::kind(&spec.kind) else { continue };
-        if state.resources.contains_key(&spec.name) && intent.replacing.is_none() {
+        // A pending create for an address already in the state is an interrupted
+        // replacement: look for the new resource, not the recorded one.
+        let recorded = state.resources.get(&spec.name).map(|r| r.id.as_str());
+        if recorded.is_some() && intent.replacing.as_deref() != recorded {
             continue;
         }
         let template = crate::plan::with_ownership(kind, &spec.desired, &state.lineage, &spec.name);
         let (desired, unknown) = crate::plan::resolve(&template, &known);
-        if !unknown.is_empty() || state.resources.contains_key(&spec.name) {
+        if !unknown.is_empty() {
             continue;
         }
         if let Some(id) = kind.adopt(cloud, &desired, intent.replacing.as_deref()).await.with_context(|| format!("looking for {} left by an interrupted apply", spec.name))? {

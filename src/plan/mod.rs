@@ -198,9 +198,15 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
     for spec in &manifest.resources {
         let Some(kind) = provider::kind(&spec.kind) else { continue };
         let template = with_ownership(kind, &spec.desired, &lineage, &spec.name);
-        let adopted = observed.adopted.get(&spec.name).filter(|_| !prior_resources.contains_key(&spec.name));
-        let prior = prior_resources.get(&spec.name).filter(|p| p.kind == spec.kind).cloned().or_else(|| {
-            adopted.map(|(id, live)| ResourceState {
+        let adopted = observed.adopted.get(&spec.name);
+        if let (Some(_), Some(old)) = (adopted, prior_resources.get(&spec.name)) {
+            // An interrupted replacement: the new resource exists and is adopted below; the
+            // old one still has to go, as the replacement would have done.
+            let mut finish = delete_change(&format!("{}#replaced", spec.name), old, observed.live.get(&spec.name).cloned().flatten());
+            finish.reason = Some(format!("the old {} {} left by an interrupted replacement", spec.kind, old.id));
+            changes.push(finish);
+        }
+        let prior = adopted.map(|(id, live)| ResourceState {
                 kind: spec.kind.clone(),
                 id: id.clone(),
                 attrs: live.attrs.clone(),
@@ -208,7 +214,7 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
                 depends_on: spec.depends_on.clone(),
                 updated_at: created_at.clone(),
             })
-        });
+            .or_else(|| prior_resources.get(&spec.name).filter(|p| p.kind == spec.kind).cloned());
         let live = match adopted {
             Some((_, live)) => Some(live.clone()),
             None => prior.as_ref().and_then(|_| observed.live.get(&spec.name).cloned().flatten()),
