@@ -29,9 +29,7 @@ async fn main() -> anyhow::Result<()> {
         let signer = signer.clone();
         move |i| {
             let signer = signer.clone();
-            async move {
-                signer.sign_der(&digest(i)).await.map(|_| ()).map_err(|e| e.to_string())
-            }
+            async move { signer.sign_der(&digest(i)).await.map(|_| ()).map_err(|e| e.to_string()) }
         }
     })
     .await;
@@ -43,7 +41,10 @@ async fn main() -> anyhow::Result<()> {
         let (http, url, address) = (http.clone(), url.clone(), address.clone());
         async move {
             let body = format!(r#"{{"hash":"0x{}","signerAddress":"{address}"}}"#, hex::encode(digest(i)));
-            let req = http::Request::post(url.as_str()).header("content-type", "application/json").body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+            let req = http::Request::post(url.as_str())
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .map_err(|e| e.to_string())?;
             let resp = http.request(req).await.map_err(|e| e.to_string())?;
             let status = resp.status();
             let _ = resp.into_body().collect().await.map_err(|e| e.to_string())?;

@@ -90,7 +90,14 @@ pub fn check_hazards(plan: &Plan, options: &Options) -> Result<(), ApplyError> {
 }
 
 /// Applies `plan`, saving `state` through `store` after each change.
-pub async fn run(plan: &Plan, cloud: Arc<Cloud>, store: &Backend, mut state: State, options: Options, progress: &dyn Progress) -> Result<Vec<Outcome>, ApplyError> {
+pub async fn run(
+    plan: &Plan,
+    cloud: Arc<Cloud>,
+    store: &Backend,
+    mut state: State,
+    options: Options,
+    progress: &dyn Progress,
+) -> Result<Vec<Outcome>, ApplyError> {
     check_hazards(plan, &options)?;
     // The lineage must be on disk before anything is created under it: a crash before the
     // first record would otherwise leave resources tagged with a lineage nobody knows.
@@ -104,7 +111,8 @@ pub async fn run(plan: &Plan, cloud: Arc<Cloud>, store: &Backend, mut state: Sta
     for (address, r) in &state.resources {
         known.insert(address, r.outputs.clone());
     }
-    let work: BTreeMap<&str, &ResourceChange> = plan.changes.iter().filter(|c| c.action != Action::NoOp).map(|c| (c.address.as_str(), c)).collect();
+    let work: BTreeMap<&str, &ResourceChange> =
+        plan.changes.iter().filter(|c| c.action != Action::NoOp).map(|c| (c.address.as_str(), c)).collect();
     let waits_for = dependencies(plan, &work);
     let mut started: BTreeSet<&str> = BTreeSet::new();
     let mut done: BTreeSet<&str> = BTreeSet::new();
@@ -121,13 +129,20 @@ pub async fn run(plan: &Plan, cloud: Arc<Cloud>, store: &Backend, mut state: Sta
                     progress.started(change);
                     let (desired, unknown) = change.desired.as_ref().map(|t| resolve(t, &known)).unwrap_or_default();
                     if !unknown.is_empty() {
-                        errors.push(ApplyError::Refused(format!("{address}: unresolved references in {}", unknown.into_iter().collect::<Vec<_>>().join(", "))));
+                        errors.push(ApplyError::Refused(format!(
+                            "{address}: unresolved references in {}",
+                            unknown.into_iter().collect::<Vec<_>>().join(", ")
+                        )));
                         break;
                     }
                     if matches!(change.action, Action::Create | Action::Replace) {
                         state.pending.insert(
                             change.address.clone(),
-                            Intent { kind: change.kind.clone(), replacing: change.prior.as_ref().map(|p| p.id.clone()), started_at: now() },
+                            Intent {
+                                kind: change.kind.clone(),
+                                replacing: change.prior.as_ref().map(|p| p.id.clone()),
+                                started_at: now(),
+                            },
                         );
                         state.serial += 1;
                         store.write(&state).await?;
@@ -142,7 +157,8 @@ pub async fn run(plan: &Plan, cloud: Arc<Cloud>, store: &Backend, mut state: Sta
             }
         }
         let Some(joined) = running.join_next().await else { break };
-        let (change, desired, result, seconds) = joined.map_err(|e| ApplyError::Refused(format!("internal error: {e}")))?;
+        let (change, desired, result, seconds) =
+            joined.map_err(|e| ApplyError::Refused(format!("internal error: {e}")))?;
         let address = work.get_key_value(change.address.as_str()).map(|(k, _)| *k).unwrap_or_default();
         match result {
             Ok(step) => {
@@ -152,7 +168,13 @@ pub async fn run(plan: &Plan, cloud: Arc<Cloud>, store: &Backend, mut state: Sta
                 if let Some(r) = state.resources.get(&change.address) {
                     known.insert(&change.address, r.outputs.clone());
                 }
-                let outcome = Outcome { address: change.address.clone(), action: change.action, id: step.id.clone(), message, seconds };
+                let outcome = Outcome {
+                    address: change.address.clone(),
+                    action: change.action,
+                    id: step.id.clone(),
+                    message,
+                    seconds,
+                };
                 progress.finished(&outcome);
                 outcomes.push(outcome);
                 done.insert(address);
@@ -192,23 +214,35 @@ struct Step {
     deleted: Option<Deleted>,
 }
 
-async fn execute(cloud: &Cloud, change: &ResourceChange, desired: &crate::manifest::Attrs, delete: DeleteOptions) -> Result<Step, ProviderError> {
-    let kind: &dyn Kind = change.kind().ok_or_else(|| ProviderError::Refused(format!("unknown resource type {}", change.kind)))?;
+async fn execute(
+    cloud: &Cloud,
+    change: &ResourceChange,
+    desired: &crate::manifest::Attrs,
+    delete: DeleteOptions,
+) -> Result<Step, ProviderError> {
+    let kind: &dyn Kind =
+        change.kind().ok_or_else(|| ProviderError::Refused(format!("unknown resource type {}", change.kind)))?;
     let prior = change.prior.as_ref();
     match change.action {
         Action::Create => {
             let created = create(kind, cloud, desired, None).await?;
             Ok(Step { id: created.id, outputs: created.outputs, deleted: None })
         }
-        Action::Adopt => Ok(Step { id: prior.map(|p| p.id.clone()).unwrap_or_default(), outputs: prior.map(|p| p.outputs.clone()).unwrap_or_default(), deleted: None }),
+        Action::Adopt => Ok(Step {
+            id: prior.map(|p| p.id.clone()).unwrap_or_default(),
+            outputs: prior.map(|p| p.outputs.clone()).unwrap_or_default(),
+            deleted: None,
+        }),
         Action::Update => {
             let id = prior.map(|p| p.id.clone()).unwrap_or_default();
             let changed: Vec<String> = change.changes.iter().map(|c| c.name.clone()).collect();
-            let outputs = kind.update(cloud, &id, desired, change.live.as_ref().unwrap_or(&Default::default()), &changed).await?;
+            let outputs =
+                kind.update(cloud, &id, desired, change.live.as_ref().unwrap_or(&Default::default()), &changed).await?;
             Ok(Step { id, outputs, deleted: None })
         }
         Action::Replace => {
-            let old = prior.ok_or_else(|| ProviderError::Refused(format!("{}: nothing recorded to replace", change.address)))?;
+            let old = prior
+                .ok_or_else(|| ProviderError::Refused(format!("{}: nothing recorded to replace", change.address)))?;
             // Keys: create the new one first, so a failure leaves the old key untouched.
             // Everything else: names are unique, so the old one must go first.
             if kind.replacement_hazard().is_some() {
@@ -222,18 +256,30 @@ async fn execute(cloud: &Cloud, change: &ResourceChange, desired: &crate::manife
             }
         }
         Action::Delete => {
-            let old = prior.ok_or_else(|| ProviderError::Refused(format!("{}: nothing recorded to delete", change.address)))?;
-            let deleted = if change.live.is_some() { kind.delete(cloud, &old.id, &old.attrs, delete).await? } else { Deleted::Removed };
+            let old = prior
+                .ok_or_else(|| ProviderError::Refused(format!("{}: nothing recorded to delete", change.address)))?;
+            let deleted = if change.live.is_some() {
+                kind.delete(cloud, &old.id, &old.attrs, delete).await?
+            } else {
+                Deleted::Removed
+            };
             Ok(Step { id: old.id.clone(), outputs: Default::default(), deleted: Some(deleted) })
         }
-        Action::NoOp => Ok(Step { id: prior.map(|p| p.id.clone()).unwrap_or_default(), outputs: Default::default(), deleted: None }),
+        Action::NoOp => {
+            Ok(Step { id: prior.map(|p| p.id.clone()).unwrap_or_default(), outputs: Default::default(), deleted: None })
+        }
     }
 }
 
 /// Creates, never blindly twice: when the call fails (its response may have been lost after
 /// the cloud acted), first look for what it made; retry only transient failures, at most
 /// four attempts with backoff.
-async fn create(kind: &dyn Kind, cloud: &Cloud, desired: &crate::manifest::Attrs, exclude: Option<&str>) -> Result<crate::provider::Created, ProviderError> {
+async fn create(
+    kind: &dyn Kind,
+    cloud: &Cloud,
+    desired: &crate::manifest::Attrs,
+    exclude: Option<&str>,
+) -> Result<crate::provider::Created, ProviderError> {
     let mut delay = std::time::Duration::from_millis(200);
     let mut attempt = 1;
     loop {
@@ -241,10 +287,10 @@ async fn create(kind: &dyn Kind, cloud: &Cloud, desired: &crate::manifest::Attrs
             Ok(created) => return Ok(created),
             Err(e) => e,
         };
-        if let Some(id) = kind.adopt(cloud, desired, exclude).await? {
-            if let Some(live) = kind.read(cloud, &id, desired).await? {
-                return Ok(crate::provider::Created { id, outputs: live.outputs });
-            }
+        if let Some(id) = kind.adopt(cloud, desired, exclude).await?
+            && let Some(live) = kind.read(cloud, &id, desired).await?
+        {
+            return Ok(crate::provider::Created { id, outputs: live.outputs });
         }
         if !err.is_transient() || attempt == 4 {
             return Err(err);
@@ -258,7 +304,10 @@ async fn create(kind: &dyn Kind, cloud: &Cloud, desired: &crate::manifest::Attrs
 /// Writes one step's result into the state; returns a line for the user.
 fn record(state: &mut State, change: &ResourceChange, desired: crate::manifest::Attrs, step: &Step) -> String {
     let scheduled = |d: &Option<Deleted>| match d {
-        Some(Deleted::Scheduled { deletion_date }) => format!("; old key {} scheduled for deletion on {deletion_date}", change.prior.as_ref().map(|p| p.id.as_str()).unwrap_or_default()),
+        Some(Deleted::Scheduled { deletion_date }) => format!(
+            "; old key {} scheduled for deletion on {deletion_date}",
+            change.prior.as_ref().map(|p| p.id.as_str()).unwrap_or_default()
+        ),
         _ => String::new(),
     };
     state.pending.remove(&change.address);
@@ -266,16 +315,30 @@ fn record(state: &mut State, change: &ResourceChange, desired: crate::manifest::
         Action::Delete => {
             state.resources.remove(&change.address);
             match &step.deleted {
-                Some(Deleted::Scheduled { deletion_date }) => format!("key {} scheduled for deletion on {deletion_date}", step.id),
+                Some(Deleted::Scheduled { deletion_date }) => {
+                    format!("key {} scheduled for deletion on {deletion_date}", step.id)
+                }
                 _ => format!("deleted {}", step.id),
             }
         }
         _ => {
-            let mut outputs = change.prior.as_ref().filter(|_| change.action == Action::Update).map(|p| p.outputs.clone()).unwrap_or_default();
+            let mut outputs = change
+                .prior
+                .as_ref()
+                .filter(|_| change.action == Action::Update)
+                .map(|p| p.outputs.clone())
+                .unwrap_or_default();
             outputs.extend(step.outputs.clone());
             state.resources.insert(
                 change.address.clone(),
-                ResourceState { kind: change.kind.clone(), id: step.id.clone(), attrs: desired, outputs, depends_on: change.depends_on.clone(), updated_at: now() },
+                ResourceState {
+                    kind: change.kind.clone(),
+                    id: step.id.clone(),
+                    attrs: desired,
+                    outputs,
+                    depends_on: change.depends_on.clone(),
+                    updated_at: now(),
+                },
             );
             let verb = match change.action {
                 Action::Adopt => "adopted",

@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyrite::commands;
 use keyrite::cli::Cli;
+use keyrite::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -14,11 +14,14 @@ use sha2::{Digest, Sha256};
 
 /// Templates compiled into keyrite, so that a template name pins exact bytes to the keyrite
 /// version that deploys them.
-const BUILTIN: &[(&str, &[(&str, &str)])] = &[("aws-lambda-signer", &[("index.mjs", include_str!("../templates/aws-lambda-signer/index.mjs"))])];
+const BUILTIN: &[(&str, &[(&str, &str)])] =
+    &[("aws-lambda-signer", &[("index.mjs", include_str!("../templates/aws-lambda-signer/index.mjs"))])];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
-    #[error("unknown template {0:?}: built-in templates are {1}; a custom template is a directory path (containing '/')")]
+    #[error(
+        "unknown template {0:?}: built-in templates are {1}; a custom template is a directory path (containing '/')"
+    )]
     UnknownTemplate(String, String),
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },

@@ -17,8 +17,8 @@ use serde_json::json;
 
 use crate::crypto::Address;
 use crate::manifest::{Endpoint, EndpointAuth, SignerSpec};
-use crate::state::State;
 use crate::signer::{KmsSigner, SignatureFault, check_der, check_rsv, parse_hex, prehash};
+use crate::state::State;
 
 /// One check's result.
 #[derive(Clone, Debug, Serialize)]
@@ -57,11 +57,15 @@ pub fn random_digest() -> [u8; 32] {
     d
 }
 
-type HttpClient = hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
 
 /// An HTTP(S) client using the system's trust roots.
 pub fn http_client() -> anyhow::Result<HttpClient> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots()?.https_or_http().enable_http1().build();
+    let connector =
+        hyper_rustls::HttpsConnectorBuilder::new().with_native_roots()?.https_or_http().enable_http1().build();
     Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector))
 }
 
@@ -91,15 +95,27 @@ pub fn targets(spec: &SignerSpec, state: &State, via: Option<&str>) -> Vec<Targe
 }
 
 fn target(endpoint: &Endpoint, state: &State, via: Option<&str>) -> Target {
-    let blank = |label: &str| Target { label: label.to_owned(), send_url: label.to_owned(), sign_url: label.to_owned(), host: None, sigv4: None, bearer: None, problem: None };
-    let output = |resource: &str, key: &str| state.resources.get(resource).and_then(|r| r.outputs.get(key)).and_then(|v| v.as_str()).map(str::to_owned);
+    let blank = |label: &str| Target {
+        label: label.to_owned(),
+        send_url: label.to_owned(),
+        sign_url: label.to_owned(),
+        host: None,
+        sigv4: None,
+        bearer: None,
+        problem: None,
+    };
+    let output = |resource: &str, key: &str| {
+        state.resources.get(resource).and_then(|r| r.outputs.get(key)).and_then(|v| v.as_str()).map(str::to_owned)
+    };
     match endpoint {
         Endpoint::Url { url, auth } => {
             let mut t = blank(url);
             if let EndpointAuth::BearerEnv(var) = auth {
                 match std::env::var(var) {
                     Ok(token) => t.bearer = Some(token.trim().to_owned()),
-                    Err(_) => t.problem = Some(format!("environment variable {var} (the endpoint's bearer token) is not set")),
+                    Err(_) => {
+                        t.problem = Some(format!("environment variable {var} (the endpoint's bearer token) is not set"))
+                    }
                 }
             }
             t
@@ -111,7 +127,8 @@ fn target(endpoint: &Endpoint, state: &State, via: Option<&str>) -> Target {
                 return t;
             };
             let mut t = blank(&url);
-            let iam = state.resources.get(resource).and_then(|r| r.attrs.get("auth_type")).and_then(|v| v.as_str()) != Some("NONE");
+            let iam = state.resources.get(resource).and_then(|r| r.attrs.get("auth_type")).and_then(|v| v.as_str())
+                != Some("NONE");
             t.sigv4 = iam.then_some("lambda");
             if let (Some(via), Ok(parsed)) = (via, url.parse::<http::Uri>()) {
                 t.send_url = format!("{via}{}", parsed.path());
@@ -120,7 +137,12 @@ fn target(endpoint: &Endpoint, state: &State, via: Option<&str>) -> Target {
             t
         }
         Endpoint::Api { resource } => {
-            let (Some(url), Some(id), Some(stage), Some(path)) = (output(resource, "stage_url"), output(resource, "api_id"), output(resource, "stage"), output(resource, "path")) else {
+            let (Some(url), Some(id), Some(stage), Some(path)) = (
+                output(resource, "stage_url"),
+                output(resource, "api_id"),
+                output(resource, "stage"),
+                output(resource, "path"),
+            ) else {
                 let mut t = blank(resource);
                 t.problem = Some(format!("{resource} is not in the state; run `keyrite apply` first"));
                 return t;
@@ -143,11 +165,20 @@ pub struct SigV4 {
 }
 
 /// Runs every check for `spec`. `recorded_spki` is the public key recorded at apply.
-pub async fn run(spec: &SignerSpec, signer: &KmsSigner, recorded_spki: Option<&[u8]>, targets: &[Target], sigv4: Option<&SigV4>, timeout: Duration) -> anyhow::Result<Report> {
+pub async fn run(
+    spec: &SignerSpec,
+    signer: &KmsSigner,
+    recorded_spki: Option<&[u8]>,
+    targets: &[Target],
+    sigv4: Option<&SigV4>,
+    timeout: Duration,
+) -> anyhow::Result<Report> {
     let mut checks = Vec::new();
     let address = signer.address;
     checks.push(match recorded_spki {
-        Some(spki) if spki != signer.spki.as_slice() => fail("public-key", "public_key", "the key's public key differs from the one recorded at apply".into(), 0.0),
+        Some(spki) if spki != signer.spki.as_slice() => {
+            fail("public-key", "public_key", "the key's public key differs from the one recorded at apply".into(), 0.0)
+        }
         _ => pass("public-key", format!("public key matches the record; address {address}"), 0.0),
     });
     checks.push(kms_direct(spec, signer, timeout).await);
@@ -163,7 +194,9 @@ async fn kms_direct(spec: &SignerSpec, signer: &KmsSigner, timeout: Duration) ->
     let prehash = prehash(spec.mode, &digest);
     let start = Instant::now();
     let der = match tokio::time::timeout(timeout, signer.sign_der(&prehash)).await {
-        Err(_) => return fail("kms-direct", "timeout", format!("no answer within {}s", timeout.as_secs_f64()), ms(start)),
+        Err(_) => {
+            return fail("kms-direct", "timeout", format!("no answer within {}s", timeout.as_secs_f64()), ms(start));
+        }
         Ok(Err(e)) => return fail("kms-direct", "kms", e.to_string(), ms(start)),
         Ok(Ok(der)) => der,
     };
@@ -178,7 +211,13 @@ async fn kms_direct(spec: &SignerSpec, signer: &KmsSigner, timeout: Duration) ->
 }
 
 /// The SigV4 headers for a POST of `body` to `url`.
-fn sigv4_headers(url: &str, host: Option<&str>, body: &[u8], service: &str, auth: &SigV4) -> Result<Vec<(String, String)>, String> {
+fn sigv4_headers(
+    url: &str,
+    host: Option<&str>,
+    body: &[u8],
+    service: &str,
+    auth: &SigV4,
+) -> Result<Vec<(String, String)>, String> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     let identity = auth.credentials.clone().into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
@@ -194,12 +233,20 @@ fn sigv4_headers(url: &str, host: Option<&str>, body: &[u8], service: &str, auth
     if let Some(h) = host {
         headers.push(("host", h));
     }
-    let signable = SignableRequest::new("POST", url, headers.into_iter(), SignableBody::Bytes(body)).map_err(|e| e.to_string())?;
+    let signable =
+        SignableRequest::new("POST", url, headers.into_iter(), SignableBody::Bytes(body)).map_err(|e| e.to_string())?;
     let (instructions, _) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
     Ok(instructions.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
 }
 
-async fn endpoint_check(spec: &SignerSpec, expected: &Address, target: &Target, sigv4: Option<&SigV4>, http: &HttpClient, timeout: Duration) -> Check {
+async fn endpoint_check(
+    spec: &SignerSpec,
+    expected: &Address,
+    target: &Target,
+    sigv4: Option<&SigV4>,
+    http: &HttpClient,
+    timeout: Duration,
+) -> Check {
     let url = target.label.as_str();
     if let Some(problem) = &target.problem {
         return fail(url, "transport", problem.clone(), 0.0);
@@ -215,7 +262,12 @@ async fn endpoint_check(spec: &SignerSpec, expected: &Address, target: &Target, 
     }
     if let Some(service) = target.sigv4 {
         let Some(auth) = sigv4 else {
-            return fail(url, "transport", "the endpoint needs SigV4 (AWS_IAM) but no AWS credentials are available".into(), 0.0);
+            return fail(
+                url,
+                "transport",
+                "the endpoint needs SigV4 (AWS_IAM) but no AWS credentials are available".into(),
+                0.0,
+            );
         };
         match sigv4_headers(&target.sign_url, target.host.as_deref(), body.as_bytes(), service, auth) {
             Ok(headers) => {
@@ -245,17 +297,36 @@ async fn endpoint_check(spec: &SignerSpec, expected: &Address, target: &Target, 
     let latency = ms(start);
     let text = String::from_utf8_lossy(&bytes);
     if !status.is_success() {
-        return fail(url, "http_status", format!("HTTP {status}: {}", text.chars().take(200).collect::<String>()), latency);
+        return fail(
+            url,
+            "http_status",
+            format!("HTTP {status}: {}", text.chars().take(200).collect::<String>()),
+            latency,
+        );
     }
     let mut check = match parse_signer_response(&bytes) {
-        Err(ResponseFault::NoSignature) => return fail(url, "bad_response", format!("response has no \"signature\" string: {}", text.chars().take(200).collect::<String>()), latency),
+        Err(ResponseFault::NoSignature) => {
+            return fail(
+                url,
+                "bad_response",
+                format!("response has no \"signature\" string: {}", text.chars().take(200).collect::<String>()),
+                latency,
+            );
+        }
         Err(ResponseFault::NotHex(e)) => fail(url, "malformed", format!("signature {e}"), latency),
         Ok(sig) => match check_rsv(expected, &prehash(spec.mode, &digest), &sig) {
-            Ok(()) => pass(url, "signature is 65 bytes, low-s, v ∈ {27, 28}, and recovers to the expected address".into(), latency),
+            Ok(()) => pass(
+                url,
+                "signature is 65 bytes, low-s, v ∈ {27, 28}, and recovers to the expected address".into(),
+                latency,
+            ),
             Err(fault) => fault_check(url, &fault, latency),
         },
     };
-    let signature = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v.get("signature")?.as_str().map(str::to_owned)).unwrap_or_default();
+    let signature = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("signature")?.as_str().map(str::to_owned))
+        .unwrap_or_default();
     check.digest = Some(format!("0x{}", hex::encode(digest)));
     check.signature = Some(signature);
     check
@@ -291,7 +362,15 @@ fn pass(target: &str, message: String, latency_ms: f64) -> Check {
 }
 
 fn fail(target: &str, cause: &'static str, message: String, latency_ms: f64) -> Check {
-    Check { target: target.to_owned(), passed: false, cause: Some(cause), message, latency_ms, digest: None, signature: None }
+    Check {
+        target: target.to_owned(),
+        passed: false,
+        cause: Some(cause),
+        message,
+        latency_ms,
+        digest: None,
+        signature: None,
+    }
 }
 
 fn ms(start: Instant) -> f64 {

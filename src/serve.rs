@@ -38,7 +38,11 @@ pub struct Service {
 }
 
 /// Serves until `shutdown` completes.
-pub async fn run(listener: tokio::net::TcpListener, service: Arc<Service>, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    service: Arc<Service>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -61,14 +65,24 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
         return reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "use POST with a JSON body"}));
     }
     if let Some(token) = &service.token {
-        let given = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        let given = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
         if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
             return reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));
         }
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("request body over {MAX_BODY} bytes")})),
+        Err(_) => {
+            return reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": format!("request body over {MAX_BODY} bytes")}),
+            );
+        }
     };
     let digest = match parse_request(&body, &service.signer.address) {
         Ok(d) => d,
@@ -164,6 +178,8 @@ mod tests {
         let body = response_body(&sig, &addr());
         assert_eq!(body["signature"].as_str().unwrap().len(), 2 + 130);
         assert_eq!((body["v"].as_u64(), body["recid"].as_u64()), (Some(28), Some(1)));
-        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab"));
+        assert!(
+            constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab")
+        );
     }
 }

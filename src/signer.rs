@@ -70,7 +70,11 @@ impl KmsSigner {
     }
 }
 
-fn kms_error<E: std::error::Error + 'static, R: std::fmt::Debug>(operation: &'static str, key: &str, e: aws_sdk_kms::error::SdkError<E, R>) -> SignError {
+fn kms_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    operation: &'static str,
+    key: &str,
+    e: aws_sdk_kms::error::SdkError<E, R>,
+) -> SignError {
     let message = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
     SignError::Kms { operation, key: key.to_owned(), message }
 }
@@ -91,7 +95,8 @@ pub enum SignatureFault {
 
 /// Checks a 65-byte r‖s‖v signature over `prehash` against the expected signer.
 pub fn check_rsv(expected: &Address, prehash: &[u8; 32], sig: &[u8]) -> Result<(), SignatureFault> {
-    let sig: &[u8; 65] = sig.try_into().map_err(|_| SignatureFault::Malformed { detail: format!("{} bytes", sig.len()) })?;
+    let sig: &[u8; 65] =
+        sig.try_into().map_err(|_| SignatureFault::Malformed { detail: format!("{} bytes", sig.len()) })?;
     let v = sig[64];
     if v != 27 && v != 28 {
         return Err(SignatureFault::WrongV { v });
@@ -100,7 +105,8 @@ pub fn check_rsv(expected: &Address, prehash: &[u8; 32], sig: &[u8]) -> Result<(
     if crypto::normalize_low_s(s).1 {
         return Err(SignatureFault::HighS);
     }
-    let recovered = crypto::recover_address(prehash, sig).map_err(|e| SignatureFault::Malformed { detail: e.to_string() })?;
+    let recovered =
+        crypto::recover_address(prehash, sig).map_err(|e| SignatureFault::Malformed { detail: e.to_string() })?;
     if &recovered != expected {
         return Err(SignatureFault::WrongAddress { expected: expected.to_string(), recovered: recovered.to_string() });
     }
@@ -185,6 +191,9 @@ mod tests {
         use sha2::Digest;
         let wrong: [u8; 32] = sha2::Sha256::digest(prehash).into();
         let (bad, _) = sk.sign_prehash_recoverable(&wrong).unwrap();
-        assert!(matches!(check_der(&addr, &prehash, bad.to_der().as_bytes()), Err(SignatureFault::WrongAddress { .. })));
+        assert!(matches!(
+            check_der(&addr, &prehash, bad.to_der().as_bytes()),
+            Err(SignatureFault::WrongAddress { .. })
+        ));
     }
 }

@@ -54,7 +54,10 @@ async fn apply_converges_and_a_second_apply_makes_no_mutating_calls() {
     let key = show["resources"].as_array().unwrap().iter().find(|r| r["address"] == "treasury_key").unwrap();
     assert_eq!(key["id"], key_id.as_str());
     assert!(key["outputs"]["arn"].as_str().unwrap().starts_with("arn:aws:kms:us-east-1:"));
-    assert!(key["outputs"]["public_key"].as_str().unwrap().starts_with("MFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAE"), "secp256k1 SPKI");
+    assert!(
+        key["outputs"]["public_key"].as_str().unwrap().starts_with("MFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAE"),
+        "secp256k1 SPKI"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,10 +81,21 @@ async fn out_of_band_edits_are_reported_as_drift_and_apply_heals_them() {
     kms.put_key_policy().key_id(&key_id).policy_name("default").policy(doc.to_string()).send().await.unwrap();
     // An inline policy nobody declared.
     let backdoor = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]});
-    iam.put_role_policy().role_name(role).policy_name("backdoor").policy_document(backdoor.to_string()).send().await.unwrap();
+    iam.put_role_policy()
+        .role_name(role)
+        .policy_name("backdoor")
+        .policy_document(backdoor.to_string())
+        .send()
+        .await
+        .unwrap();
     // A disabled key, changed tags, and a deleted alias.
     kms.disable_key().key_id(&key_id).send().await.unwrap();
-    iam.tag_role().role_name(role).tags(aws_sdk_iam::types::Tag::builder().key("owner").value("eve").build().unwrap()).send().await.unwrap();
+    iam.tag_role()
+        .role_name(role)
+        .tags(aws_sdk_iam::types::Tag::builder().key("owner").value("eve").build().unwrap())
+        .send()
+        .await
+        .unwrap();
     kms.delete_alias().alias_name("alias/treasury").send().await.unwrap();
 
     let drift = w.keyrite(&emu, &["drift", "--format", "json"]).expect(2);
@@ -89,11 +103,14 @@ async fn out_of_band_edits_are_reported_as_drift_and_apply_heals_them() {
     let policy = find(&items, "treasury_key", "policy");
     assert_eq!(policy["severity"], "security");
     assert!(policy["message"].as_str().unwrap().contains("BROADENED"));
-    let detail = policy["detail"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect::<Vec<_>>().join("\n");
+    let detail =
+        policy["detail"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect::<Vec<_>>().join("\n");
     assert!(detail.contains("AllowSigning"), "statement named: {detail}");
     assert!(detail.contains("Action") && detail.contains("kms:*"), "field named: {detail}");
     assert!(detail.contains("kms:SigningAlgorithm"), "removed condition named: {detail}");
-    assert!(find(&items, "signer_role", "undeclared_inline_policies")["message"].as_str().unwrap().contains("backdoor"));
+    assert!(
+        find(&items, "signer_role", "undeclared_inline_policies")["message"].as_str().unwrap().contains("backdoor")
+    );
     assert!(find(&items, "treasury_key", "key_state")["message"].as_str().unwrap().contains("DISABLED"));
     assert!(find(&items, "signer_role", "tags")["message"].as_str().unwrap().contains("+owner=eve"));
     let gone = items.iter().find(|i| i["address"] == "treasury_alias").expect("deleted alias reported");
@@ -139,14 +156,26 @@ async fn equivalent_but_reformatted_policies_are_not_drift() {
         }
         st["Resource"] = json!(["*"]);
     }
-    kms.put_key_policy().key_id(&key_id).policy_name("default").policy(serde_json::to_string_pretty(&doc).unwrap()).send().await.unwrap();
+    kms.put_key_policy()
+        .key_id(&key_id)
+        .policy_name("default")
+        .policy(serde_json::to_string_pretty(&doc).unwrap())
+        .send()
+        .await
+        .unwrap();
 
     // Same inline role policy, reordered and reformatted.
     let inline = iam.get_role_policy().role_name("keyrite-treasury-signer").policy_name("sign").send().await.unwrap();
     let decoded = percent_decode(inline.policy_document());
     let mut doc: Value = serde_json::from_str(&decoded).unwrap();
     doc["Statement"].as_array_mut().unwrap().reverse();
-    iam.put_role_policy().role_name("keyrite-treasury-signer").policy_name("sign").policy_document(format!("\n{}\n", serde_json::to_string_pretty(&doc).unwrap())).send().await.unwrap();
+    iam.put_role_policy()
+        .role_name("keyrite-treasury-signer")
+        .policy_name("sign")
+        .policy_document(format!("\n{}\n", serde_json::to_string_pretty(&doc).unwrap()))
+        .send()
+        .await
+        .unwrap();
 
     let drift = w.keyrite(&emu, &["drift"]).expect(0);
     assert!(drift.stdout.contains("No drift"), "{}", drift.stdout);
@@ -170,13 +199,17 @@ async fn destroy_needs_the_flag_for_keys_and_only_schedules_their_deletion() {
     assert!(refused.stderr.contains("--allow-key-deletion"), "{}", refused.stderr);
     assert!(refused.stderr.contains("Nothing was changed"), "{}", refused.stderr);
     assert_eq!(w.state()["resources"].as_object().unwrap().len(), 4, "state untouched");
-    assert!(kms.list_aliases().send().await.unwrap().aliases().iter().any(|a| a.alias_name() == Some("alias/treasury")));
+    assert!(
+        kms.list_aliases().send().await.unwrap().aliases().iter().any(|a| a.alias_name() == Some("alias/treasury"))
+    );
 
     let done = w.keyrite(&emu, &["destroy", "--auto-approve", "--allow-key-deletion"]).expect(0);
     assert!(done.stderr.contains("scheduled for deletion"), "{}", done.stderr);
     let meta = kms.describe_key().key_id(&key_id).send().await.unwrap();
     assert_eq!(meta.key_metadata().unwrap().key_state().unwrap().as_str(), "PendingDeletion");
-    assert!(!kms.list_aliases().send().await.unwrap().aliases().iter().any(|a| a.alias_name() == Some("alias/treasury")));
+    assert!(
+        !kms.list_aliases().send().await.unwrap().aliases().iter().any(|a| a.alias_name() == Some("alias/treasury"))
+    );
     let iam = emu.iam().await;
     assert!(iam.get_role().role_name("keyrite-treasury-signer").send().await.is_err(), "role removed");
     assert_eq!(w.state()["resources"], json!({}));
@@ -198,7 +231,11 @@ async fn saved_plans_apply_exactly_once_and_stale_plans_are_refused() {
     w.keyrite(&emu, &["plan", "--out", "update.plan"]).expect(0);
     w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
     let stale = w.keyrite(&emu, &["apply", "update.plan"]).expect(1);
-    assert!(stale.stderr.contains("saved plan is stale: it was made against state serial 8, the state is now at serial 9"), "{}", stale.stderr);
+    assert!(
+        stale.stderr.contains("saved plan is stale: it was made against state serial 8, the state is now at serial 9"),
+        "{}",
+        stale.stderr
+    );
 
     let no_tty = w.keyrite(&emu, &["apply"]).expect(0);
     assert!(no_tty.stdout.contains("nothing to do"), "{}", no_tty.stdout);
@@ -214,7 +251,9 @@ async fn without_a_terminal_apply_needs_auto_approve_and_key_replacement_needs_i
     w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
     let key_id = w.id("treasury_key");
 
-    let text = std::fs::read_to_string(&w.manifest).unwrap().replace("description: Treasury hot signer", "description: Treasury hot signer\n    key_spec: ECC_NIST_P256");
+    let text = std::fs::read_to_string(&w.manifest)
+        .unwrap()
+        .replace("description: Treasury hot signer", "description: Treasury hot signer\n    key_spec: ECC_NIST_P256");
     std::fs::write(&w.manifest, text).unwrap();
     let plan = w.keyrite(&emu, &["plan", "--detailed-exitcode"]).expect(2);
     assert!(plan.stdout.contains("REPLACED: NEW KEY, NEW ADDRESS"), "{}", plan.stdout);

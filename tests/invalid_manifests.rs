@@ -24,14 +24,24 @@ fn every_malformed_manifest_fails_with_its_expected_messages_and_a_position() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let expected = std::fs::read_to_string(path.with_extension("expected")).unwrap_or_else(|_| panic!("{} has no .expected file", path.display()));
+        let expected = std::fs::read_to_string(path.with_extension("expected"))
+            .unwrap_or_else(|_| panic!("{} has no .expected file", path.display()));
         let got = errors(&path, &text);
         for line in expected.lines().filter(|l| !l.trim().is_empty()) {
-            assert!(got.iter().any(|e| e.contains(line)), "{}: no diagnostic contains {line:?}; got:\n{}", path.display(), got.join("\n"));
+            assert!(
+                got.iter().any(|e| e.contains(line)),
+                "{}: no diagnostic contains {line:?}; got:\n{}",
+                path.display(),
+                got.join("\n")
+            );
         }
         let prefix = format!("{}:", path.display());
         for e in &got {
-            let pos: Vec<&str> = e.strip_prefix(&prefix).unwrap_or_else(|| panic!("{e} does not start with the file name")).splitn(3, ':').collect();
+            let pos: Vec<&str> = e
+                .strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("{e} does not start with the file name"))
+                .splitn(3, ':')
+                .collect();
             assert!(pos[0].parse::<usize>().is_ok() && pos[1].parse::<usize>().is_ok(), "{e}: no line:column");
         }
         cases += 1;

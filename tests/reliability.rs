@@ -36,7 +36,18 @@ async fn tagged(emu: &Emulator, lineage: &str) -> (BTreeSet<String>, BTreeSet<St
         let id = key.key_id().unwrap();
         let tags = kms.list_resource_tags().key_id(id).send().await.unwrap();
         let ours = tags.tags().iter().any(|t| t.tag_key() == "keyrite:lineage" && t.tag_value() == lineage);
-        let state = kms.describe_key().key_id(id).send().await.unwrap().key_metadata().unwrap().key_state().unwrap().as_str().to_owned();
+        let state = kms
+            .describe_key()
+            .key_id(id)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata()
+            .unwrap()
+            .key_state()
+            .unwrap()
+            .as_str()
+            .to_owned();
         if ours && state != "PendingDeletion" {
             keys.insert(id.to_owned());
         }
@@ -63,7 +74,8 @@ async fn assert_converged(emu: &Emulator, w: &Workdir) -> String {
     assert_eq!(resources.len(), GROUPS * 4);
     let (keys, roles) = tagged(emu, &lineage).await;
     assert_eq!(keys.len(), GROUPS, "expected exactly {GROUPS} keys with this lineage, found {keys:?}");
-    let recorded: BTreeSet<String> = (0..GROUPS).map(|i| resources[&format!("key{i}")]["id"].as_str().unwrap().to_owned()).collect();
+    let recorded: BTreeSet<String> =
+        (0..GROUPS).map(|i| resources[&format!("key{i}")]["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(keys, recorded, "a tagged key is not in the state (orphan) or vice versa");
     assert_eq!(roles.len(), GROUPS, "roles: {roles:?}");
     lineage
@@ -72,13 +84,25 @@ async fn assert_converged(emu: &Emulator, w: &Workdir) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_apply_of_twenty_resources_converges_under_injected_faults() {
     let emu = Emulator::start();
-    let faults = Faults { server_error: 0.04, throttle: 0.04, reset_before: 0.04, reset_after: 0.05, delay: 0.04, max_delay_ms: 400, ..Faults::default() };
+    let faults = Faults {
+        server_error: 0.04,
+        throttle: 0.04,
+        reset_before: 0.04,
+        reset_after: 0.05,
+        delay: 0.04,
+        max_delay_ms: 400,
+        ..Faults::default()
+    };
     let rounds = 4;
     let mut resets_after = 0;
     for round in 0..rounds {
         let seed = 0x5eed_u64 + round;
         let proxy = FaultProxy::start(&emu.endpoint, faults, seed);
-        let w = Workdir::with_text(&manifest().replace("keyrite-reliability-", &format!("keyrite-r{round}-")).replace("alias/reliability-", &format!("alias/r{round}-")));
+        let w = Workdir::with_text(
+            &manifest()
+                .replace("keyrite-reliability-", &format!("keyrite-r{round}-"))
+                .replace("alias/reliability-", &format!("alias/r{round}-")),
+        );
         let mut runs = 0;
         let mut first_error = None;
         loop {
@@ -94,7 +118,9 @@ async fn an_apply_of_twenty_resources_converges_under_injected_faults() {
         println!(
             "fault round {round} (seed {seed}): {} — converged after {runs} apply run(s){}",
             proxy.counts,
-            first_error.map(|e| format!("; first failure: {}", e.lines().last().unwrap_or_default().trim())).unwrap_or_default()
+            first_error
+                .map(|e| format!("; first failure: {}", e.lines().last().unwrap_or_default().trim()))
+                .unwrap_or_default()
         );
         resets_after += proxy.counts.reset_after.load(std::sync::atomic::Ordering::Relaxed);
         assert_converged(&emu, &w).await;
@@ -110,7 +136,10 @@ async fn a_lost_create_key_response_never_makes_a_second_key() {
     let w = Workdir::with_text(&manifest());
     // KMS created the key, keyrite never heard: it must find that key, not make another.
     w.keyrite_via(&proxy.endpoint, &["apply", "--auto-approve"]).expect(0);
-    assert!(proxy.counts.targeted_fired.load(std::sync::atomic::Ordering::Relaxed), "the CreateKey response was not lost");
+    assert!(
+        proxy.counts.targeted_fired.load(std::sync::atomic::Ordering::Relaxed),
+        "the CreateKey response was not lost"
+    );
     assert_eq!(proxy.counts.reset_after.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_converged(&emu, &w).await;
 }
@@ -118,7 +147,9 @@ async fn a_lost_create_key_response_never_makes_a_second_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_dash_nine_at_any_moment_of_an_apply_then_a_rerun_converges_without_duplicates() {
     let trials: usize = std::env::var("KEYRITE_CRASH_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
-    let seed: u64 = std::env::var("KEYRITE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed: u64 = std::env::var("KEYRITE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
     let mut rng = seed | 1;
     let mut roll = move || {
         rng ^= rng << 13;
@@ -132,7 +163,10 @@ async fn kill_dash_nine_at_any_moment_of_an_apply_then_a_rerun_converges_without
     // (some after the emulator acted) widen the windows between a create and its record.
     let slow = Faults { delay: 0.3, delay_after: 0.4, max_delay_ms: 250, ..Faults::default() };
     println!("crash trials: {trials}, seed {seed} (KEYRITE_CRASH_SEED reproduces)");
-    println!("{:>5} {:>7} {:>8} {:>10} {:>8} {:>8}  outcome", "trial", "wait_n", "kill_ms", "recorded", "intents", "adopted");
+    println!(
+        "{:>5} {:>7} {:>8} {:>10} {:>8} {:>8}  outcome",
+        "trial", "wait_n", "kill_ms", "recorded", "intents", "adopted"
+    );
     let mut summary = (0usize, 0usize, 0usize);
     for trial in 0..trials {
         let emu = Emulator::start();
@@ -142,9 +176,18 @@ async fn kill_dash_nine_at_any_moment_of_an_apply_then_a_rerun_converges_without
         let extra = Duration::from_millis((roll() * 150.0) as u64);
         let state_path = w.path().join("keyrite.state.json");
         let recorded_now = || {
-            std::fs::read_to_string(&state_path).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).map_or(0, |s| s["resources"].as_object().map_or(0, |r| r.len()))
+            std::fs::read_to_string(&state_path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .map_or(0, |s| s["resources"].as_object().map_or(0, |r| r.len()))
         };
-        let mut child = w.command(&proxy.endpoint, &["apply", "--auto-approve", "--parallelism", "4"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = w
+            .command(&proxy.endpoint, &["apply", "--auto-approve", "--parallelism", "4"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let start = Instant::now();
         let mut reached: Option<Instant> = None;
         let finished = loop {
@@ -171,15 +214,26 @@ async fn kill_dash_nine_at_any_moment_of_an_apply_then_a_rerun_converges_without
         };
         let rerun = w.keyrite(&emu, &["apply", "--auto-approve"]);
         assert_eq!(rerun.code, 0, "trial {trial}: re-run failed\n{}\n{}", rerun.stdout, rerun.stderr);
-        let adopted = rerun.stdout.lines().find_map(|l| l.strip_prefix("Plan: ").and_then(|r| r.split(" to adopt").next()?.parse::<usize>().ok())).unwrap_or(0);
+        let adopted = rerun
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Plan: ").and_then(|r| r.split(" to adopt").next()?.parse::<usize>().ok()))
+            .unwrap_or(0);
         assert_converged(&emu, &w).await;
-        let outcome = if finished.is_some() { "finished before the kill; converged" } else { "killed; re-run converged" };
-        println!("{trial:>5} {wait_for:>7} {:>8} {recorded:>10} {intents:>8} {adopted:>8}  {outcome}", kill_after.as_millis());
+        let outcome =
+            if finished.is_some() { "finished before the kill; converged" } else { "killed; re-run converged" };
+        println!(
+            "{trial:>5} {wait_for:>7} {:>8} {recorded:>10} {intents:>8} {adopted:>8}  {outcome}",
+            kill_after.as_millis()
+        );
         summary.0 += usize::from(finished.is_none());
         summary.1 += adopted;
         summary.2 += intents;
     }
-    println!("crash summary: {trials} trials, {} killed mid-apply, {} create intents found after kills, {} resources adopted on re-run, 0 duplicate keys, 0 orphans", summary.0, summary.2, summary.1);
+    println!(
+        "crash summary: {trials} trials, {} killed mid-apply, {} create intents found after kills, {} resources adopted on re-run, 0 duplicate keys, 0 orphans",
+        summary.0, summary.2, summary.1
+    );
     assert!(summary.0 * 4 >= trials * 3, "at least three quarters of the trials should kill keyrite mid-apply");
 }
 
@@ -190,7 +244,9 @@ async fn a_key_replacement_interrupted_after_create_key_adopts_the_new_key_and_r
     w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
     let old = w.id("treasury_key");
     let lineage = w.state()["lineage"].as_str().unwrap().to_owned();
-    let text = std::fs::read_to_string(&w.manifest).unwrap().replace("description: Treasury hot signer", "description: Treasury hot signer\n    key_spec: ECC_NIST_P256");
+    let text = std::fs::read_to_string(&w.manifest)
+        .unwrap()
+        .replace("description: Treasury hot signer", "description: Treasury hot signer\n    key_spec: ECC_NIST_P256");
     std::fs::write(&w.manifest, text).unwrap();
 
     // What `kill -9` right after CreateKey leaves: the new key, tagged at birth, and the
@@ -226,7 +282,19 @@ async fn a_key_replacement_interrupted_after_create_key_adopts_the_new_key_and_r
     assert_eq!(w.id("treasury_key"), new, "the key made before the crash is the one recorded");
     let state_of = |id: String| {
         let kms = kms.clone();
-        async move { kms.describe_key().key_id(id).send().await.unwrap().key_metadata().unwrap().key_state().unwrap().as_str().to_owned() }
+        async move {
+            kms.describe_key()
+                .key_id(id)
+                .send()
+                .await
+                .unwrap()
+                .key_metadata()
+                .unwrap()
+                .key_state()
+                .unwrap()
+                .as_str()
+                .to_owned()
+        }
     };
     assert_eq!(state_of(old.clone()).await, "PendingDeletion", "the old key is retired with its window");
     let (keys, _) = tagged(&emu, &lineage).await;

@@ -26,7 +26,8 @@ fn recover(prehash: &[u8; 32], sig: &[u8]) -> String {
     let signature = Signature::from_slice(&sig[..64]).unwrap();
     assert!(signature.normalize_s().is_none(), "high-s signature");
     assert!(sig[64] == 27 || sig[64] == 28, "v = {}", sig[64]);
-    let key = VerifyingKey::recover_from_prehash(prehash, &signature, RecoveryId::from_byte(sig[64] - 27).unwrap()).unwrap();
+    let key =
+        VerifyingKey::recover_from_prehash(prehash, &signature, RecoveryId::from_byte(sig[64] - 27).unwrap()).unwrap();
     address_of(&key)
 }
 
@@ -57,7 +58,8 @@ fn sign_produces_signatures_that_recover_to_the_derived_address_in_both_modes() 
         let raw = w.keyrite(&emu, &["sign", "--hash", &hash, "--mode", "digest"]).expect(0);
         let sig = hex::decode(raw.stdout.trim().trim_start_matches("0x")).unwrap();
         assert_eq!(recover(&digest, &sig).to_lowercase(), address.to_lowercase());
-        let recovered = w.keyrite(&emu, &["sig", "recover", "--digest", &hash, "--signature", raw.stdout.trim()]).expect(0);
+        let recovered =
+            w.keyrite(&emu, &["sig", "recover", "--digest", &hash, "--signature", raw.stdout.trim()]).expect(0);
         assert_eq!(recovered.stdout.trim(), address, "EIP-55 form");
     }
 }
@@ -67,7 +69,9 @@ fn selftest_passes_directly_and_through_serve_and_names_each_failure() {
     let emu = Emulator::start();
     let port = free_port();
     let text = std::fs::read_to_string(common::repo_root().join("manifests/treasury.yaml")).unwrap()
-        + &format!("    endpoints:\n      - url: http://127.0.0.1:{port}/sign\n        bearer_token_env: SIGNER_TOKEN\n");
+        + &format!(
+            "    endpoints:\n      - url: http://127.0.0.1:{port}/sign\n        bearer_token_env: SIGNER_TOKEN\n"
+        );
     let w = Workdir::with_text(&text);
     w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
     let address = evm_address(&w, &emu);
@@ -80,7 +84,8 @@ fn selftest_passes_directly_and_through_serve_and_names_each_failure() {
     assert_eq!(checks[1]["target"], "kms-direct");
     assert!(checks[2]["latency_ms"].as_f64().unwrap() > 0.0);
     // Verify the endpoint's signature independently.
-    let digest: [u8; 32] = hex::decode(checks[2]["digest"].as_str().unwrap().trim_start_matches("0x")).unwrap().try_into().unwrap();
+    let digest: [u8; 32] =
+        hex::decode(checks[2]["digest"].as_str().unwrap().trim_start_matches("0x")).unwrap().try_into().unwrap();
     let sig = hex::decode(checks[2]["signature"].as_str().unwrap().trim_start_matches("0x")).unwrap();
     assert_eq!(recover(&eip191(&digest), &sig).to_lowercase(), address.to_lowercase());
 
@@ -92,13 +97,18 @@ fn selftest_passes_directly_and_through_serve_and_names_each_failure() {
 
     // The contract, spoken directly.
     let hash = format!("0x{}", "11".repeat(32));
-    let (status, body) = post(port, "s3cret-token", &json!({"userOpHash": hash, "signerAddress": address.to_lowercase()}).to_string());
+    let (status, body) =
+        post(port, "s3cret-token", &json!({"userOpHash": hash, "signerAddress": address.to_lowercase()}).to_string());
     assert_eq!(status, 200, "{body}");
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     for field in ["signature", "r", "s", "recid", "v", "address"] {
         assert!(body.get(field).is_some(), "missing {field}: {body}");
     }
-    let (status, body) = post(port, "s3cret-token", &json!({"hash": hash, "signerAddress": "0x0000000000000000000000000000000000000001"}).to_string());
+    let (status, body) = post(
+        port,
+        "s3cret-token",
+        &json!({"hash": hash, "signerAddress": "0x0000000000000000000000000000000000000001"}).to_string(),
+    );
     assert_eq!(status, 400);
     assert!(body.contains("is not this signer"), "{body}");
     let (status, body) = post(port, "s3cret-token", r#"{"hash": "0x1234"}"#);
@@ -119,7 +129,11 @@ fn selftest_fails_against_moto_whose_kms_signs_the_wrong_bytes() {
     let out = w.keyrite(&moto, &["selftest", "--format", "json"]).expect(1).json();
     let direct = &out["signers"][0]["checks"][1];
     assert_eq!(direct["target"], "kms-direct");
-    assert_eq!((direct["passed"].as_bool(), direct["cause"].as_str()), (Some(false), Some("wrong_address")), "{direct:#}");
+    assert_eq!(
+        (direct["passed"].as_bool(), direct["cause"].as_str()),
+        (Some(false), Some("wrong_address")),
+        "{direct:#}"
+    );
     let human = w.keyrite(&moto, &["selftest"]).expect(1);
     assert!(human.stdout.contains("✗ kms-direct") && human.stdout.contains("[wrong_address]"), "{}", human.stdout);
     assert!(human.stdout.contains("Self-test FAILED."));

@@ -25,19 +25,26 @@ fn recover_eip191(digest_hex: &str, sig_hex: &str) -> String {
     let prehash = h.finalize();
     let signature = Signature::from_slice(&sig[..64]).unwrap();
     assert!(signature.normalize_s().is_none(), "high-s");
-    let key = VerifyingKey::recover_from_prehash(&prehash, &signature, RecoveryId::from_byte(sig[64] - 27).unwrap()).unwrap();
+    let key =
+        VerifyingKey::recover_from_prehash(&prehash, &signature, RecoveryId::from_byte(sig[64] - 27).unwrap()).unwrap();
     let point = key.to_encoded_point(false);
     format!("0x{}", hex::encode(&Keccak256::digest(&point.as_bytes()[1..])[12..]))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_deployed_signer_signs_for_the_address_on_record_and_tampering_is_drift() {
-    assert!(common::repo_root().join("node_modules/@aws-sdk/client-kms").exists(), "run `npm ci` (scripts/test.sh does) to get the real AWS SDK for the layer");
+    assert!(
+        common::repo_root().join("node_modules/@aws-sdk/client-kms").exists(),
+        "run `npm ci` (scripts/test.sh does) to get the real AWS SDK for the layer"
+    );
     let emu = Emulator::start();
     let w = Workdir::with_example("treasury-signer.yaml");
     w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
     w.keyrite(&emu, &["plan", "--detailed-exitcode"]).expect(0);
-    let address = w.keyrite(&emu, &["addresses", "--format", "json"]).expect(0).json()["keys"][0]["evm_address"].as_str().unwrap().to_owned();
+    let address = w.keyrite(&emu, &["addresses", "--format", "json"]).expect(0).json()["keys"][0]["evm_address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let report = selftest(&w, &emu).expect(0).json();
     let checks = report["signers"][0]["checks"].as_array().unwrap().clone();
@@ -46,7 +53,10 @@ async fn the_deployed_signer_signs_for_the_address_on_record_and_tampering_is_dr
     assert!(checks[3]["target"].as_str().unwrap().contains(".execute-api.us-east-1.amazonaws.com/prod/sign"));
     for c in &checks[2..] {
         assert_eq!(c["passed"], true, "{c:#}");
-        assert_eq!(recover_eip191(c["digest"].as_str().unwrap(), c["signature"].as_str().unwrap()), address.to_lowercase());
+        assert_eq!(
+            recover_eip191(c["digest"].as_str().unwrap(), c["signature"].as_str().unwrap()),
+            address.to_lowercase()
+        );
     }
 
     // Unsigned requests are refused: the endpoints really are AWS_IAM.
@@ -59,16 +69,37 @@ async fn the_deployed_signer_signs_for_the_address_on_record_and_tampering_is_dr
     // Tamper out of band: replace the code, open the URL to the world, repoint the
     // expected address, broaden the API policy.
     let lambda = emu.lambda().await;
-    let other = zip_one("index.mjs", b"export const handler = async () => ({statusCode: 200, body: JSON.stringify({signature: '0x00'})});");
-    lambda.update_function_code().function_name("keyrite-treasury-signer").zip_file(aws_sdk_lambda::primitives::Blob::new(other)).send().await.unwrap();
-    lambda.update_function_url_config().function_name("keyrite-treasury-signer").auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None).send().await.unwrap();
+    let other = zip_one(
+        "index.mjs",
+        b"export const handler = async () => ({statusCode: 200, body: JSON.stringify({signature: '0x00'})});",
+    );
+    lambda
+        .update_function_code()
+        .function_name("keyrite-treasury-signer")
+        .zip_file(aws_sdk_lambda::primitives::Blob::new(other))
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .update_function_url_config()
+        .function_name("keyrite-treasury-signer")
+        .auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None)
+        .send()
+        .await
+        .unwrap();
     let api_id = state["resources"]["signer_api"]["id"].as_str().unwrap().to_owned();
     let apigw = emu.apigateway().await;
     let open = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"execute-api:Invoke","Resource":"execute-api:/*"}]}"#;
     apigw
         .update_rest_api()
         .rest_api_id(&api_id)
-        .patch_operations(aws_sdk_apigateway::types::PatchOperation::builder().op(aws_sdk_apigateway::types::Op::Replace).path("/policy").value(open).build())
+        .patch_operations(
+            aws_sdk_apigateway::types::PatchOperation::builder()
+                .op(aws_sdk_apigateway::types::Op::Replace)
+                .path("/policy")
+                .value(open)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -76,7 +107,11 @@ async fn the_deployed_signer_signs_for_the_address_on_record_and_tampering_is_dr
     let drift = w.keyrite(&emu, &["drift", "--format", "json"]).expect(2).json();
     let items: Vec<Value> = drift["drift"].as_array().unwrap().clone();
     let message = |address: &str, attr: &str| -> String {
-        items.iter().find(|i| i["address"] == address && i["attribute"] == attr).map(|i| i["message"].as_str().unwrap().to_owned()).unwrap_or_else(|| panic!("no drift on {address}.{attr}: {items:#?}"))
+        items
+            .iter()
+            .find(|i| i["address"] == address && i["attribute"] == attr)
+            .map(|i| i["message"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no drift on {address}.{attr}: {items:#?}"))
     };
     assert!(message("signer", "code_sha256").contains("signer code replaced out of band"));
     assert!(message("signer_url", "auth_type").contains("NONE"));
@@ -87,7 +122,10 @@ async fn the_deployed_signer_signs_for_the_address_on_record_and_tampering_is_dr
     let broken = selftest(&w, &emu).expect(1).json();
     let url_check = &broken["signers"][0]["checks"][2];
     assert_eq!(url_check["passed"], false);
-    assert!(["malformed", "wrong_address", "bad_response"].contains(&url_check["cause"].as_str().unwrap()), "{url_check:#}");
+    assert!(
+        ["malformed", "wrong_address", "bad_response"].contains(&url_check["cause"].as_str().unwrap()),
+        "{url_check:#}"
+    );
 
     // Apply heals it all, and the signer works again.
     w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
@@ -100,12 +138,23 @@ async fn the_deployed_signer_signs_for_the_address_on_record_and_tampering_is_dr
 fn a_public_function_url_needs_an_explicit_opt_in_and_warns() {
     let base = "version: 1\nresources:\n  f:\n    type: aws_lambda_function\n    name: f\n    role: arn:aws:iam::111122223333:role/r\n    key: k\n    expected_address: '0x0000000000000000000000000000000000000001'\n  u:\n    type: aws_lambda_function_url\n    function: ${f.name}\n";
     let w = Workdir::with_text(&format!("{base}    auth: NONE\n"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyrite")).args(["validate"]).current_dir(w.path()).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .args(["validate"])
+        .current_dir(w.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("auth NONE makes the signer callable by anyone; it needs an explicit `public: true`"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("auth NONE makes the signer callable by anyone; it needs an explicit `public: true`")
+    );
 
     let w = Workdir::with_text(&format!("{base}    public: true\n"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyrite")).args(["validate"]).current_dir(w.path()).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .args(["validate"])
+        .current_dir(w.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("warning[public-endpoint]") && stderr.contains("PUBLIC (auth NONE)"), "{stderr}");

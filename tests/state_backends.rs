@@ -16,16 +16,34 @@ const MANIFEST: &str = "version: 1\nresources:\n  key:\n    type: aws_kms_key\n 
 /// Starts two applies at once through a slow proxy (so they overlap) and returns their
 /// outcomes.
 fn race(w: &Workdir, endpoint: &str) -> Vec<common::Run> {
-    let spawn = || w.command(endpoint, &["apply", "--auto-approve"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let spawn = || {
+        w.command(endpoint, &["apply", "--auto-approve"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let (a, b) = (spawn(), spawn());
     [a, b].into_iter().map(|c| common::Run::from(c.wait_with_output().unwrap())).collect()
 }
 
 fn assert_exactly_one_proceeded(runs: &[common::Run], elapsed_loser_bound: Duration, start: Instant) {
     let winners = runs.iter().filter(|r| r.code == 0).count();
-    assert_eq!(winners, 1, "exactly one apply must proceed:\n{}", runs.iter().map(|r| format!("{} {}\n{}", r.code, r.stdout, r.stderr)).collect::<String>());
+    assert_eq!(
+        winners,
+        1,
+        "exactly one apply must proceed:\n{}",
+        runs.iter().map(|r| format!("{} {}\n{}", r.code, r.stdout, r.stderr)).collect::<String>()
+    );
     let loser = runs.iter().find(|r| r.code != 0).unwrap();
-    assert!(loser.stderr.contains("is locked by") && loser.stderr.contains("keyrite apply") && loser.stderr.contains("lock id"), "{}", loser.stderr);
+    assert!(
+        loser.stderr.contains("is locked by")
+            && loser.stderr.contains("keyrite apply")
+            && loser.stderr.contains("lock id"),
+        "{}",
+        loser.stderr
+    );
     assert!(start.elapsed() < elapsed_loser_bound + Duration::from_secs(30));
 }
 
@@ -44,7 +62,8 @@ async fn two_concurrent_applies_on_local_state_exactly_one_proceeds() {
 async fn s3_state_locks_across_processes_writes_optimistically_and_force_unlocks() {
     let emu = Emulator::start();
     emu.s3().await.create_bucket().bucket("keyrite-state").send().await.unwrap();
-    let manifest = format!("{MANIFEST}state:\n  s3:\n    bucket: keyrite-state\n    key: ceremony/keyrite.state.json\n");
+    let manifest =
+        format!("{MANIFEST}state:\n  s3:\n    bucket: keyrite-state\n    key: ceremony/keyrite.state.json\n");
     let w = Workdir::with_text(&manifest);
 
     // Concurrent applies: one wins the conditional put of the lock object.

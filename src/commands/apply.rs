@@ -6,16 +6,26 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 
 use super::{Reference, Status, backend, call_summary, confirm, interactive, load, refresh, ui::Ui};
-use crate::state::Backend;
 use crate::apply::{self as executor, Options};
 use crate::cli::{ManifestArg, RunArgs};
 use crate::plan::{PLAN_FORMAT, Plan};
 use crate::provider::Cloud;
 use crate::render::human;
+use crate::state::Backend;
 use crate::state::{State, now};
 
-pub async fn run(arg: &ManifestArg, saved: Option<&Path>, auto_approve: bool, run: RunArgs, allow_key_replacement: bool) -> anyhow::Result<Status> {
-    let options = Options { parallelism: run.parallelism.into(), allow_key_replacement, allow_key_deletion: run.allow_key_deletion };
+pub async fn run(
+    arg: &ManifestArg,
+    saved: Option<&Path>,
+    auto_approve: bool,
+    run: RunArgs,
+    allow_key_replacement: bool,
+) -> anyhow::Result<Status> {
+    let options = Options {
+        parallelism: run.parallelism.into(),
+        allow_key_replacement,
+        allow_key_deletion: run.allow_key_deletion,
+    };
     let (store, plan, manifest) = match saved {
         Some(path) => {
             let plan = read_plan(path)?;
@@ -33,7 +43,13 @@ pub async fn run(arg: &ManifestArg, saved: Option<&Path>, auto_approve: bool, ru
 }
 
 /// Everything apply does while it holds the state lock.
-async fn locked(store: &Backend, saved: Option<Plan>, manifest: Option<&crate::manifest::Manifest>, auto_approve: bool, options: Options) -> anyhow::Result<Status> {
+async fn locked(
+    store: &Backend,
+    saved: Option<Plan>,
+    manifest: Option<&crate::manifest::Manifest>,
+    auto_approve: bool,
+    options: Options,
+) -> anyhow::Result<Status> {
     let state = store.read().await?;
     let from_file = saved.is_some();
     let (plan, cloud) = match (saved, manifest) {
@@ -57,7 +73,9 @@ async fn locked(store: &Backend, saved: Option<Plan>, manifest: Option<&crate::m
     executor::check_hazards(&plan, &options)?;
     if !from_file && !auto_approve {
         if !interactive() {
-            bail!("no terminal to confirm on: pass --auto-approve, or save a plan with `keyrite plan --out FILE` and run `keyrite apply FILE`");
+            bail!(
+                "no terminal to confirm on: pass --auto-approve, or save a plan with `keyrite plan --out FILE` and run `keyrite apply FILE`"
+            );
         }
         if !confirm("Apply these changes?")? {
             println!("Apply cancelled; nothing was changed.");
@@ -66,15 +84,25 @@ async fn locked(store: &Backend, saved: Option<Plan>, manifest: Option<&crate::m
     }
     let state = state.unwrap_or_else(|| State::new(Some(plan.lineage.clone())));
     let outcomes = executor::run(&plan, cloud.clone(), store, state, options, &Ui::new()).await?;
-    println!("Apply complete: {} change{} applied. {}", outcomes.len(), if outcomes.len() == 1 { "" } else { "s" }, call_summary(&cloud));
+    println!(
+        "Apply complete: {} change{} applied. {}",
+        outcomes.len(),
+        if outcomes.len() == 1 { "" } else { "s" },
+        call_summary(&cloud)
+    );
     Ok(Status::Ok)
 }
 
 fn read_plan(path: &Path) -> anyhow::Result<Plan> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan {}", path.display()))?;
-    let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{} is not a keyrite plan", path.display()))?;
+    let plan: Plan =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a keyrite plan", path.display()))?;
     if plan.format_version != PLAN_FORMAT {
-        bail!("plan {} has format version {}; this keyrite applies version {PLAN_FORMAT}", path.display(), plan.format_version);
+        bail!(
+            "plan {} has format version {}; this keyrite applies version {PLAN_FORMAT}",
+            path.display(),
+            plan.format_version
+        );
     }
     Ok(plan)
 }
@@ -85,7 +113,11 @@ fn check_fresh(plan: &Plan, state: Option<&State>) -> anyhow::Result<()> {
         (None, None) => Ok(()),
         (Some(s), Some(serial)) if s.lineage == plan.lineage && s.serial == serial => Ok(()),
         (Some(s), _) if s.lineage != plan.lineage => {
-            bail!("saved plan is for state lineage {}, but the state has lineage {}: it belongs to another state", plan.lineage, s.lineage)
+            bail!(
+                "saved plan is for state lineage {}, but the state has lineage {}: it belongs to another state",
+                plan.lineage,
+                s.lineage
+            )
         }
         (Some(s), _) => bail!(
             "saved plan is stale: it was made against state serial {}, the state is now at serial {}. Run `keyrite plan` again.",

@@ -19,7 +19,12 @@ pub async fn run(arg: &ManifestArg, auto_approve: bool, run: RunArgs) -> anyhow:
     result
 }
 
-async fn locked(manifest: &crate::manifest::Manifest, store: &crate::state::Backend, auto_approve: bool, run: RunArgs) -> anyhow::Result<Status> {
+async fn locked(
+    manifest: &crate::manifest::Manifest,
+    store: &crate::state::Backend,
+    auto_approve: bool,
+    run: RunArgs,
+) -> anyhow::Result<Status> {
     let Some(state) = store.read().await? else {
         println!("Nothing to destroy: there is no state at {}.", store.describe());
         return Ok(Status::Ok);
@@ -31,7 +36,11 @@ async fn locked(manifest: &crate::manifest::Manifest, store: &crate::state::Back
     if !plan.has_changes() {
         return Ok(Status::Ok);
     }
-    let options = Options { parallelism: run.parallelism.into(), allow_key_replacement: false, allow_key_deletion: run.allow_key_deletion };
+    let options = Options {
+        parallelism: run.parallelism.into(),
+        allow_key_replacement: false,
+        allow_key_deletion: run.allow_key_deletion,
+    };
     executor::check_hazards(&plan, &options)?;
     if !auto_approve {
         if !interactive() {
@@ -43,6 +52,11 @@ async fn locked(manifest: &crate::manifest::Manifest, store: &crate::state::Back
         }
     }
     let outcomes = executor::run(&plan, cloud.clone(), store, state, options, &Ui::new()).await?;
-    println!("Destroy complete: {} resource{} removed or scheduled. {}", outcomes.len(), if outcomes.len() == 1 { "" } else { "s" }, call_summary(&cloud));
+    println!(
+        "Destroy complete: {} resource{} removed or scheduled. {}",
+        outcomes.len(),
+        if outcomes.len() == 1 { "" } else { "s" },
+        call_summary(&cloud)
+    );
     Ok(Status::Ok)
 }

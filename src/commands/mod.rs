@@ -37,7 +37,9 @@ pub enum Status {
 pub async fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
         Command::Validate { manifest } => validate::run(&manifest),
-        Command::Plan { manifest, out, format, detailed_exitcode } => plan::run(&manifest, out.as_deref(), format, detailed_exitcode).await,
+        Command::Plan { manifest, out, format, detailed_exitcode } => {
+            plan::run(&manifest, out.as_deref(), format, detailed_exitcode).await
+        }
         Command::Apply { manifest, plan, auto_approve, run, allow_key_replacement } => {
             apply::run(&manifest, plan.as_deref(), auto_approve, run, allow_key_replacement).await
         }
@@ -46,14 +48,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Addresses { manifest, format } => addresses::run(&manifest, format).await,
         Command::Destroy { manifest, auto_approve, run } => destroy::run(&manifest, auto_approve, run).await,
         Command::Policy { command: PolicyCommand::Diff { a, b } } => policy::diff(&a, &b),
-        Command::Sign { manifest, signer, hash, mode } => signing::sign(&manifest, signer.as_deref(), &hash, mode).await,
+        Command::Sign { manifest, signer, hash, mode } => {
+            signing::sign(&manifest, signer.as_deref(), &hash, mode).await
+        }
         Command::Selftest { manifest, signer, format, timeout, via_emulator } => {
             signing::selftest(&manifest, signer.as_deref(), format, timeout, via_emulator.as_deref()).await
         }
         Command::Serve { manifest, signer, listen, token_file, token_env } => {
             signing::serve(&manifest, signer.as_deref(), listen, token_file.as_deref(), token_env.as_deref()).await
         }
-        Command::Sig { command: SigCommand::FromDer { der, digest, address, pubkey } } => sig::from_der(&der, &digest, address.as_deref(), pubkey.as_deref()),
+        Command::Sig { command: SigCommand::FromDer { der, digest, address, pubkey } } => {
+            sig::from_der(&der, &digest, address.as_deref(), pubkey.as_deref())
+        }
         Command::Sig { command: SigCommand::Recover { digest, signature } } => sig::recover(&digest, &signature),
         Command::ForceUnlock { id, manifest } => {
             let manifest = Manifest::load(&manifest.file)?;
@@ -81,7 +87,9 @@ pub async fn backend(config: &StateConfig, aws: &crate::manifest::AwsConfig) -> 
             let sdk = loader.load().await;
             // Local emulators serve buckets by path, not by virtual host.
             let path_style = *path_style || sdk.endpoint_url().is_some();
-            let client = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style).build());
+            let client = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style).build(),
+            );
             Backend::S3(crate::state::s3::S3Backend::new(client, bucket, key))
         }
     })
@@ -103,7 +111,12 @@ enum Reference {
 }
 
 /// Reads every resource in the state from the cloud, concurrently, plus `${aws.*}`.
-async fn refresh(cloud: &Arc<Cloud>, manifest: &Manifest, state: Option<&State>, against: Reference) -> anyhow::Result<Observed> {
+async fn refresh(
+    cloud: &Arc<Cloud>,
+    manifest: &Manifest,
+    state: Option<&State>,
+    against: Reference,
+) -> anyhow::Result<Observed> {
     let identity = cloud.identity().await.context("cannot identify the AWS caller")?.clone();
     let builtins = BTreeMap::from([
         ("account_id".to_owned(), identity.account_id),
@@ -139,7 +152,12 @@ async fn refresh(cloud: &Arc<Cloud>, manifest: &Manifest, state: Option<&State>,
 
 /// For each create intent left by an interrupted apply, looks for the resource it may have
 /// made (by ownership tags or unique name), in dependency order so that references resolve.
-async fn adopt_pending(cloud: &Cloud, manifest: &Manifest, state: &State, builtins: &BTreeMap<String, String>) -> anyhow::Result<BTreeMap<String, (String, provider::Live)>> {
+async fn adopt_pending(
+    cloud: &Cloud,
+    manifest: &Manifest,
+    state: &State,
+    builtins: &BTreeMap<String, String>,
+) -> anyhow::Result<BTreeMap<String, (String, provider::Live)>> {
     let mut known = crate::plan::Outputs::new(builtins);
     for (address, r) in &state.resources {
         known.insert(address, r.outputs.clone());
@@ -159,11 +177,14 @@ async fn adopt_pending(cloud: &Cloud, manifest: &Manifest, state: &State, builti
         if !unknown.is_empty() {
             continue;
         }
-        if let Some(id) = kind.adopt(cloud, &desired, intent.replacing.as_deref()).await.with_context(|| format!("looking for {} left by an interrupted apply", spec.name))? {
-            if let Some(live) = kind.read(cloud, &id, &desired).await? {
-                known.insert(&spec.name, live.outputs.clone());
-                adopted.insert(spec.name.clone(), (id, live));
-            }
+        if let Some(id) = kind
+            .adopt(cloud, &desired, intent.replacing.as_deref())
+            .await
+            .with_context(|| format!("looking for {} left by an interrupted apply", spec.name))?
+            && let Some(live) = kind.read(cloud, &id, &desired).await?
+        {
+            known.insert(&spec.name, live.outputs.clone());
+            adopted.insert(spec.name.clone(), (id, live));
         }
     }
     Ok(adopted)

@@ -25,7 +25,11 @@ pub async fn run(arg: &ManifestArg, out: Option<&Path>, format: Format, detailed
         let body = serde_json::to_vec_pretty(&plan)?;
         std::fs::write(out, body).with_context(|| format!("cannot write plan to {}", out.display()))?;
         if format == Format::Human {
-            println!("\nSaved the plan to {}. Apply exactly this plan with: keyrite apply {}", out.display(), out.display());
+            println!(
+                "\nSaved the plan to {}. Apply exactly this plan with: keyrite apply {}",
+                out.display(),
+                out.display()
+            );
         }
     }
     Ok(if detailed && plan.has_changes() { Status::Changes } else { Status::Ok })

@@ -14,7 +14,9 @@ pub fn from_der(der: &str, digest: &str, address: Option<&str>, pubkey: Option<&
             let bytes = parse_hex(pk).map_err(|e| anyhow::anyhow!("--pubkey: {e}"))?;
             let key = k256::PublicKey::from_sec1_bytes(&bytes)
                 .or_else(|_| crypto::public_key_from_spki_der(&bytes))
-                .map_err(|_| anyhow::anyhow!("--pubkey is neither a SEC1 point (33/65 bytes) nor an SPKI DER secp256k1 key"))?;
+                .map_err(|_| {
+                    anyhow::anyhow!("--pubkey is neither a SEC1 point (33/65 bytes) nor an SPKI DER secp256k1 key")
+                })?;
             crypto::signature_rsv(&key, &digest, &der)?
         }
         (Some(addr), None) => {
@@ -42,7 +44,10 @@ pub fn from_der(der: &str, digest: &str, address: Option<&str>, pubkey: Option<&
 pub fn recover(digest: &str, signature: &str) -> anyhow::Result<Status> {
     let digest = crypto::parse_hex32(digest).context("--digest")?;
     let sig = parse_hex(signature).map_err(|e| anyhow::anyhow!("--signature: {e}"))?;
-    let sig: [u8; 65] = sig.as_slice().try_into().map_err(|_| anyhow::anyhow!("--signature must be 65 bytes (r‖s‖v), got {}", sig.len()))?;
+    let sig: [u8; 65] = sig
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("--signature must be 65 bytes (r‖s‖v), got {}", sig.len()))?;
     println!("{}", crypto::recover_address(&digest, &sig)?);
     Ok(Status::Ok)
 }

@@ -19,8 +19,14 @@ use crate::state::State;
 
 /// The signer's key id and recorded public key, from the state.
 fn key_record(state: &State, spec: &SignerSpec) -> anyhow::Result<(String, Option<Vec<u8>>)> {
-    let r = state.resources.get(&spec.key).with_context(|| format!("signer {}: key {} is not in the state; run `keyrite apply` first", spec.name, spec.key))?;
-    let spki = r.outputs.get("public_key").and_then(|v| v.as_str()).and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+    let r = state.resources.get(&spec.key).with_context(|| {
+        format!("signer {}: key {} is not in the state; run `keyrite apply` first", spec.name, spec.key)
+    })?;
+    let spki = r
+        .outputs
+        .get("public_key")
+        .and_then(|v| v.as_str())
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
     Ok((r.id.clone(), spki))
 }
 
@@ -31,7 +37,12 @@ async fn connect(arg: &ManifestArg) -> anyhow::Result<(Manifest, State, Cloud)> 
     Ok((manifest, state, cloud))
 }
 
-pub async fn sign(arg: &ManifestArg, signer: Option<&str>, hash: &str, mode: Option<SigningMode>) -> anyhow::Result<Status> {
+pub async fn sign(
+    arg: &ManifestArg,
+    signer: Option<&str>,
+    hash: &str,
+    mode: Option<SigningMode>,
+) -> anyhow::Result<Status> {
     let digest = crypto::parse_digest(hash).context("--hash")?;
     let (manifest, state, cloud) = connect(arg).await?;
     let spec = manifest.signer(signer)?;
@@ -42,7 +53,13 @@ pub async fn sign(arg: &ManifestArg, signer: Option<&str>, hash: &str, mode: Opt
     Ok(Status::Ok)
 }
 
-pub async fn selftest(arg: &ManifestArg, only: Option<&str>, format: Format, timeout: f64, via: Option<&str>) -> anyhow::Result<Status> {
+pub async fn selftest(
+    arg: &ManifestArg,
+    only: Option<&str>,
+    format: Format,
+    timeout: f64,
+    via: Option<&str>,
+) -> anyhow::Result<Status> {
     let (manifest, state, cloud) = connect(arg).await?;
     let specs: Vec<&SignerSpec> = match only {
         Some(name) => vec![manifest.signer(Some(name))?],
@@ -53,7 +70,11 @@ pub async fn selftest(arg: &ManifestArg, only: Option<&str>, format: Format, tim
     let sigv4 = match cloud.sdk_config.credentials_provider() {
         Some(provider) => {
             use aws_credential_types::provider::ProvideCredentials;
-            provider.provide_credentials().await.ok().map(|credentials| crate::selftest::SigV4 { credentials, region: cloud.region.clone() })
+            provider
+                .provide_credentials()
+                .await
+                .ok()
+                .map(|credentials| crate::selftest::SigV4 { credentials, region: cloud.region.clone() })
         }
         None => None,
     };
@@ -66,7 +87,12 @@ pub async fn selftest(arg: &ManifestArg, only: Option<&str>, format: Format, tim
     }
     let passed = reports.iter().all(|r| r.passed());
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"format_version": 1, "kind": "selftest", "passed": passed, "signers": reports}))?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"format_version": 1, "kind": "selftest", "passed": passed, "signers": reports})
+            )?
+        ),
         Format::Human => {
             for r in &reports {
                 println!("signer {} ({}, mode {:?})", r.signer, r.address, r.mode);
@@ -82,10 +108,23 @@ pub async fn selftest(arg: &ManifestArg, only: Option<&str>, format: Format, tim
     Ok(if passed { Status::Ok } else { Status::Error })
 }
 
-pub async fn serve(arg: &ManifestArg, signer: Option<&str>, listen: SocketAddr, token_file: Option<&Path>, token_env: Option<&str>) -> anyhow::Result<Status> {
+pub async fn serve(
+    arg: &ManifestArg,
+    signer: Option<&str>,
+    listen: SocketAddr,
+    token_file: Option<&Path>,
+    token_env: Option<&str>,
+) -> anyhow::Result<Status> {
     let token = match (token_file, token_env) {
-        (Some(path), _) => Some(std::fs::read_to_string(path).with_context(|| format!("cannot read token file {}", path.display()))?.trim().to_owned()),
-        (None, Some(var)) => Some(std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?.trim().to_owned()),
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read token file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, Some(var)) => Some(
+            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?.trim().to_owned(),
+        ),
         (None, None) => None,
     };
     if token.as_deref() == Some("") {
@@ -96,7 +135,10 @@ pub async fn serve(arg: &ManifestArg, signer: Option<&str>, listen: SocketAddr, 
     let (key_id, _) = key_record(&state, spec)?;
     let kms = KmsSigner::connect(cloud.kms.clone(), &key_id).await?;
     if !listen.ip().is_loopback() {
-        eprintln!("warning: listening on {listen}, which is reachable from other hosts{}", if token.is_none() { " WITHOUT authentication" } else { "" });
+        eprintln!(
+            "warning: listening on {listen}, which is reachable from other hosts{}",
+            if token.is_none() { " WITHOUT authentication" } else { "" }
+        );
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     eprintln!(

@@ -47,7 +47,10 @@ impl Progress for Ui {
         match &self.multi {
             Some(multi) => {
                 let bar = multi.add(ProgressBar::new_spinner());
-                bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
                 bar.set_message(text);
                 bar.enable_steady_tick(Duration::from_millis(100));
                 if let Ok(mut bars) = self.bars.lock() {

@@ -45,13 +45,7 @@ impl Address {
         let body: String = lower
             .chars()
             .enumerate()
-            .map(|(i, c)| {
-                if nibble(&hash, i) >= 8 {
-                    c.to_ascii_uppercase()
-                } else {
-                    c
-                }
-            })
+            .map(|(i, c)| if nibble(&hash, i) >= 8 { c.to_ascii_uppercase() } else { c })
             .collect();
         format!("0x{body}")
     }
@@ -60,11 +54,7 @@ impl Address {
 /// Nibble `index` of `bytes`, high nibble first.
 fn nibble(bytes: &[u8; 32], index: usize) -> u8 {
     let byte = bytes[index / 2];
-    if index.is_multiple_of(2) {
-        byte >> 4
-    } else {
-        byte & 0x0f
-    }
+    if index.is_multiple_of(2) { byte >> 4 } else { byte & 0x0f }
 }
 
 /// True when the hex digits contain both upper- and lowercase letters.
@@ -78,16 +68,12 @@ impl FromStr for Address {
     type Err = CryptoError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let digits = s
-            .strip_prefix("0x")
-            .ok_or(CryptoError::AddressMissingPrefix)?;
+        let digits = s.strip_prefix("0x").ok_or(CryptoError::AddressMissingPrefix)?;
         if !digits.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(CryptoError::AddressNotHex);
         }
         if digits.len() != ADDRESS_HEX_LEN {
-            return Err(CryptoError::AddressLength {
-                found: digits.len(),
-            });
+            return Err(CryptoError::AddressLength { found: digits.len() });
         }
         let mut bytes = [0u8; 20];
         hex::decode_to_slice(digits, &mut bytes).map_err(|_| CryptoError::AddressNotHex)?;
@@ -169,35 +155,18 @@ mod tests {
         let tampered = "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
         assert_eq!(
             tampered.parse::<Address>(),
-            Err(CryptoError::AddressChecksumMismatch {
-                expected: "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".into()
-            })
+            Err(CryptoError::AddressChecksumMismatch { expected: "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".into() })
         );
     }
 
     #[test]
     fn malformed_addresses_are_rejected() {
         let forty = "5aaeb6053f3e94c9b9a09f33669435e7ef1beaed";
-        assert_eq!(
-            forty.parse::<Address>(),
-            Err(CryptoError::AddressMissingPrefix)
-        );
-        assert_eq!(
-            format!("0x{}", &forty[..38]).parse::<Address>(),
-            Err(CryptoError::AddressLength { found: 38 })
-        );
-        assert_eq!(
-            format!("0x{forty}00").parse::<Address>(),
-            Err(CryptoError::AddressLength { found: 42 })
-        );
-        assert_eq!(
-            format!("0x{}zz", &forty[..38]).parse::<Address>(),
-            Err(CryptoError::AddressNotHex)
-        );
-        assert_eq!(
-            format!("0x{}é", &forty[..39]).parse::<Address>(),
-            Err(CryptoError::AddressNotHex)
-        );
+        assert_eq!(forty.parse::<Address>(), Err(CryptoError::AddressMissingPrefix));
+        assert_eq!(format!("0x{}", &forty[..38]).parse::<Address>(), Err(CryptoError::AddressLength { found: 38 }));
+        assert_eq!(format!("0x{forty}00").parse::<Address>(), Err(CryptoError::AddressLength { found: 42 }));
+        assert_eq!(format!("0x{}zz", &forty[..38]).parse::<Address>(), Err(CryptoError::AddressNotHex));
+        assert_eq!(format!("0x{}é", &forty[..39]).parse::<Address>(), Err(CryptoError::AddressNotHex));
     }
 
     #[test]
@@ -214,12 +183,8 @@ mod tests {
         use serde::de::value::{Error, StrDeserializer};
 
         let good: StrDeserializer<'_, Error> = KNOWN_ADDRESS.into_deserializer();
-        assert_eq!(
-            Address::deserialize(good).unwrap().to_string(),
-            KNOWN_ADDRESS
-        );
-        let bad: StrDeserializer<'_, Error> =
-            "0x2C7536E3605D9C16a7a3D7b1898e529396a65c23".into_deserializer();
+        assert_eq!(Address::deserialize(good).unwrap().to_string(), KNOWN_ADDRESS);
+        let bad: StrDeserializer<'_, Error> = "0x2C7536E3605D9C16a7a3D7b1898e529396a65c23".into_deserializer();
         let message = Address::deserialize(bad).unwrap_err().to_string();
         assert!(message.contains("EIP-55"), "{message}");
     }

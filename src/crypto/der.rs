@@ -46,21 +46,14 @@ fn read_sequence_body(der: &[u8]) -> Result<&[u8], CryptoError> {
     if tag != SEQUENCE_TAG {
         return Err(CryptoError::DerNotSequence { found: tag });
     }
-    let (&len_byte, content) = rest
-        .split_first()
-        .ok_or(CryptoError::DerMissingSequenceLength)?;
+    let (&len_byte, content) = rest.split_first().ok_or(CryptoError::DerMissingSequenceLength)?;
     if len_byte & LONG_FORM_BIT != 0 {
         return Err(CryptoError::DerSequenceLongFormLength { found: len_byte });
     }
     let declared = usize::from(len_byte);
     match content.len().cmp(&declared) {
-        std::cmp::Ordering::Less => Err(CryptoError::DerSequenceTruncated {
-            declared,
-            available: content.len(),
-        }),
-        std::cmp::Ordering::Greater => Err(CryptoError::DerTrailingBytes {
-            count: content.len() - declared,
-        }),
+        std::cmp::Ordering::Less => Err(CryptoError::DerSequenceTruncated { declared, available: content.len() }),
+        std::cmp::Ordering::Greater => Err(CryptoError::DerTrailingBytes { count: content.len() - declared }),
         std::cmp::Ordering::Equal => Ok(content),
     }
 }
@@ -68,18 +61,11 @@ fn read_sequence_body(der: &[u8]) -> Result<&[u8], CryptoError> {
 /// Reads one INTEGER from the front of `input`, advancing it, and returns
 /// the validated value as a 32-byte big-endian scalar.
 fn read_integer(input: &mut &[u8], component: SigComponent) -> Result<[u8; 32], CryptoError> {
-    let (&tag, rest) = input
-        .split_first()
-        .ok_or(CryptoError::DerMissingInteger { component })?;
+    let (&tag, rest) = input.split_first().ok_or(CryptoError::DerMissingInteger { component })?;
     if tag != INTEGER_TAG {
-        return Err(CryptoError::DerIntegerTag {
-            component,
-            found: tag,
-        });
+        return Err(CryptoError::DerIntegerTag { component, found: tag });
     }
-    let (&len_byte, rest) = rest
-        .split_first()
-        .ok_or(CryptoError::DerIntegerTruncated { component })?;
+    let (&len_byte, rest) = rest.split_first().ok_or(CryptoError::DerIntegerTruncated { component })?;
     let len = integer_length(len_byte, component)?;
     if len > rest.len() {
         return Err(CryptoError::DerIntegerTruncated { component });
@@ -93,10 +79,7 @@ fn read_integer(input: &mut &[u8], component: SigComponent) -> Result<[u8; 32], 
 /// Validates an INTEGER length byte: short form, 1..=33.
 fn integer_length(len_byte: u8, component: SigComponent) -> Result<usize, CryptoError> {
     if len_byte & LONG_FORM_BIT != 0 {
-        return Err(CryptoError::DerIntegerLongFormLength {
-            component,
-            found: len_byte,
-        });
+        return Err(CryptoError::DerIntegerLongFormLength { component, found: len_byte });
     }
     match usize::from(len_byte) {
         0 => Err(CryptoError::DerIntegerEmpty { component }),
@@ -110,9 +93,7 @@ fn integer_length(len_byte: u8, component: SigComponent) -> Result<usize, Crypto
 fn check_minimal_non_negative(content: &[u8], component: SigComponent) -> Result<(), CryptoError> {
     match content {
         [first, ..] if first & 0x80 != 0 => Err(CryptoError::DerIntegerNegative { component }),
-        [0x00, second, ..] if second & 0x80 == 0 => {
-            Err(CryptoError::DerIntegerNonMinimal { component })
-        }
+        [0x00, second, ..] if second & 0x80 == 0 => Err(CryptoError::DerIntegerNonMinimal { component }),
         _ => Ok(()),
     }
 }
@@ -161,9 +142,7 @@ mod tests {
     /// Searches deterministic signatures for one with an INTEGER of `len`
     /// content bytes in either `r` or `s`.
     fn find_signature_with_integer_len(len: usize, budget: u64) -> Option<([u8; 32], [u8; 32])> {
-        (0..budget)
-            .map(|i| real_signature(1, i))
-            .find(|(r, s)| der_int_len(r) == len || der_int_len(s) == len)
+        (0..budget).map(|i| real_signature(1, i)).find(|(r, s)| der_int_len(r) == len || der_int_len(s) == len)
     }
 
     fn valid_der() -> Vec<u8> {
@@ -183,8 +162,8 @@ mod tests {
     #[test]
     fn integers_of_31_32_and_33_bytes_round_trip() {
         for len in [31, 32, 33] {
-            let (r, s) = find_signature_with_integer_len(len, 3_000)
-                .unwrap_or_else(|| panic!("no {len}-byte integer found"));
+            let (r, s) =
+                find_signature_with_integer_len(len, 3_000).unwrap_or_else(|| panic!("no {len}-byte integer found"));
             let der = der_signature(&r, &s);
             assert_eq!(parse_der_signature(&der), Ok((r, s)), "len {len}");
         }
@@ -208,10 +187,7 @@ mod tests {
     fn trailing_byte_is_rejected() {
         let mut der = valid_der();
         der.push(0x00);
-        assert_eq!(
-            parse_der_signature(&der),
-            Err(CryptoError::DerTrailingBytes { count: 1 })
-        );
+        assert_eq!(parse_der_signature(&der), Err(CryptoError::DerTrailingBytes { count: 1 }));
     }
 
     #[test]
@@ -221,35 +197,21 @@ mod tests {
         let available = der.len() - 2;
         assert_eq!(
             parse_der_signature(&der),
-            Err(CryptoError::DerSequenceTruncated {
-                declared: available + 1,
-                available
-            })
+            Err(CryptoError::DerSequenceTruncated { declared: available + 1, available })
         );
         der[1] -= 2;
-        assert_eq!(
-            parse_der_signature(&der),
-            Err(CryptoError::DerTrailingBytes { count: 1 })
-        );
+        assert_eq!(parse_der_signature(&der), Err(CryptoError::DerTrailingBytes { count: 1 }));
         let truncated = &valid_der()[..10];
-        assert!(matches!(
-            parse_der_signature(truncated),
-            Err(CryptoError::DerSequenceTruncated { .. })
-        ));
+        assert!(matches!(parse_der_signature(truncated), Err(CryptoError::DerSequenceTruncated { .. })));
     }
 
     #[test]
     fn empty_and_headless_inputs_are_rejected() {
         assert_eq!(parse_der_signature(&[]), Err(CryptoError::DerEmpty));
-        assert_eq!(
-            parse_der_signature(&[0x30]),
-            Err(CryptoError::DerMissingSequenceLength)
-        );
+        assert_eq!(parse_der_signature(&[0x30]), Err(CryptoError::DerMissingSequenceLength));
         assert_eq!(
             parse_der_signature(&[0x30, 0x00]),
-            Err(CryptoError::DerMissingInteger {
-                component: SigComponent::R
-            })
+            Err(CryptoError::DerMissingInteger { component: SigComponent::R })
         );
     }
 
@@ -257,28 +219,19 @@ mod tests {
     fn wrong_tags_are_rejected() {
         let mut der = valid_der();
         der[0] = 0x31;
-        assert_eq!(
-            parse_der_signature(&der),
-            Err(CryptoError::DerNotSequence { found: 0x31 })
-        );
+        assert_eq!(parse_der_signature(&der), Err(CryptoError::DerNotSequence { found: 0x31 }));
         let mut der = valid_der();
         der[2] = 0x03;
         assert_eq!(
             parse_der_signature(&der),
-            Err(CryptoError::DerIntegerTag {
-                component: SigComponent::R,
-                found: 0x03
-            })
+            Err(CryptoError::DerIntegerTag { component: SigComponent::R, found: 0x03 })
         );
         let mut der = valid_der();
         let s_tag = 4 + usize::from(der[3]);
         der[s_tag] = 0x04;
         assert_eq!(
             parse_der_signature(&der),
-            Err(CryptoError::DerIntegerTag {
-                component: SigComponent::S,
-                found: 0x04
-            })
+            Err(CryptoError::DerIntegerTag { component: SigComponent::S, found: 0x04 })
         );
     }
 
@@ -286,12 +239,7 @@ mod tests {
     fn zero_length_integer_is_rejected() {
         let (_, s) = real_signature(1, 0);
         let der = wrap_sequence(&[&[0x02, 0x00], &der_integer(&s)]);
-        assert_eq!(
-            parse_der_signature(&der),
-            Err(CryptoError::DerIntegerEmpty {
-                component: SigComponent::R
-            })
-        );
+        assert_eq!(parse_der_signature(&der), Err(CryptoError::DerIntegerEmpty { component: SigComponent::R }));
     }
 
     #[test]
@@ -302,10 +250,7 @@ mod tests {
         let der = wrap_sequence(&[&der_integer(&r), &long_s]);
         assert_eq!(
             parse_der_signature(&der),
-            Err(CryptoError::DerIntegerTooLong {
-                component: SigComponent::S,
-                len: 34
-            })
+            Err(CryptoError::DerIntegerTooLong { component: SigComponent::S, len: 34 })
         );
     }
 
@@ -317,20 +262,10 @@ mod tests {
         let mut padded_r = vec![0x02, 33, 0x00];
         padded_r.extend_from_slice(&r);
         let der = wrap_sequence(&[&padded_r, &der_integer(&s)]);
-        assert_eq!(
-            parse_der_signature(&der),
-            Err(CryptoError::DerIntegerNonMinimal {
-                component: SigComponent::R
-            })
-        );
+        assert_eq!(parse_der_signature(&der), Err(CryptoError::DerIntegerNonMinimal { component: SigComponent::R }));
         // A zero value encoded with a padding byte is also non-minimal.
         let der = wrap_sequence(&[&[0x02, 0x02, 0x00, 0x00], &der_integer(&s)]);
-        assert_eq!(
-            parse_der_signature(&der),
-            Err(CryptoError::DerIntegerNonMinimal {
-                component: SigComponent::R
-            })
-        );
+        assert_eq!(parse_der_signature(&der), Err(CryptoError::DerIntegerNonMinimal { component: SigComponent::R }));
     }
 
     #[test]
@@ -339,31 +274,16 @@ mod tests {
         let mut negative_s = vec![0x02, 32];
         negative_s.extend_from_slice(&[0xff; 32]);
         let der = wrap_sequence(&[&der_integer(&r), &negative_s]);
-        assert_eq!(
-            parse_der_signature(&der),
-            Err(CryptoError::DerIntegerNegative {
-                component: SigComponent::S
-            })
-        );
+        assert_eq!(parse_der_signature(&der), Err(CryptoError::DerIntegerNegative { component: SigComponent::S }));
         let der = wrap_sequence(&[&[0x02, 0x01, 0x80], &der_integer(&s)]);
-        assert_eq!(
-            parse_der_signature(&der),
-            Err(CryptoError::DerIntegerNegative {
-                component: SigComponent::R
-            })
-        );
+        assert_eq!(parse_der_signature(&der), Err(CryptoError::DerIntegerNegative { component: SigComponent::R }));
     }
 
     #[test]
     fn zero_r_is_rejected() {
         let (_, s) = real_signature(1, 0);
         let der = wrap_sequence(&[&[0x02, 0x01, 0x00], &der_integer(&s)]);
-        assert_eq!(
-            parse_der_signature(&der),
-            Err(CryptoError::DerIntegerZero {
-                component: SigComponent::R
-            })
-        );
+        assert_eq!(parse_der_signature(&der), Err(CryptoError::DerIntegerZero { component: SigComponent::R }));
     }
 
     #[test]
@@ -374,21 +294,14 @@ mod tests {
             let der = der_signature(&r, &s);
             assert_eq!(
                 parse_der_signature(&der),
-                Err(CryptoError::DerIntegerOutOfRange {
-                    component: SigComponent::S
-                })
+                Err(CryptoError::DerIntegerOutOfRange { component: SigComponent::S })
             );
         }
         // 33 content bytes without a sign pad: a value >= 2^256.
         let mut huge = vec![0x02, 33, 0x01];
         huge.extend_from_slice(&[0u8; 32]);
         let der = wrap_sequence(&[&der_integer(&r), &huge]);
-        assert_eq!(
-            parse_der_signature(&der),
-            Err(CryptoError::DerIntegerOutOfRange {
-                component: SigComponent::S
-            })
-        );
+        assert_eq!(parse_der_signature(&der), Err(CryptoError::DerIntegerOutOfRange { component: SigComponent::S }));
     }
 
     #[test]
@@ -404,10 +317,7 @@ mod tests {
         let der = valid_der();
         let mut long_sequence = vec![0x30, 0x81, der[1]];
         long_sequence.extend_from_slice(&der[2..]);
-        assert_eq!(
-            parse_der_signature(&long_sequence),
-            Err(CryptoError::DerSequenceLongFormLength { found: 0x81 })
-        );
+        assert_eq!(parse_der_signature(&long_sequence), Err(CryptoError::DerSequenceLongFormLength { found: 0x81 }));
         let (r, s) = real_signature(1, 0);
         let r_int = der_integer(&r);
         let mut long_r = vec![0x02, 0x81];
@@ -415,10 +325,7 @@ mod tests {
         let der = wrap_sequence(&[&long_r, &der_integer(&s)]);
         assert_eq!(
             parse_der_signature(&der),
-            Err(CryptoError::DerIntegerLongFormLength {
-                component: SigComponent::R,
-                found: 0x81
-            })
+            Err(CryptoError::DerIntegerLongFormLength { component: SigComponent::R, found: 0x81 })
         );
     }
 
@@ -428,29 +335,16 @@ mod tests {
         let r_len = usize::from(der[3]);
         let mut short = der[..4 + r_len + 2].to_vec(); // r, then s header only
         short[1] = (short.len() - 2) as u8;
-        assert_eq!(
-            parse_der_signature(&short),
-            Err(CryptoError::DerIntegerTruncated {
-                component: SigComponent::S
-            })
-        );
+        assert_eq!(parse_der_signature(&short), Err(CryptoError::DerIntegerTruncated { component: SigComponent::S }));
     }
 
     #[test]
     fn missing_s_and_extra_element_are_rejected() {
         let (r, s) = real_signature(1, 0);
         let only_r = wrap_sequence(&[&der_integer(&r)]);
-        assert_eq!(
-            parse_der_signature(&only_r),
-            Err(CryptoError::DerMissingInteger {
-                component: SigComponent::S
-            })
-        );
+        assert_eq!(parse_der_signature(&only_r), Err(CryptoError::DerMissingInteger { component: SigComponent::S }));
         let three = wrap_sequence(&[&der_integer(&r), &der_integer(&s), &[0x05, 0x00]]);
-        assert_eq!(
-            parse_der_signature(&three),
-            Err(CryptoError::DerDataAfterIntegers { count: 2 })
-        );
+        assert_eq!(parse_der_signature(&three), Err(CryptoError::DerDataAfterIntegers { count: 2 }));
     }
 
     #[test]
@@ -491,10 +385,8 @@ mod tests {
             der_signature(&[0xff; 32], &s),
             [wrap_sequence(&[&der_integer(&r), &der_integer(&s), &[0]])].concat(),
         ];
-        let messages: HashSet<String> = cases
-            .iter()
-            .map(|der| parse_der_signature(der).unwrap_err().to_string())
-            .collect();
+        let messages: HashSet<String> =
+            cases.iter().map(|der| parse_der_signature(der).unwrap_err().to_string()).collect();
         assert_eq!(messages.len(), cases.len(), "{messages:#?}");
     }
 

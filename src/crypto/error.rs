@@ -98,9 +98,7 @@ pub enum CryptoError {
     #[error("DER signature ends before the SEQUENCE length byte")]
     DerMissingSequenceLength,
     /// The SEQUENCE length uses the long form (signatures are < 128 bytes).
-    #[error(
-        "DER SEQUENCE uses a long-form length (0x{found:02x}); ECDSA signatures are shorter than 128 bytes"
-    )]
+    #[error("DER SEQUENCE uses a long-form length (0x{found:02x}); ECDSA signatures are shorter than 128 bytes")]
     DerSequenceLongFormLength {
         /// The length byte found.
         found: u8,

@@ -15,11 +15,7 @@ pub fn keccak256(data: &[u8]) -> [u8; 32] {
 /// digest: `keccak256("\x19Ethereum Signed Message:\n32" || digest)`.
 #[must_use]
 pub fn eip191_hash(digest: &[u8; 32]) -> [u8; 32] {
-    Keccak256::new()
-        .chain_update(EIP191_PREFIX_32)
-        .chain_update(digest)
-        .finalize()
-        .into()
+    Keccak256::new().chain_update(EIP191_PREFIX_32).chain_update(digest).finalize().into()
 }
 
 #[cfg(test)]
@@ -28,19 +24,13 @@ mod tests {
 
     #[test]
     fn keccak256_of_empty_input_is_the_known_constant() {
-        assert_eq!(
-            hex::encode(keccak256(b"")),
-            "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
-        );
+        assert_eq!(hex::encode(keccak256(b"")), "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470");
     }
 
     #[test]
     fn keccak256_is_not_nist_sha3() {
         // NIST SHA3-256("") = a7ffc6f8...; Ethereum needs the original Keccak padding.
-        assert_ne!(
-            hex::encode(keccak256(b"")),
-            "a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a"
-        );
+        assert_ne!(hex::encode(keccak256(b"")), "a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a");
     }
 
     #[test]

@@ -49,10 +49,7 @@ mod tests {
         // Compressed point as printed by `openssl ec -conv_form compressed`.
         let compressed = "024e3b81af9c2234cad09d679ce6035ed1392347ce64ce405f5dcd36228a25de6e";
         assert_eq!(key.compressed_hex, compressed);
-        assert_eq!(
-            key.der_hex,
-            format!("302d300706052b8104000a032200{compressed}")
-        );
+        assert_eq!(key.der_hex, format!("302d300706052b8104000a032200{compressed}"));
         assert_eq!(key.evm_alias, KNOWN_ADDRESS);
     }
 

@@ -14,11 +14,9 @@ const DIGEST_LEN: usize = 32;
 const PADDING_INDIFFERENT: GeneralPurposeConfig =
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
 /// Standard alphabet (`+/`), padding optional.
-const BASE64_STANDARD: GeneralPurpose =
-    GeneralPurpose::new(&alphabet::STANDARD, PADDING_INDIFFERENT);
+const BASE64_STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, PADDING_INDIFFERENT);
 /// URL-safe alphabet (`-_`), padding optional.
-const BASE64_URL_SAFE: GeneralPurpose =
-    GeneralPurpose::new(&alphabet::URL_SAFE, PADDING_INDIFFERENT);
+const BASE64_URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, PADDING_INDIFFERENT);
 
 /// Parses exactly 32 bytes of hex, with or without a `0x`/`0X` prefix.
 /// Surrounding whitespace is ignored.
@@ -65,19 +63,13 @@ fn looks_like_bare_hex_digest(s: &str) -> bool {
 
 /// Decodes base64 in the standard or URL-safe alphabet.
 fn decode_base64_any(s: &str) -> Result<Vec<u8>, CryptoError> {
-    BASE64_STANDARD
-        .decode(s)
-        .or_else(|_| BASE64_URL_SAFE.decode(s))
-        .map_err(|_| CryptoError::DigestEncoding)
+    BASE64_STANDARD.decode(s).or_else(|_| BASE64_URL_SAFE.decode(s)).map_err(|_| CryptoError::DigestEncoding)
 }
 
 /// Converts decoded bytes to a 32-byte array, reporting the actual length.
 fn exactly_32(bytes: Vec<u8>) -> Result<[u8; 32], CryptoError> {
     let found = bytes.len();
-    bytes.try_into().map_err(|_| CryptoError::WrongLength {
-        expected: DIGEST_LEN,
-        found,
-    })
+    bytes.try_into().map_err(|_| CryptoError::WrongLength { expected: DIGEST_LEN, found })
 }
 
 #[cfg(test)]
@@ -99,44 +91,20 @@ mod tests {
         let lower = hex::encode(digest);
         assert_eq!(parse_hex32(&lower), Ok(digest));
         assert_eq!(parse_hex32(&format!("0x{lower}")), Ok(digest));
-        assert_eq!(
-            parse_hex32(&format!("0X{}", lower.to_uppercase())),
-            Ok(digest)
-        );
+        assert_eq!(parse_hex32(&format!("0X{}", lower.to_uppercase())), Ok(digest));
         assert_eq!(parse_hex32(&format!(" 0x{lower}\n")), Ok(digest));
     }
 
     #[test]
     fn hex32_rejects_wrong_lengths_and_garbage() {
-        assert_eq!(
-            parse_hex32(&"ab".repeat(31)),
-            Err(CryptoError::WrongLength {
-                expected: 32,
-                found: 31
-            })
-        );
+        assert_eq!(parse_hex32(&"ab".repeat(31)), Err(CryptoError::WrongLength { expected: 32, found: 31 }));
         assert_eq!(
             parse_hex32(&format!("0x{}", "ab".repeat(33))),
-            Err(CryptoError::WrongLength {
-                expected: 32,
-                found: 33
-            })
+            Err(CryptoError::WrongLength { expected: 32, found: 33 })
         );
-        assert!(matches!(
-            parse_hex32("0xabc"),
-            Err(CryptoError::InvalidHex(_))
-        ));
-        assert!(matches!(
-            parse_hex32(&format!("0x{}zz", "ab".repeat(31))),
-            Err(CryptoError::InvalidHex(_))
-        ));
-        assert_eq!(
-            parse_hex32(""),
-            Err(CryptoError::WrongLength {
-                expected: 32,
-                found: 0
-            })
-        );
+        assert!(matches!(parse_hex32("0xabc"), Err(CryptoError::InvalidHex(_))));
+        assert!(matches!(parse_hex32(&format!("0x{}zz", "ab".repeat(31))), Err(CryptoError::InvalidHex(_))));
+        assert_eq!(parse_hex32(""), Err(CryptoError::WrongLength { expected: 32, found: 0 }));
     }
 
     #[test]
@@ -161,14 +129,8 @@ mod tests {
     fn digest_rejects_31_and_33_bytes() {
         for len in [31usize, 33] {
             let bytes = vec![0x5a; len];
-            let expected = Err(CryptoError::WrongLength {
-                expected: 32,
-                found: len,
-            });
-            assert_eq!(
-                parse_digest(&format!("0x{}", hex::encode(&bytes))),
-                expected
-            );
+            let expected = Err(CryptoError::WrongLength { expected: 32, found: len });
+            assert_eq!(parse_digest(&format!("0x{}", hex::encode(&bytes))), expected);
             assert_eq!(parse_digest(&STANDARD.encode(&bytes)), expected);
             assert_eq!(parse_digest(&URL_SAFE_NO_PAD.encode(&bytes)), expected);
         }
@@ -179,17 +141,8 @@ mod tests {
         for garbage in ["", "not base64!", "0xnothex", "@@@@", "ab+/cd-_"] {
             assert!(parse_digest(garbage).is_err(), "{garbage:?} accepted");
         }
-        assert_eq!(
-            parse_digest("not base64!"),
-            Err(CryptoError::DigestEncoding)
-        );
-        assert_eq!(
-            parse_digest(""),
-            Err(CryptoError::WrongLength {
-                expected: 32,
-                found: 0
-            })
-        );
+        assert_eq!(parse_digest("not base64!"), Err(CryptoError::DigestEncoding));
+        assert_eq!(parse_digest(""), Err(CryptoError::WrongLength { expected: 32, found: 0 }));
     }
 
     #[test]

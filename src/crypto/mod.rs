@@ -41,13 +41,11 @@ pub(crate) mod test_support {
     use sha2::{Digest, Sha256};
 
     /// Private key used throughout the web3.js / ethers documentation.
-    pub const KNOWN_SECRET_HEX: &str =
-        "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+    pub const KNOWN_SECRET_HEX: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
     /// Its well-known EIP-55 address.
     pub const KNOWN_ADDRESS: &str = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
     /// The secp256k1 group order n.
-    pub const GROUP_ORDER_HEX: &str =
-        "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141";
+    pub const GROUP_ORDER_HEX: &str = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141";
 
     /// The signing key for [`KNOWN_SECRET_HEX`].
     pub fn known_signing_key() -> SigningKey {

@@ -41,12 +41,7 @@ pub fn normalize_low_s(s: [u8; 32]) -> ([u8; 32], bool) {
 /// # Errors
 /// [`CryptoError::SignatureScalarOutOfRange`] if `r` or `s` is not in `1..n`;
 /// [`CryptoError::RecoveryIdNotFound`] if neither id recovers `pk`.
-pub fn recovery_id(
-    pk: &PublicKey,
-    prehash: &[u8; 32],
-    r: &[u8; 32],
-    s: &[u8; 32],
-) -> Result<u8, CryptoError> {
+pub fn recovery_id(pk: &PublicKey, prehash: &[u8; 32], r: &[u8; 32], s: &[u8; 32]) -> Result<u8, CryptoError> {
     let signature = signature_from_parts(r, s)?;
     let signature = signature.normalize_s().unwrap_or(signature);
     let expected = VerifyingKey::from(pk);
@@ -61,11 +56,7 @@ pub fn recovery_id(
 ///
 /// # Errors
 /// Any error of [`parse_der_signature`] or [`recovery_id`].
-pub fn signature_rsv(
-    pk: &PublicKey,
-    prehash: &[u8; 32],
-    der: &[u8],
-) -> Result<[u8; 65], CryptoError> {
+pub fn signature_rsv(pk: &PublicKey, prehash: &[u8; 32], der: &[u8]) -> Result<[u8; 65], CryptoError> {
     let (r, s) = parse_der_signature(der)?;
     let (s, _was_high) = normalize_low_s(s);
     let id = recovery_id(pk, prehash, &r, &s)?;
@@ -122,18 +113,13 @@ fn signature_from_parts(r: &[u8; 32], s: &[u8; 32]) -> Result<Signature, CryptoE
     ensure_scalar(r, SigComponent::R)?;
     ensure_scalar(s, SigComponent::S)?;
     // Both halves were range-checked above, so this cannot fail in practice.
-    Signature::from_scalars(FieldBytes::from(*r), FieldBytes::from(*s)).map_err(|_| {
-        CryptoError::SignatureScalarOutOfRange {
-            component: SigComponent::R,
-        }
-    })
+    Signature::from_scalars(FieldBytes::from(*r), FieldBytes::from(*s))
+        .map_err(|_| CryptoError::SignatureScalarOutOfRange { component: SigComponent::R })
 }
 
 /// Checks that `bytes` is a scalar in `1..n`.
 fn ensure_scalar(bytes: &[u8; 32], component: SigComponent) -> Result<(), CryptoError> {
-    NonZeroScalar::try_from(&bytes[..])
-        .map(|_| ())
-        .map_err(|_| CryptoError::SignatureScalarOutOfRange { component })
+    NonZeroScalar::try_from(&bytes[..]).map(|_| ()).map_err(|_| CryptoError::SignatureScalarOutOfRange { component })
 }
 
 /// True when recovery id `id` recovers `expected` from `signature`.
@@ -146,9 +132,7 @@ fn recovers_to(expected: &VerifyingKey, prehash: &[u8; 32], signature: &Signatur
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::test_support::{
-        GROUP_ORDER_HEX, KNOWN_ADDRESS, der_signature, known_signing_key, signing_key,
-    };
+    use crate::crypto::test_support::{GROUP_ORDER_HEX, KNOWN_ADDRESS, der_signature, known_signing_key, signing_key};
     use crate::crypto::{eip191_hash, keccak256};
     use k256::ecdsa::signature::hazmat::PrehashSigner;
 
@@ -209,10 +193,7 @@ mod tests {
         let pk = known_signing_key().verifying_key().into();
         let rsv = signature_rsv(&pk, &prehash, der.as_bytes()).unwrap();
         assert_eq!(rsv.to_vec(), expected);
-        assert_eq!(
-            recover_address(&prehash, &rsv).unwrap().to_string(),
-            KNOWN_ADDRESS
-        );
+        assert_eq!(recover_address(&prehash, &rsv).unwrap().to_string(), KNOWN_ADDRESS);
     }
 
     #[test]
@@ -229,10 +210,7 @@ mod tests {
         assert_eq!(&rsv[32..64], &low_s);
         assert_eq!(recover_address(&prehash, &rsv), Ok(evm_address(&pk)));
         // Same result as from the low-s DER.
-        assert_eq!(
-            signature_rsv(&pk, &prehash, &der_signature(&r, &low_s)),
-            Ok(rsv)
-        );
+        assert_eq!(signature_rsv(&pk, &prehash, &der_signature(&r, &low_s)), Ok(rsv));
         // recovery_id is defined on the low-s form whichever s it is given.
         assert_eq!(recovery_id(&pk, &prehash, &r, &high_s), Ok(rsv[64] - 27));
     }
@@ -262,10 +240,7 @@ mod tests {
         assert_eq!(recover_address(&prehash, &rsv), Ok(signer));
         for v in [2u8, 26, 29, 35, 255] {
             rsv[64] = v;
-            assert_eq!(
-                recover_address(&prehash, &rsv),
-                Err(CryptoError::InvalidRecoveryByte { v })
-            );
+            assert_eq!(recover_address(&prehash, &rsv), Err(CryptoError::InvalidRecoveryByte { v }));
         }
     }
 
@@ -286,17 +261,13 @@ mod tests {
         rsv[32..64].fill(1);
         assert_eq!(
             recover_address(&[7u8; 32], &rsv),
-            Err(CryptoError::SignatureScalarOutOfRange {
-                component: SigComponent::R
-            })
+            Err(CryptoError::SignatureScalarOutOfRange { component: SigComponent::R })
         );
         rsv[..32].fill(1);
         rsv[32..64].copy_from_slice(&bytes32(GROUP_ORDER_HEX));
         assert_eq!(
             recover_address(&[7u8; 32], &rsv),
-            Err(CryptoError::SignatureScalarOutOfRange {
-                component: SigComponent::S
-            })
+            Err(CryptoError::SignatureScalarOutOfRange { component: SigComponent::S })
         );
     }
 
@@ -308,10 +279,7 @@ mod tests {
         rsv[31] = 5;
         rsv[63] = 1;
         rsv[64] = 27;
-        assert_eq!(
-            recover_address(&[7u8; 32], &rsv),
-            Err(CryptoError::PublicKeyNotRecoverable)
-        );
+        assert_eq!(recover_address(&[7u8; 32], &rsv), Err(CryptoError::PublicKeyNotRecoverable));
     }
 
     #[test]
@@ -319,25 +287,16 @@ mod tests {
         let prehash = keccak256(b"who signed");
         let (r, s) = sign(8, &prehash);
         let other: PublicKey = signing_key(9).verifying_key().into();
-        assert_eq!(
-            recovery_id(&other, &prehash, &r, &s),
-            Err(CryptoError::RecoveryIdNotFound)
-        );
+        assert_eq!(recovery_id(&other, &prehash, &r, &s), Err(CryptoError::RecoveryIdNotFound));
         let signer: PublicKey = signing_key(8).verifying_key().into();
         let der = der_signature(&r, &s);
-        assert_eq!(
-            signature_rsv(&signer, &keccak256(b"other digest"), &der),
-            Err(CryptoError::RecoveryIdNotFound)
-        );
+        assert_eq!(signature_rsv(&signer, &keccak256(b"other digest"), &der), Err(CryptoError::RecoveryIdNotFound));
     }
 
     #[test]
     fn signature_rsv_propagates_der_errors() {
         let pk: PublicKey = signing_key(1).verifying_key().into();
-        assert_eq!(
-            signature_rsv(&pk, &[0u8; 32], &[0x31, 0x00]),
-            Err(CryptoError::DerNotSequence { found: 0x31 })
-        );
+        assert_eq!(signature_rsv(&pk, &[0u8; 32], &[0x31, 0x00]), Err(CryptoError::DerNotSequence { found: 0x31 }));
     }
 
     #[test]
@@ -350,17 +309,10 @@ mod tests {
             if i % 2 == 1 {
                 s = negate(&s); // feed half of them in KMS-style high-s form
             }
-            let rsv = signature_rsv(&pk, &prehash, &der_signature(&r, &s))
-                .unwrap_or_else(|e| panic!("case {i}: {e}"));
+            let rsv = signature_rsv(&pk, &prehash, &der_signature(&r, &s)).unwrap_or_else(|e| panic!("case {i}: {e}"));
             assert!(matches!(rsv[64], 27 | 28), "case {i}");
-            assert!(!bool::from(
-                NonZeroScalar::try_from(&rsv[32..64]).unwrap().is_high()
-            ));
-            assert_eq!(
-                recover_address(&prehash, &rsv),
-                Ok(evm_address(&pk)),
-                "case {i}"
-            );
+            assert!(!bool::from(NonZeroScalar::try_from(&rsv[32..64]).unwrap().is_high()));
+            assert_eq!(recover_address(&prehash, &rsv), Ok(evm_address(&pk)), "case {i}");
         }
     }
 }

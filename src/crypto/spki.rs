@@ -26,8 +26,8 @@ const PUBLIC_KEY_PEM_LABEL: &str = "PUBLIC KEY";
 /// SEQUENCE { id-ecPublicKey, secp256k1 }, BIT STRING (0 unused bits) }.
 /// The 65-byte SEC1 point (starting 0x04) follows, 88 bytes in total.
 const SPKI_UNCOMPRESSED_HEADER: [u8; 23] = [
-    0x30, 0x56, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b,
-    0x81, 0x04, 0x00, 0x0a, 0x03, 0x42, 0x00,
+    0x30, 0x56, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
+    0x0a, 0x03, 0x42, 0x00,
 ];
 
 /// Parses a DER `SubjectPublicKeyInfo` (as returned by AWS KMS `GetPublicKey`)
@@ -41,12 +41,12 @@ const SPKI_UNCOMPRESSED_HEADER: [u8; 23] = [
 /// [`CryptoError::CurveNotNamed`] or [`CryptoError::UnsupportedCurve`] for the wrong
 /// key type, [`CryptoError::InvalidPublicKeyPoint`] for a point not on the curve.
 pub fn public_key_from_spki_der(der: &[u8]) -> Result<PublicKey, CryptoError> {
-    let spki = SubjectPublicKeyInfoRef::try_from(der)
-        .map_err(|e| CryptoError::MalformedSpki(e.to_string()))?;
+    let spki = SubjectPublicKeyInfoRef::try_from(der).map_err(|e| CryptoError::MalformedSpki(e.to_string()))?;
     ensure_secp256k1(&spki.algorithm)?;
-    let point = spki.subject_public_key.as_bytes().ok_or_else(|| {
-        CryptoError::MalformedSpki("public key BIT STRING has unused bits".into())
-    })?;
+    let point = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| CryptoError::MalformedSpki("public key BIT STRING has unused bits".into()))?;
     PublicKey::from_sec1_bytes(point).map_err(|_| CryptoError::InvalidPublicKeyPoint)
 }
 
@@ -59,12 +59,10 @@ pub fn public_key_from_spki_der(der: &[u8]) -> Result<PublicKey, CryptoError> {
 /// [`CryptoError::MalformedPem`], [`CryptoError::UnexpectedPemLabel`], or any error of
 /// [`public_key_from_spki_der`] for the decoded DER.
 pub fn public_key_from_pem(pem: &str) -> Result<PublicKey, CryptoError> {
-    let (label, der) = der::pem::decode_vec(pem.trim().as_bytes())
-        .map_err(|e| CryptoError::MalformedPem(e.to_string()))?;
+    let (label, der) =
+        der::pem::decode_vec(pem.trim().as_bytes()).map_err(|e| CryptoError::MalformedPem(e.to_string()))?;
     if label != PUBLIC_KEY_PEM_LABEL {
-        return Err(CryptoError::UnexpectedPemLabel {
-            found: label.to_owned(),
-        });
+        return Err(CryptoError::UnexpectedPemLabel { found: label.to_owned() });
     }
     public_key_from_spki_der(&der)
 }
@@ -100,14 +98,9 @@ fn ensure_secp256k1(algorithm: &AlgorithmIdentifierRef<'_>) -> Result<(), Crypto
             known_as: oid_name(&algorithm.oid),
         });
     }
-    let curve = algorithm
-        .parameters_oid()
-        .map_err(|_| CryptoError::CurveNotNamed)?;
+    let curve = algorithm.parameters_oid().map_err(|_| CryptoError::CurveNotNamed)?;
     if curve != SECP256K1 {
-        return Err(CryptoError::UnsupportedCurve {
-            oid: curve.to_string(),
-            known_as: oid_name(&curve),
-        });
+        return Err(CryptoError::UnsupportedCurve { oid: curve.to_string(), known_as: oid_name(&curve) });
     }
     Ok(())
 }
@@ -167,10 +160,7 @@ mod tests {
 
     #[test]
     fn openssl_spki_parses_to_the_known_key() {
-        assert_eq!(
-            public_key_from_spki_der(&known_spki()),
-            Ok(known_public_key())
-        );
+        assert_eq!(public_key_from_spki_der(&known_spki()), Ok(known_public_key()));
     }
 
     #[test]
@@ -180,10 +170,7 @@ mod tests {
              392347ce64ce405f5dcd36228a25de6e",
         )
         .unwrap();
-        assert_eq!(
-            public_key_from_spki_der(&compressed),
-            Ok(known_public_key())
-        );
+        assert_eq!(public_key_from_spki_der(&compressed), Ok(known_public_key()));
     }
 
     #[test]
@@ -197,9 +184,7 @@ mod tests {
 
     #[test]
     fn pem_of_generated_key_round_trips() {
-        let pk = crate::crypto::test_support::signing_key(7)
-            .verifying_key()
-            .into();
+        let pk = crate::crypto::test_support::signing_key(7).verifying_key().into();
         let pem = k256::PublicKey::to_public_key_pem(&pk, LineEnding::LF).unwrap();
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
         assert_eq!(public_key_from_pem(&pem), Ok(pk));
@@ -219,20 +204,12 @@ mod tests {
     #[test]
     fn pem_with_wrong_label_is_rejected() {
         let pem = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
-        assert_eq!(
-            public_key_from_pem(pem),
-            Err(CryptoError::UnexpectedPemLabel {
-                found: "CERTIFICATE".into()
-            })
-        );
+        assert_eq!(public_key_from_pem(pem), Err(CryptoError::UnexpectedPemLabel { found: "CERTIFICATE".into() }));
     }
 
     #[test]
     fn garbage_pem_is_rejected() {
-        assert!(matches!(
-            public_key_from_pem("not a pem"),
-            Err(CryptoError::MalformedPem(_))
-        ));
+        assert!(matches!(public_key_from_pem("not a pem"), Err(CryptoError::MalformedPem(_))));
     }
 
     #[test]
@@ -240,10 +217,7 @@ mod tests {
         let err = public_key_from_spki_der(&hex::decode(P256_SPKI_HEX).unwrap()).unwrap_err();
         assert_eq!(
             err,
-            CryptoError::UnsupportedCurve {
-                oid: "1.2.840.10045.3.1.7".into(),
-                known_as: "NIST P-256 / prime256v1",
-            }
+            CryptoError::UnsupportedCurve { oid: "1.2.840.10045.3.1.7".into(), known_as: "NIST P-256 / prime256v1" }
         );
         assert!(err.to_string().contains("1.2.840.10045.3.1.7"));
         assert!(err.to_string().contains("secp256k1"));
@@ -252,36 +226,21 @@ mod tests {
     #[test]
     fn ed25519_spki_is_rejected_naming_the_algorithm_oid() {
         let err = public_key_from_spki_der(&hex::decode(ED25519_SPKI_HEX).unwrap()).unwrap_err();
-        assert_eq!(
-            err,
-            CryptoError::UnsupportedKeyAlgorithm {
-                oid: "1.3.101.112".into(),
-                known_as: "Ed25519",
-            }
-        );
+        assert_eq!(err, CryptoError::UnsupportedKeyAlgorithm { oid: "1.3.101.112".into(), known_as: "Ed25519" });
     }
 
     #[test]
     fn spki_with_trailing_byte_is_rejected() {
         let mut der = known_spki();
         der.push(0);
-        assert!(matches!(
-            public_key_from_spki_der(&der),
-            Err(CryptoError::MalformedSpki(_))
-        ));
+        assert!(matches!(public_key_from_spki_der(&der), Err(CryptoError::MalformedSpki(_))));
     }
 
     #[test]
     fn truncated_spki_is_rejected() {
         let der = known_spki();
-        assert!(matches!(
-            public_key_from_spki_der(&der[..87]),
-            Err(CryptoError::MalformedSpki(_))
-        ));
-        assert!(matches!(
-            public_key_from_spki_der(&[]),
-            Err(CryptoError::MalformedSpki(_))
-        ));
+        assert!(matches!(public_key_from_spki_der(&der[..87]), Err(CryptoError::MalformedSpki(_))));
+        assert!(matches!(public_key_from_spki_der(&[]), Err(CryptoError::MalformedSpki(_))));
     }
 
     #[test]
@@ -289,10 +248,7 @@ mod tests {
         let mut der = known_spki();
         let last = der.len() - 1;
         der[last] ^= 1; // y no longer matches x
-        assert_eq!(
-            public_key_from_spki_der(&der),
-            Err(CryptoError::InvalidPublicKeyPoint)
-        );
+        assert_eq!(public_key_from_spki_der(&der), Err(CryptoError::InvalidPublicKeyPoint));
     }
 
     #[test]
@@ -301,9 +257,6 @@ mod tests {
         let point = &known_spki()[23..];
         let mut der = hex::decode("304f300906072a8648ce3d0201034200").unwrap();
         der.extend_from_slice(point);
-        assert_eq!(
-            public_key_from_spki_der(&der),
-            Err(CryptoError::CurveNotNamed)
-        );
+        assert_eq!(public_key_from_spki_der(&der), Err(CryptoError::CurveNotNamed));
     }
 }

@@ -72,9 +72,16 @@ impl fmt::Display for Diagnostics {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "backend", rename_all = "snake_case")]
 pub enum StateConfig {
-    Local { path: PathBuf },
+    Local {
+        path: PathBuf,
+    },
     /// `s3://bucket/key`, locked with a `<key>.lock` object.
-    S3 { bucket: String, key: String, region: Option<String>, path_style: bool },
+    S3 {
+        bucket: String,
+        key: String,
+        region: Option<String>,
+        path_style: bool,
+    },
 }
 
 /// AWS connection settings; each falls back to the standard AWS environment when unset.
@@ -170,7 +177,13 @@ impl Manifest {
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
         let file = path.display().to_string();
         let root = yaml::parse(text).map_err(|e| {
-            Diagnostics(vec![Diagnostic { file: file.clone(), line: e.pos.line, column: e.pos.col, code: "yaml", message: e.message }])
+            Diagnostics(vec![Diagnostic {
+                file: file.clone(),
+                line: e.pos.line,
+                column: e.pos.col,
+                code: "yaml",
+                message: e.message,
+            }])
         })?;
         let base = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -202,7 +215,11 @@ impl Manifest {
     pub fn signer(&self, name: Option<&str>) -> anyhow::Result<&SignerSpec> {
         let names = || self.signers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
         match name {
-            Some(n) => self.signers.iter().find(|s| s.name == n).ok_or_else(|| anyhow::anyhow!("no signer named {n:?} in the manifest (signers: {})", names())),
+            Some(n) => self
+                .signers
+                .iter()
+                .find(|s| s.name == n)
+                .ok_or_else(|| anyhow::anyhow!("no signer named {n:?} in the manifest (signers: {})", names())),
             None if self.signers.len() == 1 => Ok(&self.signers[0]),
             None if self.signers.is_empty() => anyhow::bail!("the manifest declares no `signers:`"),
             None => anyhow::bail!("the manifest declares several signers ({}); choose one with --signer", names()),
@@ -245,12 +262,24 @@ impl Validation {
 
     /// Records a warning at `pos`: the manifest is valid, but a person should look.
     pub fn warn(&mut self, pos: Pos, code: &'static str, message: impl Into<String>) {
-        self.warnings.push(Diagnostic { file: self.file.clone(), line: pos.line, column: pos.col, code, message: message.into() });
+        self.warnings.push(Diagnostic {
+            file: self.file.clone(),
+            line: pos.line,
+            column: pos.col,
+            code,
+            message: message.into(),
+        });
     }
 
     /// Records an error at `pos`.
     pub fn error(&mut self, pos: Pos, code: &'static str, message: impl Into<String>) {
-        self.diags.push(Diagnostic { file: self.file.clone(), line: pos.line, column: pos.col, code, message: message.into() });
+        self.diags.push(Diagnostic {
+            file: self.file.clone(),
+            line: pos.line,
+            column: pos.col,
+            code,
+            message: message.into(),
+        });
     }
 
     /// Records every `${…}` reference in `text`, reporting malformed ones.
@@ -297,12 +326,21 @@ impl Validation {
     }
 
     fn manifest(&mut self, path: &Path, root: &Node) -> Parsed {
-        let mut parsed = Parsed { aws: AwsConfig::default(), state: default_state(path), resources: Vec::new(), signers: Vec::new() };
+        let mut parsed = Parsed {
+            aws: AwsConfig::default(),
+            state: default_state(path),
+            resources: Vec::new(),
+            signers: Vec::new(),
+        };
         let Some(mut top) = Block::new(self, root, "manifest") else { return parsed };
         match top.get("version") {
             None => self.error(root.pos, "version", "missing `version: 1` at the top of the manifest"),
             Some(n) if n.as_scalar() == Some("1") => {}
-            Some(n) => self.error(n.pos, "version", format!("unsupported manifest version {}; this keyrite reads version {MANIFEST_VERSION}", n.describe())),
+            Some(n) => self.error(
+                n.pos,
+                "version",
+                format!("unsupported manifest version {}; this keyrite reads version {MANIFEST_VERSION}", n.describe()),
+            ),
         }
         if let Some(mut provider) = top.block(self, "provider") {
             if let Some(mut aws) = provider.block(self, "aws") {
@@ -338,7 +376,8 @@ impl Validation {
             None => self.error(root.pos, "resources", "missing `resources:` mapping"),
             Some(node) => parsed.resources = self.resources(node),
         }
-        let kinds: BTreeMap<String, String> = parsed.resources.iter().map(|(r, _)| (r.name.clone(), r.kind.clone())).collect();
+        let kinds: BTreeMap<String, String> =
+            parsed.resources.iter().map(|(r, _)| (r.name.clone(), r.kind.clone())).collect();
         for (name, pos, block) in top.named_blocks(self, "signers") {
             if let Some(signer) = self.signer(name, pos, block, &kinds) {
                 parsed.signers.push(signer);
@@ -348,11 +387,21 @@ impl Validation {
         parsed
     }
 
-    fn endpoint(&mut self, mut e: Block<'_>, pos: Pos, path: &str, kinds: &BTreeMap<String, String>) -> Option<Endpoint> {
+    fn endpoint(
+        &mut self,
+        mut e: Block<'_>,
+        pos: Pos,
+        path: &str,
+        kinds: &BTreeMap<String, String>,
+    ) -> Option<Endpoint> {
         let resource = |e: &mut Block<'_>, cx: &mut Validation, key: &str, kind: &str| {
             let name = e.string(cx, key)?;
             if kinds.get(&name).map(String::as_str) != Some(kind) {
-                cx.error(pos, "reference", format!("{path}.{key}: {name:?} is not an {kind} resource in this manifest"));
+                cx.error(
+                    pos,
+                    "reference",
+                    format!("{path}.{key}: {name:?} is not an {kind} resource in this manifest"),
+                );
             }
             Some(name)
         };
@@ -374,13 +423,23 @@ impl Validation {
         endpoint
     }
 
-    fn signer(&mut self, name: String, pos: Pos, mut b: Block<'_>, kinds: &BTreeMap<String, String>) -> Option<SignerSpec> {
+    fn signer(
+        &mut self,
+        name: String,
+        pos: Pos,
+        mut b: Block<'_>,
+        kinds: &BTreeMap<String, String>,
+    ) -> Option<SignerSpec> {
         if let Err(msg) = refs::check_name(&name) {
             self.error(pos, "name", msg);
         }
         let key = b.required_string(self, "key").unwrap_or_default();
         if !key.is_empty() && kinds.get(&key).map(String::as_str) != Some("aws_kms_key") {
-            self.error(b.pos(), "reference", format!("{}: {key:?} is not an aws_kms_key resource in this manifest", b.field_path("key")));
+            self.error(
+                b.pos(),
+                "reference",
+                format!("{}: {key:?} is not an aws_kms_key resource in this manifest", b.field_path("key")),
+            );
         }
         let mode = match b.choice(self, "mode", &["eip191", "digest"]).as_deref() {
             Some("digest") => SigningMode::Digest,
@@ -392,10 +451,10 @@ impl Validation {
             match &node.value {
                 Value::Seq(items) => {
                     for item in items {
-                        if let Some(e) = Block::new(self, item, &path) {
-                            if let Some(endpoint) = self.endpoint(e, item.pos, &path, kinds) {
-                                endpoints.push(endpoint);
-                            }
+                        if let Some(e) = Block::new(self, item, &path)
+                            && let Some(endpoint) = self.endpoint(e, item.pos, &path, kinds)
+                        {
+                            endpoints.push(endpoint);
                         }
                     }
                 }
@@ -409,7 +468,11 @@ impl Validation {
 
     fn resources(&mut self, node: &Node) -> Vec<(ResourceSpec, Pos)> {
         let Value::Map(entries) = &node.value else {
-            self.error(node.pos, "type", format!("`resources` must be a mapping of name → resource, found {}", node.describe()));
+            self.error(
+                node.pos,
+                "type",
+                format!("`resources` must be a mapping of name → resource, found {}", node.describe()),
+            );
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -435,16 +498,32 @@ impl Validation {
         let path = format!("resources.{name}");
         let mut block = Block::new(self, body, &path)?;
         let Some(kind_node) = block.get("type") else {
-            self.error(body.pos, "type", format!("{path}: missing `type` (one of {})", provider::kind_names().join(", ")));
+            self.error(
+                body.pos,
+                "type",
+                format!("{path}: missing `type` (one of {})", provider::kind_names().join(", ")),
+            );
             return None;
         };
         let type_name = kind_node.as_scalar().unwrap_or_default();
         let Some(kind) = provider::kind(type_name) else {
-            self.error(kind_node.pos, "type", format!("{path}.type: unknown resource type {:?}; expected one of {}", type_name, provider::kind_names().join(", ")));
+            self.error(
+                kind_node.pos,
+                "type",
+                format!(
+                    "{path}.type: unknown resource type {:?}; expected one of {}",
+                    type_name,
+                    provider::kind_names().join(", ")
+                ),
+            );
             return None;
         };
         if let Some(parent) = kind.declared_under() {
-            self.error(kind_node.pos, "type", format!("{path}.type: `{type_name}` is declared under {parent}, not as a resource of its own"));
+            self.error(
+                kind_node.pos,
+                "type",
+                format!("{path}.type: `{type_name}` is declared under {parent}, not as a resource of its own"),
+            );
             return None;
         }
         self.refs.clear();
@@ -461,15 +540,20 @@ impl Validation {
         let kinds: BTreeMap<&str, &str> = resources.iter().map(|(r, _)| (r.name.as_str(), r.kind.as_str())).collect();
         for (spec, _) in &resources {
             for (reference, pos) in refs_from_json(&spec.desired) {
-                if let Err(msg) = reference.check(&spec.name, |n| kinds.get(n).and_then(|k| provider::kind(k)).map(|k| k.outputs())) {
+                if let Err(msg) =
+                    reference.check(&spec.name, |n| kinds.get(n).and_then(|k| provider::kind(k)).map(|k| k.outputs()))
+                {
                     self.error(pos, "reference", msg);
                 }
             }
         }
         let mut order = Vec::new();
-        match refs::topological_order(&resources.iter().map(|(r, _)| (r.name.clone(), r.depends_on.clone())).collect::<Vec<_>>()) {
+        match refs::topological_order(
+            &resources.iter().map(|(r, _)| (r.name.clone(), r.depends_on.clone())).collect::<Vec<_>>(),
+        ) {
             Ok(names) => {
-                let mut by_name: BTreeMap<String, ResourceSpec> = resources.into_iter().map(|(r, _)| (r.name.clone(), r)).collect();
+                let mut by_name: BTreeMap<String, ResourceSpec> =
+                    resources.into_iter().map(|(r, _)| (r.name.clone(), r)).collect();
                 order = names.into_iter().filter_map(|n| by_name.remove(&n)).collect();
             }
             Err(cycle) => {
@@ -525,7 +609,13 @@ impl<'a> Block<'a> {
     /// Wraps a mapping node; reports and returns None for anything else.
     pub fn new(cx: &mut Validation, node: &'a Node, path: &str) -> Option<Block<'a>> {
         match &node.value {
-            Value::Map(entries) => Some(Block { node, entries, used: vec![false; entries.len()], asked: Vec::new(), path: path.to_owned() }),
+            Value::Map(entries) => Some(Block {
+                node,
+                entries,
+                used: vec![false; entries.len()],
+                asked: Vec::new(),
+                path: path.to_owned(),
+            }),
             _ => {
                 cx.error(node.pos, "type", format!("{path}: expected a mapping, found {}", node.describe()));
                 None
@@ -566,7 +656,11 @@ impl<'a> Block<'a> {
                 Some(text.clone())
             }
             _ => {
-                cx.error(node.pos, "type", format!("{}: expected a string, found {}", self.field_path(key), node.describe()));
+                cx.error(
+                    node.pos,
+                    "type",
+                    format!("{}: expected a string, found {}", self.field_path(key), node.describe()),
+                );
                 None
             }
         }
@@ -587,7 +681,16 @@ impl<'a> Block<'a> {
         match node.as_scalar() {
             Some(v) if allowed.contains(&v) => Some(v.to_owned()),
             _ => {
-                cx.error(node.pos, "value", format!("{}: expected one of {}, found {}", self.field_path(key), allowed.join(", "), node.describe()));
+                cx.error(
+                    node.pos,
+                    "value",
+                    format!(
+                        "{}: expected one of {}, found {}",
+                        self.field_path(key),
+                        allowed.join(", "),
+                        node.describe()
+                    ),
+                );
                 None
             }
         }
@@ -598,7 +701,11 @@ impl<'a> Block<'a> {
         let pos = self.entries.iter().find(|(k, _)| k.as_scalar() == Some(key)).map(|(_, v)| v.pos)?;
         let url = self.string(cx, key)?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            cx.error(pos, "value", format!("{}: expected an http:// or https:// URL, found {url:?}", self.field_path(key)));
+            cx.error(
+                pos,
+                "value",
+                format!("{}: expected an http:// or https:// URL, found {url:?}", self.field_path(key)),
+            );
             return None;
         }
         Some(url)
@@ -610,7 +717,11 @@ impl<'a> Block<'a> {
         match &node.value {
             Value::Scalar { text, quoted: false } if yaml::plain_bool(text).is_some() => yaml::plain_bool(text),
             _ => {
-                cx.error(node.pos, "type", format!("{}: expected true or false, found {}", self.field_path(key), node.describe()));
+                cx.error(
+                    node.pos,
+                    "type",
+                    format!("{}: expected true or false, found {}", self.field_path(key), node.describe()),
+                );
                 None
             }
         }
@@ -626,11 +737,19 @@ impl<'a> Block<'a> {
         match parsed {
             Some(n) if range.contains(&n) => Some(n),
             Some(n) => {
-                cx.error(node.pos, "range", format!("{}: {n} is out of range ({}–{})", self.field_path(key), range.start(), range.end()));
+                cx.error(
+                    node.pos,
+                    "range",
+                    format!("{}: {n} is out of range ({}–{})", self.field_path(key), range.start(), range.end()),
+                );
                 None
             }
             None => {
-                cx.error(node.pos, "type", format!("{}: expected an integer, found {}", self.field_path(key), node.describe()));
+                cx.error(
+                    node.pos,
+                    "type",
+                    format!("{}: expected an integer, found {}", self.field_path(key), node.describe()),
+                );
                 None
             }
         }
@@ -655,7 +774,9 @@ impl<'a> Block<'a> {
                     cx.scan_refs(s, item.pos);
                     out.push(s.to_owned());
                 }
-                _ => cx.error(item.pos, "type", format!("{path}: list items must be strings, found {}", item.describe())),
+                _ => {
+                    cx.error(item.pos, "type", format!("{path}: list items must be strings, found {}", item.describe()))
+                }
             }
         }
         Some(out)

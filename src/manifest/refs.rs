@@ -32,12 +32,18 @@ impl Reference {
         } else if self.resource == owner {
             return Err(format!("{self}: a resource cannot refer to itself"));
         } else {
-            outputs(&self.resource).ok_or_else(|| format!("{self}: no resource named `{}` in this manifest", self.resource))?
+            outputs(&self.resource)
+                .ok_or_else(|| format!("{self}: no resource named `{}` in this manifest", self.resource))?
         };
         if attrs.contains(&self.attribute.as_str()) {
             Ok(())
         } else {
-            Err(format!("{self}: `{}` has no attribute `{}` (it has: {})", self.resource, self.attribute, attrs.join(", ")))
+            Err(format!(
+                "{self}: `{}` has no attribute `{}` (it has: {})",
+                self.resource,
+                self.attribute,
+                attrs.join(", ")
+            ))
         }
     }
 }
@@ -52,7 +58,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
     } else if ok {
         Ok(())
     } else {
-        Err(format!("invalid resource name {name:?}: use lowercase letters, digits, `_` and `-`, starting with a letter (at most 64)"))
+        Err(format!(
+            "invalid resource name {name:?}: use lowercase letters, digits, `_` and `-`, starting with a letter (at most 64)"
+        ))
     }
 }
 
@@ -72,7 +80,11 @@ pub fn find(text: &str) -> Vec<Result<Reference, String>> {
         };
         let inner = &after[..end];
         if let Some((resource, attribute)) = inner.split_once('.') {
-            if !resource.is_empty() && resource.chars().all(is_ident_char) && !attribute.is_empty() && attribute.chars().all(is_ident_char) {
+            if !resource.is_empty()
+                && resource.chars().all(is_ident_char)
+                && !attribute.is_empty()
+                && attribute.chars().all(is_ident_char)
+            {
                 out.push(Ok(Reference { resource: resource.to_owned(), attribute: attribute.to_owned() }));
             } else if !inner.contains(':') {
                 out.push(Err(format!("malformed reference `${{{inner}}}`: expected ${{resource.attribute}}")));
@@ -181,7 +193,12 @@ mod tests {
     fn checks_targets_and_attributes() {
         let outputs = |n: &str| (n == "key").then_some(&["arn", "key_id"][..]);
         assert!(r("key", "arn").check("role", outputs).is_ok());
-        assert!(r("key", "nope").check("role", outputs).unwrap_err().contains("has no attribute `nope` (it has: arn, key_id)"));
+        assert!(
+            r("key", "nope")
+                .check("role", outputs)
+                .unwrap_err()
+                .contains("has no attribute `nope` (it has: arn, key_id)")
+        );
         assert!(r("missing", "arn").check("role", outputs).unwrap_err().contains("no resource named `missing`"));
         assert!(r("role", "arn").check("role", outputs).unwrap_err().contains("itself"));
         assert!(r("aws", "account_id").check("role", outputs).is_ok());

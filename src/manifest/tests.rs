@@ -72,7 +72,10 @@ fn yaml_syntax_errors_have_a_position() {
 
 #[test]
 fn duplicate_keys_are_errors() {
-    has(&errors("version: 1\nresources: {}\nversion: 1\n"), "m.yaml:3:1: error[yaml]: duplicate key \"version\" (first defined at 1:1)");
+    has(
+        &errors("version: 1\nresources: {}\nversion: 1\n"),
+        "m.yaml:3:1: error[yaml]: duplicate key \"version\" (first defined at 1:1)",
+    );
 }
 
 #[test]
@@ -86,7 +89,10 @@ fn version_and_resources_are_required() {
 #[test]
 fn unknown_types_and_wrong_shapes() {
     let e = errors("version: 1\nresources:\n  a:\n    type: aws_s3_bucket\n  b: [1, 2]\n  C:\n    type: aws_kms_key\n");
-    has(&e, "m.yaml:4:11: error[type]: resources.a.type: unknown resource type \"aws_s3_bucket\"; expected one of aws_kms_key, aws_kms_alias, aws_iam_role");
+    has(
+        &e,
+        "m.yaml:4:11: error[type]: resources.a.type: unknown resource type \"aws_s3_bucket\"; expected one of aws_kms_key, aws_kms_alias, aws_iam_role",
+    );
     has(&e, "m.yaml:5:6: error[type]: resources.b: expected a mapping, found a list");
     has(&e, "m.yaml:6:3: error[name]: invalid resource name \"C\"");
 }
@@ -145,7 +151,10 @@ resources:
 
 #[test]
 fn role_policies_cannot_be_declared_alone() {
-    has(&errors("version: 1\nresources:\n  p:\n    type: aws_iam_role_policy\n"), "is declared under an aws_iam_role's `policies:`");
+    has(
+        &errors("version: 1\nresources:\n  p:\n    type: aws_iam_role_policy\n"),
+        "is declared under an aws_iam_role's `policies:`",
+    );
 }
 
 #[test]
@@ -157,9 +166,13 @@ fn explicit_documents_may_be_json_strings() {
 
 #[test]
 fn state_path_is_relative_to_the_manifest_and_endpoint_must_be_a_url() {
-    let m = Manifest::parse(Path::new("dir/m.yaml"), "version: 1\nstate: {local: {path: s/x.json}}\nresources: {}\n").unwrap();
+    let m = Manifest::parse(Path::new("dir/m.yaml"), "version: 1\nstate: {local: {path: s/x.json}}\nresources: {}\n")
+        .unwrap();
     assert_eq!(m.state, StateConfig::Local { path: PathBuf::from("dir/s/x.json") });
-    has(&errors("version: 1\nprovider: {aws: {endpoint: localhost:4566}}\nresources: {}\n"), "expected an http:// or https:// URL");
+    has(
+        &errors("version: 1\nprovider: {aws: {endpoint: localhost:4566}}\nresources: {}\n"),
+        "expected an http:// or https:// URL",
+    );
 }
 
 #[test]

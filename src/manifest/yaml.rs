@@ -114,10 +114,7 @@ impl Node {
             Value::Scalar { text, quoted: true } => J::String(text.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => J::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.as_scalar().unwrap_or_default().to_owned(), v.to_json()))
-                    .collect(),
+                entries.iter().map(|(k, v)| (k.as_scalar().unwrap_or_default().to_owned(), v.to_json())).collect(),
             ),
         }
     }
@@ -268,7 +265,9 @@ fn count(node: &Node) -> usize {
 fn reject_tag(tag: Option<&Cow<'_, saphyr_parser::Tag>>, span: &Span) -> Result<(), YamlError> {
     match tag {
         None => Ok(()),
-        Some(tag) => Err(err(span, &format!("YAML tags are not supported here (found `{}{}`)", tag.handle, tag.suffix))),
+        Some(tag) => {
+            Err(err(span, &format!("YAML tags are not supported here (found `{}{}`)", tag.handle, tag.suffix)))
+        }
     }
 }
 

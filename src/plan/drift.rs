@@ -82,7 +82,9 @@ pub fn detect(state: &State, observed: &Observed) -> Vec<DriftItem> {
 
 /// A sentence for one drifted attribute, and how serious it is.
 fn describe(attr: &str, mode: Compare, applied: Option<&Json>, live: Option<&Json>) -> (Severity, String) {
-    let text = |v: Option<&Json>| v.map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| "(none)".into());
+    let text = |v: Option<&Json>| {
+        v.map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| "(none)".into())
+    };
     match (attr, mode) {
         (_, Compare::Policy) => {
             let broadened = match (applied.map(crate::policy::Policy::parse), live.map(crate::policy::Policy::parse)) {
@@ -105,24 +107,51 @@ fn describe(attr: &str, mode: Compare, applied: Option<&Json>, live: Option<&Jso
             (Severity::Security, sentence)
         }
         ("undeclared_inline_policies", _) => {
-            let names: Vec<String> = live.and_then(Json::as_array).into_iter().flatten().map(|v| text(Some(v))).collect();
-            (Severity::Security, format!("undeclared inline polic{} attached: {}", if names.len() == 1 { "y" } else { "ies" }, names.join(", ")))
+            let names: Vec<String> =
+                live.and_then(Json::as_array).into_iter().flatten().map(|v| text(Some(v))).collect();
+            (
+                Severity::Security,
+                format!(
+                    "undeclared inline polic{} attached: {}",
+                    if names.len() == 1 { "y" } else { "ies" },
+                    names.join(", ")
+                ),
+            )
         }
         ("tags", _) => (Severity::Change, format!("tags changed: {}", tag_changes(applied, live))),
-        ("code_sha256", _) => (Severity::Security, format!("signer code replaced out of band (CodeSha256 {} → {})", text(applied), text(live))),
-        ("auth_type", _) if text(live) == "NONE" => (Severity::Security, "function URL auth type changed to NONE: anyone can invoke the signer".into()),
-        ("auth_type", _) => (Severity::Security, format!("function URL auth type changed from {} to {}", text(applied), text(live))),
-        ("environment", _) => (Severity::Security, format!("function environment changed: {}", tag_changes(applied, live))),
+        ("code_sha256", _) => (
+            Severity::Security,
+            format!("signer code replaced out of band (CodeSha256 {} → {})", text(applied), text(live)),
+        ),
+        ("auth_type", _) if text(live) == "NONE" => {
+            (Severity::Security, "function URL auth type changed to NONE: anyone can invoke the signer".into())
+        }
+        ("auth_type", _) => {
+            (Severity::Security, format!("function URL auth type changed from {} to {}", text(applied), text(live)))
+        }
+        ("environment", _) => {
+            (Severity::Security, format!("function environment changed: {}", tag_changes(applied, live)))
+        }
         ("role", _) => (Severity::Security, format!("function role changed from {} to {}", text(applied), text(live))),
-        ("public_permissions", _) => (Severity::Security, format!("public invoke permissions {}", if live == Some(&Json::Bool(true)) { "were ADDED" } else { "were removed" })),
-        ("target_key_id", _) => (Severity::Security, format!("alias now points at key {} (applied: {})", text(live), text(applied))),
+        ("public_permissions", _) => (
+            Severity::Security,
+            format!(
+                "public invoke permissions {}",
+                if live == Some(&Json::Bool(true)) { "were ADDED" } else { "were removed" }
+            ),
+        ),
+        ("target_key_id", _) => {
+            (Severity::Security, format!("alias now points at key {} (applied: {})", text(live), text(applied)))
+        }
         _ => (Severity::Change, format!("{attr} changed from {} to {}", text(applied), text(live))),
     }
 }
 
 fn tag_changes(applied: Option<&Json>, live: Option<&Json>) -> String {
     let map = |v: Option<&Json>| -> BTreeMap<String, String> {
-        v.and_then(Json::as_object).map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect()).unwrap_or_default()
+        v.and_then(Json::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+            .unwrap_or_default()
     };
     let (a, l) = (map(applied), map(live));
     let mut parts = Vec::new();

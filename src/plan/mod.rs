@@ -134,7 +134,15 @@ pub struct Summary {
 }
 
 impl Plan {
-    fn new(mode: Mode, manifest: &Manifest, lineage: String, base_serial: Option<u64>, observed: &Observed, created_at: String, changes: Vec<ResourceChange>) -> Plan {
+    fn new(
+        mode: Mode,
+        manifest: &Manifest,
+        lineage: String,
+        base_serial: Option<u64>,
+        observed: &Observed,
+        created_at: String,
+        changes: Vec<ResourceChange>,
+    ) -> Plan {
         Plan {
             format_version: PLAN_FORMAT,
             keyrite_version: env!("CARGO_PKG_VERSION").into(),
@@ -202,11 +210,16 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
         if let (Some(_), Some(old)) = (adopted, prior_resources.get(&spec.name)) {
             // An interrupted replacement: the new resource exists and is adopted below; the
             // old one still has to go, as the replacement would have done.
-            let mut finish = delete_change(&format!("{}#replaced", spec.name), old, observed.live.get(&spec.name).cloned().flatten());
+            let mut finish = delete_change(
+                &format!("{}#replaced", spec.name),
+                old,
+                observed.live.get(&spec.name).cloned().flatten(),
+            );
             finish.reason = Some(format!("the old {} {} left by an interrupted replacement", spec.kind, old.id));
             changes.push(finish);
         }
-        let prior = adopted.map(|(id, live)| ResourceState {
+        let prior = adopted
+            .map(|(id, live)| ResourceState {
                 kind: spec.kind.clone(),
                 id: id.clone(),
                 attrs: live.attrs.clone(),
@@ -244,7 +257,10 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
                     Action::Update
                 };
                 if adopted.is_some() {
-                    change.reason = Some(format!("found in the cloud by its ownership tags: {} was created by an interrupted apply and is adopted, not created again", p.id));
+                    change.reason = Some(format!(
+                        "found in the cloud by its ownership tags: {} was created by an interrupted apply and is adopted, not created again",
+                        p.id
+                    ));
                 }
                 if change.action != Action::Replace {
                     known.insert(&spec.name, merged_outputs(&l.outputs, &p.outputs));
@@ -274,7 +290,9 @@ pub fn build_destroy(manifest: &Manifest, state: &State, observed: &Observed, cr
     let everything = BTreeSet::new();
     let changes = delete_order(&state.resources, &everything)
         .into_iter()
-        .map(|address| delete_change(&address, &state.resources[&address], observed.live.get(&address).cloned().flatten()))
+        .map(|address| {
+            delete_change(&address, &state.resources[&address], observed.live.get(&address).cloned().flatten())
+        })
         .collect();
     Plan::new(Mode::Destroy, manifest, state.lineage.clone(), Some(state.serial), observed, created_at, changes)
 }
@@ -302,8 +320,11 @@ fn delete_change(address: &str, prior: &ResourceState, live: Option<Live>) -> Re
 
 /// State entries not in `keep`, ordered so that dependents go before what they depend on.
 fn delete_order(resources: &BTreeMap<String, ResourceState>, keep: &BTreeSet<&str>) -> Vec<String> {
-    let nodes: Vec<(String, BTreeSet<String>)> =
-        resources.iter().filter(|(a, _)| !keep.contains(a.as_str())).map(|(a, r)| (a.clone(), r.depends_on.clone())).collect();
+    let nodes: Vec<(String, BTreeSet<String>)> = resources
+        .iter()
+        .filter(|(a, _)| !keep.contains(a.as_str()))
+        .map(|(a, r)| (a.clone(), r.depends_on.clone()))
+        .collect();
     let mut order = refs::topological_order(&nodes).unwrap_or_else(|_| nodes.iter().map(|(a, _)| a.clone()).collect());
     order.reverse();
     order
@@ -403,13 +424,25 @@ fn resolve_value(value: &Json, known: &Outputs) -> (Json, bool) {
 
 /// Attribute changes between desired and live. State-only attributes compare against the
 /// last-applied attributes instead of live.
-pub fn diff_attrs(kind: &dyn Kind, desired: &Attrs, unknown: &BTreeSet<String>, live: &Attrs, prior: Option<&Attrs>) -> Vec<AttrChange> {
+pub fn diff_attrs(
+    kind: &dyn Kind,
+    desired: &Attrs,
+    unknown: &BTreeSet<String>,
+    live: &Attrs,
+    prior: Option<&Attrs>,
+) -> Vec<AttrChange> {
     let mut out = Vec::new();
     for spec in kind.attrs() {
         let want = desired.get(spec.name);
         let replace = spec.on_change == OnChange::Replace;
         if unknown.contains(spec.name) {
-            out.push(AttrChange { name: spec.name.into(), before: live.get(spec.name).cloned(), after: None, forces_replacement: replace, detail: Vec::new() });
+            out.push(AttrChange {
+                name: spec.name.into(),
+                before: live.get(spec.name).cloned(),
+                after: None,
+                forces_replacement: replace,
+                detail: Vec::new(),
+            });
             continue;
         }
         let have = match spec.compare {
@@ -421,7 +454,13 @@ pub fn diff_attrs(kind: &dyn Kind, desired: &Attrs, unknown: &BTreeSet<String>, 
         };
         let (same, detail) = compare(spec.compare, have, want);
         if !same {
-            out.push(AttrChange { name: spec.name.into(), before: have.cloned(), after: want.cloned(), forces_replacement: replace, detail });
+            out.push(AttrChange {
+                name: spec.name.into(),
+                before: have.cloned(),
+                after: want.cloned(),
+                forces_replacement: replace,
+                detail,
+            });
         }
     }
     out
@@ -449,10 +488,15 @@ fn creation_attrs(kind: &dyn Kind, desired: &Attrs, unknown: &BTreeSet<String>) 
 /// live to desired, drift from applied to live).
 pub fn compare(mode: Compare, from: Option<&Json>, to: Option<&Json>) -> (bool, Vec<String>) {
     match (mode, from, to) {
-        (Compare::Policy, Some(f), Some(t)) => match (crate::policy::Policy::parse(f), crate::policy::Policy::parse(t)) {
+        (Compare::Policy, Some(f), Some(t)) => match (crate::policy::Policy::parse(f), crate::policy::Policy::parse(t))
+        {
             (Ok(f), Ok(t)) => {
                 let d = crate::policy::diff(&f, &t);
-                if d.is_empty() { (true, Vec::new()) } else { (false, d.to_string().lines().map(str::to_owned).collect()) }
+                if d.is_empty() {
+                    (true, Vec::new())
+                } else {
+                    (false, d.to_string().lines().map(str::to_owned).collect())
+                }
             }
             _ => (f == t, Vec::new()),
         },

@@ -40,16 +40,30 @@ fn manifest(text: &str) -> Manifest {
 }
 
 fn builtins() -> BTreeMap<String, String> {
-    BTreeMap::from([("account_id".into(), "111122223333".into()), ("region".into(), "us-east-1".into()), ("partition".into(), "aws".into())])
+    BTreeMap::from([
+        ("account_id".into(), "111122223333".into()),
+        ("region".into(), "us-east-1".into()),
+        ("partition".into(), "aws".into()),
+    ])
 }
 
 /// Made-up cloud outputs for a resource, as create would return them.
 fn outputs_for(kind: &str, name: &str) -> (String, Attrs) {
     let o = |v: serde_json::Value| v.as_object().unwrap().clone();
     match kind {
-        "aws_kms_key" => (format!("{name}-id"), o(json!({"key_id": format!("{name}-id"), "arn": format!("arn:aws:kms:us-east-1:111122223333:key/{name}-id"), "public_key": "AAAA"}))),
-        "aws_iam_role" => ("signer".into(), o(json!({"arn": "arn:aws:iam::111122223333:role/signer", "name": "signer", "role_id": "AROA1"}))),
-        "aws_kms_alias" => ("alias/k".into(), o(json!({"name": "alias/k", "arn": "arn:aws:kms:us-east-1:111122223333:alias/k"}))),
+        "aws_kms_key" => (
+            format!("{name}-id"),
+            o(
+                json!({"key_id": format!("{name}-id"), "arn": format!("arn:aws:kms:us-east-1:111122223333:key/{name}-id"), "public_key": "AAAA"}),
+            ),
+        ),
+        "aws_iam_role" => (
+            "signer".into(),
+            o(json!({"arn": "arn:aws:iam::111122223333:role/signer", "name": "signer", "role_id": "AROA1"})),
+        ),
+        "aws_kms_alias" => {
+            ("alias/k".into(), o(json!({"name": "alias/k", "arn": "arn:aws:kms:us-east-1:111122223333:alias/k"})))
+        }
         _ => (format!("signer:{name}"), o(json!({"name": name}))),
     }
 }
@@ -70,7 +84,14 @@ fn applied(m: &Manifest) -> (State, Observed) {
         observed.live.insert(spec.name.clone(), Some(Live { attrs: live, outputs: outputs.clone() }));
         state.resources.insert(
             spec.name.clone(),
-            ResourceState { kind: spec.kind.clone(), id, attrs, outputs, depends_on: spec.depends_on.clone(), updated_at: "t".into() },
+            ResourceState {
+                kind: spec.kind.clone(),
+                id,
+                attrs,
+                outputs,
+                depends_on: spec.depends_on.clone(),
+                updated_at: "t".into(),
+            },
         );
         state.serial += 1;
     }
@@ -88,7 +109,8 @@ fn change<'a>(plan: &'a Plan, address: &str) -> &'a ResourceChange {
 #[test]
 fn without_state_everything_is_created_and_unknowns_are_marked() {
     let m = manifest(MANIFEST);
-    let plan = build(&m, None, &Observed { live: BTreeMap::new(), builtins: builtins(), ..Observed::default() }, "now".into());
+    let plan =
+        build(&m, None, &Observed { live: BTreeMap::new(), builtins: builtins(), ..Observed::default() }, "now".into());
     assert!(plan.changes.iter().all(|c| c.action == Action::Create));
     assert_eq!(plan.summary(), Summary { create: 4, ..Summary::default() });
     assert_eq!(plan.base_serial, None);
@@ -210,8 +232,13 @@ fn undeclared_inline_policies_and_disabled_keys_are_security_drift() {
     live_mut(&mut observed, "key").insert("key_state".into(), json!("PendingDeletion"));
     live_mut(&mut observed, "key").get_mut("tags").unwrap()["owner"] = json!("eve");
     let drift = detect(&state, &observed);
-    let msg = |attr: &str| drift.iter().find(|d| d.attribute.as_deref() == Some(attr)).map(|d| (d.severity, d.message.clone())).unwrap();
-    assert_eq!(msg("undeclared_inline_policies"), (Severity::Security, "undeclared inline policy attached: backdoor".into()));
+    let msg = |attr: &str| {
+        drift.iter().find(|d| d.attribute.as_deref() == Some(attr)).map(|d| (d.severity, d.message.clone())).unwrap()
+    };
+    assert_eq!(
+        msg("undeclared_inline_policies"),
+        (Severity::Security, "undeclared inline policy attached: backdoor".into())
+    );
     assert_eq!(msg("key_state"), (Severity::Security, "key is PENDING DELETION".into()));
     assert_eq!(msg("tags"), (Severity::Change, "tags changed: +owner=eve".into()));
     let plan = build(&m, Some(&state), &observed, "now".into());
@@ -230,7 +257,8 @@ fn human_plan_output() {
     let plan = build(&m, Some(&state), &observed, "now".into());
     insta::assert_snapshot!("plan_update", crate::render::human::plan(&plan));
 
-    let fresh = build(&m, None, &Observed { live: BTreeMap::new(), builtins: builtins(), ..Observed::default() }, "now".into());
+    let fresh =
+        build(&m, None, &Observed { live: BTreeMap::new(), builtins: builtins(), ..Observed::default() }, "now".into());
     let text = crate::render::human::plan(&fresh).replace(&fresh.lineage, "<lineage>");
     insta::assert_snapshot!("plan_create", text);
 

@@ -44,17 +44,8 @@ pub const CURRENT_VERSION: &str = "2012-10-17";
 
 const KNOWN_VERSIONS: [&str; 2] = [CURRENT_VERSION, DEFAULT_VERSION];
 const DOCUMENT_KEYS: [&str; 3] = ["Version", "Id", "Statement"];
-const STATEMENT_KEYS: [&str; 9] = [
-    "Sid",
-    "Effect",
-    "Principal",
-    "NotPrincipal",
-    "Action",
-    "NotAction",
-    "Resource",
-    "NotResource",
-    "Condition",
-];
+const STATEMENT_KEYS: [&str; 9] =
+    ["Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource", "Condition"];
 const PRINCIPAL_TYPES: [&str; 4] = ["AWS", "Service", "Federated", "CanonicalUser"];
 const MAX_ENCODING_LAYERS: usize = 4;
 
@@ -179,9 +170,7 @@ impl Layer {
 
 fn decode_layer(text: &str, layer: Layer, depth: usize) -> Result<Value, PolicyError> {
     if depth > MAX_ENCODING_LAYERS {
-        return Err(PolicyError::TooManyEncodingLayers {
-            limit: MAX_ENCODING_LAYERS,
-        });
+        return Err(PolicyError::TooManyEncodingLayers { limit: MAX_ENCODING_LAYERS });
     }
     let trimmed = text.trim_start_matches('\u{feff}').trim();
     if trimmed.is_empty() {
@@ -190,9 +179,7 @@ fn decode_layer(text: &str, layer: Layer, depth: usize) -> Result<Value, PolicyE
     match serde_json::from_str::<Value>(trimmed) {
         Ok(Value::String(inner)) => decode_layer(&inner, Layer::StringLiteral, depth + 1),
         Ok(Value::Object(object)) => Ok(Value::Object(object)),
-        Ok(other) => Err(PolicyError::NotAnObject {
-            found: json_type(&other),
-        }),
+        Ok(other) => Err(PolicyError::NotAnObject { found: json_type(&other) }),
         Err(error) if looks_percent_encoded(trimmed) => {
             let decoded = percent_decode(trimmed)?;
             decode_layer(&decoded, Layer::PercentDecoded, depth + 1)
@@ -231,10 +218,8 @@ fn invalid_json(error: &serde_json::Error, layer: Layer) -> PolicyError {
 /// Percent-encoded text has `%XX` escapes and either does not start like JSON
 /// or has no literal quote (every real document has quoted keys).
 fn looks_percent_encoded(text: &str) -> bool {
-    let has_escape = text
-        .as_bytes()
-        .windows(3)
-        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
+    let has_escape =
+        text.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
     let starts_like_json = text.starts_with(['{', '[', '"']);
     has_escape && (!starts_like_json || !text.contains('"'))
 }
@@ -251,11 +236,7 @@ fn percent_decode(text: &str) -> Result<String, PolicyError> {
     percent_encoding::percent_decode_str(text)
         .decode_utf8()
         .map(std::borrow::Cow::into_owned)
-        .map_err(|error| {
-            PolicyError::Undecodable(format!(
-                "percent-decoded policy is not valid UTF-8: {error}"
-            ))
-        })
+        .map_err(|error| PolicyError::Undecodable(format!("percent-decoded policy is not valid UTF-8: {error}")))
 }
 
 /// Removes one level of JSON-style backslash escaping by turning the text into
@@ -269,9 +250,9 @@ fn unescape_backslashes(text: &str) -> Result<String, PolicyError> {
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
-                let escaped = chars.next().ok_or_else(|| {
-                    PolicyError::Undecodable("escaped policy ends with a lone backslash".into())
-                })?;
+                let escaped = chars
+                    .next()
+                    .ok_or_else(|| PolicyError::Undecodable("escaped policy ends with a lone backslash".into()))?;
                 literal.push('\\');
                 push_literal_char(&mut literal, escaped);
             }
@@ -280,9 +261,8 @@ fn unescape_backslashes(text: &str) -> Result<String, PolicyError> {
         }
     }
     literal.push('"');
-    serde_json::from_str::<String>(&literal).map_err(|error| {
-        PolicyError::Undecodable(format!("invalid backslash escape in policy: {error}"))
-    })
+    serde_json::from_str::<String>(&literal)
+        .map_err(|error| PolicyError::Undecodable(format!("invalid backslash escape in policy: {error}")))
 }
 
 fn push_literal_char(literal: &mut String, c: char) {
@@ -320,10 +300,7 @@ pub struct CaseInsensitive {
 impl CaseInsensitive {
     /// Wraps `text`.
     pub fn new(text: &str) -> Self {
-        Self {
-            text: text.to_string(),
-            folded: text.to_lowercase(),
-        }
+        Self { text: text.to_string(), folded: text.to_lowercase() }
     }
 
     /// The original spelling.
@@ -426,13 +403,8 @@ pub struct Statement {
 }
 
 /// The parts of a statement that carry meaning, comparable and orderable.
-type Meaning<'a> = (
-    Effect,
-    &'a Clause<CaseInsensitive>,
-    Option<&'a Clause<String>>,
-    Option<&'a PrincipalClause>,
-    &'a Conditions,
-);
+type Meaning<'a> =
+    (Effect, &'a Clause<CaseInsensitive>, Option<&'a Clause<String>>, Option<&'a PrincipalClause>, &'a Conditions);
 
 impl Statement {
     /// The statement's `Sid`, if it has one.
@@ -491,25 +463,13 @@ impl Statement {
         }
         object.insert("Effect".into(), Value::String(self.effect.to_string()));
         if let Some(principal) = &self.principal {
-            let by_type = principal
-                .principals
-                .iter()
-                .map(|(kind, values)| (kind.clone(), values_json(values)))
-                .collect();
-            object.insert(
-                principal_key(principal.negated).into(),
-                Value::Object(by_type),
-            );
+            let by_type =
+                principal.principals.iter().map(|(kind, values)| (kind.clone(), values_json(values))).collect();
+            object.insert(principal_key(principal.negated).into(), Value::Object(by_type));
         }
-        object.insert(
-            clause_key(ACTION_KEYS, self.action.negated).into(),
-            values_json(&self.action.values),
-        );
+        object.insert(clause_key(ACTION_KEYS, self.action.negated).into(), values_json(&self.action.values));
         if let Some(resource) = &self.resource {
-            object.insert(
-                clause_key(RESOURCE_KEYS, resource.negated).into(),
-                values_json(&resource.values),
-            );
+            object.insert(clause_key(RESOURCE_KEYS, resource.negated).into(), values_json(&resource.values));
         }
         if !self.condition.is_empty() {
             object.insert("Condition".into(), conditions_json(&self.condition));
@@ -518,26 +478,14 @@ impl Statement {
     }
 
     fn meaning(&self) -> Meaning<'_> {
-        (
-            self.effect,
-            &self.action,
-            self.resource.as_ref(),
-            self.principal.as_ref(),
-            &self.condition,
-        )
+        (self.effect, &self.action, self.resource.as_ref(), self.principal.as_ref(), &self.condition)
     }
 }
 
 /// `Effect Action [..] on Resource [..] Principal AWS [..] Condition Op key [..]`.
 impl fmt::Display for Statement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} [{}]",
-            self.effect,
-            clause_key(ACTION_KEYS, self.action.negated),
-            join(&self.action.values)
-        )?;
+        write!(f, "{} {} [{}]", self.effect, clause_key(ACTION_KEYS, self.action.negated), join(&self.action.values))?;
         if let Some(resource) = &self.resource {
             let key = clause_key(RESOURCE_KEYS, resource.negated);
             write!(f, " on {key} [{}]", join(&resource.values))?;
@@ -575,27 +523,19 @@ impl Policy {
     /// A [`PolicyError`] naming the unknown key, the bad top-level field, or
     /// the 1-based position of the malformed statement and what is wrong.
     pub fn parse(doc: &Value) -> Result<Policy, PolicyError> {
-        let object = doc.as_object().ok_or(PolicyError::NotAnObject {
-            found: json_type(doc),
-        })?;
+        let object = doc.as_object().ok_or(PolicyError::NotAnObject { found: json_type(doc) })?;
         if let Some(key) = object.keys().find(|k| !DOCUMENT_KEYS.contains(&k.as_str())) {
             return Err(PolicyError::UnknownDocumentKey { key: key.clone() });
         }
         let version = parse_version(object.get("Version"))?;
         let id = parse_id(object.get("Id"))?;
-        let raw = object
-            .get("Statement")
-            .ok_or(PolicyError::MissingStatement)?;
+        let raw = object.get("Statement").ok_or(PolicyError::MissingStatement)?;
         let statements = statement_values(raw)?
             .into_iter()
             .enumerate()
             .map(|(index, value)| parse_statement(value, index + 1))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Policy {
-            version,
-            id,
-            statements: collapse_duplicates(statements),
-        })
+        Ok(Policy { version, id, statements: collapse_duplicates(statements) })
     }
 
     /// Decodes policy text in any supported transport form and parses it.
@@ -662,15 +602,10 @@ fn principal_key(negated: bool) -> &'static str {
 fn parse_version(value: Option<&Value>) -> Result<String, PolicyError> {
     match value {
         None => Ok(DEFAULT_VERSION.to_string()),
-        Some(Value::String(version)) if KNOWN_VERSIONS.contains(&version.as_str()) => {
-            Ok(version.clone())
-        }
+        Some(Value::String(version)) if KNOWN_VERSIONS.contains(&version.as_str()) => Ok(version.clone()),
         Some(other) => Err(PolicyError::InvalidDocumentField {
             field: "Version",
-            reason: format!(
-                "must be \"{CURRENT_VERSION}\" or \"{DEFAULT_VERSION}\", found {}",
-                describe(other)
-            ),
+            reason: format!("must be \"{CURRENT_VERSION}\" or \"{DEFAULT_VERSION}\", found {}", describe(other)),
         }),
     }
 }
@@ -692,27 +627,17 @@ fn statement_values(raw: &Value) -> Result<Vec<&Value>, PolicyError> {
         Value::Object(_) => Ok(vec![raw]),
         other => Err(PolicyError::InvalidDocumentField {
             field: "Statement",
-            reason: format!(
-                "must be an object or an array of objects, found {}",
-                json_type(other)
-            ),
+            reason: format!("must be an object or an array of objects, found {}", json_type(other)),
         }),
     }
 }
 
 fn parse_statement(value: &Value, position: usize) -> Result<Statement, PolicyError> {
     let invalid = |reason: String| PolicyError::InvalidStatement { position, reason };
-    let object = value
-        .as_object()
-        .ok_or_else(|| invalid(format!("must be a JSON object, found {}", json_type(value))))?;
-    if let Some(key) = object
-        .keys()
-        .find(|k| !STATEMENT_KEYS.contains(&k.as_str()))
-    {
-        return Err(PolicyError::UnknownStatementKey {
-            position,
-            key: key.clone(),
-        });
+    let object =
+        value.as_object().ok_or_else(|| invalid(format!("must be a JSON object, found {}", json_type(value))))?;
+    if let Some(key) = object.keys().find(|k| !STATEMENT_KEYS.contains(&k.as_str())) {
+        return Err(PolicyError::UnknownStatementKey { position, key: key.clone() });
     }
     let sid = parse_sid(object.get("Sid")).map_err(invalid)?;
     let effect = parse_effect(object.get("Effect")).map_err(invalid)?;
@@ -725,21 +650,10 @@ fn parse_statement(value: &Value, position: usize) -> Result<Statement, PolicyEr
         .map(|found| parse_clause(found, str::to_string))
         .transpose()
         .map_err(invalid)?;
-    let principal = one_of(object, PRINCIPAL_KEYS)
-        .map_err(invalid)?
-        .map(parse_principal)
-        .transpose()
-        .map_err(invalid)?;
+    let principal =
+        one_of(object, PRINCIPAL_KEYS).map_err(invalid)?.map(parse_principal).transpose().map_err(invalid)?;
     let condition = parse_conditions(object.get("Condition")).map_err(invalid)?;
-    Ok(Statement {
-        sid,
-        position,
-        effect,
-        action,
-        resource,
-        principal,
-        condition,
-    })
+    Ok(Statement { sid, position, effect, action, resource, principal, condition })
 }
 
 fn parse_sid(value: Option<&Value>) -> Result<Option<String>, String> {
@@ -766,10 +680,7 @@ fn parse_effect(value: Option<&Value>) -> Result<Effect, String> {
 type Found<'a> = (&'static str, bool, &'a Value);
 
 /// Finds whichever of a key and its negated twin is present; both is an error.
-fn one_of<'a>(
-    object: &'a Map<String, Value>,
-    keys: (&'static str, &'static str),
-) -> Result<Option<Found<'a>>, String> {
+fn one_of<'a>(object: &'a Map<String, Value>, keys: (&'static str, &'static str)) -> Result<Option<Found<'a>>, String> {
     match (object.get(keys.0), object.get(keys.1)) {
         (Some(_), Some(_)) => Err(format!("must not have both {} and {}", keys.0, keys.1)),
         (Some(value), None) => Ok(Some((keys.0, false, value))),
@@ -778,15 +689,9 @@ fn one_of<'a>(
     }
 }
 
-fn parse_clause<T: Ord>(
-    (name, negated, value): Found<'_>,
-    convert: impl Fn(&str) -> T,
-) -> Result<Clause<T>, String> {
+fn parse_clause<T: Ord>((name, negated, value): Found<'_>, convert: impl Fn(&str) -> T) -> Result<Clause<T>, String> {
     let values = string_list(name, value)?;
-    Ok(Clause {
-        negated,
-        values: values.into_iter().map(convert).collect(),
-    })
+    Ok(Clause { negated, values: values.into_iter().map(convert).collect() })
 }
 
 /// A non-empty string or a non-empty array of non-empty strings.
@@ -797,16 +702,11 @@ fn string_list<'a>(name: &str, value: &'a Value) -> Result<Vec<&'a str>, String>
         Value::Array(items) => items
             .iter()
             .map(|item| {
-                item.as_str().ok_or_else(|| {
-                    format!("{name} values must be strings, found {}", json_type(item))
-                })
+                item.as_str().ok_or_else(|| format!("{name} values must be strings, found {}", json_type(item)))
             })
             .collect::<Result<_, _>>()?,
         other => {
-            return Err(format!(
-                "{name} must be a string or an array of strings, found {}",
-                json_type(other)
-            ));
+            return Err(format!("{name} must be a string or an array of strings, found {}", json_type(other)));
         }
     };
     if values.iter().any(|v| v.is_empty()) {
@@ -817,13 +717,10 @@ fn string_list<'a>(name: &str, value: &'a Value) -> Result<Vec<&'a str>, String>
 
 fn parse_principal((name, negated, value): Found<'_>) -> Result<PrincipalClause, String> {
     let principals = match value {
-        Value::String(star) if star == "*" => {
-            BTreeMap::from([("AWS".to_string(), BTreeSet::from(["*".to_string()]))])
+        Value::String(star) if star == "*" => BTreeMap::from([("AWS".to_string(), BTreeSet::from(["*".to_string()]))]),
+        Value::Object(by_type) if !by_type.is_empty() => {
+            by_type.iter().map(|(kind, values)| parse_principal_values(name, kind, values)).collect::<Result<_, _>>()?
         }
-        Value::Object(by_type) if !by_type.is_empty() => by_type
-            .iter()
-            .map(|(kind, values)| parse_principal_values(name, kind, values))
-            .collect::<Result<_, _>>()?,
         Value::Object(_) => return Err(format!("{name} must not be empty")),
         other => {
             return Err(format!(
@@ -832,17 +729,10 @@ fn parse_principal((name, negated, value): Found<'_>) -> Result<PrincipalClause,
             ));
         }
     };
-    Ok(PrincipalClause {
-        negated,
-        principals,
-    })
+    Ok(PrincipalClause { negated, principals })
 }
 
-fn parse_principal_values(
-    name: &str,
-    kind: &str,
-    values: &Value,
-) -> Result<(String, BTreeSet<String>), String> {
+fn parse_principal_values(name: &str, kind: &str, values: &Value) -> Result<(String, BTreeSet<String>), String> {
     if !PRINCIPAL_TYPES.contains(&kind) {
         return Err(format!(
             "{name} has unknown principal type {kind:?} (expected one of {})",
@@ -850,20 +740,13 @@ fn parse_principal_values(
         ));
     }
     let values = string_list(&format!("{name}.{kind}"), values)?;
-    let normalised = values
-        .into_iter()
-        .map(|value| normalise_principal(kind, value))
-        .collect();
+    let normalised = values.into_iter().map(|value| normalise_principal(kind, value)).collect();
     Ok((kind.to_string(), normalised))
 }
 
 /// A bare account id in `AWS` means the account's root principal.
 fn normalise_principal(kind: &str, value: &str) -> String {
-    if kind == "AWS" && is_account_id(value) {
-        format!("arn:aws:iam::{value}:root")
-    } else {
-        value.to_string()
-    }
+    if kind == "AWS" && is_account_id(value) { format!("arn:aws:iam::{value}:root") } else { value.to_string() }
 }
 
 fn is_account_id(value: &str) -> bool {
@@ -874,9 +757,8 @@ fn parse_conditions(value: Option<&Value>) -> Result<Conditions, String> {
     let Some(value) = value else {
         return Ok(Conditions::new());
     };
-    let operators = value
-        .as_object()
-        .ok_or_else(|| format!("Condition must be an object, found {}", json_type(value)))?;
+    let operators =
+        value.as_object().ok_or_else(|| format!("Condition must be an object, found {}", json_type(value)))?;
     let mut conditions = Conditions::new();
     for (operator, block) in operators {
         let entries = parse_condition_block(operator, block)?;
@@ -887,16 +769,10 @@ fn parse_conditions(value: Option<&Value>) -> Result<Conditions, String> {
     Ok(conditions)
 }
 
-fn parse_condition_block(
-    operator: &str,
-    block: &Value,
-) -> Result<BTreeMap<CaseInsensitive, BTreeSet<String>>, String> {
-    let keys = block.as_object().ok_or_else(|| {
-        format!(
-            "Condition.{operator} must be an object, found {}",
-            json_type(block)
-        )
-    })?;
+fn parse_condition_block(operator: &str, block: &Value) -> Result<BTreeMap<CaseInsensitive, BTreeSet<String>>, String> {
+    let keys = block
+        .as_object()
+        .ok_or_else(|| format!("Condition.{operator} must be an object, found {}", json_type(block)))?;
     let mut entries = BTreeMap::new();
     for (key, values) in keys {
         let values = condition_values(&format!("Condition.{operator}.{key}"), values)?;
@@ -913,10 +789,7 @@ fn parse_condition_block(
 fn condition_values(field: &str, value: &Value) -> Result<BTreeSet<String>, String> {
     match value {
         Value::Array(items) if items.is_empty() => Err(format!("{field} must not be empty")),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| condition_scalar(field, item))
-            .collect(),
+        Value::Array(items) => items.iter().map(|item| condition_scalar(field, item)).collect(),
         scalar => condition_scalar(field, scalar).map(|single| BTreeSet::from([single])),
     }
 }
@@ -926,10 +799,7 @@ fn condition_scalar(field: &str, value: &Value) -> Result<String, String> {
         Value::String(text) => Ok(text.clone()),
         Value::Bool(flag) => Ok(flag.to_string()),
         Value::Number(number) => Ok(number.to_string()),
-        other => Err(format!(
-            "{field} values must be strings, booleans or numbers, found {}",
-            json_type(other)
-        )),
+        other => Err(format!("{field} values must be strings, booleans or numbers, found {}", json_type(other))),
     }
 }
 
@@ -956,10 +826,7 @@ fn describe(value: &Value) -> String {
 // ---------------------------------------------------------------------------
 
 fn values_json<T: fmt::Display>(values: &BTreeSet<T>) -> Value {
-    let mut strings: Vec<Value> = values
-        .iter()
-        .map(|v| Value::String(v.to_string()))
-        .collect();
+    let mut strings: Vec<Value> = values.iter().map(|v| Value::String(v.to_string())).collect();
     match strings.len() {
         1 => strings.pop().unwrap_or(Value::Null),
         _ => Value::Array(strings),
@@ -970,10 +837,7 @@ fn conditions_json(conditions: &Conditions) -> Value {
     let operators = conditions
         .iter()
         .map(|(operator, keys)| {
-            let keys = keys
-                .iter()
-                .map(|(key, values)| (key.to_string(), values_json(values)))
-                .collect();
+            let keys = keys.iter().map(|(key, values)| (key.to_string(), values_json(values))).collect();
             (operator.clone(), Value::Object(keys))
         })
         .collect();
@@ -981,11 +845,7 @@ fn conditions_json(conditions: &Conditions) -> Value {
 }
 
 fn join<T: fmt::Display>(values: &BTreeSet<T>) -> String {
-    values
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    values.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 // ---------------------------------------------------------------------------
@@ -1042,10 +902,7 @@ pub struct FieldChange {
 impl PolicyDiff {
     /// True when the policies are equivalent.
     pub fn is_empty(&self) -> bool {
-        self.version.is_none()
-            && self.removed.is_empty()
-            && self.added.is_empty()
-            && self.changed.is_empty()
+        self.version.is_none() && self.removed.is_empty() && self.added.is_empty() && self.changed.is_empty()
     }
 
     /// True when the live policy may grant more than the expected one: a
@@ -1061,11 +918,7 @@ impl PolicyDiff {
 impl fmt::Display for PolicyDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(version) = &self.version {
-            writeln!(
-                f,
-                "~ Version: {:?} (expected) -> {:?} (live)",
-                version.expected, version.live
-            )?;
+            writeln!(f, "~ Version: {:?} (expected) -> {:?} (live)", version.expected, version.live)?;
         }
         for change in &self.changed {
             write!(f, "{change}")?;
@@ -1112,10 +965,8 @@ impl fmt::Display for FieldChange {
 /// by `Sid` when that `Sid` is unique on both sides, then by best match (same
 /// `Effect`, at least one shared value, most equal fields).
 pub fn diff(expected: &Policy, live: &Policy) -> PolicyDiff {
-    let version = (expected.version != live.version).then(|| VersionChange {
-        expected: expected.version.clone(),
-        live: live.version.clone(),
-    });
+    let version = (expected.version != live.version)
+        .then(|| VersionChange { expected: expected.version.clone(), live: live.version.clone() });
     let expected_only = unmatched(&expected.statements, live);
     let live_only = unmatched(&live.statements, expected);
     let pairing = Pairing::build(&expected_only, &live_only);
@@ -1135,10 +986,7 @@ pub fn diff(expected: &Policy, live: &Policy) -> PolicyDiff {
 /// Statements of `statements` whose meaning does not occur in `other`.
 fn unmatched<'a>(statements: &'a [Statement], other: &Policy) -> Vec<&'a Statement> {
     let meanings = other.meanings();
-    statements
-        .iter()
-        .filter(|s| !meanings.contains(&s.meaning()))
-        .collect()
+    statements.iter().filter(|s| !meanings.contains(&s.meaning())).collect()
 }
 
 /// Pairs of indices into the unmatched expected and live statements.
@@ -1162,9 +1010,7 @@ impl Pairing {
     }
 
     fn take(&mut self, e: usize, l: usize) {
-        if let (Some(e_taken), Some(l_taken)) =
-            (self.expected_taken.get_mut(e), self.live_taken.get_mut(l))
-        {
+        if let (Some(e_taken), Some(l_taken)) = (self.expected_taken.get_mut(e), self.live_taken.get_mut(l)) {
             *e_taken = true;
             *l_taken = true;
             self.pairs.push((e, l));
@@ -1181,12 +1027,8 @@ impl Pairing {
                 continue;
             };
             let with_sid = |s: &&Statement| s.sid() == Some(sid);
-            let live_matches: Vec<usize> = live
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| with_sid(s))
-                .map(|(l, _)| l)
-                .collect();
+            let live_matches: Vec<usize> =
+                live.iter().enumerate().filter(|(_, s)| with_sid(s)).map(|(l, _)| l).collect();
             let unique_in_expected = expected.iter().filter(|s| with_sid(s)).count() == 1;
             if unique_in_expected && let [l] = live_matches[..] {
                 self.take(e, l);
@@ -1214,12 +1056,7 @@ impl Pairing {
 
 /// Clones of the statements that found no partner.
 fn unpaired(statements: &[&Statement], taken: &[bool]) -> Vec<Statement> {
-    statements
-        .iter()
-        .zip(taken)
-        .filter(|(_, taken)| !**taken)
-        .map(|(statement, _)| (*statement).clone())
-        .collect()
+    statements.iter().zip(taken).filter(|(_, taken)| !**taken).map(|(statement, _)| (*statement).clone()).collect()
 }
 
 /// (number of equal fields, number of shared values); higher is more similar.
@@ -1249,11 +1086,7 @@ fn similarity(expected: &Statement, live: &Statement) -> Option<Similarity> {
 /// (every KMS key policy statement has `Resource: "*"`) to say two statements
 /// are about the same thing, so it is not counted.
 fn shared_values(expected: &Statement, live: &Statement) -> usize {
-    let actions = expected
-        .action
-        .values
-        .intersection(&live.action.values)
-        .count();
+    let actions = expected.action.values.intersection(&live.action.values).count();
     let resources = match (&expected.resource, &live.resource) {
         (Some(e), Some(l)) => count_specific(e.values.intersection(&l.values)),
         _ => 0,
@@ -1262,9 +1095,7 @@ fn shared_values(expected: &Statement, live: &Statement) -> usize {
         (Some(e), Some(l)) => e
             .principals
             .iter()
-            .filter_map(|(kind, values)| {
-                Some(count_specific(values.intersection(l.principals.get(kind)?)))
-            })
+            .filter_map(|(kind, values)| Some(count_specific(values.intersection(l.principals.get(kind)?))))
             .sum(),
         _ => 0,
     };
@@ -1283,19 +1114,10 @@ struct Shift {
 }
 
 impl Shift {
-    const WIDENS: Shift = Shift {
-        widens: true,
-        narrows: false,
-    };
-    const NARROWS: Shift = Shift {
-        widens: false,
-        narrows: true,
-    };
+    const WIDENS: Shift = Shift { widens: true, narrows: false };
+    const NARROWS: Shift = Shift { widens: false, narrows: true };
     /// Direction unknown: treated as both, so it counts as broadening.
-    const UNKNOWN: Shift = Shift {
-        widens: true,
-        narrows: true,
-    };
+    const UNKNOWN: Shift = Shift { widens: true, narrows: true };
 }
 
 impl Shift {
@@ -1304,19 +1126,18 @@ impl Shift {
     /// removing widens. A value that a wildcard on the other side already covers moves
     /// nothing: `kms:*` → `kms:Sign` only narrows, `kms:Sign` → `kms:*` only widens.
     fn of_sets(exclusions: bool, before: &[String], after: &[String], removed: &[String], added: &[String]) -> Shift {
-        let uncovered = |values: &[String], other: &[String]| values.iter().any(|v| !other.iter().any(|p| p != v && wildcard_match(p, v)));
+        let uncovered = |values: &[String], other: &[String]| {
+            values.iter().any(|v| !other.iter().any(|p| p != v && wildcard_match(p, v)))
+        };
         let (gained, lost) = (uncovered(added, before), uncovered(removed, after));
-        if exclusions {
-            Shift { widens: lost, narrows: gained }
-        } else {
-            Shift { widens: gained, narrows: lost }
-        }
+        if exclusions { Shift { widens: lost, narrows: gained } } else { Shift { widens: gained, narrows: lost } }
     }
 }
 
 /// IAM-style wildcard match (`*` any run, `?` one character), case-insensitive.
 fn wildcard_match(pattern: &str, value: &str) -> bool {
-    let (p, v): (Vec<char>, Vec<char>) = (pattern.to_lowercase().chars().collect(), value.to_lowercase().chars().collect());
+    let (p, v): (Vec<char>, Vec<char>) =
+        (pattern.to_lowercase().chars().collect(), value.to_lowercase().chars().collect());
     let (mut pi, mut vi, mut star, mut mark) = (0, 0, None, 0);
     while vi < v.len() {
         if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
@@ -1351,11 +1172,7 @@ impl FieldChanges {
         }
         self.shift.widens |= shift.widens;
         self.shift.narrows |= shift.narrows;
-        self.fields.push(FieldChange {
-            field,
-            removed,
-            added,
-        });
+        self.fields.push(FieldChange { field, removed, added });
     }
 
     /// Records a set difference under one field name.
@@ -1387,23 +1204,9 @@ fn compare_statements(expected: &Statement, live: &Statement) -> StatementChange
             Shift::UNKNOWN,
         );
     }
-    diff_clause(
-        &mut changes,
-        ACTION_KEYS,
-        Some(&expected.action),
-        Some(&live.action),
-    );
-    diff_clause(
-        &mut changes,
-        RESOURCE_KEYS,
-        expected.resource.as_ref(),
-        live.resource.as_ref(),
-    );
-    diff_principals(
-        &mut changes,
-        expected.principal.as_ref(),
-        live.principal.as_ref(),
-    );
+    diff_clause(&mut changes, ACTION_KEYS, Some(&expected.action), Some(&live.action));
+    diff_clause(&mut changes, RESOURCE_KEYS, expected.resource.as_ref(), live.resource.as_ref());
+    diff_principals(&mut changes, expected.principal.as_ref(), live.principal.as_ref());
     diff_conditions(&mut changes, &expected.condition, &live.condition);
     // Narrowing a Deny un-denies requests, so it broadens what is granted.
     let broadened = match (expected.effect, live.effect) {
@@ -1412,12 +1215,7 @@ fn compare_statements(expected: &Statement, live: &Statement) -> StatementChange
         (Effect::Deny, Effect::Allow) => true,
         (Effect::Allow, Effect::Deny) => false,
     };
-    StatementChange {
-        expected: expected.clone(),
-        live: live.clone(),
-        fields: changes.fields,
-        broadened,
-    }
+    StatementChange { expected: expected.clone(), live: live.clone(), fields: changes.fields, broadened }
 }
 
 fn diff_clause<T: Ord + fmt::Display>(
@@ -1444,11 +1242,7 @@ fn diff_clause<T: Ord + fmt::Display>(
     }
 }
 
-fn diff_principals(
-    changes: &mut FieldChanges,
-    expected: Option<&PrincipalClause>,
-    live: Option<&PrincipalClause>,
-) {
+fn diff_principals(changes: &mut FieldChanges, expected: Option<&PrincipalClause>, live: Option<&PrincipalClause>) {
     match (expected, live) {
         (Some(e), Some(l)) if e.negated == l.negated => {
             let empty = BTreeSet::new();
@@ -1466,11 +1260,7 @@ fn diff_principals(
                 for (kind, values) in &clause.principals {
                     let field = format!("{}.{kind}", principal_key(clause.negated));
                     let values = strings(values.iter());
-                    let (removed, added) = if is_expected {
-                        (values, Vec::new())
-                    } else {
-                        (Vec::new(), values)
-                    };
+                    let (removed, added) = if is_expected { (values, Vec::new()) } else { (Vec::new(), values) };
                     changes.record(field, removed, added, Shift::UNKNOWN);
                 }
             }
@@ -1485,8 +1275,7 @@ fn diff_conditions(changes: &mut FieldChanges, expected: &Conditions, live: &Con
         let expected_keys = expected.get(operator).unwrap_or(&no_keys);
         let live_keys = live.get(operator).unwrap_or(&no_keys);
         // Expected keys first, so their spelling wins in field names.
-        let keys: BTreeSet<&CaseInsensitive> =
-            expected_keys.keys().chain(live_keys.keys()).collect();
+        let keys: BTreeSet<&CaseInsensitive> = expected_keys.keys().chain(live_keys.keys()).collect();
         for key in keys {
             let field = format!("Condition.{operator}.{key}");
             diff_condition_key(
@@ -1519,10 +1308,8 @@ fn diff_condition_key(
 /// `StringNotEquals`, `ForAllValues:ArnNotLike`, `NotIpAddressIfExists`, ...:
 /// operators whose values are exclusions.
 fn is_negated_operator(operator: &str) -> bool {
-    let base = operator
-        .strip_prefix("ForAllValues:")
-        .or_else(|| operator.strip_prefix("ForAnyValue:"))
-        .unwrap_or(operator);
+    let base =
+        operator.strip_prefix("ForAllValues:").or_else(|| operator.strip_prefix("ForAnyValue:")).unwrap_or(operator);
     let base = base.strip_suffix("IfExists").unwrap_or(base);
     base.contains("Not")
 }
@@ -1579,10 +1366,7 @@ mod tests {
         assert!(a.equivalent(b), "expected equivalent:\n{a:#?}\n{b:#?}");
         assert!(b.equivalent(a), "equivalence must be symmetric");
         let d = diff(a, b);
-        assert!(
-            d.is_empty(),
-            "diff of equivalent policies must be empty: {d}"
-        );
+        assert!(d.is_empty(), "diff of equivalent policies must be empty: {d}");
     }
 
     fn sign_statement() -> Value {
@@ -1597,15 +1381,8 @@ mod tests {
     }
 
     fn single_change(d: &PolicyDiff) -> &StatementChange {
-        assert!(
-            d.added.is_empty() && d.removed.is_empty(),
-            "unexpected add/remove: {d}"
-        );
-        assert_eq!(
-            d.changed.len(),
-            1,
-            "expected exactly one changed statement: {d}"
-        );
+        assert!(d.added.is_empty() && d.removed.is_empty(), "unexpected add/remove: {d}");
+        assert_eq!(d.changed.len(), 1, "expected exactly one changed statement: {d}");
         &d.changed[0]
     }
 
@@ -1629,10 +1406,7 @@ mod tests {
     #[test]
     fn decodes_iam_percent_encoded_document() {
         let doc = decode_policy_text(IAM_ENCODED_TRUST).unwrap();
-        assert_eq!(
-            doc["Statement"][0]["Principal"]["Service"],
-            json!("lambda.amazonaws.com")
-        );
+        assert_eq!(doc["Statement"][0]["Principal"]["Service"], json!("lambda.amazonaws.com"));
         let plain = policy(json!({
             "Version": "2012-10-17",
             "Statement": {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
@@ -1645,10 +1419,7 @@ mod tests {
         let encoded = "%7B%22Statement%22%3A%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22s3%3AGetObject%22%2C%22Resource%22%3A%22arn%3Aaws%3As3%3A%3A%3Aa+b%2Fmy%20file%22%7D%7D";
         let parsed = text(encoded);
         let resources = parsed.statements()[0].resources().unwrap();
-        assert_eq!(
-            resources.values.iter().collect::<Vec<_>>(),
-            ["arn:aws:s3:::a+b/my file"]
-        );
+        assert_eq!(resources.values.iter().collect::<Vec<_>>(), ["arn:aws:s3:::a+b/my file"]);
     }
 
     #[test]
@@ -1672,11 +1443,7 @@ mod tests {
         let escaped = "{\n  \\\"Statement\\\": {\\\"Effect\\\": \\\"Deny\\\",\n  \\\"Action\\\": \\\"kms:Decrypt\\\", \\\"Resource\\\": \\\"arn:aws:kms:eu-west-1:111122223333:key\\/abc\\\"}\n}";
         let parsed = text(escaped);
         let resources = parsed.statements()[0].resources().unwrap();
-        assert!(
-            resources
-                .values
-                .contains("arn:aws:kms:eu-west-1:111122223333:key/abc")
-        );
+        assert!(resources.values.contains("arn:aws:kms:eu-west-1:111122223333:key/abc"));
         assert_eq!(parsed.statements()[0].effect(), Effect::Deny);
     }
 
@@ -1686,10 +1453,7 @@ mod tests {
         let literal = serde_json::to_string(inner).unwrap();
         assert!(literal.starts_with("\"{\\\""));
         let double = serde_json::to_string(&literal).unwrap();
-        let unquoted_double = double
-            .strip_prefix('"')
-            .and_then(|d| d.strip_suffix('"'))
-            .unwrap();
+        let unquoted_double = double.strip_prefix('"').and_then(|d| d.strip_suffix('"')).unwrap();
         let expected = text(inner);
         assert_equivalent(&text(&literal), &expected);
         assert_equivalent(&text(&double), &expected);
@@ -1717,10 +1481,7 @@ mod tests {
         };
         assert_eq!((*line, *column), (3, 19));
         let message = error.to_string();
-        assert!(
-            message.starts_with("policy is not valid JSON: "),
-            "{message}"
-        );
+        assert!(message.starts_with("policy is not valid JSON: "), "{message}");
         assert!(message.ends_with("at line 3 column 19"), "{message}");
         assert_eq!(message.matches("at line").count(), 1, "{message}");
     }
@@ -1730,14 +1491,8 @@ mod tests {
         let broken = r#"{"Statement": {"Effect": "Allow", "Action": "s3:Get\"Object",}}"#;
         let error = decode_policy_text(broken).unwrap_err();
         let message = error.to_string();
-        assert!(
-            message.starts_with("policy is not valid JSON: "),
-            "{message}"
-        );
-        assert_eq!(
-            message,
-            "policy is not valid JSON: trailing comma at line 1 column 62"
-        );
+        assert!(message.starts_with("policy is not valid JSON: "), "{message}");
+        assert_eq!(message, "policy is not valid JSON: trailing comma at line 1 column 62");
     }
 
     #[test]
@@ -1751,14 +1506,8 @@ mod tests {
     #[test]
     fn rejects_empty_non_object_and_undecodable_text() {
         assert_eq!(decode_policy_text("  \n "), Err(PolicyError::Empty));
-        assert_eq!(
-            decode_policy_text("[1, 2]"),
-            Err(PolicyError::NotAnObject { found: "an array" })
-        );
-        assert_eq!(
-            decode_policy_text("\"42\""),
-            Err(PolicyError::NotAnObject { found: "a number" })
-        );
+        assert_eq!(decode_policy_text("[1, 2]"), Err(PolicyError::NotAnObject { found: "an array" }));
+        assert_eq!(decode_policy_text("\"42\""), Err(PolicyError::NotAnObject { found: "a number" }));
         let error = decode_policy_text("%FF%FE%7B").unwrap_err();
         assert!(matches!(error, PolicyError::Undecodable(_)), "{error:?}");
         assert!(error.to_string().contains("UTF-8"));
@@ -1772,17 +1521,14 @@ mod tests {
         }
         assert_eq!(
             decode_policy_text(&wrapped),
-            Err(PolicyError::TooManyEncodingLayers {
-                limit: MAX_ENCODING_LAYERS
-            })
+            Err(PolicyError::TooManyEncodingLayers { limit: MAX_ENCODING_LAYERS })
         );
     }
 
     #[test]
     fn never_panics_on_truncated_or_mangled_input() {
         let encoded: String =
-            percent_encoding::utf8_percent_encode(KEY_POLICY, percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
+            percent_encoding::utf8_percent_encode(KEY_POLICY, percent_encoding::NON_ALPHANUMERIC).to_string();
         let escaped = serde_json::to_string(KEY_POLICY).unwrap();
         for source in [KEY_POLICY, encoded.as_str(), escaped.as_str()] {
             for (cut, _) in source.char_indices() {
@@ -1790,18 +1536,7 @@ mod tests {
                 let _ = Policy::from_text(&source[cut..]);
             }
         }
-        for weird in [
-            "\\",
-            "\"\\",
-            "%",
-            "%%%",
-            "{\\\"",
-            "\"\"",
-            "null",
-            "{}",
-            "\u{0}",
-            "{\\u0000\\\"}",
-        ] {
+        for weird in ["\\", "\"\\", "%", "%%%", "{\\\"", "\"\"", "null", "{}", "\u{0}", "{\\u0000\\\"}"] {
             let _ = Policy::from_text(weird);
         }
         assert!(Policy::from_text(&encoded).is_ok());
@@ -1815,31 +1550,19 @@ mod tests {
             "Version": "2012-10-17",
             "Statement": [sign_statement(), {"Effect": "allow", "Action": "kms:Sign", "Resource": "*"}]
         }));
-        assert_eq!(
-            error.to_string(),
-            "Statement 2: Effect must be Allow or Deny, found \"allow\""
-        );
+        assert_eq!(error.to_string(), "Statement 2: Effect must be Allow or Deny, found \"allow\"");
         let missing = parse_error(json!({"Statement": {"Action": "kms:Sign"}}));
-        assert_eq!(
-            missing.to_string(),
-            "Statement 1: Effect is missing (must be Allow or Deny)"
-        );
+        assert_eq!(missing.to_string(), "Statement 1: Effect is missing (must be Allow or Deny)");
     }
 
     #[test]
     fn missing_or_doubled_action_is_rejected() {
         let missing = parse_error(json!({"Statement": [{"Effect": "Allow", "Resource": "*"}]}));
-        assert_eq!(
-            missing.to_string(),
-            "Statement 1: must have exactly one of Action or NotAction"
-        );
+        assert_eq!(missing.to_string(), "Statement 1: must have exactly one of Action or NotAction");
         let both = parse_error(json!({"Statement": [
             {"Effect": "Allow", "Action": "kms:Sign", "NotAction": "kms:Decrypt", "Resource": "*"}
         ]}));
-        assert_eq!(
-            both.to_string(),
-            "Statement 1: must not have both Action and NotAction"
-        );
+        assert_eq!(both.to_string(), "Statement 1: must not have both Action and NotAction");
     }
 
     #[test]
@@ -1849,10 +1572,7 @@ mod tests {
         ]}));
         assert_eq!(
             error,
-            PolicyError::InvalidStatement {
-                position: 1,
-                reason: "must not have both Resource and NotResource".into()
-            }
+            PolicyError::InvalidStatement { position: 1, reason: "must not have both Resource and NotResource".into() }
         );
     }
 
@@ -1862,55 +1582,25 @@ mod tests {
             sign_statement(),
             {"Effect": "Allow", "Actions": "kms:Sign", "Resource": "*"}
         ]}));
-        assert_eq!(
-            error,
-            PolicyError::UnknownStatementKey {
-                position: 2,
-                key: "Actions".into()
-            }
-        );
-        assert!(
-            error
-                .to_string()
-                .starts_with("Statement 2: unknown key \"Actions\"")
-        );
+        assert_eq!(error, PolicyError::UnknownStatementKey { position: 2, key: "Actions".into() });
+        assert!(error.to_string().starts_with("Statement 2: unknown key \"Actions\""));
         let document = parse_error(json!({"Statement": [], "Statements": []}));
-        assert_eq!(
-            document,
-            PolicyError::UnknownDocumentKey {
-                key: "Statements".into()
-            }
-        );
+        assert_eq!(document, PolicyError::UnknownDocumentKey { key: "Statements".into() });
     }
 
     #[test]
     fn non_object_statements_and_statement_lists_are_rejected() {
         let error = parse_error(json!({"Statement": [sign_statement(), "Allow everything"]}));
-        assert_eq!(
-            error.to_string(),
-            "Statement 2: must be a JSON object, found a string"
-        );
+        assert_eq!(error.to_string(), "Statement 2: must be a JSON object, found a string");
         let list = parse_error(json!({"Statement": "nope"}));
-        assert!(matches!(
-            list,
-            PolicyError::InvalidDocumentField {
-                field: "Statement",
-                ..
-            }
-        ));
-        assert_eq!(
-            parse_error(json!({"Version": "2012-10-17"})),
-            PolicyError::MissingStatement
-        );
+        assert!(matches!(list, PolicyError::InvalidDocumentField { field: "Statement", .. }));
+        assert_eq!(parse_error(json!({"Version": "2012-10-17"})), PolicyError::MissingStatement);
     }
 
     #[test]
     fn bad_values_are_rejected_with_field_names() {
         let cases = [
-            (
-                json!({"Effect": "Allow", "Action": [], "Resource": "*"}),
-                "Action must not be empty",
-            ),
+            (json!({"Effect": "Allow", "Action": [], "Resource": "*"}), "Action must not be empty"),
             (
                 json!({"Effect": "Allow", "Action": [1], "Resource": "*"}),
                 "Action values must be strings, found a number",
@@ -1939,18 +1629,12 @@ mod tests {
                 json!({"Effect": "Allow", "Action": "kms:Sign", "Condition": {"StringEquals": {"kms:ViaService": "a", "KMS:viaservice": "b"}}}),
                 "more than once",
             ),
-            (
-                json!({"Sid": 7, "Effect": "Allow", "Action": "kms:Sign"}),
-                "Sid must be a string",
-            ),
+            (json!({"Sid": 7, "Effect": "Allow", "Action": "kms:Sign"}), "Sid must be a string"),
         ];
         for (body, expected) in cases {
             let message = parse_error(json!({"Statement": [body]})).to_string();
             assert!(message.starts_with("Statement 1: "), "{message}");
-            assert!(
-                message.contains(expected),
-                "{message:?} should contain {expected:?}"
-            );
+            assert!(message.contains(expected), "{message:?} should contain {expected:?}");
         }
     }
 
@@ -1985,8 +1669,7 @@ mod tests {
 
     #[test]
     fn reformatted_json_is_equivalent() {
-        let compact =
-            serde_json::to_string(&serde_json::from_str::<Value>(KEY_POLICY).unwrap()).unwrap();
+        let compact = serde_json::to_string(&serde_json::from_str::<Value>(KEY_POLICY).unwrap()).unwrap();
         assert!(!compact.contains('\n'));
         assert_equivalent(&text(&compact), &text(KEY_POLICY));
     }
@@ -2019,9 +1702,8 @@ mod tests {
 
     #[test]
     fn lists_are_sets() {
-        let a = statement(
-            json!({"Effect": "Allow", "Action": ["kms:Sign", "kms:Verify"], "Resource": ["arn:b", "arn:a"]}),
-        );
+        let a =
+            statement(json!({"Effect": "Allow", "Action": ["kms:Sign", "kms:Verify"], "Resource": ["arn:b", "arn:a"]}));
         let b = statement(
             json!({"Effect": "Allow", "Action": ["kms:Verify", "kms:Sign", "kms:Sign"], "Resource": ["arn:a", "arn:b", "arn:a"]}),
         );
@@ -2039,12 +1721,8 @@ mod tests {
 
     #[test]
     fn resources_compare_case_sensitively() {
-        let a = statement(
-            json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::Bucket/*"}),
-        );
-        let b = statement(
-            json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bucket/*"}),
-        );
+        let a = statement(json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::Bucket/*"}));
+        let b = statement(json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bucket/*"}));
         assert!(!a.equivalent(&b));
     }
 
@@ -2065,9 +1743,8 @@ mod tests {
 
     #[test]
     fn star_principal_equals_aws_star() {
-        let star = statement(
-            json!({"Effect": "Allow", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "*"}),
-        );
+        let star =
+            statement(json!({"Effect": "Allow", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "*"}));
         let aws_star = statement(
             json!({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "execute-api:Invoke", "Resource": "*"}),
         );
@@ -2081,10 +1758,8 @@ mod tests {
     #[test]
     fn condition_keys_are_case_insensitive_operators_are_not() {
         let base = |operator: &str, key: &str| {
-            statement(
-                json!({"Effect": "Allow", "Action": "kms:Sign", "Resource": "*",
-                "Condition": {operator: {key: "ECDSA_SHA_256"}}}),
-            )
+            statement(json!({"Effect": "Allow", "Action": "kms:Sign", "Resource": "*",
+                "Condition": {operator: {key: "ECDSA_SHA_256"}}}))
         };
         let original = base("StringEquals", "kms:SigningAlgorithm");
         assert_equivalent(&original, &base("StringEquals", "KMS:signingalgorithm"));
@@ -2125,17 +1800,11 @@ mod tests {
     #[test]
     fn sid_and_id_changes_are_equivalent() {
         let original = text(KEY_POLICY);
-        let renamed = text(
-            &KEY_POLICY
-                .replace("AllowSign", "SignerAccess")
-                .replace("keyrite-signer", "other-id"),
-        );
+        let renamed = text(&KEY_POLICY.replace("AllowSign", "SignerAccess").replace("keyrite-signer", "other-id"));
         assert_ne!(original, renamed);
         assert_equivalent(&original, &renamed);
         let no_sids = statement(json!({"Effect": "Allow", "Action": "kms:Sign", "Resource": "*"}));
-        let with_sid = statement(
-            json!({"Sid": "X", "Effect": "Allow", "Action": "kms:Sign", "Resource": "*"}),
-        );
+        let with_sid = statement(json!({"Sid": "X", "Effect": "Allow", "Action": "kms:Sign", "Resource": "*"}));
         assert_equivalent(&no_sids, &with_sid);
     }
 
@@ -2149,29 +1818,17 @@ mod tests {
         assert_equivalent(&missing, &old);
         assert!(!missing.equivalent(&current));
         let d = diff(&current, &missing);
-        assert_eq!(
-            d.version,
-            Some(VersionChange {
-                expected: "2012-10-17".into(),
-                live: "2008-10-17".into()
-            })
-        );
+        assert_eq!(d.version, Some(VersionChange { expected: "2012-10-17".into(), live: "2008-10-17".into() }));
         assert!(d.changed.is_empty() && d.added.is_empty() && d.removed.is_empty());
         assert!(!d.is_empty());
-        assert_eq!(
-            d.to_string(),
-            "~ Version: \"2012-10-17\" (expected) -> \"2008-10-17\" (live)\n"
-        );
+        assert_eq!(d.to_string(), "~ Version: \"2012-10-17\" (expected) -> \"2008-10-17\" (live)\n");
     }
 
     #[test]
     fn canonical_json_round_trips() {
         let original = text(KEY_POLICY);
         let canonical = original.to_json();
-        assert_eq!(
-            canonical["Statement"][1]["Action"],
-            json!(["kms:GetPublicKey", "kms:Sign"])
-        );
+        assert_eq!(canonical["Statement"][1]["Action"], json!(["kms:GetPublicKey", "kms:Sign"]));
         assert_eq!(canonical["Statement"][0]["Action"], json!("kms:*"));
         let reparsed = policy(canonical);
         assert_equivalent(&original, &reparsed);
@@ -2202,11 +1859,7 @@ mod tests {
         assert_eq!(change.fields.len(), 1);
         assert_eq!(
             change.fields[0],
-            FieldChange {
-                field: "Action".into(),
-                removed: vec![],
-                added: vec!["kms:*".into()]
-            }
+            FieldChange { field: "Action".into(), removed: vec![], added: vec!["kms:*".into()] }
         );
         assert!(d.broadens());
     }
@@ -2232,46 +1885,29 @@ mod tests {
         let d = diff(&expected, &statement(live_body));
         let change = single_change(&d);
         assert!(!change.broadened);
-        assert_eq!(
-            field(change, "Condition.IpAddress.aws:SourceIp").added,
-            ["203.0.113.0/24"]
-        );
+        assert_eq!(field(change, "Condition.IpAddress.aws:SourceIp").added, ["203.0.113.0/24"]);
         assert!(!d.broadens());
     }
 
     #[test]
     fn extra_allowed_condition_value_is_broadening_and_negated_operator_is_reversed() {
         let with = |operator: &str, values: Value| {
-            statement(
-                json!({"Effect": "Allow", "Action": "kms:Sign", "Resource": "*",
-                "Condition": {operator: {"kms:SigningAlgorithm": values}}}),
-            )
+            statement(json!({"Effect": "Allow", "Action": "kms:Sign", "Resource": "*",
+                "Condition": {operator: {"kms:SigningAlgorithm": values}}}))
         };
         let d = diff(
             &with("StringEquals", json!("ECDSA_SHA_256")),
-            &with(
-                "StringEquals",
-                json!(["ECDSA_SHA_256", "RSASSA_PSS_SHA_256"]),
-            ),
+            &with("StringEquals", json!(["ECDSA_SHA_256", "RSASSA_PSS_SHA_256"])),
         );
         assert!(single_change(&d).broadened);
         let d = diff(
-            &with(
-                "StringNotEquals",
-                json!(["RSASSA_PSS_SHA_256", "ECDSA_SHA_384"]),
-            ),
+            &with("StringNotEquals", json!(["RSASSA_PSS_SHA_256", "ECDSA_SHA_384"])),
             &with("StringNotEquals", json!("RSASSA_PSS_SHA_256")),
         );
-        assert!(
-            single_change(&d).broadened,
-            "removing an exclusion broadens"
-        );
+        assert!(single_change(&d).broadened, "removing an exclusion broadens");
         let d = diff(
             &with("StringNotEquals", json!("RSASSA_PSS_SHA_256")),
-            &with(
-                "StringNotEquals",
-                json!(["RSASSA_PSS_SHA_256", "ECDSA_SHA_384"]),
-            ),
+            &with("StringNotEquals", json!(["RSASSA_PSS_SHA_256", "ECDSA_SHA_384"])),
         );
         assert!(!single_change(&d).broadened, "adding an exclusion narrows");
     }
@@ -2282,7 +1918,9 @@ mod tests {
         let mut doc: Value = serde_json::from_str(KEY_POLICY).unwrap();
         let statements = doc["Statement"].as_array_mut().unwrap();
         statements.remove(0);
-        statements.push(json!({"Effect": "Allow", "Principal": {"AWS": "444455556666"}, "Action": "iam:PassRole", "Resource": "*"}));
+        statements.push(
+            json!({"Effect": "Allow", "Principal": {"AWS": "444455556666"}, "Action": "iam:PassRole", "Resource": "*"}),
+        );
         let live = policy(doc);
         let d = diff(&expected, &live);
         assert!(d.changed.is_empty(), "{d}");
@@ -2297,8 +1935,7 @@ mod tests {
     fn removed_deny_broadens_and_added_deny_does_not() {
         let allow = json!({"Effect": "Allow", "Action": "kms:*", "Resource": "*"});
         let deny = json!({"Effect": "Deny", "Action": "kms:ScheduleKeyDeletion", "Resource": "*"});
-        let with_deny =
-            policy(json!({"Version": "2012-10-17", "Statement": [allow.clone(), deny]}));
+        let with_deny = policy(json!({"Version": "2012-10-17", "Statement": [allow.clone(), deny]}));
         let without = policy(json!({"Version": "2012-10-17", "Statement": [allow]}));
         let removed = diff(&with_deny, &without);
         assert_eq!(removed.removed.len(), 1);
@@ -2348,29 +1985,17 @@ mod tests {
 
     #[test]
     fn removed_not_action_exclusion_is_broadening() {
-        let not_action = |actions: Value| {
-            statement(json!({"Effect": "Allow", "NotAction": actions, "Resource": "*"}))
-        };
-        let d = diff(
-            &not_action(json!(["iam:*", "kms:ScheduleKeyDeletion"])),
-            &not_action(json!("iam:*")),
-        );
+        let not_action = |actions: Value| statement(json!({"Effect": "Allow", "NotAction": actions, "Resource": "*"}));
+        let d = diff(&not_action(json!(["iam:*", "kms:ScheduleKeyDeletion"])), &not_action(json!("iam:*")));
         let change = single_change(&d);
         assert!(change.broadened);
-        assert_eq!(
-            field(change, "NotAction").removed,
-            ["kms:ScheduleKeyDeletion"]
-        );
+        assert_eq!(field(change, "NotAction").removed, ["kms:ScheduleKeyDeletion"]);
     }
 
     #[test]
     fn action_turned_into_not_action_counts_as_broadening() {
-        let expected = statement(
-            json!({"Sid": "S", "Effect": "Allow", "Action": "kms:Sign", "Resource": "*"}),
-        );
-        let live = statement(
-            json!({"Sid": "S", "Effect": "Allow", "NotAction": "kms:Decrypt", "Resource": "*"}),
-        );
+        let expected = statement(json!({"Sid": "S", "Effect": "Allow", "Action": "kms:Sign", "Resource": "*"}));
+        let live = statement(json!({"Sid": "S", "Effect": "Allow", "NotAction": "kms:Decrypt", "Resource": "*"}));
         let d = diff(&expected, &live);
         let change = single_change(&d);
         assert!(change.broadened);
@@ -2389,24 +2014,14 @@ mod tests {
         let d = diff(&expected, &statement(live_body));
         let change = single_change(&d);
         assert!(change.broadened);
-        assert_eq!(
-            field(change, "Principal.AWS").added,
-            ["arn:aws:iam::999988887777:root"]
-        );
-        assert_eq!(
-            field(change, "Principal.Service").added,
-            ["lambda.amazonaws.com"]
-        );
+        assert_eq!(field(change, "Principal.AWS").added, ["arn:aws:iam::999988887777:root"]);
+        assert_eq!(field(change, "Principal.Service").added, ["lambda.amazonaws.com"]);
     }
 
     #[test]
     fn effect_flip_to_allow_is_broadening() {
-        let deny = statement(
-            json!({"Sid": "Guard", "Effect": "Deny", "Action": "kms:Decrypt", "Resource": "*"}),
-        );
-        let allow = statement(
-            json!({"Sid": "Guard", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}),
-        );
+        let deny = statement(json!({"Sid": "Guard", "Effect": "Deny", "Action": "kms:Decrypt", "Resource": "*"}));
+        let allow = statement(json!({"Sid": "Guard", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}));
         let d = diff(&deny, &allow);
         let change = single_change(&d);
         assert!(change.broadened);
@@ -2416,12 +2031,8 @@ mod tests {
 
     #[test]
     fn pairs_by_sid_even_when_content_differs_entirely() {
-        let expected = statement(
-            json!({"Sid": "Main", "Effect": "Allow", "Action": "kms:Sign", "Resource": "arn:a"}),
-        );
-        let live = statement(
-            json!({"Sid": "Main", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:b"}),
-        );
+        let expected = statement(json!({"Sid": "Main", "Effect": "Allow", "Action": "kms:Sign", "Resource": "arn:a"}));
+        let live = statement(json!({"Sid": "Main", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:b"}));
         let change = single_change(&diff(&expected, &live)).clone();
         assert_eq!(change.expected.sid(), Some("Main"));
         assert_eq!(field(&change, "Action").added, ["s3:GetObject"]);
@@ -2430,10 +2041,8 @@ mod tests {
 
     #[test]
     fn unrelated_statements_without_sids_are_added_and_removed() {
-        let expected =
-            statement(json!({"Effect": "Allow", "Action": "kms:Sign", "Resource": "arn:a"}));
-        let live =
-            statement(json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:b"}));
+        let expected = statement(json!({"Effect": "Allow", "Action": "kms:Sign", "Resource": "arn:a"}));
+        let live = statement(json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:b"}));
         let d = diff(&expected, &live);
         assert!(d.changed.is_empty());
         assert_eq!((d.removed.len(), d.added.len()), (1, 1));
@@ -2477,10 +2086,7 @@ mod tests {
             "- statement \"Admin\" (#1) (removed): Allow Action [kms:*] on Resource [*] Principal AWS [arn:aws:iam::111122223333:root]",
         ];
         for line in expected_lines {
-            assert!(
-                rendered.lines().any(|l| l == line),
-                "missing line {line:?} in:\n{rendered}"
-            );
+            assert!(rendered.lines().any(|l| l == line), "missing line {line:?} in:\n{rendered}");
         }
         assert!(!rendered.contains("Version"));
         assert_eq!(d.changed.len(), 1);
@@ -2495,19 +2101,10 @@ mod tests {
             {"Effect": "Deny", "Action": "kms:Decrypt", "Resource": "*"}, live_body
         ]}));
         let rendered = diff(&expected, &live).to_string();
-        assert!(
-            rendered.contains("~ statement \"AllowSign\" (#1) (live #2):\n"),
-            "{rendered}"
-        );
-        assert!(
-            rendered.contains("    Action: - kms:GetPublicKey\n"),
-            "{rendered}"
-        );
+        assert!(rendered.contains("~ statement \"AllowSign\" (#1) (live #2):\n"), "{rendered}");
+        assert!(rendered.contains("    Action: - kms:GetPublicKey\n"), "{rendered}");
         assert!(!rendered.contains("BROADENED"), "{rendered}");
-        assert!(
-            rendered.contains("+ statement #1 (added): Deny Action [kms:Decrypt] on Resource [*]"),
-            "{rendered}"
-        );
+        assert!(rendered.contains("+ statement #1 (added): Deny Action [kms:Decrypt] on Resource [*]"), "{rendered}");
     }
 
     #[test]
@@ -2536,34 +2133,16 @@ mod tests {
             change["fields"][0],
             json!({"field": "Action", "removed": ["kms:GetPublicKey", "kms:Sign"], "added": ["KMS:*"]})
         );
-        let error = serde_json::to_value(PolicyError::UnknownStatementKey {
-            position: 3,
-            key: "Foo".into(),
-        })
-        .unwrap();
-        assert_eq!(
-            error,
-            json!({"UnknownStatementKey": {"position": 3, "key": "Foo"}})
-        );
+        let error = serde_json::to_value(PolicyError::UnknownStatementKey { position: 3, key: "Foo".into() }).unwrap();
+        assert_eq!(error, json!({"UnknownStatementKey": {"position": 3, "key": "Foo"}}));
     }
 
     #[test]
     fn negated_operator_detection() {
-        for operator in [
-            "StringNotEquals",
-            "ForAllValues:StringNotLike",
-            "NotIpAddress",
-            "ArnNotEqualsIfExists",
-        ] {
+        for operator in ["StringNotEquals", "ForAllValues:StringNotLike", "NotIpAddress", "ArnNotEqualsIfExists"] {
             assert!(is_negated_operator(operator), "{operator}");
         }
-        for operator in [
-            "StringEquals",
-            "ForAnyValue:StringLike",
-            "IpAddress",
-            "Null",
-            "BoolIfExists",
-        ] {
+        for operator in ["StringEquals", "ForAnyValue:StringLike", "IpAddress", "Null", "BoolIfExists"] {
             assert!(!is_negated_operator(operator), "{operator}");
         }
     }

@@ -88,7 +88,9 @@ pub struct DeleteOptions {
 pub enum Deleted {
     Removed,
     /// Scheduled for deletion on this date (RFC 3339), after the deletion window.
-    Scheduled { deletion_date: String },
+    Scheduled {
+        deletion_date: String,
+    },
 }
 
 /// An error from a cloud API, with the operation that failed.
@@ -129,7 +131,8 @@ pub trait Kind: Send + Sync {
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>>;
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created>;
     /// Brings the named attributes from `live` to `desired`; returns the outputs after.
-    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs>;
+    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs, changed: &[String])
+    -> Result<Attrs>;
     async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, options: DeleteOptions) -> Result<Deleted>;
     /// Finds the resource an interrupted or failed create made for `desired` (same
     /// ownership tags, or same unique name) and returns its id; `exclude` is an id already
@@ -171,7 +174,7 @@ pub const TAG_ADDRESS: &str = "keyrite:address";
 /// True when `tags` carry the same keyrite ownership tags as `desired`.
 pub fn owned_by(desired: &Attrs, tags: &BTreeMap<String, String>) -> bool {
     let want = map_attr(desired, "tags");
-    [TAG_LINEAGE, TAG_ADDRESS].iter().all(|k| want.get(*k).is_some() && want.get(*k) == tags.get(*k))
+    [TAG_LINEAGE, TAG_ADDRESS].iter().all(|k| want.contains_key(*k) && want.get(*k) == tags.get(*k))
 }
 
 /// Reads a string attribute.

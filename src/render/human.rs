@@ -20,7 +20,11 @@ pub fn plan(plan: &Plan) -> String {
     }
     let s = plan.summary();
     let adopt = if s.adopt > 0 { format!("{} to adopt, ", s.adopt) } else { String::new() };
-    let _ = writeln!(out, "Plan: {adopt}{} to create, {} to update, {} to replace, {} to delete.", s.create, s.update, s.replace, s.delete);
+    let _ = writeln!(
+        out,
+        "Plan: {adopt}{} to create, {} to update, {} to replace, {} to delete.",
+        s.create, s.update, s.replace, s.delete
+    );
     let hazards: Vec<&ResourceChange> = plan.hazards().collect();
     if !hazards.is_empty() {
         out.push_str("\n!! WARNING: this plan contains changes that need an explicit flag to apply:\n");
@@ -97,7 +101,12 @@ pub fn value(v: Option<&Json>) -> String {
             format!("<policy document, {n} statement{}>", if n == 1 { "" } else { "s" })
         }
         Some(Json::Object(m)) => {
-            let items: Vec<String> = m.iter().map(|(k, v)| format!("{k} = {}", v.as_str().map(|s| format!("{s:?}")).unwrap_or_else(|| v.to_string()))).collect();
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| {
+                    format!("{k} = {}", v.as_str().map(|s| format!("{s:?}")).unwrap_or_else(|| v.to_string()))
+                })
+                .collect();
             format!("{{{}}}", items.join(", "))
         }
         Some(v) => v.to_string(),
@@ -111,7 +120,12 @@ pub fn drift(items: &[DriftItem], pending: &Plan) -> String {
         out.push_str("No drift: the cloud matches what keyrite last applied.\n");
     } else {
         let security = items.iter().filter(|i| i.severity == Severity::Security).count();
-        let _ = writeln!(out, "Drift: {} finding{} ({security} security) since keyrite last applied:\n", items.len(), if items.len() == 1 { "" } else { "s" });
+        let _ = writeln!(
+            out,
+            "Drift: {} finding{} ({security} security) since keyrite last applied:\n",
+            items.len(),
+            if items.len() == 1 { "" } else { "s" }
+        );
         for item in items {
             let mark = if item.severity == Severity::Security { "!" } else { "~" };
             let attr = item.attribute.as_deref().map(|a| format!(".{a}")).unwrap_or_default();

@@ -2,8 +2,8 @@
 
 use serde_json::{Value as Json, json};
 
-use crate::plan::drift::DriftItem;
 use crate::plan::Plan;
+use crate::plan::drift::DriftItem;
 use crate::state::State;
 
 /// Output schema version of every JSON document keyrite prints.

@@ -39,7 +39,9 @@ pub enum StateError {
     Lock { path: PathBuf, source: std::io::Error },
     #[error("state {location}: {message}")]
     Remote { location: String, message: String },
-    #[error("state {location} was written by someone else since this run read it; nothing was overwritten. Run the command again.")]
+    #[error(
+        "state {location} was written by someone else since this run read it; nothing was overwritten. Run the command again."
+    )]
     Conflict { location: String },
 }
 
@@ -118,7 +120,11 @@ pub struct LockInfo {
 
 impl std::fmt::Display for LockInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (pid {}, `keyrite {}`, since {}, lock id {})", self.who, self.pid, self.operation, self.created, self.id)
+        write!(
+            f,
+            "{} (pid {}, `keyrite {}`, since {}, lock id {})",
+            self.who, self.pid, self.operation, self.created, self.id
+        )
     }
 }
 
@@ -164,7 +170,8 @@ impl LocalBackend {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StateError::Read { path: self.path.clone(), source }),
         };
-        let state: State = serde_json::from_str(&text).map_err(|source| StateError::Corrupt { path: self.path.clone(), source })?;
+        let state: State =
+            serde_json::from_str(&text).map_err(|source| StateError::Corrupt { path: self.path.clone(), source })?;
         if state.format_version != STATE_FORMAT {
             return Err(StateError::Format { path: self.path.clone(), found: state.format_version });
         }
@@ -178,7 +185,11 @@ impl LocalBackend {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let tmp = dir.join(format!(".{}.tmp-{}", self.path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            self.path.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
         let mut body = serde_json::to_vec_pretty(state).map_err(|e| err(std::io::Error::other(e)))?;
         body.push(b'\n');
         let mut file = File::create(&tmp).map_err(err)?;
@@ -194,7 +205,8 @@ impl LocalBackend {
     pub fn lock(&self, operation: &str) -> Result<LockGuard, StateError> {
         let path = self.lock_path();
         let lock_err = |source| StateError::Lock { path: path.clone(), source };
-        let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(lock_err)?;
+        let mut file =
+            OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(lock_err)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -203,7 +215,10 @@ impl LocalBackend {
                 let holder: Option<LockInfo> = serde_json::from_str(&text).ok();
                 return Err(StateError::Locked {
                     path: self.path.clone(),
-                    holder: holder.as_ref().map(ToString::to_string).unwrap_or_else(|| "another keyrite process".into()),
+                    holder: holder
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| "another keyrite process".into()),
                     id: holder.map(|h| h.id).unwrap_or_default(),
                 });
             }
@@ -239,7 +254,10 @@ impl LocalBackend {
         match file.try_lock() {
             Err(std::fs::TryLockError::WouldBlock) => Err(StateError::Locked {
                 path: self.path.clone(),
-                holder: format!("{} — a live process; stop it instead", holder.as_ref().map(ToString::to_string).unwrap_or_default()),
+                holder: format!(
+                    "{} — a live process; stop it instead",
+                    holder.as_ref().map(ToString::to_string).unwrap_or_default()
+                ),
                 id: id.to_owned(),
             }),
             Err(std::fs::TryLockError::Error(e)) => Err(lock_err(e)),
@@ -247,7 +265,9 @@ impl LocalBackend {
                 file.set_len(0).map_err(lock_err)?;
                 Ok(match holder {
                     Some(h) if h.id == id => format!("cleared stale lock {id} left by {}", h.who),
-                    Some(h) => format!("the lock record names id {}, not {id}; its holder is gone, record cleared", h.id),
+                    Some(h) => {
+                        format!("the lock record names id {}, not {id}; its holder is gone, record cleared", h.id)
+                    }
                     None => "no lock is held".into(),
                 })
             }
@@ -257,7 +277,9 @@ impl LocalBackend {
 
 pub(crate) fn whoami() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "localhost".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
     format!("{user}@{host}")
 }
 

@@ -58,7 +58,8 @@ impl S3Backend {
             *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = None;
             return Ok(None);
         };
-        let state: State = serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path: self.describe().into(), source })?;
+        let state: State = serde_json::from_slice(&bytes)
+            .map_err(|source| StateError::Corrupt { path: self.describe().into(), source })?;
         if state.format_version != super::STATE_FORMAT {
             return Err(StateError::Format { path: self.describe().into(), found: state.format_version });
         }
@@ -71,7 +72,13 @@ impl S3Backend {
         let mut body = serde_json::to_vec_pretty(state).map_err(|e| self.err("serialise", e))?;
         body.push(b'\n');
         let seen = self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut put = self.client.put_object().bucket(&self.bucket).key(&self.key).content_type("application/json").body(ByteStream::from(body));
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
         put = match &seen {
             Some(etag) => put.if_match(etag),
             None => put.if_none_match("*"),
@@ -81,23 +88,48 @@ impl S3Backend {
                 *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = out.e_tag().map(str::to_owned);
                 Ok(())
             }
-            Err(e) if e.code() == Some("PreconditionFailed") || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Err(StateError::Conflict { location: self.describe() }),
+            Err(e)
+                if e.code() == Some("PreconditionFailed")
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
+            {
+                Err(StateError::Conflict { location: self.describe() })
+            }
             Err(e) => Err(self.err("PutObject", aws_smithy_types::error::display::DisplayErrorContext(&e))),
         }
     }
 
     /// `s3:PutObject` with `If-None-Match: *` on the lock object.
     pub async fn lock(&self, operation: &str) -> Result<S3Lock, StateError> {
-        let info = LockInfo { id: uuid::Uuid::new_v4().to_string(), operation: operation.to_owned(), who: whoami(), pid: std::process::id(), created: now() };
+        let info = LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            operation: operation.to_owned(),
+            who: whoami(),
+            pid: std::process::id(),
+            created: now(),
+        };
         let body = serde_json::to_vec(&info).map_err(|e| self.err("serialise", e))?;
-        let put = self.client.put_object().bucket(&self.bucket).key(self.lock_key()).if_none_match("*").body(ByteStream::from(body)).send().await;
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.lock_key())
+            .if_none_match("*")
+            .body(ByteStream::from(body))
+            .send()
+            .await;
         match put {
             Ok(_) => Ok(S3Lock { info }),
-            Err(e) if e.code() == Some("PreconditionFailed") || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+            Err(e)
+                if e.code() == Some("PreconditionFailed")
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
+            {
                 let holder = self.holder().await?;
                 Err(StateError::Locked {
                     path: self.describe().into(),
-                    holder: holder.as_ref().map(ToString::to_string).unwrap_or_else(|| "another keyrite process".into()),
+                    holder: holder
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| "another keyrite process".into()),
                     id: holder.map(|h| h.id).unwrap_or_default(),
                 })
             }
@@ -109,7 +141,13 @@ impl S3Backend {
     pub async fn unlock(&self, lock: &S3Lock) -> Result<(), StateError> {
         match self.holder().await? {
             Some(h) if h.id == lock.info.id => {
-                self.client.delete_object().bucket(&self.bucket).key(self.lock_key()).send().await.map_err(|e| self.err("DeleteObject (lock)", e))?;
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(self.lock_key())
+                    .send()
+                    .await
+                    .map_err(|e| self.err("DeleteObject (lock)", e))?;
                 Ok(())
             }
             _ => Ok(()),
@@ -121,10 +159,20 @@ impl S3Backend {
         match self.holder().await? {
             None => Ok("no lock is held".into()),
             Some(h) if h.id == id => {
-                self.client.delete_object().bucket(&self.bucket).key(self.lock_key()).send().await.map_err(|e| self.err("DeleteObject (lock)", e))?;
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(self.lock_key())
+                    .send()
+                    .await
+                    .map_err(|e| self.err("DeleteObject (lock)", e))?;
                 Ok(format!("removed lock {id} held by {}", h.who))
             }
-            Some(h) => Err(StateError::Locked { path: self.describe().into(), holder: format!("{h} — not lock {id}; nothing removed"), id: h.id }),
+            Some(h) => Err(StateError::Locked {
+                path: self.describe().into(),
+                holder: format!("{h} — not lock {id}; nothing removed"),
+                id: h.id,
+            }),
         }
     }
 
@@ -139,7 +187,9 @@ impl S3Backend {
                 let bytes = out.body.collect().await.map_err(|e| self.err("GetObject body", e))?.into_bytes().to_vec();
                 Ok(Some((bytes, etag)))
             }
-            Err(e) if e.code() == Some("NoSuchKey") || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) if e.code() == Some("NoSuchKey") || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                Ok(None)
+            }
             Err(e) => Err(self.err("GetObject", aws_smithy_types::error::display::DisplayErrorContext(&e))),
         }
     }

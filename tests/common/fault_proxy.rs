@@ -50,7 +50,13 @@ impl std::fmt::Display for Counts {
         write!(
             f,
             "{} requests: {} forwarded clean, {} 5xx, {} throttled, {} reset before forwarding, {} reset after forwarding, {} delayed, {} answered late",
-            g(&self.forwarded) + g(&self.server_error) + g(&self.throttle) + g(&self.reset_before) + g(&self.reset_after) + g(&self.delay) + g(&self.delay_after),
+            g(&self.forwarded)
+                + g(&self.server_error)
+                + g(&self.throttle)
+                + g(&self.reset_before)
+                + g(&self.reset_after)
+                + g(&self.delay)
+                + g(&self.delay_after),
             g(&self.forwarded),
             g(&self.server_error),
             g(&self.throttle),
@@ -98,7 +104,8 @@ impl FaultProxy {
         let endpoint = format!("http://{}", std_listener.local_addr().unwrap());
         let counts = Arc::new(Counts::default());
         let state = Arc::new((upstream.to_owned(), faults, Dice(std::sync::Mutex::new(seed | 1)), counts.clone()));
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<Full<Bytes>>();
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
             loop {
@@ -109,7 +116,9 @@ impl FaultProxy {
                         let (state, client) = (state.clone(), client.clone());
                         async move { handle(req, &state.0, &state.1, &state.2, &state.3, &client).await }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -120,7 +129,14 @@ impl FaultProxy {
 type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 /// Returning `Err` makes hyper drop the connection: the client sees a reset.
-async fn handle(req: hyper::Request<Incoming>, upstream: &str, faults: &Faults, dice: &Dice, counts: &Counts, client: &Client) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
+async fn handle(
+    req: hyper::Request<Incoming>,
+    upstream: &str,
+    faults: &Faults,
+    dice: &Dice,
+    counts: &Counts,
+    client: &Client,
+) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
     let roll = dice.roll();
     let mut edge = 0.0;
     let mut next = |p: f64| {
@@ -130,11 +146,17 @@ async fn handle(req: hyper::Request<Incoming>, upstream: &str, faults: &Faults, 
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let protocol = Protocol::of(&parts.headers);
-    let targeted = faults.lose_first_response_of.is_some_and(|t| parts.headers.get("x-amz-target").is_some_and(|v| v == t))
-        && !counts.targeted_fired.swap(true, Ordering::Relaxed);
+    let targeted =
+        faults.lose_first_response_of.is_some_and(|t| parts.headers.get("x-amz-target").is_some_and(|v| v == t))
+            && !counts.targeted_fired.swap(true, Ordering::Relaxed);
     if !targeted && next(faults.server_error) {
         counts.server_error.fetch_add(1, Ordering::Relaxed);
-        return Ok(respond(503, protocol.error_body("ServiceUnavailable", "injected 503"), protocol, "ServiceUnavailable"));
+        return Ok(respond(
+            503,
+            protocol.error_body("ServiceUnavailable", "injected 503"),
+            protocol,
+            "ServiceUnavailable",
+        ));
     }
     if !targeted && next(faults.throttle) {
         counts.throttle.fetch_add(1, Ordering::Relaxed);
@@ -189,7 +211,11 @@ impl Protocol {
     fn of(headers: &http::HeaderMap) -> Protocol {
         if headers.contains_key("x-amz-target") {
             Protocol::AwsJson
-        } else if headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/x-www-form-urlencoded")) {
+        } else if headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+        {
             Protocol::Query
         } else {
             Protocol::RestJson
@@ -206,7 +232,9 @@ impl Protocol {
 
     fn error_body(self, code: &str, message: &str) -> String {
         match self {
-            Protocol::Query => format!("<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>injected</RequestId></ErrorResponse>"),
+            Protocol::Query => format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
+            ),
             _ => format!(r#"{{"__type":"{code}","message":"{message}"}}"#),
         }
     }

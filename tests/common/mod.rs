@@ -50,7 +50,11 @@ impl Emulator {
         let emulator = Emulator { child, port, endpoint: format!("http://127.0.0.1:{port}") };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "emulator did not open port {port} within 30 s (log: {})", log.display());
+            assert!(
+                Instant::now() < deadline,
+                "emulator did not open port {port} within 30 s (log: {})",
+                log.display()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         emulator
@@ -105,7 +109,11 @@ pub struct Moto(Emulator);
 impl Moto {
     pub fn start() -> Moto {
         let bin = repo_root().join(".venv/moto/bin/moto_server");
-        assert!(bin.exists(), "moto is not installed at {}: run scripts/install-emulator.sh (scripts/test.sh does this)", bin.display());
+        assert!(
+            bin.exists(),
+            "moto is not installed at {}: run scripts/install-emulator.sh (scripts/test.sh does this)",
+            bin.display()
+        );
         let port = free_port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])

@@ -17,9 +17,11 @@ use async_trait::async_trait;
 use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation};
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, check_cidr, check_principal, document_field};
+use super::{Cloud, api_error, check_cidr, check_principal, document_field, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
-use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_json, str_attr, tag_delta};
+use crate::provider::{
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_json, str_attr, tag_delta,
+};
 
 pub struct ApiGateway;
 
@@ -56,12 +58,23 @@ impl Kind for ApiGateway {
         a.insert("function_arn".into(), json!(b.required_string(cx, "function").unwrap_or_default()));
         let path = b.string(cx, "path").unwrap_or_else(|| "sign".into());
         if path.is_empty() || !path.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            cx.error(pos, "value", format!("{}: a single path segment of letters, digits, '-', '_' or '.', found {path:?}", b.field_path("path")));
+            cx.error(
+                pos,
+                "value",
+                format!(
+                    "{}: a single path segment of letters, digits, '-', '_' or '.', found {path:?}",
+                    b.field_path("path")
+                ),
+            );
         }
         a.insert("path".into(), json!(path));
         let stage = b.string(cx, "stage").unwrap_or_else(|| "prod".into());
         if stage.is_empty() || !stage.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            cx.error(pos, "value", format!("{}: letters, digits, '-' and '_' only, found {stage:?}", b.field_path("stage")));
+            cx.error(
+                pos,
+                "value",
+                format!("{}: letters, digits, '-' and '_' only, found {stage:?}", b.field_path("stage")),
+            );
         }
         a.insert("stage".into(), json!(stage));
         a.insert("authorization".into(), json!("AWS_IAM"));
@@ -83,32 +96,64 @@ impl Kind for ApiGateway {
 
     /// `apigateway:GET` on the API, its resources, method, integration and stage.
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
-        let api = match cloud.apigateway.get_rest_api().rest_api_id(id).send().await {
-            Ok(api) => api,
-            Err(e) => {
-                let e = api_error("apigateway:GetRestApi", e);
-                return if e.is_not_found() { Ok(None) } else { Err(e) };
-            }
+        let Some(api) = unless_gone(
+            cloud
+                .apigateway
+                .get_rest_api()
+                .rest_api_id(id)
+                .send()
+                .await
+                .map_err(|e| api_error("apigateway:GetRestApi", e)),
+        )?
+        else {
+            return Ok(None);
         };
         let path = str_attr(reference, "path").to_owned();
         let stage = str_attr(reference, "stage").to_owned();
         let mut live = Live::default();
         live.attrs.insert("name".into(), json!(api.name().unwrap_or_default()));
         let policy = match api.policy() {
-            Some(text) if !text.is_empty() => normalise_resources(crate::policy::decode_policy_text(text).map_err(|e| unexpected("apigateway:GetRestApi", &format!("policy: {e}")))?),
+            Some(text) if !text.is_empty() => normalise_resources(
+                crate::policy::decode_policy_text(text)
+                    .map_err(|e| unexpected("apigateway:GetRestApi", &format!("policy: {e}")))?,
+            ),
             _ => Json::Null,
         };
         live.attrs.insert("policy".into(), policy);
-        live.attrs.insert("tags".into(), map_json(&api.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>()).unwrap_or_default()));
-        let resources = cloud.apigateway.get_resources().rest_api_id(id).limit(500).send().await.map_err(|e| api_error("apigateway:GetResources", e))?;
+        live.attrs.insert(
+            "tags".into(),
+            map_json(
+                &api.tags()
+                    .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>())
+                    .unwrap_or_default(),
+            ),
+        );
+        let resources = cloud
+            .apigateway
+            .get_resources()
+            .rest_api_id(id)
+            .limit(500)
+            .send()
+            .await
+            .map_err(|e| api_error("apigateway:GetResources", e))?;
         let resource = resources.items().iter().find(|r| r.path() == Some(format!("/{path}").as_str()));
         live.attrs.insert("path".into(), json!(if resource.is_some() { path.as_str() } else { "" }));
         let (mut authorization, mut function_arn) = (String::new(), String::new());
         if let Some(resource_id) = resource.and_then(|r| r.id()) {
-            if let Ok(m) = cloud.apigateway.get_method().rest_api_id(id).resource_id(resource_id).http_method("POST").send().await {
+            if let Ok(m) =
+                cloud.apigateway.get_method().rest_api_id(id).resource_id(resource_id).http_method("POST").send().await
+            {
                 authorization = m.authorization_type().unwrap_or_default().to_owned();
             }
-            if let Ok(i) = cloud.apigateway.get_integration().rest_api_id(id).resource_id(resource_id).http_method("POST").send().await {
+            if let Ok(i) = cloud
+                .apigateway
+                .get_integration()
+                .rest_api_id(id)
+                .resource_id(resource_id)
+                .http_method("POST")
+                .send()
+                .await
+            {
                 function_arn = function_from_uri(i.uri().unwrap_or_default());
             }
         }
@@ -118,8 +163,12 @@ impl Kind for ApiGateway {
             Ok(s) => {
                 let all = s.method_settings().and_then(|m| m.get("*/*"));
                 live.attrs.insert("stage".into(), json!(stage));
-                live.attrs.insert("throttle_rate".into(), json!(all.map(|m| m.throttling_rate_limit()).unwrap_or_default()));
-                live.attrs.insert("throttle_burst".into(), json!(all.map(|m| m.throttling_burst_limit()).unwrap_or_default()));
+                live.attrs
+                    .insert("throttle_rate".into(), json!(all.map(|m| m.throttling_rate_limit()).unwrap_or_default()));
+                live.attrs.insert(
+                    "throttle_burst".into(),
+                    json!(all.map(|m| m.throttling_burst_limit()).unwrap_or_default()),
+                );
             }
             Err(e) => {
                 let e = api_error("apigateway:GetStage", e);
@@ -157,7 +206,14 @@ impl Kind for ApiGateway {
 
     /// `apigateway:PATCH` (name, policy, method, stage), `apigateway:PUT` (integration),
     /// `lambda:AddPermission`, `apigateway:POST` (a deployment, so changes take effect).
-    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs> {
+    async fn update(
+        &self,
+        cloud: &Cloud,
+        id: &str,
+        desired: &Attrs,
+        live: &Attrs,
+        changed: &[String],
+    ) -> Result<Attrs> {
         let has = |a: &str| changed.iter().any(|c| c == a);
         let (stage, path) = (str_attr(desired, "stage"), str_attr(desired, "path"));
         let mut api_patch = Vec::new();
@@ -168,7 +224,14 @@ impl Kind for ApiGateway {
             api_patch.push(patch("/policy", &serde_json::to_string(&desired["policy"]).unwrap_or_default()));
         }
         if !api_patch.is_empty() {
-            cloud.apigateway.update_rest_api().rest_api_id(id).set_patch_operations(Some(api_patch)).send().await.map_err(|e| api_error("apigateway:UpdateRestApi", e))?;
+            cloud
+                .apigateway
+                .update_rest_api()
+                .rest_api_id(id)
+                .set_patch_operations(Some(api_patch))
+                .send()
+                .await
+                .map_err(|e| api_error("apigateway:UpdateRestApi", e))?;
         }
         if has("authorization") || has("function_arn") {
             let resource_id = find_resource(cloud, id, path).await?;
@@ -189,7 +252,14 @@ impl Kind for ApiGateway {
             }
         }
         if ["name", "policy", "authorization", "function_arn"].iter().any(|a| has(a)) {
-            cloud.apigateway.create_deployment().rest_api_id(id).stage_name(stage).send().await.map_err(|e| api_error("apigateway:CreateDeployment", e))?;
+            cloud
+                .apigateway
+                .create_deployment()
+                .rest_api_id(id)
+                .stage_name(stage)
+                .send()
+                .await
+                .map_err(|e| api_error("apigateway:CreateDeployment", e))?;
         }
         if has("throttle_rate") || has("throttle_burst") {
             throttle(cloud, id, desired).await?;
@@ -198,10 +268,24 @@ impl Kind for ApiGateway {
             let arn = api_arn(cloud, id);
             let (set, unset) = tag_delta(desired, live);
             if !unset.is_empty() {
-                cloud.apigateway.untag_resource().resource_arn(&arn).set_tag_keys(Some(unset)).send().await.map_err(|e| api_error("apigateway:UntagResource", e))?;
+                cloud
+                    .apigateway
+                    .untag_resource()
+                    .resource_arn(&arn)
+                    .set_tag_keys(Some(unset))
+                    .send()
+                    .await
+                    .map_err(|e| api_error("apigateway:UntagResource", e))?;
             }
             if !set.is_empty() {
-                cloud.apigateway.tag_resource().resource_arn(&arn).set_tags(Some(set.into_iter().collect())).send().await.map_err(|e| api_error("apigateway:TagResource", e))?;
+                cloud
+                    .apigateway
+                    .tag_resource()
+                    .resource_arn(&arn)
+                    .set_tags(Some(set.into_iter().collect()))
+                    .send()
+                    .await
+                    .map_err(|e| api_error("apigateway:TagResource", e))?;
             }
         }
         outputs(cloud, id, stage, path).await
@@ -210,40 +294,69 @@ impl Kind for ApiGateway {
     /// `apigateway:GET` on the APIs: the one with this name and our tags. A half-built API
     /// is adopted too; the next apply finds what it lacks and plans it back.
     async fn adopt(&self, cloud: &Cloud, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
-        let apis = cloud.apigateway.get_rest_apis().limit(500).send().await.map_err(|e| api_error("apigateway:GetRestApis", e))?;
+        let apis = cloud
+            .apigateway
+            .get_rest_apis()
+            .limit(500)
+            .send()
+            .await
+            .map_err(|e| api_error("apigateway:GetRestApis", e))?;
         let name = str_attr(desired, "name");
         Ok(apis
             .items()
             .iter()
             .filter(|a| a.name() == Some(name) && a.id() != exclude)
-            .find(|a| crate::provider::owned_by(desired, &a.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()))
+            .find(|a| {
+                crate::provider::owned_by(
+                    desired,
+                    &a.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+                )
+            })
             .and_then(|a| a.id())
             .map(str::to_owned))
     }
 
     /// `apigateway:DELETE` on the API, `lambda:RemovePermission`.
     async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
-        if let Err(e) = cloud.apigateway.delete_rest_api().rest_api_id(id).send().await {
-            let e = api_error("apigateway:DeleteRestApi", e);
-            if !e.is_not_found() {
-                return Err(e);
-            }
-        }
+        unless_gone(
+            cloud
+                .apigateway
+                .delete_rest_api()
+                .rest_api_id(id)
+                .send()
+                .await
+                .map_err(|e| api_error("apigateway:DeleteRestApi", e)),
+        )?;
         let function = str_attr(prior, "function_arn");
-        if let Err(e) = cloud.lambda.remove_permission().function_name(function).statement_id(permission_sid(id)).send().await {
-            let e = api_error("lambda:RemovePermission", e);
-            if !e.is_not_found() {
-                return Err(e);
-            }
-        }
+        unless_gone(
+            cloud
+                .lambda
+                .remove_permission()
+                .function_name(function)
+                .statement_id(permission_sid(id))
+                .send()
+                .await
+                .map_err(|e| api_error("lambda:RemovePermission", e)),
+        )?;
         Ok(Deleted::Removed)
     }
 }
 
 /// Resource, method, integration, permission, deployment, stage throttling.
 async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
-    let resources = cloud.apigateway.get_resources().rest_api_id(id).send().await.map_err(|e| api_error("apigateway:GetResources", e))?;
-    let root = resources.items().iter().find(|r| r.path() == Some("/")).and_then(|r| r.id()).ok_or_else(|| unexpected("apigateway:GetResources", "no root resource"))?;
+    let resources = cloud
+        .apigateway
+        .get_resources()
+        .rest_api_id(id)
+        .send()
+        .await
+        .map_err(|e| api_error("apigateway:GetResources", e))?;
+    let root = resources
+        .items()
+        .iter()
+        .find(|r| r.path() == Some("/"))
+        .and_then(|r| r.id())
+        .ok_or_else(|| unexpected("apigateway:GetResources", "no root resource"))?;
     let resource = cloud
         .apigateway
         .create_resource()
@@ -265,14 +378,25 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         .await
         .map_err(|e| api_error("apigateway:PutMethod", e))?;
     integrate(cloud, id, resource_id, desired).await?;
-    cloud.apigateway.create_deployment().rest_api_id(id).stage_name(str_attr(desired, "stage")).send().await.map_err(|e| api_error("apigateway:CreateDeployment", e))?;
+    cloud
+        .apigateway
+        .create_deployment()
+        .rest_api_id(id)
+        .stage_name(str_attr(desired, "stage"))
+        .send()
+        .await
+        .map_err(|e| api_error("apigateway:CreateDeployment", e))?;
     throttle(cloud, id, desired).await
 }
 
 /// The AWS_PROXY integration and the Lambda permission that lets this route invoke it.
 async fn integrate(cloud: &Cloud, id: &str, resource_id: &str, desired: &Attrs) -> Result<()> {
     let function = str_attr(desired, "function_arn");
-    let uri = format!("arn:{}:apigateway:{}:lambda:path/2015-03-31/functions/{function}/invocations", cloud.identity().await?.partition, cloud.region);
+    let uri = format!(
+        "arn:{}:apigateway:{}:lambda:path/2015-03-31/functions/{function}/invocations",
+        cloud.identity().await?.partition,
+        cloud.region
+    );
     cloud
         .apigateway
         .put_integration()
@@ -322,7 +446,14 @@ async fn throttle(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
 }
 
 async fn find_resource(cloud: &Cloud, id: &str, path: &str) -> Result<String> {
-    let resources = cloud.apigateway.get_resources().rest_api_id(id).limit(500).send().await.map_err(|e| api_error("apigateway:GetResources", e))?;
+    let resources = cloud
+        .apigateway
+        .get_resources()
+        .rest_api_id(id)
+        .limit(500)
+        .send()
+        .await
+        .map_err(|e| api_error("apigateway:GetResources", e))?;
     resources
         .items()
         .iter()
@@ -356,7 +487,10 @@ async fn outputs(cloud: &Cloud, id: &str, stage: &str, path: &str) -> Result<Att
     out.insert("execution_arn".into(), json!(execution_arn(cloud, id).await?));
     out.insert("stage".into(), json!(stage));
     out.insert("path".into(), json!(path));
-    out.insert("stage_url".into(), json!(format!("https://{id}.execute-api.{}.amazonaws.com/{stage}/{path}", cloud.region)));
+    out.insert(
+        "stage_url".into(),
+        json!(format!("https://{id}.execute-api.{}.amazonaws.com/{stage}/{path}", cloud.region)),
+    );
     Ok(out)
 }
 
@@ -371,10 +505,12 @@ pub fn normalise_resources(mut doc: Json) -> Json {
     let shorten = |v: &mut Json| {
         if let Some(s) = v.as_str() {
             let parts: Vec<&str> = s.splitn(6, ':').collect();
-            if parts.len() == 6 && parts[0] == "arn" && parts[2] == "execute-api" {
-                if let Some((_, rest)) = parts[5].split_once('/') {
-                    *v = Json::String(format!("execute-api:/{rest}"));
-                }
+            if parts.len() == 6
+                && parts[0] == "arn"
+                && parts[2] == "execute-api"
+                && let Some((_, rest)) = parts[5].split_once('/')
+            {
+                *v = Json::String(format!("execute-api:/{rest}"));
             }
         }
     };
@@ -405,7 +541,10 @@ fn resource_policy(b: &mut Block<'_>, cx: &mut Validation) -> Json {
                 let principals = g.string_list(cx, "principals").unwrap_or_default();
                 let ips = g.string_list(cx, "source_ips").unwrap_or_default();
                 let vpces = g.string_list(cx, "vpc_endpoints").unwrap_or_default();
-                for (items, check, key) in [(&principals, check_principal as fn(&str) -> std::result::Result<(), String>, "principals"), (&ips, check_cidr, "source_ips")] {
+                for (items, check, key) in [
+                    (&principals, check_principal as fn(&str) -> std::result::Result<(), String>, "principals"),
+                    (&ips, check_cidr, "source_ips"),
+                ] {
                     for item in items {
                         if let Err(msg) = check(item) {
                             cx.error(pos, "value", format!("{}: {msg}", g.field_path(key)));
@@ -414,7 +553,11 @@ fn resource_policy(b: &mut Block<'_>, cx: &mut Validation) -> Json {
                 }
                 for v in &vpces {
                     if !v.starts_with("vpce-") {
-                        cx.error(pos, "value", format!("{}: {v:?} is not a VPC endpoint id (vpce-…)", g.field_path("vpc_endpoints")));
+                        cx.error(
+                            pos,
+                            "value",
+                            format!("{}: {v:?} is not a VPC endpoint id (vpce-…)", g.field_path("vpc_endpoints")),
+                        );
                     }
                 }
                 g.finish(cx);
@@ -430,7 +573,11 @@ fn resource_policy(b: &mut Block<'_>, cx: &mut Validation) -> Json {
 /// The resource policy keyrite generates: only the named principals (default: the account)
 /// may invoke, optionally only from the listed IPs and VPC endpoints.
 pub fn generated_policy(principals: &[String], source_ips: &[String], vpc_endpoints: &[String]) -> Json {
-    let principals: Vec<String> = if principals.is_empty() { vec!["arn:${aws.partition}:iam::${aws.account_id}:root".into()] } else { principals.to_vec() };
+    let principals: Vec<String> = if principals.is_empty() {
+        vec!["arn:${aws.partition}:iam::${aws.account_id}:root".into()]
+    } else {
+        principals.to_vec()
+    };
     let mut statement = json!({
         "Sid": "KeyriteInvoke",
         "Effect": "Allow",

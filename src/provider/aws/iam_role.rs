@@ -13,9 +13,12 @@ use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, check_principal, document_field};
+use super::{Cloud, api_error, check_principal, document_field, unless_gone};
 use crate::manifest::{Attrs, Block, Reference, Validation};
-use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_attr, map_json, str_attr, tag_delta};
+use crate::provider::{
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_attr, map_json, str_attr,
+    tag_delta,
+};
 
 pub struct IamRole;
 
@@ -48,12 +51,20 @@ impl Kind for IamRole {
         let pos = b.pos();
         let role_name = b.required_string(cx, "name").unwrap_or_default();
         if !role_name.is_empty() && !valid_role_name(&role_name) {
-            cx.error(pos, "value", format!("{}: IAM role names are 1–64 of [A-Za-z0-9+=,.@_-], found {role_name:?}", b.field_path("name")));
+            cx.error(
+                pos,
+                "value",
+                format!("{}: IAM role names are 1–64 of [A-Za-z0-9+=,.@_-], found {role_name:?}", b.field_path("name")),
+            );
         }
         a.insert("name".into(), json!(role_name));
         let path = b.string(cx, "path").unwrap_or_else(|| "/".into());
         if !(path.starts_with('/') && path.ends_with('/')) {
-            cx.error(pos, "value", format!("{}: an IAM path starts and ends with '/', found {path:?}", b.field_path("path")));
+            cx.error(
+                pos,
+                "value",
+                format!("{}: an IAM path starts and ends with '/', found {path:?}", b.field_path("path")),
+            );
         }
         a.insert("path".into(), json!(path));
         a.insert("description".into(), json!(b.string(cx, "description").unwrap_or_default()));
@@ -80,13 +91,12 @@ impl Kind for IamRole {
 
     /// `iam:GetRole`, `iam:ListRoleTags`, `iam:ListRolePolicies`.
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
-        let role = match cloud.iam.get_role().role_name(id).send().await {
-            Ok(out) => out.role.ok_or_else(|| unexpected("iam:GetRole", "no Role"))?,
-            Err(e) => {
-                let e = api_error("iam:GetRole", e);
-                return if e.is_not_found() { Ok(None) } else { Err(e) };
-            }
+        let Some(out) =
+            unless_gone(cloud.iam.get_role().role_name(id).send().await.map_err(|e| api_error("iam:GetRole", e)))?
+        else {
+            return Ok(None);
         };
+        let role = out.role.ok_or_else(|| unexpected("iam:GetRole", "no Role"))?;
         let trust = crate::policy::decode_policy_text(role.assume_role_policy_document().unwrap_or("{}"))
             .map_err(|e| unexpected("iam:GetRole", &format!("trust policy: {e}")))?;
         let declared: BTreeSet<String> = reference
@@ -94,7 +104,8 @@ impl Kind for IamRole {
             .and_then(Json::as_array)
             .map(|a| a.iter().filter_map(Json::as_str).map(str::to_owned).collect())
             .unwrap_or_default();
-        let undeclared: Vec<String> = list_inline_policies(cloud, id).await?.into_iter().filter(|p| !declared.contains(p)).collect();
+        let undeclared: Vec<String> =
+            list_inline_policies(cloud, id).await?.into_iter().filter(|p| !declared.contains(p)).collect();
         let mut live = Live::default();
         live.attrs.insert("name".into(), json!(role.role_name()));
         live.attrs.insert("path".into(), json!(role.path()));
@@ -125,28 +136,70 @@ impl Kind for IamRole {
 
     /// `iam:UpdateRole`, `iam:UpdateAssumeRolePolicy`, `iam:TagRole`, `iam:UntagRole`,
     /// `iam:DeleteRolePolicy` (for undeclared inline policies), as the changes need.
-    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs> {
+    async fn update(
+        &self,
+        cloud: &Cloud,
+        id: &str,
+        desired: &Attrs,
+        live: &Attrs,
+        changed: &[String],
+    ) -> Result<Attrs> {
         for attr in changed {
             match attr.as_str() {
                 "description" => {
-                    cloud.iam.update_role().role_name(id).description(str_attr(desired, "description")).send().await.map_err(|e| api_error("iam:UpdateRole", e))?;
+                    cloud
+                        .iam
+                        .update_role()
+                        .role_name(id)
+                        .description(str_attr(desired, "description"))
+                        .send()
+                        .await
+                        .map_err(|e| api_error("iam:UpdateRole", e))?;
                 }
                 "trust_policy" => {
                     let doc = serde_json::to_string(&desired["trust_policy"]).unwrap_or_default();
-                    cloud.iam.update_assume_role_policy().role_name(id).policy_document(doc).send().await.map_err(|e| api_error("iam:UpdateAssumeRolePolicy", e))?;
+                    cloud
+                        .iam
+                        .update_assume_role_policy()
+                        .role_name(id)
+                        .policy_document(doc)
+                        .send()
+                        .await
+                        .map_err(|e| api_error("iam:UpdateAssumeRolePolicy", e))?;
                 }
                 "tags" => {
                     let (set, unset) = tag_delta(desired, live);
                     if !unset.is_empty() {
-                        cloud.iam.untag_role().role_name(id).set_tag_keys(Some(unset)).send().await.map_err(|e| api_error("iam:UntagRole", e))?;
+                        cloud
+                            .iam
+                            .untag_role()
+                            .role_name(id)
+                            .set_tag_keys(Some(unset))
+                            .send()
+                            .await
+                            .map_err(|e| api_error("iam:UntagRole", e))?;
                     }
                     if !set.is_empty() {
-                        cloud.iam.tag_role().role_name(id).set_tags(Some(tags(&set)?)).send().await.map_err(|e| api_error("iam:TagRole", e))?;
+                        cloud
+                            .iam
+                            .tag_role()
+                            .role_name(id)
+                            .set_tags(Some(tags(&set)?))
+                            .send()
+                            .await
+                            .map_err(|e| api_error("iam:TagRole", e))?;
                     }
                 }
                 "undeclared_inline_policies" => {
                     for name in live.get(attr).and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str) {
-                        cloud.iam.delete_role_policy().role_name(id).policy_name(name).send().await.map_err(|e| api_error("iam:DeleteRolePolicy", e))?;
+                        cloud
+                            .iam
+                            .delete_role_policy()
+                            .role_name(id)
+                            .policy_name(name)
+                            .send()
+                            .await
+                            .map_err(|e| api_error("iam:DeleteRolePolicy", e))?;
                     }
                 }
                 _ => {}
@@ -174,11 +227,31 @@ impl Kind for IamRole {
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let result: Result<()> = async {
             for name in list_inline_policies(cloud, id).await? {
-                cloud.iam.delete_role_policy().role_name(id).policy_name(name).send().await.map_err(|e| api_error("iam:DeleteRolePolicy", e))?;
+                cloud
+                    .iam
+                    .delete_role_policy()
+                    .role_name(id)
+                    .policy_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| api_error("iam:DeleteRolePolicy", e))?;
             }
-            let attached = cloud.iam.list_attached_role_policies().role_name(id).send().await.map_err(|e| api_error("iam:ListAttachedRolePolicies", e))?;
+            let attached = cloud
+                .iam
+                .list_attached_role_policies()
+                .role_name(id)
+                .send()
+                .await
+                .map_err(|e| api_error("iam:ListAttachedRolePolicies", e))?;
             for p in attached.attached_policies() {
-                cloud.iam.detach_role_policy().role_name(id).set_policy_arn(p.policy_arn().map(str::to_owned)).send().await.map_err(|e| api_error("iam:DetachRolePolicy", e))?;
+                cloud
+                    .iam
+                    .detach_role_policy()
+                    .role_name(id)
+                    .set_policy_arn(p.policy_arn().map(str::to_owned))
+                    .send()
+                    .await
+                    .map_err(|e| api_error("iam:DetachRolePolicy", e))?;
             }
             cloud.iam.delete_role().role_name(id).send().await.map_err(|e| api_error("iam:DeleteRole", e))?;
             Ok(())
@@ -246,7 +319,9 @@ fn outputs(role: &aws_sdk_iam::types::Role) -> Attrs {
 }
 
 fn tags(map: &std::collections::BTreeMap<String, String>) -> Result<Vec<Tag>> {
-    map.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| unexpected("iam:TagRole", &e.to_string()))).collect()
+    map.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(|e| unexpected("iam:TagRole", &e.to_string())))
+        .collect()
 }
 
 /// `iam:ListRoleTags`.
@@ -254,7 +329,14 @@ async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap
     let mut tags = std::collections::BTreeMap::new();
     let mut marker = None;
     loop {
-        let out = cloud.iam.list_role_tags().role_name(id).set_marker(marker).send().await.map_err(|e| api_error("iam:ListRoleTags", e))?;
+        let out = cloud
+            .iam
+            .list_role_tags()
+            .role_name(id)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| api_error("iam:ListRoleTags", e))?;
         tags.extend(out.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())));
         match (out.is_truncated(), out.marker()) {
             (true, Some(m)) => marker = Some(m.to_owned()),
@@ -268,7 +350,14 @@ async fn list_inline_policies(cloud: &Cloud, id: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
     let mut marker = None;
     loop {
-        let out = cloud.iam.list_role_policies().role_name(id).set_marker(marker).send().await.map_err(|e| api_error("iam:ListRolePolicies", e))?;
+        let out = cloud
+            .iam
+            .list_role_policies()
+            .role_name(id)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| api_error("iam:ListRolePolicies", e))?;
         names.extend(out.policy_names().iter().cloned());
         match (out.is_truncated(), out.marker()) {
             (true, Some(m)) => marker = Some(m.to_owned()),

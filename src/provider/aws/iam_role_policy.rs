@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, document_field};
+use super::{Cloud, api_error, document_field, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
 use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, str_attr};
 
@@ -39,12 +39,18 @@ impl Kind for IamRolePolicy {
     /// `iam:GetRolePolicy`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let (role, name) = split_id(id)?;
-        let out = match cloud.iam.get_role_policy().role_name(role).policy_name(name).send().await {
-            Ok(out) => out,
-            Err(e) => {
-                let e = api_error("iam:GetRolePolicy", e);
-                return if e.is_not_found() { Ok(None) } else { Err(e) };
-            }
+        let Some(out) = unless_gone(
+            cloud
+                .iam
+                .get_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(|e| api_error("iam:GetRolePolicy", e)),
+        )?
+        else {
+            return Ok(None);
         };
         let doc = crate::policy::decode_policy_text(out.policy_document())
             .map_err(|e| ProviderError::Unexpected { operation: "iam:GetRolePolicy", message: e.to_string() })?;
@@ -83,13 +89,17 @@ impl Kind for IamRolePolicy {
     /// `iam:DeleteRolePolicy`.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let (role, name) = split_id(id)?;
-        match cloud.iam.delete_role_policy().role_name(role).policy_name(name).send().await {
-            Ok(_) => Ok(Deleted::Removed),
-            Err(e) => {
-                let e = api_error("iam:DeleteRolePolicy", e);
-                if e.is_not_found() { Ok(Deleted::Removed) } else { Err(e) }
-            }
-        }
+        unless_gone(
+            cloud
+                .iam
+                .delete_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(|e| api_error("iam:DeleteRolePolicy", e)),
+        )?;
+        Ok(Deleted::Removed)
     }
 }
 
@@ -108,7 +118,8 @@ async fn put(cloud: &Cloud, desired: &Attrs) -> Result<()> {
 }
 
 fn split_id(id: &str) -> Result<(&str, &str)> {
-    id.split_once(':').ok_or_else(|| ProviderError::Refused(format!("malformed role policy id {id:?} (expected role:policy)")))
+    id.split_once(':')
+        .ok_or_else(|| ProviderError::Refused(format!("malformed role policy id {id:?} (expected role:policy)")))
 }
 
 /// A policy block under a role's `policies:`: `document:` as given, or `generated:` with
@@ -124,7 +135,14 @@ pub fn policy_body(mut b: Block<'_>, cx: &mut Validation) -> Json {
             Some(mut g) => {
                 let keys = g.string_list(cx, "sign_keys").unwrap_or_default();
                 if keys.is_empty() {
-                    cx.error(g.pos(), "missing", format!("{}: list at least one key ARN, e.g. [\"${{treasury_key.arn}}\"]", g.field_path("sign_keys")));
+                    cx.error(
+                        g.pos(),
+                        "missing",
+                        format!(
+                            "{}: list at least one key ARN, e.g. [\"${{treasury_key.arn}}\"]",
+                            g.field_path("sign_keys")
+                        ),
+                    );
                 }
                 g.finish(cx);
                 generated_sign_policy(&keys)

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::{Cloud, api_error};
+use super::{Cloud, api_error, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
 use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Result, str_attr};
 
@@ -48,7 +48,13 @@ impl Kind for KmsAlias {
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let mut marker = None;
         loop {
-            let out = cloud.kms.list_aliases().set_marker(marker).send().await.map_err(|e| api_error("kms:ListAliases", e))?;
+            let out = cloud
+                .kms
+                .list_aliases()
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| api_error("kms:ListAliases", e))?;
             if let Some(alias) = out.aliases().iter().find(|a| a.alias_name() == Some(id)) {
                 let mut live = Live::default();
                 live.attrs.insert("name".into(), json!(id));
@@ -67,13 +73,27 @@ impl Kind for KmsAlias {
     /// `kms:CreateAlias` (on the alias and the key).
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
         let name = str_attr(desired, "name");
-        cloud.kms.create_alias().alias_name(name).target_key_id(str_attr(desired, "target_key_id")).send().await.map_err(|e| api_error("kms:CreateAlias", e))?;
+        cloud
+            .kms
+            .create_alias()
+            .alias_name(name)
+            .target_key_id(str_attr(desired, "target_key_id"))
+            .send()
+            .await
+            .map_err(|e| api_error("kms:CreateAlias", e))?;
         Ok(Created { id: name.to_owned(), outputs: outputs(cloud, name).await? })
     }
 
     /// `kms:UpdateAlias`.
     async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
-        cloud.kms.update_alias().alias_name(id).target_key_id(str_attr(desired, "target_key_id")).send().await.map_err(|e| api_error("kms:UpdateAlias", e))?;
+        cloud
+            .kms
+            .update_alias()
+            .alias_name(id)
+            .target_key_id(str_attr(desired, "target_key_id"))
+            .send()
+            .await
+            .map_err(|e| api_error("kms:UpdateAlias", e))?;
         outputs(cloud, id).await
     }
 
@@ -87,13 +107,8 @@ impl Kind for KmsAlias {
 
     /// `kms:DeleteAlias`. The key itself is untouched.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
-        match cloud.kms.delete_alias().alias_name(id).send().await {
-            Ok(_) => Ok(Deleted::Removed),
-            Err(e) => {
-                let e = api_error("kms:DeleteAlias", e);
-                if e.is_not_found() { Ok(Deleted::Removed) } else { Err(e) }
-            }
-        }
+        unless_gone(cloud.kms.delete_alias().alias_name(id).send().await.map_err(|e| api_error("kms:DeleteAlias", e)))?;
+        Ok(Deleted::Removed)
     }
 }
 
@@ -117,7 +132,9 @@ pub fn check_alias_name(name: &str) -> std::result::Result<(), String> {
         return Err(format!("alias name {name:?} is in the reserved alias/aws/ namespace"));
     }
     if rest.is_empty() || rest.len() > 250 || !rest.chars().all(|c| c.is_ascii_alphanumeric() || "/_-".contains(c)) {
-        return Err(format!("alias name {name:?} may only use letters, digits, '/', '_' and '-' (1–250 after \"alias/\")"));
+        return Err(format!(
+            "alias name {name:?} may only use letters, digits, '/', '_' and '-' (1–250 after \"alias/\")"
+        ));
     }
     Ok(())
 }

@@ -30,14 +30,16 @@
 //! only on those recovery paths, never on a normal apply.
 
 use async_trait::async_trait;
-use futures_util::TryFutureExt;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, Tag};
 use base64::Engine;
+use futures_util::TryFutureExt;
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, check_cidr, check_principal, document_field, until_visible};
+use super::{Cloud, api_error, check_cidr, check_principal, document_field, unless_gone, until_visible};
 use crate::manifest::{Attrs, Block, Validation};
-use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_json, str_attr, tag_delta};
+use crate::provider::{
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_json, str_attr, tag_delta,
+};
 
 pub struct KmsKey;
 
@@ -54,9 +56,20 @@ const ATTRS: &[AttrSpec] = &[
 
 /// Actions of the generated admin statement: full lifecycle management, no use of the key.
 const ADMIN_ACTIONS: &[&str] = &[
-    "kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*", "kms:Revoke*",
-    "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource", "kms:UntagResource",
-    "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion",
+    "kms:Create*",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:Delete*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
 ];
 
 #[async_trait]
@@ -74,13 +87,18 @@ impl Kind for KmsKey {
     }
 
     fn replacement_hazard(&self) -> Option<&'static str> {
-        Some("replacing a key creates a NEW KEY WITH A NEW ADDRESS; funds sent to the old address stay with the old key")
+        Some(
+            "replacing a key creates a NEW KEY WITH A NEW ADDRESS; funds sent to the old address stay with the old key",
+        )
     }
 
     fn desired(&self, _name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
         let mut a = Attrs::new();
         a.insert("key_spec".into(), json!(b.choice(cx, "key_spec", KEY_SPECS).unwrap_or_else(|| KEY_SPECS[0].into())));
-        a.insert("key_usage".into(), json!(b.choice(cx, "key_usage", &["SIGN_VERIFY"]).unwrap_or_else(|| "SIGN_VERIFY".into())));
+        a.insert(
+            "key_usage".into(),
+            json!(b.choice(cx, "key_usage", &["SIGN_VERIFY"]).unwrap_or_else(|| "SIGN_VERIFY".into())),
+        );
         a.insert("description".into(), json!(b.string(cx, "description").unwrap_or_default()));
         let enabled = b.bool(cx, "enabled").unwrap_or(true);
         a.insert("key_state".into(), json!(if enabled { "Enabled" } else { "Disabled" }));
@@ -92,17 +110,23 @@ impl Kind for KmsKey {
 
     /// `kms:DescribeKey`, `kms:GetKeyPolicy`, `kms:ListResourceTags`, `kms:GetPublicKey`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
-        let described = match cloud.kms.describe_key().key_id(id).send().await {
-            Ok(out) => out,
-            Err(e) => {
-                let e = api_error("kms:DescribeKey", e);
-                return if e.is_not_found() { Ok(None) } else { Err(e) };
-            }
+        let Some(described) =
+            unless_gone(cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e)))?
+        else {
+            return Ok(None);
         };
         let meta = described.key_metadata().ok_or_else(|| unexpected("kms:DescribeKey", "no KeyMetadata"))?;
         let state = meta.key_state().map(|s| s.as_str()).unwrap_or("Unknown").to_owned();
-        let policy = cloud.kms.get_key_policy().key_id(id).policy_name("default").send().await.map_err(|e| api_error("kms:GetKeyPolicy", e))?;
-        let policy = crate::policy::decode_policy_text(policy.policy().unwrap_or("{}")).map_err(|e| unexpected("kms:GetKeyPolicy", &e.to_string()))?;
+        let policy = cloud
+            .kms
+            .get_key_policy()
+            .key_id(id)
+            .policy_name("default")
+            .send()
+            .await
+            .map_err(|e| api_error("kms:GetKeyPolicy", e))?;
+        let policy = crate::policy::decode_policy_text(policy.policy().unwrap_or("{}"))
+            .map_err(|e| unexpected("kms:GetKeyPolicy", &e.to_string()))?;
         let mut live = Live::default();
         live.attrs.insert("key_spec".into(), json!(meta.key_spec().map(|s| s.as_str()).unwrap_or_default()));
         live.attrs.insert("key_usage".into(), json!(meta.key_usage().map(|s| s.as_str()).unwrap_or_default()));
@@ -121,7 +145,9 @@ impl Kind for KmsKey {
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
         let tags = crate::provider::map_attr(desired, "tags")
             .into_iter()
-            .map(|(k, v)| Tag::builder().tag_key(k).tag_value(v).build().map_err(|e| unexpected("kms:CreateKey", &e.to_string())))
+            .map(|(k, v)| {
+                Tag::builder().tag_key(k).tag_value(v).build().map_err(|e| unexpected("kms:CreateKey", &e.to_string()))
+            })
             .collect::<Result<Vec<_>>>()?;
         let policy = serde_json::to_string(&desired["policy"]).unwrap_or_default();
         let out = until_visible(
@@ -135,7 +161,10 @@ impl Kind for KmsKey {
                     .policy(policy.clone())
                     .set_tags(Some(tags.clone()))
                     .customize()
-                    .config_override(aws_sdk_kms::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled()))
+                    .config_override(
+                        aws_sdk_kms::config::Builder::default()
+                            .retry_config(aws_config::retry::RetryConfig::disabled()),
+                    )
                     .send()
                     .map_err(|e| api_error("kms:CreateKey", e))
             },
@@ -153,26 +182,52 @@ impl Kind for KmsKey {
 
     /// `kms:UpdateKeyDescription`, `kms:PutKeyPolicy`, `kms:TagResource`, `kms:UntagResource`,
     /// `kms:CancelKeyDeletion`, `kms:EnableKey`, `kms:DisableKey`, as the changes need.
-    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs> {
+    async fn update(
+        &self,
+        cloud: &Cloud,
+        id: &str,
+        desired: &Attrs,
+        live: &Attrs,
+        changed: &[String],
+    ) -> Result<Attrs> {
         for attr in changed {
             match attr.as_str() {
                 "description" => {
-                    cloud.kms.update_key_description().key_id(id).description(str_attr(desired, "description")).send().await.map_err(|e| api_error("kms:UpdateKeyDescription", e))?;
+                    cloud
+                        .kms
+                        .update_key_description()
+                        .key_id(id)
+                        .description(str_attr(desired, "description"))
+                        .send()
+                        .await
+                        .map_err(|e| api_error("kms:UpdateKeyDescription", e))?;
                 }
                 "policy" => {
                     let policy = serde_json::to_string(&desired["policy"]).unwrap_or_default();
                     until_visible(
-                        || cloud.kms.put_key_policy().key_id(id).policy_name("default").policy(policy.clone()).send().map_err(|e| api_error("kms:PutKeyPolicy", e)),
+                        || {
+                            cloud
+                                .kms
+                                .put_key_policy()
+                                .key_id(id)
+                                .policy_name("default")
+                                .policy(policy.clone())
+                                .send()
+                                .map_err(|e| api_error("kms:PutKeyPolicy", e))
+                        },
                         |e| e.code() == Some("MalformedPolicyDocumentException"),
                     )
                     .await?;
                 }
                 "tags" => update_tags(cloud, id, desired, live).await?,
-                "key_state" => update_state(cloud, id, str_attr(desired, "key_state"), str_attr(live, "key_state")).await?,
+                "key_state" => {
+                    update_state(cloud, id, str_attr(desired, "key_state"), str_attr(live, "key_state")).await?
+                }
                 _ => {}
             }
         }
-        let described = cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
+        let described =
+            cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
         let arn = described.key_metadata().and_then(|m| m.arn()).unwrap_or_default();
         let spki = if str_attr(desired, "key_state") == "Enabled" { Some(public_key(cloud, id).await?) } else { None };
         Ok(key_outputs(id, arn, spki))
@@ -186,14 +241,17 @@ impl Kind for KmsKey {
         let mut found = Vec::new();
         let mut marker = None;
         loop {
-            let page = cloud.kms.list_keys().set_marker(marker).send().await.map_err(|e| api_error("kms:ListKeys", e))?;
+            let page =
+                cloud.kms.list_keys().set_marker(marker).send().await.map_err(|e| api_error("kms:ListKeys", e))?;
             for key in page.keys() {
                 let Some(id) = key.key_id() else { continue };
                 if Some(id) == exclude || !crate::provider::owned_by(desired, &list_tags(cloud, id).await?) {
                     continue;
                 }
-                let meta = cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
-                let state = meta.key_metadata().and_then(|m| m.key_state()).map(|s| s.as_str().to_owned()).unwrap_or_default();
+                let meta =
+                    cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
+                let state =
+                    meta.key_metadata().and_then(|m| m.key_state()).map(|s| s.as_str().to_owned()).unwrap_or_default();
                 if state == "Enabled" || state == "Disabled" {
                     found.push(id.to_owned());
                 }
@@ -206,7 +264,11 @@ impl Kind for KmsKey {
         match found.len() {
             0 => Ok(None),
             1 => Ok(found.pop()),
-            _ => Err(ProviderError::Refused(format!("{} keys carry the ownership tags of this one ({}); resolve by hand before applying", found.len(), found.join(", ")))),
+            _ => Err(ProviderError::Refused(format!(
+                "{} keys carry the ownership tags of this one ({}); resolve by hand before applying",
+                found.len(),
+                found.join(", ")
+            ))),
         }
     }
 
@@ -221,7 +283,10 @@ impl Kind for KmsKey {
         let out = cloud.kms.schedule_key_deletion().key_id(id).pending_window_in_days(window).send().await;
         match out {
             Ok(out) => Ok(Deleted::Scheduled {
-                deletion_date: out.deletion_date().map(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default()).unwrap_or_default(),
+                deletion_date: out
+                    .deletion_date()
+                    .map(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default())
+                    .unwrap_or_default(),
             }),
             Err(e) => {
                 let e = api_error("kms:ScheduleKeyDeletion", e);
@@ -237,7 +302,11 @@ fn key_policy(b: &mut Block<'_>, cx: &mut Validation) -> Json {
     let Some(mut p) = b.block(cx, "policy") else { return generated_policy(&[], &[], &[]) };
     let doc = match (p.has("document"), p.has("generated")) {
         (true, true) => {
-            cx.error(p.pos(), "policy", format!("{}: give either `document` or `generated`, not both", b.field_path("policy")));
+            cx.error(
+                p.pos(),
+                "policy",
+                format!("{}: give either `document` or `generated`, not both", b.field_path("policy")),
+            );
             None
         }
         (true, false) => document_field(&mut p, cx, "document"),
@@ -336,7 +405,14 @@ async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap
     let mut tags = std::collections::BTreeMap::new();
     let mut marker = None;
     loop {
-        let out = cloud.kms.list_resource_tags().key_id(id).set_marker(marker).send().await.map_err(|e| api_error("kms:ListResourceTags", e))?;
+        let out = cloud
+            .kms
+            .list_resource_tags()
+            .key_id(id)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| api_error("kms:ListResourceTags", e))?;
         tags.extend(out.tags().iter().map(|t| (t.tag_key().to_owned(), t.tag_value().to_owned())));
         match (out.truncated(), out.next_marker()) {
             (true, Some(m)) => marker = Some(m.to_owned()),
@@ -348,14 +424,34 @@ async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap
 async fn update_tags(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> Result<()> {
     let (set, unset) = tag_delta(desired, live);
     if !unset.is_empty() {
-        cloud.kms.untag_resource().key_id(id).set_tag_keys(Some(unset)).send().await.map_err(|e| api_error("kms:UntagResource", e))?;
+        cloud
+            .kms
+            .untag_resource()
+            .key_id(id)
+            .set_tag_keys(Some(unset))
+            .send()
+            .await
+            .map_err(|e| api_error("kms:UntagResource", e))?;
     }
     if !set.is_empty() {
         let tags = set
             .into_iter()
-            .map(|(k, v)| Tag::builder().tag_key(k).tag_value(v).build().map_err(|e| unexpected("kms:TagResource", &e.to_string())))
+            .map(|(k, v)| {
+                Tag::builder()
+                    .tag_key(k)
+                    .tag_value(v)
+                    .build()
+                    .map_err(|e| unexpected("kms:TagResource", &e.to_string()))
+            })
             .collect::<Result<Vec<_>>>()?;
-        cloud.kms.tag_resource().key_id(id).set_tags(Some(tags)).send().await.map_err(|e| api_error("kms:TagResource", e))?;
+        cloud
+            .kms
+            .tag_resource()
+            .key_id(id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| api_error("kms:TagResource", e))?;
     }
     Ok(())
 }
@@ -389,7 +485,11 @@ mod tests {
 
     #[test]
     fn generated_policy_limits_signing_to_ecdsa_sha256_and_source_ips() {
-        let p = generated_policy(&["arn:aws:iam::1:role/admin".into()], &["arn:aws:iam::1:role/signer".into()], &["203.0.113.0/24".into()]);
+        let p = generated_policy(
+            &["arn:aws:iam::1:role/admin".into()],
+            &["arn:aws:iam::1:role/signer".into()],
+            &["203.0.113.0/24".into()],
+        );
         let sign = &p["Statement"][1];
         assert_eq!(sign["Action"], "kms:Sign");
         assert_eq!(sign["Condition"]["StringEquals"]["kms:SigningAlgorithm"], "ECDSA_SHA_256");

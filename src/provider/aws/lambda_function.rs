@@ -19,10 +19,13 @@ use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
 use futures_util::TryFutureExt;
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, until_visible};
+use super::{Cloud, api_error, unless_gone, until_visible};
 use crate::manifest::{Attrs, Block, Validation};
 use crate::package;
-use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_attr, map_json, str_attr, tag_delta};
+use crate::provider::{
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_attr, map_json, str_attr,
+    tag_delta,
+};
 
 pub struct LambdaFunction;
 
@@ -60,7 +63,10 @@ impl Kind for LambdaFunction {
         let mut a = Attrs::new();
         let pos = b.pos();
         a.insert("name".into(), json!(b.required_string(cx, "name").unwrap_or_default()));
-        a.insert("runtime".into(), json!(b.choice(cx, "runtime", &["nodejs20.x", "nodejs22.x"]).unwrap_or_else(|| "nodejs20.x".into())));
+        a.insert(
+            "runtime".into(),
+            json!(b.choice(cx, "runtime", &["nodejs20.x", "nodejs22.x"]).unwrap_or_else(|| "nodejs20.x".into())),
+        );
         a.insert("handler".into(), json!(b.string(cx, "handler").unwrap_or_else(|| "index.handler".into())));
         a.insert("role".into(), json!(b.required_string(cx, "role").unwrap_or_default()));
         a.insert("memory_mb".into(), json!(b.integer(cx, "memory_mb", 128..=10240).unwrap_or(256)));
@@ -76,7 +82,10 @@ impl Kind for LambdaFunction {
         env.insert("SIGNING_MODE".into(), mode);
         a.insert("environment".into(), map_json(&env));
         a.insert("layers".into(), json!(b.string_list(cx, "layers").unwrap_or_default()));
-        a.insert("reserved_concurrency".into(), b.integer(cx, "reserved_concurrency", 0..=1000).map_or(Json::Null, |n| json!(n)));
+        a.insert(
+            "reserved_concurrency".into(),
+            b.integer(cx, "reserved_concurrency", 0..=1000).map_or(Json::Null, |n| json!(n)),
+        );
         a.insert("tags".into(), map_json(&b.string_map(cx, "tags").unwrap_or_default()));
         let template = b.string(cx, "template").unwrap_or_else(|| "aws-lambda-signer".into());
         let base = cx.base_dir().to_path_buf();
@@ -93,16 +102,20 @@ impl Kind for LambdaFunction {
 
     /// `lambda:GetFunction`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
-        let out = match cloud.lambda.get_function().function_name(id).send().await {
-            Ok(out) => out,
-            Err(e) => {
-                let e = api_error("lambda:GetFunction", e);
-                return if e.is_not_found() { Ok(None) } else { Err(e) };
-            }
+        let Some(out) = unless_gone(
+            cloud.lambda.get_function().function_name(id).send().await.map_err(|e| api_error("lambda:GetFunction", e)),
+        )?
+        else {
+            return Ok(None);
         };
         let c = out.configuration().ok_or_else(|| unexpected("lambda:GetFunction", "no Configuration"))?;
-        let env: BTreeMap<String, String> = c.environment().and_then(|e| e.variables()).map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-        let tags: BTreeMap<String, String> = out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        let env: BTreeMap<String, String> = c
+            .environment()
+            .and_then(|e| e.variables())
+            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let tags: BTreeMap<String, String> =
+            out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
         let mut live = Live::default();
         live.attrs.insert("name".into(), json!(c.function_name().unwrap_or(id)));
         live.attrs.insert("runtime".into(), json!(c.runtime().map(|r| r.as_str()).unwrap_or_default()));
@@ -112,7 +125,10 @@ impl Kind for LambdaFunction {
         live.attrs.insert("timeout_seconds".into(), json!(c.timeout().unwrap_or_default()));
         live.attrs.insert("environment".into(), map_json(&env));
         live.attrs.insert("layers".into(), json!(c.layers().iter().filter_map(|l| l.arn()).collect::<Vec<_>>()));
-        live.attrs.insert("reserved_concurrency".into(), out.concurrency().and_then(|c| c.reserved_concurrent_executions()).map_or(Json::Null, |n| json!(n)));
+        live.attrs.insert(
+            "reserved_concurrency".into(),
+            out.concurrency().and_then(|c| c.reserved_concurrent_executions()).map_or(Json::Null, |n| json!(n)),
+        );
         live.attrs.insert("code_sha256".into(), json!(c.code_sha256().unwrap_or_default()));
         live.attrs.insert("tags".into(), map_json(&tags));
         live.outputs = outputs(c.function_arn().unwrap_or_default(), id);
@@ -146,7 +162,14 @@ impl Kind for LambdaFunction {
         )
         .await?;
         if let Some(n) = desired.get("reserved_concurrency").and_then(Json::as_i64) {
-            cloud.lambda.put_function_concurrency().function_name(name).reserved_concurrent_executions(n as i32).send().await.map_err(|e| api_error("lambda:PutFunctionConcurrency", e))?;
+            cloud
+                .lambda
+                .put_function_concurrency()
+                .function_name(name)
+                .reserved_concurrent_executions(n as i32)
+                .send()
+                .await
+                .map_err(|e| api_error("lambda:PutFunctionConcurrency", e))?;
         }
         Ok(Created { id: name.to_owned(), outputs: outputs(out.function_arn().unwrap_or_default(), name) })
     }
@@ -154,13 +177,32 @@ impl Kind for LambdaFunction {
     /// `lambda:UpdateFunctionCode`, `lambda:UpdateFunctionConfiguration`,
     /// `lambda:PutFunctionConcurrency` / `lambda:DeleteFunctionConcurrency`,
     /// `lambda:TagResource` / `lambda:UntagResource`, as the changes need.
-    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs> {
+    async fn update(
+        &self,
+        cloud: &Cloud,
+        id: &str,
+        desired: &Attrs,
+        live: &Attrs,
+        changed: &[String],
+    ) -> Result<Attrs> {
         let has = |a: &str| changed.iter().any(|c| c == a);
         if has("code_sha256") {
             let code = build(desired)?;
-            retry_conflict(|| cloud.lambda.update_function_code().function_name(id).zip_file(Blob::new(code.bytes.clone())).send().map_err(|e| api_error("lambda:UpdateFunctionCode", e))).await?;
+            retry_conflict(|| {
+                cloud
+                    .lambda
+                    .update_function_code()
+                    .function_name(id)
+                    .zip_file(Blob::new(code.bytes.clone()))
+                    .send()
+                    .map_err(|e| api_error("lambda:UpdateFunctionCode", e))
+            })
+            .await?;
         }
-        if ["runtime", "handler", "role", "memory_mb", "timeout_seconds", "environment", "layers"].iter().any(|a| has(a)) {
+        if ["runtime", "handler", "role", "memory_mb", "timeout_seconds", "environment", "layers"]
+            .iter()
+            .any(|a| has(a))
+        {
             retry_conflict(|| {
                 cloud
                     .lambda
@@ -181,22 +223,55 @@ impl Kind for LambdaFunction {
         if has("reserved_concurrency") {
             match desired.get("reserved_concurrency").and_then(Json::as_i64) {
                 Some(n) => {
-                    cloud.lambda.put_function_concurrency().function_name(id).reserved_concurrent_executions(n as i32).send().await.map_err(|e| api_error("lambda:PutFunctionConcurrency", e))?;
+                    cloud
+                        .lambda
+                        .put_function_concurrency()
+                        .function_name(id)
+                        .reserved_concurrent_executions(n as i32)
+                        .send()
+                        .await
+                        .map_err(|e| api_error("lambda:PutFunctionConcurrency", e))?;
                 }
                 None => {
-                    cloud.lambda.delete_function_concurrency().function_name(id).send().await.map_err(|e| api_error("lambda:DeleteFunctionConcurrency", e))?;
+                    cloud
+                        .lambda
+                        .delete_function_concurrency()
+                        .function_name(id)
+                        .send()
+                        .await
+                        .map_err(|e| api_error("lambda:DeleteFunctionConcurrency", e))?;
                 }
             }
         }
-        let current = cloud.lambda.get_function().function_name(id).send().await.map_err(|e| api_error("lambda:GetFunction", e))?;
+        let current = cloud
+            .lambda
+            .get_function()
+            .function_name(id)
+            .send()
+            .await
+            .map_err(|e| api_error("lambda:GetFunction", e))?;
         let arn = current.configuration().and_then(|c| c.function_arn()).unwrap_or_default().to_owned();
         if has("tags") {
             let (set, unset) = tag_delta(desired, live);
             if !unset.is_empty() {
-                cloud.lambda.untag_resource().resource(&arn).set_tag_keys(Some(unset)).send().await.map_err(|e| api_error("lambda:UntagResource", e))?;
+                cloud
+                    .lambda
+                    .untag_resource()
+                    .resource(&arn)
+                    .set_tag_keys(Some(unset))
+                    .send()
+                    .await
+                    .map_err(|e| api_error("lambda:UntagResource", e))?;
             }
             if !set.is_empty() {
-                cloud.lambda.tag_resource().resource(&arn).set_tags(Some(set.into_iter().collect())).send().await.map_err(|e| api_error("lambda:TagResource", e))?;
+                cloud
+                    .lambda
+                    .tag_resource()
+                    .resource(&arn)
+                    .set_tags(Some(set.into_iter().collect()))
+                    .send()
+                    .await
+                    .map_err(|e| api_error("lambda:TagResource", e))?;
             }
         }
         Ok(outputs(&arn, id))
@@ -211,13 +286,16 @@ impl Kind for LambdaFunction {
 
     /// `lambda:DeleteFunction`.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
-        match cloud.lambda.delete_function().function_name(id).send().await {
-            Ok(_) => Ok(Deleted::Removed),
-            Err(e) => {
-                let e = api_error("lambda:DeleteFunction", e);
-                if e.is_not_found() { Ok(Deleted::Removed) } else { Err(e) }
-            }
-        }
+        unless_gone(
+            cloud
+                .lambda
+                .delete_function()
+                .function_name(id)
+                .send()
+                .await
+                .map_err(|e| api_error("lambda:DeleteFunction", e)),
+        )?;
+        Ok(Deleted::Removed)
     }
 }
 
@@ -252,7 +330,11 @@ fn environment(desired: &Attrs) -> Environment {
 }
 
 fn layers(desired: &Attrs) -> Vec<String> {
-    desired.get("layers").and_then(Json::as_array).map(|l| l.iter().filter_map(Json::as_str).map(str::to_owned).collect()).unwrap_or_default()
+    desired
+        .get("layers")
+        .and_then(Json::as_array)
+        .map(|l| l.iter().filter_map(Json::as_str).map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 fn int(desired: &Attrs, name: &str) -> i32 {

@@ -10,16 +10,22 @@ use async_trait::async_trait;
 use aws_sdk_lambda::types::{Cors, FunctionUrlAuthType};
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error};
+use super::{Cloud, api_error, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
-use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, str_attr};
+use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Result, str_attr};
 
 pub struct LambdaFunctionUrl;
 
-const ATTRS: &[AttrSpec] = &[AttrSpec::replace("function"), AttrSpec::update("auth_type"), AttrSpec::update("cors"), AttrSpec::update("public_permissions")];
+const ATTRS: &[AttrSpec] = &[
+    AttrSpec::replace("function"),
+    AttrSpec::update("auth_type"),
+    AttrSpec::update("cors"),
+    AttrSpec::update("public_permissions"),
+];
 
 /// Statement ids of the two permissions a public URL needs.
-const PUBLIC_SIDS: [(&str, &str); 2] = [("keyrite-public-url", "lambda:InvokeFunctionUrl"), ("keyrite-public-invoke", "lambda:InvokeFunction")];
+const PUBLIC_SIDS: [(&str, &str); 2] =
+    [("keyrite-public-url", "lambda:InvokeFunctionUrl"), ("keyrite-public-invoke", "lambda:InvokeFunction")];
 
 #[async_trait]
 impl Kind for LambdaFunctionUrl {
@@ -42,8 +48,19 @@ impl Kind for LambdaFunctionUrl {
         let public = b.bool(cx, "public").unwrap_or(false);
         let auth = b.choice(cx, "auth", &["AWS_IAM", "NONE"]);
         match (auth.as_deref(), public) {
-            (Some("NONE"), false) => cx.error(pos, "public", format!("{}: auth NONE makes the signer callable by anyone; it needs an explicit `public: true`", b.field_path("auth"))),
-            (Some("AWS_IAM"), true) => cx.error(pos, "public", format!("{}: `public: true` means auth NONE, not AWS_IAM", b.field_path("auth"))),
+            (Some("NONE"), false) => cx.error(
+                pos,
+                "public",
+                format!(
+                    "{}: auth NONE makes the signer callable by anyone; it needs an explicit `public: true`",
+                    b.field_path("auth")
+                ),
+            ),
+            (Some("AWS_IAM"), true) => cx.error(
+                pos,
+                "public",
+                format!("{}: `public: true` means auth NONE, not AWS_IAM", b.field_path("auth")),
+            ),
             _ => {}
         }
         if public {
@@ -57,12 +74,17 @@ impl Kind for LambdaFunctionUrl {
 
     /// `lambda:GetFunctionUrlConfig`, `lambda:GetPolicy`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
-        let out = match cloud.lambda.get_function_url_config().function_name(id).send().await {
-            Ok(out) => out,
-            Err(e) => {
-                let e = api_error("lambda:GetFunctionUrlConfig", e);
-                return if e.is_not_found() { Ok(None) } else { Err(e) };
-            }
+        let Some(out) = unless_gone(
+            cloud
+                .lambda
+                .get_function_url_config()
+                .function_name(id)
+                .send()
+                .await
+                .map_err(|e| api_error("lambda:GetFunctionUrlConfig", e)),
+        )?
+        else {
+            return Ok(None);
         };
         let mut live = Live::default();
         live.attrs.insert("function".into(), json!(id));
@@ -111,7 +133,13 @@ impl Kind for LambdaFunctionUrl {
                 remove_public_permissions(cloud, id).await?;
             }
         }
-        let out = cloud.lambda.get_function_url_config().function_name(id).send().await.map_err(|e| api_error("lambda:GetFunctionUrlConfig", e))?;
+        let out = cloud
+            .lambda
+            .get_function_url_config()
+            .function_name(id)
+            .send()
+            .await
+            .map_err(|e| api_error("lambda:GetFunctionUrlConfig", e))?;
         Ok(outputs(out.function_url(), id))
     }
 
@@ -123,12 +151,15 @@ impl Kind for LambdaFunctionUrl {
 
     /// `lambda:DeleteFunctionUrlConfig`, `lambda:RemovePermission`.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
-        if let Err(e) = cloud.lambda.delete_function_url_config().function_name(id).send().await {
-            let e = api_error("lambda:DeleteFunctionUrlConfig", e);
-            if !e.is_not_found() {
-                return Err(e);
-            }
-        }
+        unless_gone(
+            cloud
+                .lambda
+                .delete_function_url_config()
+                .function_name(id)
+                .send()
+                .await
+                .map_err(|e| api_error("lambda:DeleteFunctionUrlConfig", e)),
+        )?;
         remove_public_permissions(cloud, id).await?;
         Ok(Deleted::Removed)
     }
@@ -167,7 +198,11 @@ fn cors_json(c: &Cors) -> Json {
 
 fn cors_sdk(desired: &Attrs) -> Option<Cors> {
     let c = desired.get("cors").filter(|c| !c.is_null())?;
-    let list = |k: &str| c.get(k).and_then(Json::as_array).map(|a| a.iter().filter_map(Json::as_str).map(str::to_owned).collect::<Vec<_>>());
+    let list = |k: &str| {
+        c.get(k)
+            .and_then(Json::as_array)
+            .map(|a| a.iter().filter_map(Json::as_str).map(str::to_owned).collect::<Vec<_>>())
+    };
     Some(
         Cors::builder()
             .set_allow_origins(list("allow_origins"))
@@ -188,14 +223,25 @@ async fn public_permissions(cloud: &Cloud, function: &str) -> Result<bool> {
         }
     };
     let doc = crate::policy::decode_policy_text(&policy).unwrap_or(Json::Null);
-    let sids: Vec<&str> = doc.get("Statement").and_then(Json::as_array).into_iter().flatten().filter_map(|s| s.get("Sid")?.as_str()).collect();
+    let sids: Vec<&str> = doc
+        .get("Statement")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("Sid")?.as_str())
+        .collect();
     Ok(PUBLIC_SIDS.iter().all(|(sid, _)| sids.contains(sid)))
 }
 
 async fn add_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
     for (sid, action) in PUBLIC_SIDS {
-        let mut req = cloud.lambda.add_permission().function_name(function).statement_id(sid).action(action).principal("*");
-        req = if action == "lambda:InvokeFunctionUrl" { req.function_url_auth_type(FunctionUrlAuthType::None) } else { req.invoked_via_function_url(true) };
+        let mut req =
+            cloud.lambda.add_permission().function_name(function).statement_id(sid).action(action).principal("*");
+        req = if action == "lambda:InvokeFunctionUrl" {
+            req.function_url_auth_type(FunctionUrlAuthType::None)
+        } else {
+            req.invoked_via_function_url(true)
+        };
         match req.send().await {
             Ok(_) => {}
             Err(e) => {
@@ -211,12 +257,16 @@ async fn add_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
 
 async fn remove_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
     for (sid, _) in PUBLIC_SIDS {
-        if let Err(e) = cloud.lambda.remove_permission().function_name(function).statement_id(sid).send().await {
-            let e: ProviderError = api_error("lambda:RemovePermission", e);
-            if !e.is_not_found() {
-                return Err(e);
-            }
-        }
+        unless_gone(
+            cloud
+                .lambda
+                .remove_permission()
+                .function_name(function)
+                .statement_id(sid)
+                .send()
+                .await
+                .map_err(|e| api_error("lambda:RemovePermission", e)),
+        )?;
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{LayerVersionContentInput, Runtime};
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error};
+use super::{Cloud, api_error, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
 use crate::package;
 use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, str_attr};
@@ -69,18 +69,24 @@ impl Kind for LambdaLayer {
 
     /// `lambda:GetLayerVersionByArn`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
-        let out = match cloud.lambda.get_layer_version_by_arn().arn(id).send().await {
-            Ok(out) => out,
-            Err(e) => {
-                let e = api_error("lambda:GetLayerVersionByArn", e);
-                return if e.is_not_found() { Ok(None) } else { Err(e) };
-            }
+        let Some(out) = unless_gone(
+            cloud
+                .lambda
+                .get_layer_version_by_arn()
+                .arn(id)
+                .send()
+                .await
+                .map_err(|e| api_error("lambda:GetLayerVersionByArn", e)),
+        )?
+        else {
+            return Ok(None);
         };
         let mut runtimes: Vec<&str> = out.compatible_runtimes().iter().map(|r| r.as_str()).collect();
         runtimes.sort();
         let mut live = Live::default();
         live.attrs.insert("name".into(), json!(layer_name(out.layer_arn().unwrap_or_default())));
-        live.attrs.insert("content_sha256".into(), json!(out.content().and_then(|c| c.code_sha256()).unwrap_or_default()));
+        live.attrs
+            .insert("content_sha256".into(), json!(out.content().and_then(|c| c.code_sha256()).unwrap_or_default()));
         live.attrs.insert("runtimes".into(), json!(runtimes));
         live.outputs = outputs(id, out.version());
         Ok(Some(live))
@@ -88,12 +94,27 @@ impl Kind for LambdaLayer {
 
     /// `lambda:PublishLayerVersion`.
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
-        let include: Vec<String> = desired.get("include").and_then(Json::as_array).map(|a| a.iter().filter_map(Json::as_str).map(str::to_owned).collect()).unwrap_or_default();
-        let zip = content(Path::new(str_attr(desired, "source")), str_attr(desired, "prefix"), &include).map_err(|e| ProviderError::Refused(format!("cannot package the layer: {e}")))?;
+        let include: Vec<String> = desired
+            .get("include")
+            .and_then(Json::as_array)
+            .map(|a| a.iter().filter_map(Json::as_str).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let zip = content(Path::new(str_attr(desired, "source")), str_attr(desired, "prefix"), &include)
+            .map_err(|e| ProviderError::Refused(format!("cannot package the layer: {e}")))?;
         if zip.sha256 != str_attr(desired, "content_sha256") {
-            return Err(ProviderError::Refused(format!("{} changed since the plan; plan again", str_attr(desired, "source"))));
+            return Err(ProviderError::Refused(format!(
+                "{} changed since the plan; plan again",
+                str_attr(desired, "source")
+            )));
         }
-        let runtimes = desired.get("runtimes").and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str).map(Runtime::from).collect();
+        let runtimes = desired
+            .get("runtimes")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_str)
+            .map(Runtime::from)
+            .collect();
         let out = cloud
             .lambda
             .publish_layer_version()
@@ -115,19 +136,27 @@ impl Kind for LambdaLayer {
     /// `lambda:DeleteLayerVersion`.
     async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let version = id.rsplit(':').next().and_then(|v| v.parse::<i64>().ok()).unwrap_or_default();
-        match cloud.lambda.delete_layer_version().layer_name(str_attr(prior, "name")).version_number(version).send().await {
-            Ok(_) => Ok(Deleted::Removed),
-            Err(e) => {
-                let e = api_error("lambda:DeleteLayerVersion", e);
-                if e.is_not_found() { Ok(Deleted::Removed) } else { Err(e) }
-            }
-        }
+        unless_gone(
+            cloud
+                .lambda
+                .delete_layer_version()
+                .layer_name(str_attr(prior, "name"))
+                .version_number(version)
+                .send()
+                .await
+                .map_err(|e| api_error("lambda:DeleteLayerVersion", e)),
+        )?;
+        Ok(Deleted::Removed)
     }
 }
 
 /// The layer's zip: the files of `source` (only the top-level entries in `include`, when
 /// given), under `prefix`.
-fn content(source: &Path, prefix: &str, include: &[String]) -> std::result::Result<package::Package, package::PackageError> {
+fn content(
+    source: &Path,
+    prefix: &str,
+    include: &[String],
+) -> std::result::Result<package::Package, package::PackageError> {
     let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_owned() } else { format!("{prefix}/") };
     let mut files = package::dir_files(source, &prefix)?;
     if !include.is_empty() {

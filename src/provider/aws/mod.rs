@@ -73,7 +73,12 @@ impl Intercept for CountCalls {
 
     // Once per operation (retries are not counted again), after the operation's metadata is
     // in the config bag (it is not yet at `read_before_execution` for client interceptors).
-    fn read_before_serialization(&self, _: &BeforeSerializationInterceptorContextRef<'_>, _: &RuntimeComponents, cfg: &mut ConfigBag) -> Result<(), BoxError> {
+    fn read_before_serialization(
+        &self,
+        _: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
         if let Some(meta) = cfg.load::<Metadata>() {
             let key = format!("{}.{}", meta.service(), meta.name());
             if let Ok(mut calls) = self.0.calls.lock() {
@@ -135,11 +140,21 @@ impl Cloud {
             .map(|r| r.to_string())
             .ok_or_else(|| anyhow::anyhow!("no AWS region: set provider.aws.region in the manifest, or AWS_REGION"))?;
         let calls = Arc::new(CallLog::default());
-        let kms = aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
-        let iam = aws_sdk_iam::Client::from_conf(aws_sdk_iam::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
-        let sts = aws_sdk_sts::Client::from_conf(aws_sdk_sts::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
-        let lambda = aws_sdk_lambda::Client::from_conf(aws_sdk_lambda::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
-        let apigateway = aws_sdk_apigateway::Client::from_conf(aws_sdk_apigateway::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build());
+        let kms = aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build(),
+        );
+        let iam = aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build(),
+        );
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build(),
+        );
+        let lambda = aws_sdk_lambda::Client::from_conf(
+            aws_sdk_lambda::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build(),
+        );
+        let apigateway = aws_sdk_apigateway::Client::from_conf(
+            aws_sdk_apigateway::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build(),
+        );
         Ok(Cloud { kms, iam, sts, lambda, apigateway, sdk_config, region, calls, identity: OnceCell::new() })
     }
 
@@ -147,12 +162,16 @@ impl Cloud {
     pub async fn identity(&self) -> super::Result<&Identity> {
         self.identity
             .get_or_try_init(|| async {
-                let out = self.sts.get_caller_identity().send().await.map_err(|e| api_error("sts:GetCallerIdentity", e))?;
+                let out =
+                    self.sts.get_caller_identity().send().await.map_err(|e| api_error("sts:GetCallerIdentity", e))?;
                 let arn = out.arn().unwrap_or_default().to_owned();
                 let partition = arn.split(':').nth(1).filter(|p| !p.is_empty()).unwrap_or("aws").to_owned();
                 let account_id = out.account().unwrap_or_default().to_owned();
                 if account_id.is_empty() {
-                    return Err(ProviderError::Unexpected { operation: "sts:GetCallerIdentity", message: "no account id in response".into() });
+                    return Err(ProviderError::Unexpected {
+                        operation: "sts:GetCallerIdentity",
+                        message: "no account id in response".into(),
+                    });
                 }
                 Ok(Identity { account_id, arn, partition })
             })
@@ -177,6 +196,15 @@ where
         None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
     };
     ProviderError::Api { operation, code: if code.is_empty() { "Error".into() } else { code }, message }
+}
+
+/// `Ok(None)` when the service says the resource does not exist, the value otherwise.
+pub fn unless_gone<T>(result: super::Result<T>) -> super::Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The code given to failures below the API: connection refused or reset, timeouts,
@@ -215,14 +243,21 @@ impl ProviderError {
 
     /// True when the service said the resource does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self.code(), Some("NotFoundException" | "NoSuchEntity" | "NoSuchEntityException" | "ResourceNotFoundException"))
+        matches!(
+            self.code(),
+            Some("NotFoundException" | "NoSuchEntity" | "NoSuchEntityException" | "ResourceNotFoundException")
+        )
     }
 }
 
 /// Reads an optional policy `document:` field: an inline mapping or a JSON string. The
 /// document is checked as an IAM policy now, so a malformed statement is a manifest error
 /// with a position rather than an API error halfway through an apply.
-pub fn document_field(block: &mut crate::manifest::Block<'_>, cx: &mut crate::manifest::Validation, key: &str) -> Option<serde_json::Value> {
+pub fn document_field(
+    block: &mut crate::manifest::Block<'_>,
+    cx: &mut crate::manifest::Validation,
+    key: &str,
+) -> Option<serde_json::Value> {
     let path = block.field_path(key);
     let node = block.get(key)?;
     let doc = match node.as_scalar() {
@@ -269,7 +304,9 @@ pub fn check_principal(text: &str) -> Result<(), String> {
     if parts.len() == 6 && parts[0] == "arn" && !parts[1].is_empty() && parts[2] == "iam" && !parts[5].is_empty() {
         Ok(())
     } else {
-        Err(format!("{text:?} is not an IAM principal ARN (arn:aws:iam::<account>:role/<name>, …:root, …) or account id"))
+        Err(format!(
+            "{text:?} is not an IAM principal ARN (arn:aws:iam::<account>:role/<name>, …:root, …) or account id"
+        ))
     }
 }
 
