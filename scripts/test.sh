@@ -12,7 +12,7 @@ if [ -f package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 bash scripts/fuzz.sh "${KEYRITE_FUZZ_SECONDS:-20}"
-cargo test --locked --all-targets
+cargo test --locked --lib --bins --tests
 if [ -d tests/node ] && ls tests/node/*.test.mjs >/dev/null 2>&1; then
   npm run --silent test:node
 fi

@@ -210,9 +210,17 @@ impl LocalBackend {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let holder: Option<LockInfo> = serde_json::from_str(&text).ok();
+                // The holder writes its record right after taking the lock; give it a moment.
+                let mut holder: Option<LockInfo> = None;
+                for _ in 0..25 {
+                    let mut text = String::new();
+                    let _ = file.rewind().and_then(|_| file.read_to_string(&mut text));
+                    holder = serde_json::from_str(&text).ok();
+                    if holder.is_some() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
                 return Err(StateError::Locked {
                     path: self.path.clone(),
                     holder: holder
