@@ -304,16 +304,16 @@ async fn endpoint_check(
             latency,
         );
     }
-    let mut check = match parse_signer_response(&bytes) {
-        Err(ResponseFault::NoSignature) => {
-            return fail(
-                url,
-                "bad_response",
-                format!("response has no \"signature\" string: {}", text.chars().take(200).collect::<String>()),
-                latency,
-            );
-        }
-        Err(ResponseFault::NotHex(e)) => fail(url, "malformed", format!("signature {e}"), latency),
+    let Some(signature) = parse_signer_response(&bytes) else {
+        return fail(
+            url,
+            "bad_response",
+            format!("response has no \"signature\" string: {}", text.chars().take(200).collect::<String>()),
+            latency,
+        );
+    };
+    let mut check = match parse_hex(&signature) {
+        Err(e) => fail(url, "malformed", format!("signature {e}"), latency),
         Ok(sig) => match check_rsv(expected, &prehash(spec.mode, &digest), &sig) {
             Ok(()) => pass(
                 url,
@@ -323,28 +323,16 @@ async fn endpoint_check(
             Err(fault) => fault_check(url, &fault, latency),
         },
     };
-    let signature = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("signature")?.as_str().map(str::to_owned))
-        .unwrap_or_default();
     check.digest = Some(format!("0x{}", hex::encode(digest)));
     check.signature = Some(signature);
     check
 }
 
-/// Why a signer's answer could not even be read as a signature.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ResponseFault {
-    NoSignature,
-    NotHex(String),
-}
-
-/// Reads the signature bytes out of a signer endpoint's JSON answer. Length, low-s, v and
-/// the recovered address are checked separately ([`check_rsv`]).
-pub fn parse_signer_response(body: &[u8]) -> Result<Vec<u8>, ResponseFault> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| ResponseFault::NoSignature)?;
-    let signature = value.get("signature").and_then(|s| s.as_str()).ok_or(ResponseFault::NoSignature)?;
-    parse_hex(signature).map_err(ResponseFault::NotHex)
+/// The `signature` string of a signer endpoint's JSON answer, if it has one. Decoding,
+/// length, low-s, v and the recovered address are checked separately ([`check_rsv`]).
+pub fn parse_signer_response(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("signature")?.as_str().map(str::to_owned)
 }
 
 fn fault_check(target: &str, fault: &SignatureFault, latency: f64) -> Check {
