@@ -2,6 +2,8 @@
 # Installs the local AWS emulators into .venv/: ministack (pinned), the one keyrite is run
 # against, and moto (pinned), used as a known-faulty KMS: its DIGEST signing signs
 # SHA-256(digest), so keyrite's self-test must report it.
+# Also Google's own Cloud KMS client (google-cloud-kms, pinned), which checks keyrite's
+# Cloud KMS stand-in (tests/gcp_standin/) over REST: there is no Cloud KMS emulator.
 # Idempotent: a second run with the right versions installed does nothing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,4 +24,14 @@ if ! { [ -x "$moto/bin/moto_server" ] && "$moto/bin/pip" show moto 2>/dev/null |
   python3 -m venv "$moto"
   "$moto/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version"
   echo "installed moto $moto_version into $moto" >&2
+fi
+
+gcp="$root/.venv/gcp"
+gcp_kms_version=3.18.0
+if ! { [ -x "$gcp/bin/python" ] && "$gcp/bin/pip" show google-cloud-kms 2>/dev/null | grep -x "Version: $gcp_kms_version" >/dev/null \
+   && "$gcp/bin/pip" show cryptography 2>/dev/null | grep -x "Version: $crypto_version" >/dev/null; }; then
+  python3 -m venv "$gcp"
+  "$gcp/bin/pip" install --quiet --disable-pip-version-check "google-cloud-kms==$gcp_kms_version" \
+    "google-crc32c==1.9.0" "cryptography==$crypto_version"
+  echo "installed google-cloud-kms $gcp_kms_version into $gcp" >&2
 fi

@@ -7,6 +7,8 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+#[path = "../gcp_standin/mod.rs"]
+pub mod gcp_kms;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
