@@ -304,7 +304,8 @@ async fn create(
 /// Writes one step's result into the state; returns a line for the user.
 fn record(state: &mut State, change: &ResourceChange, desired: crate::manifest::Attrs, step: &Step) -> String {
     let scheduled = |d: &Option<Deleted>| match d {
-        Some(Deleted::Scheduled { deletion_date }) => format!(
+        Some(Deleted::Scheduled { note: Some(note), .. }) => format!("; {note}"),
+        Some(Deleted::Scheduled { deletion_date, note: None }) => format!(
             "; old key {} scheduled for deletion on {deletion_date}",
             change.prior.as_ref().map(|p| p.id.as_str()).unwrap_or_default()
         ),
@@ -315,7 +316,8 @@ fn record(state: &mut State, change: &ResourceChange, desired: crate::manifest::
         Action::Delete => {
             state.resources.remove(&change.address);
             match &step.deleted {
-                Some(Deleted::Scheduled { deletion_date }) => {
+                Some(Deleted::Scheduled { note: Some(note), .. } | Deleted::Retained { note }) => note.clone(),
+                Some(Deleted::Scheduled { deletion_date, note: None }) => {
                     format!("key {} scheduled for deletion on {deletion_date}", step.id)
                 }
                 _ => format!("deleted {}", step.id),

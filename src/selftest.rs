@@ -27,7 +27,7 @@ pub struct Check {
     pub target: String,
     pub passed: bool,
     /// Machine-readable cause of failure: `http_status`, `bad_response`, `malformed`,
-    /// `high_s`, `wrong_v`, `wrong_address`, `timeout`, `transport`, `kms`, `public_key`.
+    /// `high_s`, `wrong_v`, `wrong_address`, `timeout`, `transport`, `auth`, `kms`, `public_key`.
     pub cause: Option<&'static str>,
     pub message: String,
     pub latency_ms: f64,
@@ -83,6 +83,9 @@ pub struct Target {
     /// SigV4 service name, when the endpoint requires AWS_IAM auth.
     pub sigv4: Option<&'static str>,
     pub bearer: Option<String>,
+    /// The audience of a Google ID token to send, for Cloud Run services that require
+    /// authentication.
+    pub google_audience: Option<String>,
     /// Set when the endpoint could not even be resolved (not applied yet, token missing).
     pub problem: Option<String>,
 }
@@ -102,6 +105,7 @@ fn target(endpoint: &Endpoint, state: &State, via: Option<&str>) -> Target {
         host: None,
         sigv4: None,
         bearer: None,
+        google_audience: None,
         problem: None,
     };
     let output = |resource: &str, key: &str| {
@@ -110,13 +114,15 @@ fn target(endpoint: &Endpoint, state: &State, via: Option<&str>) -> Target {
     match endpoint {
         Endpoint::Url { url, auth } => {
             let mut t = blank(url);
-            if let EndpointAuth::BearerEnv(var) = auth {
-                match std::env::var(var) {
+            match auth {
+                EndpointAuth::BearerEnv(var) => match std::env::var(var) {
                     Ok(token) => t.bearer = Some(token.trim().to_owned()),
                     Err(_) => {
                         t.problem = Some(format!("environment variable {var} (the endpoint's bearer token) is not set"))
                     }
-                }
+                },
+                EndpointAuth::GoogleIdToken { audience } => t.google_audience = Some(audience.clone()),
+                EndpointAuth::None => {}
             }
             t
         }
@@ -260,6 +266,12 @@ async fn endpoint_check(
     if let Some(token) = &target.bearer {
         request = request.header("authorization", format!("Bearer {token}"));
     }
+    if let Some(audience) = &target.google_audience {
+        match google_id_token(audience).await {
+            Ok(token) => request = request.header("authorization", format!("Bearer {token}")),
+            Err(e) => return fail(url, "auth", format!("cannot get a Google ID token for {audience}: {e}"), 0.0),
+        }
+    }
     if let Some(service) = target.sigv4 {
         let Some(auth) = sigv4 else {
             return fail(
@@ -326,6 +338,15 @@ async fn endpoint_check(
     check.digest = Some(format!("0x{}", hex::encode(digest)));
     check.signature = Some(signature);
     check
+}
+
+/// A Google-signed ID token for `audience`, from Application Default Credentials: a service
+/// account key file, or the metadata server (Cloud Run, GCE, GKE). The token is only ever
+/// sent in the request's `Authorization` header, never printed.
+async fn google_id_token(audience: &str) -> Result<String, String> {
+    let credentials =
+        google_cloud_auth::credentials::idtoken::Builder::new(audience).build().map_err(|e| e.to_string())?;
+    credentials.id_token().await.map_err(|e| e.to_string())
 }
 
 /// The `signature` string of a signer endpoint's JSON answer, if it has one. Decoding,

@@ -13,7 +13,7 @@ use crate::manifest::SigningMode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
-    #[error("kms:{operation} failed for key {key}: {message}")]
+    #[error("{operation} failed for key {key}: {message}")]
     Kms { operation: &'static str, key: String, message: String },
     #[error(transparent)]
     Crypto(#[from] crypto::CryptoError),
@@ -27,38 +27,90 @@ pub fn prehash(mode: SigningMode, digest: &[u8; 32]) -> [u8; 32] {
     }
 }
 
+/// Where the key lives.
+#[derive(Clone, Debug)]
+enum Backend {
+    Aws { kms: aws_sdk_kms::Client, key_id: String },
+    /// A pinned Cloud KMS key version (`…/cryptoKeyVersions/N`).
+    Gcp { kms: google_cloud_kms_v1::client::KeyManagementService, version: String },
+}
+
 /// A KMS key with its public key and address, fetched once.
 #[derive(Clone, Debug)]
 pub struct KmsSigner {
-    kms: aws_sdk_kms::Client,
-    key_id: String,
+    backend: Backend,
     public_key: k256::PublicKey,
     pub spki: Vec<u8>,
     pub address: Address,
 }
 
 impl KmsSigner {
-    /// Fetches the key's public key. `kms:GetPublicKey`.
+    /// Fetches an AWS KMS key's public key. `kms:GetPublicKey`.
     pub async fn connect(kms: aws_sdk_kms::Client, key_id: &str) -> Result<KmsSigner, SignError> {
-        let out = kms.get_public_key().key_id(key_id).send().await.map_err(|e| kms_error("GetPublicKey", key_id, e))?;
+        let out = kms.get_public_key().key_id(key_id).send().await.map_err(|e| kms_error("kms:GetPublicKey", key_id, e))?;
         let spki = out.public_key().map(|b| b.as_ref().to_vec()).unwrap_or_default();
-        let public_key = crypto::public_key_from_spki_der(&spki)?;
-        Ok(KmsSigner { kms, key_id: key_id.to_owned(), address: crypto::evm_address(&public_key), public_key, spki })
+        KmsSigner::new(Backend::Aws { kms, key_id: key_id.to_owned() }, spki)
     }
 
-    /// Asks KMS to sign `prehash` as a digest. `kms:Sign` with `ECDSA_SHA_256`.
+    /// Fetches a Cloud KMS key version's public key, checking its CRC32C.
+    /// `cloudkms.cryptoKeyVersions.getPublicKey`.
+    pub async fn connect_gcp(gcp: &crate::provider::gcp::Gcp, version: &str) -> Result<KmsSigner, SignError> {
+        let failed = |operation: &'static str, e: crate::provider::ProviderError| SignError::Kms {
+            operation,
+            key: version.to_owned(),
+            message: e.to_string(),
+        };
+        let spki = crate::provider::gcp::public_key(gcp, version).await.map_err(|e| failed("cloudkms.GetPublicKey", e))?;
+        let kms = gcp.kms().await.map_err(|e| failed("cloudkms.GetPublicKey", e))?.clone();
+        KmsSigner::new(Backend::Gcp { kms, version: version.to_owned() }, spki)
+    }
+
+    fn new(backend: Backend, spki: Vec<u8>) -> Result<KmsSigner, SignError> {
+        let public_key = crypto::public_key_from_spki_der(&spki)?;
+        Ok(KmsSigner { backend, address: crypto::evm_address(&public_key), public_key, spki })
+    }
+
+    /// Asks KMS to sign `prehash` as a digest: AWS `kms:Sign` with `ECDSA_SHA_256`, or Cloud
+    /// KMS `asymmetricSign` with the digest's CRC32C, whose echo and the signature's own
+    /// CRC32C are checked (a mismatch is an error, never a silent pass).
     pub async fn sign_der(&self, prehash: &[u8; 32]) -> Result<Vec<u8>, SignError> {
-        let out = self
-            .kms
-            .sign()
-            .key_id(&self.key_id)
-            .message(Blob::new(prehash.to_vec()))
-            .message_type(MessageType::Digest)
-            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-            .send()
-            .await
-            .map_err(|e| kms_error("Sign", &self.key_id, e))?;
-        Ok(out.signature().map(|b| b.as_ref().to_vec()).unwrap_or_default())
+        match &self.backend {
+            Backend::Aws { kms, key_id } => {
+                let out = kms
+                    .sign()
+                    .key_id(key_id)
+                    .message(Blob::new(prehash.to_vec()))
+                    .message_type(MessageType::Digest)
+                    .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+                    .send()
+                    .await
+                    .map_err(|e| kms_error("kms:Sign", key_id, e))?;
+                Ok(out.signature().map(|b| b.as_ref().to_vec()).unwrap_or_default())
+            }
+            Backend::Gcp { kms, version } => {
+                use crate::provider::gcp::{check_crc, crc32c};
+                let failed = |message: String| SignError::Kms { operation: "cloudkms.AsymmetricSign", key: version.clone(), message };
+                let out = kms
+                    .asymmetric_sign()
+                    .set_name(version)
+                    .set_digest(google_cloud_kms_v1::model::Digest::new().set_sha256(bytes::Bytes::copy_from_slice(prehash)))
+                    .set_digest_crc32c(crc32c(prehash))
+                    .send()
+                    .await
+                    .map_err(|e| failed(crate::provider::gcp::gcp_error("cloudkms.AsymmetricSign", e).to_string()))?;
+                if !out.verified_digest_crc32c {
+                    return Err(failed(
+                        "Cloud KMS did not confirm the digest's CRC32C, so it may have signed other bytes".into(),
+                    ));
+                }
+                if out.name != *version {
+                    return Err(failed(format!("Cloud KMS answered for {}, not the pinned version", out.name)));
+                }
+                check_crc("cloudkms.AsymmetricSign", "the signature", &out.signature, out.signature_crc32c)
+                    .map_err(|e| failed(e.to_string()))?;
+                Ok(out.signature.to_vec())
+            }
+        }
     }
 
     /// Signs a request digest: r‖s‖v, low-s, v ∈ {27, 28}, verified to recover to the key's

@@ -14,7 +14,8 @@ pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
     let Some(state) = store.read().await? else { bail!("no state at {}: apply first", store.describe()) };
     let region = manifest.aws.region.clone().or_else(|| std::env::var("AWS_REGION").ok()).unwrap_or_default();
     let mut rows = Vec::new();
-    for (address, r) in state.resources.iter().filter(|(_, r)| r.kind == "aws_kms_key") {
+    let keys = state.resources.iter().filter(|(_, r)| matches!(r.kind.as_str(), "aws_kms_key" | "gcp_kms_crypto_key"));
+    for (address, r) in keys {
         let spki_b64 = r
             .outputs
             .get("public_key")
@@ -34,12 +35,20 @@ pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
             })
             .map(|a| a.id.clone());
         let hedera = crypto::hedera_key(&key);
+        // Cloud KMS signs with a pinned version, so that is the key's identity here.
+        let gcp = r.kind == "gcp_kms_crypto_key";
+        let key_id = match r.outputs.get("version_id").and_then(|v| v.as_str()) {
+            Some(version) if gcp => version.to_owned(),
+            _ => r.id.clone(),
+        };
+        let keystore_uri = (!gcp).then(|| format!("awskms:{region}:{}", alias.as_deref().unwrap_or(&r.id)));
         rows.push(json!({
             "address": address,
-            "key_id": r.id,
+            "provider": if gcp { "gcp" } else { "aws" },
+            "key_id": key_id,
             "evm_address": crypto::evm_address(&key).to_string(),
             "hedera": {"public_key_compressed": hedera.compressed_hex, "public_key_der": hedera.der_hex, "evm_alias": hedera.evm_alias},
-            "keystore_uri": format!("awskms:{region}:{}", alias.as_deref().unwrap_or(&r.id)),
+            "keystore_uri": keystore_uri,
             "spki_sha256": crypto::spki_fingerprint_sha256(&spki),
         }));
     }
@@ -62,7 +71,9 @@ pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
                 );
                 println!("  Hedera key (DER):     {}", row["hedera"]["public_key_der"].as_str().unwrap_or_default());
                 println!("  Hedera EVM alias:     {}", row["hedera"]["evm_alias"].as_str().unwrap_or_default());
-                println!("  keystore URI:         {}", row["keystore_uri"].as_str().unwrap_or_default());
+                if let Some(uri) = row["keystore_uri"].as_str() {
+                    println!("  keystore URI:         {uri}");
+                }
                 println!("  SPKI SHA-256:         {}", row["spki_sha256"].as_str().unwrap_or_default());
             }
         }

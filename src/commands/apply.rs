@@ -55,11 +55,11 @@ async fn locked(
     let (plan, cloud) = match (saved, manifest) {
         (Some(plan), _) => {
             check_fresh(&plan, state.as_ref())?;
-            let cloud = Arc::new(Cloud::connect(&plan.aws).await?);
+            let cloud = Arc::new(Cloud::connect(&plan.aws, &plan.gcp).await);
             (plan, cloud)
         }
         (None, Some(manifest)) => {
-            let cloud = Arc::new(Cloud::connect(&manifest.aws).await?);
+            let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
             let observed = refresh(&cloud, manifest, state.as_ref(), Reference::Manifest).await?;
             (crate::plan::build(manifest, state.as_ref(), &observed, now()), cloud)
         }

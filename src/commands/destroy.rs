@@ -29,7 +29,7 @@ async fn locked(
         println!("Nothing to destroy: there is no state at {}.", store.describe());
         return Ok(Status::Ok);
     };
-    let cloud = Arc::new(Cloud::connect(&manifest.aws).await?);
+    let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
     let observed = refresh(&cloud, manifest, Some(&state), Reference::State).await?;
     let plan = crate::plan::build_destroy(manifest, &state, &observed, now());
     print!("{}", human::plan(&plan));

@@ -15,7 +15,7 @@ pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
     let Some(state) = store.read().await? else {
         bail!("no state at {}: nothing has been applied yet, so there is nothing to drift from", store.describe());
     };
-    let cloud = Arc::new(Cloud::connect(&manifest.aws).await?);
+    let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
     let observed = refresh(&cloud, &manifest, Some(&state), Reference::State).await?;
     let items = crate::plan::drift::detect(&state, &observed);
     let pending = crate::plan::build(&manifest, Some(&state), &observed, now());

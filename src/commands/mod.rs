@@ -117,12 +117,21 @@ async fn refresh(
     state: Option<&State>,
     against: Reference,
 ) -> anyhow::Result<Observed> {
-    let identity = cloud.identity().await.context("cannot identify the AWS caller")?.clone();
-    let builtins = BTreeMap::from([
-        ("account_id".to_owned(), identity.account_id),
-        ("region".to_owned(), cloud.region.clone()),
-        ("partition".to_owned(), identity.partition),
-    ]);
+    // `${aws.*}` needs the AWS caller's identity; a manifest with no AWS resources needs no
+    // AWS settings at all.
+    let mut kinds = manifest.resources.iter().map(|r| r.kind.as_str());
+    let uses_aws = kinds.any(|k| k.starts_with("aws_"))
+        || state.is_some_and(|s| s.resources.values().any(|r| r.kind.starts_with("aws_")));
+    let builtins = if uses_aws {
+        let identity = cloud.aws.identity().await.context("cannot identify the AWS caller")?.clone();
+        BTreeMap::from([
+            ("account_id".to_owned(), identity.account_id),
+            ("region".to_owned(), cloud.aws.region.clone()),
+            ("partition".to_owned(), identity.partition),
+        ])
+    } else {
+        BTreeMap::new()
+    };
     let mut reads = JoinSet::new();
     for (address, prior) in state.map(|s| &s.resources).into_iter().flatten() {
         let Some(kind) = provider::kind(&prior.kind) else {

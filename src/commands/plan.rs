@@ -14,7 +14,7 @@ use crate::state::now;
 pub async fn run(arg: &ManifestArg, out: Option<&Path>, format: Format, detailed: bool) -> anyhow::Result<Status> {
     let (manifest, store) = load(arg).await?;
     let state = store.read().await?;
-    let cloud = Arc::new(Cloud::connect(&manifest.aws).await?);
+    let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
     let observed = refresh(&cloud, &manifest, state.as_ref(), Reference::Manifest).await?;
     let plan = crate::plan::build(&manifest, state.as_ref(), &observed, now());
     match format {

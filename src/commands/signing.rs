@@ -17,8 +17,8 @@ use crate::render::Format;
 use crate::signer::KmsSigner;
 use crate::state::State;
 
-/// The signer's key id and recorded public key, from the state.
-fn key_record(state: &State, spec: &SignerSpec) -> anyhow::Result<(String, Option<Vec<u8>>)> {
+/// The signer's key, connected, and the public key recorded for it at apply.
+async fn signer(cloud: &Cloud, state: &State, spec: &SignerSpec) -> anyhow::Result<(KmsSigner, Option<Vec<u8>>)> {
     let r = state.resources.get(&spec.key).with_context(|| {
         format!("signer {}: key {} is not in the state; run `keyrite apply` first", spec.name, spec.key)
     })?;
@@ -27,13 +27,22 @@ fn key_record(state: &State, spec: &SignerSpec) -> anyhow::Result<(String, Optio
         .get("public_key")
         .and_then(|v| v.as_str())
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
-    Ok((r.id.clone(), spki))
+    let signer = match r.kind.as_str() {
+        "gcp_kms_crypto_key" => {
+            let version = r.outputs.get("version_id").and_then(|v| v.as_str()).with_context(|| {
+                format!("signer {}: no key version recorded for {}; run `keyrite apply`", spec.name, spec.key)
+            })?;
+            KmsSigner::connect_gcp(&cloud.gcp, version).await?
+        }
+        _ => KmsSigner::connect(cloud.aws.kms.clone(), &r.id).await?,
+    };
+    Ok((signer, spki))
 }
 
 async fn connect(arg: &ManifestArg) -> anyhow::Result<(Manifest, State, Cloud)> {
     let (manifest, store) = load(arg).await?;
     let Some(state) = store.read().await? else { bail!("no state at {}: run `keyrite apply` first", store.describe()) };
-    let cloud = Cloud::connect(&manifest.aws).await?;
+    let cloud = Cloud::connect(&manifest.aws, &manifest.gcp).await;
     Ok((manifest, state, cloud))
 }
 
@@ -46,8 +55,7 @@ pub async fn sign(
     let digest = crypto::parse_digest(hash).context("--hash")?;
     let (manifest, state, cloud) = connect(arg).await?;
     let spec = manifest.signer(signer)?;
-    let (key_id, _) = key_record(&state, spec)?;
-    let kms = KmsSigner::connect(cloud.kms.clone(), &key_id).await?;
+    let (kms, _) = self::signer(&cloud, &state, spec).await?;
     let sig = kms.sign(&digest, mode.unwrap_or(spec.mode)).await?;
     println!("0x{}", hex::encode(sig));
     Ok(Status::Ok)
@@ -67,23 +75,25 @@ pub async fn selftest(
         None => manifest.signers.iter().collect(),
     };
     let timeout = Duration::from_secs_f64(timeout.max(0.1));
-    let sigv4 = match cloud.sdk_config.credentials_provider() {
+    let targets: Vec<Vec<crate::selftest::Target>> =
+        specs.iter().map(|spec| crate::selftest::targets(spec, &state, via)).collect();
+    // AWS credentials only when an endpoint needs SigV4.
+    let needs_sigv4 = targets.iter().flatten().any(|t| t.sigv4.is_some());
+    let sigv4 = match cloud.aws.sdk_config.credentials_provider().filter(|_| needs_sigv4) {
         Some(provider) => {
             use aws_credential_types::provider::ProvideCredentials;
             provider
                 .provide_credentials()
                 .await
                 .ok()
-                .map(|credentials| crate::selftest::SigV4 { credentials, region: cloud.region.clone() })
+                .map(|credentials| crate::selftest::SigV4 { credentials, region: cloud.aws.region.clone() })
         }
         None => None,
     };
     let mut reports = Vec::new();
-    for spec in specs {
-        let (key_id, spki) = key_record(&state, spec)?;
-        let kms = KmsSigner::connect(cloud.kms.clone(), &key_id).await?;
-        let targets = crate::selftest::targets(spec, &state, via);
-        reports.push(crate::selftest::run(spec, &kms, spki.as_deref(), &targets, sigv4.as_ref(), timeout).await?);
+    for (spec, targets) in specs.into_iter().zip(&targets) {
+        let (kms, spki) = signer(&cloud, &state, spec).await?;
+        reports.push(crate::selftest::run(spec, &kms, spki.as_deref(), targets, sigv4.as_ref(), timeout).await?);
     }
     let passed = reports.iter().all(|r| r.passed());
     match format {
@@ -132,8 +142,7 @@ pub async fn serve(
     }
     let (manifest, state, cloud) = connect(arg).await?;
     let spec = manifest.signer(signer)?;
-    let (key_id, _) = key_record(&state, spec)?;
-    let kms = KmsSigner::connect(cloud.kms.clone(), &key_id).await?;
+    let (kms, _) = self::signer(&cloud, &state, spec).await?;
     if !listen.ip().is_loopback() {
         eprintln!(
             "warning: listening on {listen}, which is reachable from other hosts{}",

@@ -68,6 +68,33 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+/// `scheme://host[:port]` of a URL: the audience Cloud Run expects in ID tokens.
+fn origin(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(u) => match (u.scheme_str(), u.authority()) {
+            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+            _ => url.to_owned(),
+        },
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// Checks a Google Cloud project id: 6–30 of lowercase letters, digits and hyphens, starting
+/// with a letter and not ending with a hyphen.
+pub fn check_project_id(id: &str) -> Result<(), String> {
+    let ok = (6..=30).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && !id.ends_with('-')
+        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok || id.contains("${") {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id:?} is not a project id (6–30 lowercase letters, digits and hyphens, starting with a letter)"
+        ))
+    }
+}
+
 /// Where the state lives.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "backend", rename_all = "snake_case")]
@@ -90,6 +117,19 @@ pub struct AwsConfig {
     pub region: Option<String>,
     pub profile: Option<String>,
     pub endpoint: Option<String>,
+}
+
+/// Google Cloud connection settings. Credentials are Application Default Credentials
+/// (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's ADC file, or the metadata server) unless
+/// `anonymous` is chosen, which only a local stand-in accepts.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GcpConfig {
+    /// The project resources use when they name none.
+    pub project: Option<String>,
+    /// Cloud KMS endpoint; `KEYRITE_GCP_KMS_ENDPOINT` when unset, else Google's.
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub anonymous: bool,
 }
 
 /// One declared resource after validation.
@@ -122,6 +162,9 @@ pub enum EndpointAuth {
     None,
     /// A bearer token read from this environment variable when the self-test runs.
     BearerEnv(String),
+    /// A Google-signed ID token for this audience, from Application Default Credentials (what
+    /// a Cloud Run service that requires authentication accepts).
+    GoogleIdToken { audience: String },
 }
 
 /// A place that signs for a signer.
@@ -152,6 +195,7 @@ pub struct Manifest {
     /// SHA-256 of the manifest text, recorded in plans and state.
     pub sha256: String,
     pub aws: AwsConfig,
+    pub gcp: GcpConfig,
     pub state: StateConfig,
     /// Resources in a dependency-respecting order (dependencies first, then file order).
     pub resources: Vec<ResourceSpec>,
@@ -200,6 +244,7 @@ impl Manifest {
             path: path.to_path_buf(),
             sha256: hex::encode(Sha256::digest(text.as_bytes())),
             aws: parsed.aws,
+            gcp: parsed.gcp,
             state: parsed.state,
             resources,
             signers: parsed.signers,
@@ -229,6 +274,7 @@ impl Manifest {
 
 struct Parsed {
     aws: AwsConfig,
+    gcp: GcpConfig,
     state: StateConfig,
     resources: Vec<(ResourceSpec, Pos)>,
     signers: Vec<SignerSpec>,
@@ -248,11 +294,26 @@ pub struct Validation {
     refs: Vec<(Reference, Pos)>,
     /// Extra resources a kind asked to declare (an IAM role's inline policies).
     children: Vec<Child>,
+    /// `provider.gcp.project`, the default for GCP resources.
+    gcp_project: Option<String>,
 }
 
 impl Validation {
     fn new(file: String, base: PathBuf) -> Self {
-        Validation { file, base, diags: Vec::new(), warnings: Vec::new(), refs: Vec::new(), children: Vec::new() }
+        Validation {
+            file,
+            base,
+            diags: Vec::new(),
+            warnings: Vec::new(),
+            refs: Vec::new(),
+            children: Vec::new(),
+            gcp_project: None,
+        }
+    }
+
+    /// `provider.gcp.project`, which GCP resources use when they name no project.
+    pub fn gcp_project(&self) -> Option<&str> {
+        self.gcp_project.as_deref()
     }
 
     /// The directory relative paths in the manifest are relative to.
@@ -328,6 +389,7 @@ impl Validation {
     fn manifest(&mut self, path: &Path, root: &Node) -> Parsed {
         let mut parsed = Parsed {
             aws: AwsConfig::default(),
+            gcp: GcpConfig::default(),
             state: default_state(path),
             resources: Vec::new(),
             signers: Vec::new(),
@@ -348,6 +410,26 @@ impl Validation {
                 parsed.aws.profile = aws.string(self, "profile");
                 parsed.aws.endpoint = aws.url(self, "endpoint");
                 aws.finish(self);
+            }
+            if let Some(mut gcp) = provider.block(self, "gcp") {
+                let pos = gcp.pos();
+                parsed.gcp.project = gcp.string(self, "project");
+                if let Some(p) = &parsed.gcp.project
+                    && let Err(msg) = check_project_id(p)
+                {
+                    self.error(pos, "value", format!("{}: {msg}", gcp.field_path("project")));
+                }
+                parsed.gcp.endpoint = gcp.url(self, "endpoint");
+                parsed.gcp.anonymous = gcp.choice(self, "credentials", &["adc", "anonymous"]).as_deref() == Some("anonymous");
+                if parsed.gcp.anonymous {
+                    self.warn(
+                        pos,
+                        "credentials",
+                        "provider.gcp.credentials: anonymous sends no credentials; only a local stand-in accepts that",
+                    );
+                }
+                gcp.finish(self);
+                self.gcp_project = parsed.gcp.project.clone();
             }
             provider.finish(self);
         }
@@ -406,9 +488,21 @@ impl Validation {
             Some(name)
         };
         let endpoint = if let Some(url) = e.url(self, "url") {
-            let auth = match e.string(self, "bearer_token_env") {
-                Some(var) => EndpointAuth::BearerEnv(var),
-                None => EndpointAuth::None,
+            let google = e.bool(self, "google_id_token").unwrap_or(false);
+            let audience = e.string(self, "audience");
+            let auth = match (e.string(self, "bearer_token_env"), google) {
+                (Some(_), true) => {
+                    self.error(pos, "value", format!("{path}: choose `bearer_token_env` or `google_id_token`, not both"));
+                    EndpointAuth::None
+                }
+                (Some(var), false) => EndpointAuth::BearerEnv(var),
+                (None, true) => EndpointAuth::GoogleIdToken { audience: audience.unwrap_or_else(|| origin(&url)) },
+                (None, false) => {
+                    if audience.is_some() {
+                        self.error(pos, "value", format!("{path}: `audience` is only used with `google_id_token: true`"));
+                    }
+                    EndpointAuth::None
+                }
             };
             Some(Endpoint::Url { url, auth })
         } else if let Some(r) = resource(&mut e, self, "function_url", "aws_lambda_function_url") {
@@ -434,11 +528,14 @@ impl Validation {
             self.error(pos, "name", msg);
         }
         let key = b.required_string(self, "key").unwrap_or_default();
-        if !key.is_empty() && kinds.get(&key).map(String::as_str) != Some("aws_kms_key") {
+        if !key.is_empty() && !matches!(kinds.get(&key).map(String::as_str), Some("aws_kms_key" | "gcp_kms_crypto_key")) {
             self.error(
                 b.pos(),
                 "reference",
-                format!("{}: {key:?} is not an aws_kms_key resource in this manifest", b.field_path("key")),
+                format!(
+                    "{}: {key:?} is not an aws_kms_key or gcp_kms_crypto_key resource in this manifest",
+                    b.field_path("key")
+                ),
             );
         }
         let mode = match b.choice(self, "mode", &["eip191", "digest"]).as_deref() {

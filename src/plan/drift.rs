@@ -119,6 +119,53 @@ fn describe(attr: &str, mode: Compare, applied: Option<&Json>, live: Option<&Jso
             )
         }
         ("tags", _) => (Severity::Change, format!("tags changed: {}", tag_changes(applied, live))),
+        ("labels", _) => (Severity::Change, format!("labels changed: {}", tag_changes(applied, live))),
+        ("version_state", _) => (
+            Severity::Security,
+            match text(live).as_str() {
+                "DISABLED" => "pinned key version was DISABLED: it cannot sign".to_owned(),
+                "DESTROY_SCHEDULED" => "pinned key version is SCHEDULED FOR DESTRUCTION".to_owned(),
+                "DOES_NOT_EXIST" | "DESTROYED" => "pinned key version is GONE: its address can never sign again".to_owned(),
+                other => format!("pinned key version state changed from {} to {other}", text(applied)),
+            },
+        ),
+        ("version", _) => (
+            Severity::Security,
+            format!("the key now signs with version {}, not the pinned version {}", text(live), text(applied)),
+        ),
+        ("other_enabled_versions", _) => (
+            Severity::Security,
+            format!("undeclared key version(s) {} are ENABLED and can sign", list_text(live).join(", ")),
+        ),
+        ("members", _) => {
+            let (a, l) = (list_text(applied), list_text(live));
+            let mut parts: Vec<String> = l.iter().filter(|m| !a.contains(m)).map(|m| format!("+{m}")).collect();
+            parts.extend(a.iter().filter(|m| !l.contains(m)).map(|m| format!("-{m}")));
+            let added = l.iter().any(|m| !a.contains(m));
+            (
+                if added { Severity::Security } else { Severity::Change },
+                format!("members of the key's role changed outside keyrite: {}", parts.join(", ")),
+            )
+        }
+        ("other_bindings", _) => {
+            let bindings: Vec<String> = live
+                .and_then(Json::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(role, members)| format!("{role} → {}", list_text(Some(members)).join(", ")))
+                .collect();
+            (
+                Severity::Security,
+                if bindings.is_empty() {
+                    "other bindings on the key were removed".to_owned()
+                } else {
+                    format!("bindings granted outside keyrite: {}", bindings.join("; "))
+                },
+            )
+        }
+        ("iam_role", _) => {
+            (Severity::Security, format!("bound role changed from {} to {}", text(applied), text(live)))
+        }
         ("code_sha256", _) => (
             Severity::Security,
             format!("signer code replaced out of band (CodeSha256 {} → {})", text(applied), text(live)),
@@ -145,6 +192,10 @@ fn describe(attr: &str, mode: Compare, applied: Option<&Json>, live: Option<&Jso
         }
         _ => (Severity::Change, format!("{attr} changed from {} to {}", text(applied), text(live))),
     }
+}
+
+fn list_text(v: Option<&Json>) -> Vec<String> {
+    v.and_then(Json::as_array).into_iter().flatten().map(|m| m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string())).collect()
 }
 
 fn tag_changes(applied: Option<&Json>, live: Option<&Json>) -> String {

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::manifest::{Attrs, AwsConfig, Manifest, REFS_KEY, Reference, StateConfig, refs};
+use crate::manifest::{Attrs, AwsConfig, GcpConfig, Manifest, REFS_KEY, Reference, StateConfig, refs};
 use crate::provider::{self, Compare, Kind, Live, OnChange, TAG_ADDRESS, TAG_LINEAGE};
 use crate::state::{ResourceState, State};
 
@@ -117,6 +117,8 @@ pub struct Plan {
     pub manifest_path: String,
     pub manifest_sha256: String,
     pub aws: AwsConfig,
+    #[serde(default)]
+    pub gcp: GcpConfig,
     pub state: StateConfig,
     /// Values of `${aws.*}` at plan time.
     pub builtins: BTreeMap<String, String>,
@@ -153,6 +155,7 @@ impl Plan {
             manifest_path: manifest.path.display().to_string(),
             manifest_sha256: manifest.sha256.clone(),
             aws: manifest.aws.clone(),
+            gcp: manifest.gcp.clone(),
             state: manifest.state.clone(),
             builtins: observed.builtins.clone(),
             changes,
@@ -338,6 +341,14 @@ pub fn with_ownership(kind: &dyn Kind, desired: &Attrs, lineage: &str, address: 
         if let Json::Object(map) = tags {
             map.insert(TAG_LINEAGE.into(), Json::String(lineage.into()));
             map.insert(TAG_ADDRESS.into(), Json::String(address.into()));
+        }
+    } else if kind.attrs().iter().any(|a| a.name == "labels") {
+        // Google labels: no `:` in keys, lowercase values.
+        use crate::provider::gcp::{crypto_key, label_value};
+        let labels = attrs.entry("labels").or_insert_with(|| Json::Object(Default::default()));
+        if let Json::Object(map) = labels {
+            map.insert(crypto_key::LABEL_LINEAGE.into(), Json::String(label_value(lineage)));
+            map.insert(crypto_key::LABEL_ADDRESS.into(), Json::String(label_value(address)));
         }
     }
     attrs

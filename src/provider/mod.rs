@@ -7,14 +7,66 @@
 //! one line in [`KINDS`].
 
 pub mod aws;
+pub mod gcp;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::Value as Json;
 
-use crate::manifest::{Attrs, Block, Validation};
-pub use aws::Cloud;
+use crate::manifest::{Attrs, AwsConfig, Block, GcpConfig, Validation};
+
+/// Both clouds' clients, and one log of every API call made through them.
+#[derive(Debug)]
+pub struct Cloud {
+    pub aws: aws::Aws,
+    pub gcp: gcp::Gcp,
+    /// How keyrite proves that a converged apply makes no mutating calls.
+    pub calls: Arc<CallLog>,
+}
+
+impl Cloud {
+    /// Prepares clients from the environment and the manifest's `provider:` settings. Nothing
+    /// is sent until a kind needs it, so a manifest for one cloud needs no settings for the
+    /// other.
+    pub async fn connect(aws: &AwsConfig, gcp: &GcpConfig) -> Cloud {
+        let calls = Arc::new(CallLog::default());
+        Cloud { aws: aws::Aws::connect(aws, calls.clone()).await, gcp: gcp::Gcp::new(gcp.clone(), calls.clone()), calls }
+    }
+}
+
+/// Counts of API calls per `Service.Operation`.
+#[derive(Debug, Default)]
+pub struct CallLog {
+    calls: Mutex<BTreeMap<String, u64>>,
+}
+
+impl CallLog {
+    /// Counts one call.
+    pub fn record(&self, key: String) {
+        if let Ok(mut calls) = self.calls.lock() {
+            *calls.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Calls so far, by `Service.Operation`.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Calls whose operation can change something (anything not Get/List/Describe).
+    pub fn mutating(&self) -> u64 {
+        self.snapshot().iter().filter(|(op, _)| is_mutating(op)).map(|(_, n)| n).sum()
+    }
+}
+
+/// True for operations that may change cloud state.
+pub fn is_mutating(op: &str) -> bool {
+    let name = op.rsplit('.').next().unwrap_or(op);
+    !["Get", "List", "Describe"].iter().any(|p| name.starts_with(p))
+}
+
 
 /// How two values of an attribute are compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,9 +139,15 @@ pub struct DeleteOptions {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Deleted {
     Removed,
-    /// Scheduled for deletion on this date (RFC 3339), after the deletion window.
+    /// Scheduled for deletion on this date (RFC 3339), after the deletion window. `note`,
+    /// when set, says in full what was scheduled and what remains.
     Scheduled {
         deletion_date: String,
+        note: Option<String>,
+    },
+    /// Nothing can be deleted (Cloud KMS key rings); the note says what remains.
+    Retained {
+        note: String,
     },
 }
 
@@ -154,6 +212,9 @@ static KINDS: &[&dyn Kind] = &[
     &aws::lambda_function::LambdaFunction,
     &aws::lambda_function_url::LambdaFunctionUrl,
     &aws::api_gateway::ApiGateway,
+    &gcp::key_ring::KeyRing,
+    &gcp::crypto_key::CryptoKey,
+    &gcp::iam_binding::CryptoKeyIamBinding,
 ];
 
 /// The kind with this manifest name.

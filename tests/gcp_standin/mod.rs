@@ -86,6 +86,10 @@ struct Store {
     faults: Faults,
     calls: Vec<String>,
     signs: u64,
+    /// `Authorization` headers of API requests, in order.
+    authorizations: Vec<String>,
+    /// Audiences of the ID tokens the metadata server minted.
+    audiences: Vec<String>,
 }
 
 /// How long a new asymmetric version stays PENDING_GENERATION.
@@ -137,6 +141,16 @@ impl GcpKms {
         self.calls().into_iter().filter(|c| !c.starts_with("GET ")).collect()
     }
 
+    /// `Authorization` headers the API requests carried.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.store.lock().unwrap().authorizations.clone()
+    }
+
+    /// Audiences the metadata server minted ID tokens for.
+    pub fn id_token_audiences(&self) -> Vec<String> {
+        self.store.lock().unwrap().audiences.clone()
+    }
+
     /// Signatures made so far.
     pub fn signs(&self) -> u64 {
         self.store.lock().unwrap().signs
@@ -183,6 +197,72 @@ async fn serve(
     }
 }
 
+/// The access token the metadata server hands out.
+pub const ACCESS_TOKEN: &str = "standin-access-token";
+/// The service account the metadata server speaks for.
+pub const SERVICE_ACCOUNT: &str = "signer@standin-project.iam.gserviceaccount.com";
+
+/// A minimal GCE metadata server, so that Application Default Credentials work unchanged
+/// when `GCE_METADATA_HOST` points here: access tokens, ID tokens, the account's email and
+/// the project id. Requests without `Metadata-Flavor: Google` are refused, as on GCE.
+fn metadata(store: &Mutex<Store>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, body: String| {
+        Response::builder()
+            .status(status)
+            .header("metadata-flavor", "Google")
+            .header("content-type", "application/text")
+            .body(Full::new(Bytes::from(body)))
+            .expect("response")
+    };
+    if req.headers().get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+        return reply(StatusCode::FORBIDDEN, "Missing Metadata-Flavor:Google header.".into());
+    }
+    let query: BTreeMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect();
+    let account = "/computeMetadata/v1/instance/service-accounts/default";
+    match req.uri().path().trim_end_matches('/') {
+        p if p == format!("{account}/token") => reply(
+            StatusCode::OK,
+            json!({"access_token": ACCESS_TOKEN, "expires_in": 3599, "token_type": "Bearer"}).to_string(),
+        ),
+        p if p == format!("{account}/identity") => {
+            let Some(audience) = query.get("audience") else {
+                return reply(StatusCode::BAD_REQUEST, "non-empty audience parameter required".into());
+            };
+            store.lock().unwrap().audiences.push(audience.clone());
+            reply(StatusCode::OK, id_token(audience))
+        }
+        p if p == format!("{account}/email") => reply(StatusCode::OK, SERVICE_ACCOUNT.into()),
+        "/computeMetadata/v1/project/project-id" => reply(StatusCode::OK, "standin-project".into()),
+        "/computeMetadata/v1/universe/universe-domain" => reply(StatusCode::OK, "googleapis.com".into()),
+        p if p.starts_with("/computeMetadata/v1/instance") => reply(StatusCode::OK, String::new()),
+        _ => reply(StatusCode::NOT_FOUND, "not found".into()),
+    }
+}
+
+/// A JWT shaped like Google's ID tokens (RS256 header, `aud`, `iss`, `exp`, `email`). Its
+/// signature is random: no one outside Google can mint a verifiable one, and the endpoints
+/// under test check the claims, not Google's signature.
+pub fn id_token(audience: &str) -> String {
+    use base64::Engine;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": "standin"});
+    let claims = json!({
+        "aud": audience, "azp": SERVICE_ACCOUNT, "email": SERVICE_ACCOUNT, "email_verified": true,
+        "iss": "https://accounts.google.com", "sub": "100000000000000000000", "iat": now, "exp": now + 3600,
+    });
+    let mut sig = [0u8; 256];
+    getrandom::fill(&mut sig).expect("random");
+    format!("{}.{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()), b64(&sig))
+}
+
 /// A Google API error: HTTP status, canonical code name, message.
 struct ApiError(StatusCode, &'static str, String);
 
@@ -201,6 +281,12 @@ fn precondition(msg: impl Into<String>) -> ApiError {
 async fn handle(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    if path.starts_with("/computeMetadata/") {
+        return Ok(metadata(&store, &req));
+    }
+    if let Some(auth) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
+        store.lock().unwrap().authorizations.push(auth.to_owned());
+    }
     let query: BTreeMap<String, String> = req
         .uri()
         .query()

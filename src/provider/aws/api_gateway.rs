@@ -97,7 +97,7 @@ impl Kind for ApiGateway {
     /// `apigateway:GET` on the API, its resources, method, integration and stage.
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
         let Some(api) = unless_gone(
-            cloud
+            cloud.aws
                 .apigateway
                 .get_rest_api()
                 .rest_api_id(id)
@@ -128,7 +128,7 @@ impl Kind for ApiGateway {
                     .unwrap_or_default(),
             ),
         );
-        let resources = cloud
+        let resources = cloud.aws
             .apigateway
             .get_resources()
             .rest_api_id(id)
@@ -141,11 +141,11 @@ impl Kind for ApiGateway {
         let (mut authorization, mut function_arn) = (String::new(), String::new());
         if let Some(resource_id) = resource.and_then(|r| r.id()) {
             if let Ok(m) =
-                cloud.apigateway.get_method().rest_api_id(id).resource_id(resource_id).http_method("POST").send().await
+                cloud.aws.apigateway.get_method().rest_api_id(id).resource_id(resource_id).http_method("POST").send().await
             {
                 authorization = m.authorization_type().unwrap_or_default().to_owned();
             }
-            if let Ok(i) = cloud
+            if let Ok(i) = cloud.aws
                 .apigateway
                 .get_integration()
                 .rest_api_id(id)
@@ -159,7 +159,7 @@ impl Kind for ApiGateway {
         }
         live.attrs.insert("authorization".into(), json!(authorization));
         live.attrs.insert("function_arn".into(), json!(function_arn));
-        match cloud.apigateway.get_stage().rest_api_id(id).stage_name(&stage).send().await {
+        match cloud.aws.apigateway.get_stage().rest_api_id(id).stage_name(&stage).send().await {
             Ok(s) => {
                 let all = s.method_settings().and_then(|m| m.get("*/*"));
                 live.attrs.insert("stage".into(), json!(stage));
@@ -186,7 +186,7 @@ impl Kind for ApiGateway {
     /// Gateway, and `apigateway:DELETE` of the API again if a later step fails.
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
         let policy = serde_json::to_string(&desired["policy"]).unwrap_or_default();
-        let api = cloud
+        let api = cloud.aws
             .apigateway
             .create_rest_api()
             .name(str_attr(desired, "name"))
@@ -198,7 +198,7 @@ impl Kind for ApiGateway {
             .map_err(|e| api_error("apigateway:CreateRestApi", e))?;
         let id = api.id().unwrap_or_default().to_owned();
         if let Err(e) = build_route(cloud, &id, desired).await {
-            let _ = cloud.apigateway.delete_rest_api().rest_api_id(&id).send().await;
+            let _ = cloud.aws.apigateway.delete_rest_api().rest_api_id(&id).send().await;
             return Err(e);
         }
         Ok(Created { outputs: outputs(cloud, &id, str_attr(desired, "stage"), str_attr(desired, "path")).await?, id })
@@ -224,7 +224,7 @@ impl Kind for ApiGateway {
             api_patch.push(patch("/policy", &serde_json::to_string(&desired["policy"]).unwrap_or_default()));
         }
         if !api_patch.is_empty() {
-            cloud
+            cloud.aws
                 .apigateway
                 .update_rest_api()
                 .rest_api_id(id)
@@ -236,7 +236,7 @@ impl Kind for ApiGateway {
         if has("authorization") || has("function_arn") {
             let resource_id = find_resource(cloud, id, path).await?;
             if has("authorization") {
-                cloud
+                cloud.aws
                     .apigateway
                     .update_method()
                     .rest_api_id(id)
@@ -252,7 +252,7 @@ impl Kind for ApiGateway {
             }
         }
         if ["name", "policy", "authorization", "function_arn"].iter().any(|a| has(a)) {
-            cloud
+            cloud.aws
                 .apigateway
                 .create_deployment()
                 .rest_api_id(id)
@@ -268,7 +268,7 @@ impl Kind for ApiGateway {
             let arn = api_arn(cloud, id);
             let (set, unset) = tag_delta(desired, live);
             if !unset.is_empty() {
-                cloud
+                cloud.aws
                     .apigateway
                     .untag_resource()
                     .resource_arn(&arn)
@@ -278,7 +278,7 @@ impl Kind for ApiGateway {
                     .map_err(|e| api_error("apigateway:UntagResource", e))?;
             }
             if !set.is_empty() {
-                cloud
+                cloud.aws
                     .apigateway
                     .tag_resource()
                     .resource_arn(&arn)
@@ -294,7 +294,7 @@ impl Kind for ApiGateway {
     /// `apigateway:GET` on the APIs: the one with this name and our tags. A half-built API
     /// is adopted too; the next apply finds what it lacks and plans it back.
     async fn adopt(&self, cloud: &Cloud, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
-        let apis = cloud
+        let apis = cloud.aws
             .apigateway
             .get_rest_apis()
             .limit(500)
@@ -319,7 +319,7 @@ impl Kind for ApiGateway {
     /// `apigateway:DELETE` on the API, `lambda:RemovePermission`.
     async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         unless_gone(
-            cloud
+            cloud.aws
                 .apigateway
                 .delete_rest_api()
                 .rest_api_id(id)
@@ -329,7 +329,7 @@ impl Kind for ApiGateway {
         )?;
         let function = str_attr(prior, "function_arn");
         unless_gone(
-            cloud
+            cloud.aws
                 .lambda
                 .remove_permission()
                 .function_name(function)
@@ -344,7 +344,7 @@ impl Kind for ApiGateway {
 
 /// Resource, method, integration, permission, deployment, stage throttling.
 async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
-    let resources = cloud
+    let resources = cloud.aws
         .apigateway
         .get_resources()
         .rest_api_id(id)
@@ -357,7 +357,7 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         .find(|r| r.path() == Some("/"))
         .and_then(|r| r.id())
         .ok_or_else(|| unexpected("apigateway:GetResources", "no root resource"))?;
-    let resource = cloud
+    let resource = cloud.aws
         .apigateway
         .create_resource()
         .rest_api_id(id)
@@ -367,7 +367,7 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         .await
         .map_err(|e| api_error("apigateway:CreateResource", e))?;
     let resource_id = resource.id().unwrap_or_default();
-    cloud
+    cloud.aws
         .apigateway
         .put_method()
         .rest_api_id(id)
@@ -378,7 +378,7 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         .await
         .map_err(|e| api_error("apigateway:PutMethod", e))?;
     integrate(cloud, id, resource_id, desired).await?;
-    cloud
+    cloud.aws
         .apigateway
         .create_deployment()
         .rest_api_id(id)
@@ -394,10 +394,10 @@ async fn integrate(cloud: &Cloud, id: &str, resource_id: &str, desired: &Attrs) 
     let function = str_attr(desired, "function_arn");
     let uri = format!(
         "arn:{}:apigateway:{}:lambda:path/2015-03-31/functions/{function}/invocations",
-        cloud.identity().await?.partition,
-        cloud.region
+        cloud.aws.identity().await?.partition,
+        cloud.aws.region
     );
-    cloud
+    cloud.aws
         .apigateway
         .put_integration()
         .rest_api_id(id)
@@ -410,7 +410,7 @@ async fn integrate(cloud: &Cloud, id: &str, resource_id: &str, desired: &Attrs) 
         .await
         .map_err(|e| api_error("apigateway:PutIntegration", e))?;
     let source = format!("{}/*/POST/{}", execution_arn(cloud, id).await?, str_attr(desired, "path"));
-    let added = cloud
+    let added = cloud.aws
         .lambda
         .add_permission()
         .function_name(function)
@@ -432,7 +432,7 @@ async fn integrate(cloud: &Cloud, id: &str, resource_id: &str, desired: &Attrs) 
 async fn throttle(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
     let rate = desired.get("throttle_rate").and_then(Json::as_f64).unwrap_or(10.0);
     let burst = desired.get("throttle_burst").and_then(Json::as_i64).unwrap_or(20);
-    cloud
+    cloud.aws
         .apigateway
         .update_stage()
         .rest_api_id(id)
@@ -446,7 +446,7 @@ async fn throttle(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
 }
 
 async fn find_resource(cloud: &Cloud, id: &str, path: &str) -> Result<String> {
-    let resources = cloud
+    let resources = cloud.aws
         .apigateway
         .get_resources()
         .rest_api_id(id)
@@ -472,12 +472,12 @@ fn permission_sid(api_id: &str) -> String {
 }
 
 fn api_arn(cloud: &Cloud, id: &str) -> String {
-    format!("arn:aws:apigateway:{}::/restapis/{id}", cloud.region)
+    format!("arn:aws:apigateway:{}::/restapis/{id}", cloud.aws.region)
 }
 
 async fn execution_arn(cloud: &Cloud, id: &str) -> Result<String> {
-    let who = cloud.identity().await?;
-    Ok(format!("arn:{}:execute-api:{}:{}:{id}", who.partition, cloud.region, who.account_id))
+    let who = cloud.aws.identity().await?;
+    Ok(format!("arn:{}:execute-api:{}:{}:{id}", who.partition, cloud.aws.region, who.account_id))
 }
 
 async fn outputs(cloud: &Cloud, id: &str, stage: &str, path: &str) -> Result<Attrs> {
@@ -489,7 +489,7 @@ async fn outputs(cloud: &Cloud, id: &str, stage: &str, path: &str) -> Result<Att
     out.insert("path".into(), json!(path));
     out.insert(
         "stage_url".into(),
-        json!(format!("https://{id}.execute-api.{}.amazonaws.com/{stage}/{path}", cloud.region)),
+        json!(format!("https://{id}.execute-api.{}.amazonaws.com/{stage}/{path}", cloud.aws.region)),
     );
     Ok(out)
 }

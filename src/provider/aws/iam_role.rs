@@ -92,7 +92,7 @@ impl Kind for IamRole {
     /// `iam:GetRole`, `iam:ListRoleTags`, `iam:ListRolePolicies`.
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
         let Some(out) =
-            unless_gone(cloud.iam.get_role().role_name(id).send().await.map_err(|e| api_error("iam:GetRole", e)))?
+            unless_gone(cloud.aws.iam.get_role().role_name(id).send().await.map_err(|e| api_error("iam:GetRole", e)))?
         else {
             return Ok(None);
         };
@@ -119,7 +119,7 @@ impl Kind for IamRole {
 
     /// `iam:CreateRole` with tags (`iam:TagRole`).
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
-        let out = cloud
+        let out = cloud.aws
             .iam
             .create_role()
             .role_name(str_attr(desired, "name"))
@@ -147,7 +147,7 @@ impl Kind for IamRole {
         for attr in changed {
             match attr.as_str() {
                 "description" => {
-                    cloud
+                    cloud.aws
                         .iam
                         .update_role()
                         .role_name(id)
@@ -158,7 +158,7 @@ impl Kind for IamRole {
                 }
                 "trust_policy" => {
                     let doc = serde_json::to_string(&desired["trust_policy"]).unwrap_or_default();
-                    cloud
+                    cloud.aws
                         .iam
                         .update_assume_role_policy()
                         .role_name(id)
@@ -170,7 +170,7 @@ impl Kind for IamRole {
                 "tags" => {
                     let (set, unset) = tag_delta(desired, live);
                     if !unset.is_empty() {
-                        cloud
+                        cloud.aws
                             .iam
                             .untag_role()
                             .role_name(id)
@@ -180,7 +180,7 @@ impl Kind for IamRole {
                             .map_err(|e| api_error("iam:UntagRole", e))?;
                     }
                     if !set.is_empty() {
-                        cloud
+                        cloud.aws
                             .iam
                             .tag_role()
                             .role_name(id)
@@ -192,7 +192,7 @@ impl Kind for IamRole {
                 }
                 "undeclared_inline_policies" => {
                     for name in live.get(attr).and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str) {
-                        cloud
+                        cloud.aws
                             .iam
                             .delete_role_policy()
                             .role_name(id)
@@ -205,14 +205,14 @@ impl Kind for IamRole {
                 _ => {}
             }
         }
-        let role = cloud.iam.get_role().role_name(id).send().await.map_err(|e| api_error("iam:GetRole", e))?;
+        let role = cloud.aws.iam.get_role().role_name(id).send().await.map_err(|e| api_error("iam:GetRole", e))?;
         Ok(outputs(role.role().ok_or_else(|| unexpected("iam:GetRole", "no Role"))?))
     }
 
     /// `iam:GetRole`, `iam:ListRoleTags`: the role of this name, if it carries our tags.
     async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
         let name = str_attr(desired, "name");
-        match cloud.iam.get_role().role_name(name).send().await {
+        match cloud.aws.iam.get_role().role_name(name).send().await {
             Ok(_) => Ok(crate::provider::owned_by(desired, &list_tags(cloud, name).await?).then(|| name.to_owned())),
             Err(e) => {
                 let e = api_error("iam:GetRole", e);
@@ -227,7 +227,7 @@ impl Kind for IamRole {
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let result: Result<()> = async {
             for name in list_inline_policies(cloud, id).await? {
-                cloud
+                cloud.aws
                     .iam
                     .delete_role_policy()
                     .role_name(id)
@@ -236,7 +236,7 @@ impl Kind for IamRole {
                     .await
                     .map_err(|e| api_error("iam:DeleteRolePolicy", e))?;
             }
-            let attached = cloud
+            let attached = cloud.aws
                 .iam
                 .list_attached_role_policies()
                 .role_name(id)
@@ -244,7 +244,7 @@ impl Kind for IamRole {
                 .await
                 .map_err(|e| api_error("iam:ListAttachedRolePolicies", e))?;
             for p in attached.attached_policies() {
-                cloud
+                cloud.aws
                     .iam
                     .detach_role_policy()
                     .role_name(id)
@@ -253,7 +253,7 @@ impl Kind for IamRole {
                     .await
                     .map_err(|e| api_error("iam:DetachRolePolicy", e))?;
             }
-            cloud.iam.delete_role().role_name(id).send().await.map_err(|e| api_error("iam:DeleteRole", e))?;
+            cloud.aws.iam.delete_role().role_name(id).send().await.map_err(|e| api_error("iam:DeleteRole", e))?;
             Ok(())
         }
         .await;
@@ -329,7 +329,7 @@ async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap
     let mut tags = std::collections::BTreeMap::new();
     let mut marker = None;
     loop {
-        let out = cloud
+        let out = cloud.aws
             .iam
             .list_role_tags()
             .role_name(id)
@@ -350,7 +350,7 @@ async fn list_inline_policies(cloud: &Cloud, id: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
     let mut marker = None;
     loop {
-        let out = cloud
+        let out = cloud.aws
             .iam
             .list_role_policies()
             .role_name(id)

@@ -48,7 +48,7 @@ impl Kind for KmsAlias {
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let mut marker = None;
         loop {
-            let out = cloud
+            let out = cloud.aws
                 .kms
                 .list_aliases()
                 .set_marker(marker)
@@ -73,7 +73,7 @@ impl Kind for KmsAlias {
     /// `kms:CreateAlias` (on the alias and the key).
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
         let name = str_attr(desired, "name");
-        cloud
+        cloud.aws
             .kms
             .create_alias()
             .alias_name(name)
@@ -86,7 +86,7 @@ impl Kind for KmsAlias {
 
     /// `kms:UpdateAlias`.
     async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
-        cloud
+        cloud.aws
             .kms
             .update_alias()
             .alias_name(id)
@@ -107,7 +107,7 @@ impl Kind for KmsAlias {
 
     /// `kms:DeleteAlias`. The key itself is untouched.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
-        unless_gone(cloud.kms.delete_alias().alias_name(id).send().await.map_err(|e| api_error("kms:DeleteAlias", e)))?;
+        unless_gone(cloud.aws.kms.delete_alias().alias_name(id).send().await.map_err(|e| api_error("kms:DeleteAlias", e)))?;
         Ok(Deleted::Removed)
     }
 }
@@ -115,10 +115,10 @@ impl Kind for KmsAlias {
 /// The alias's outputs. The ARN is derived rather than read back: it is fully determined by
 /// the caller's partition, region and account.
 async fn outputs(cloud: &Cloud, name: &str) -> Result<Attrs> {
-    let who = cloud.identity().await?;
+    let who = cloud.aws.identity().await?;
     let mut out = Attrs::new();
     out.insert("name".into(), json!(name));
-    out.insert("arn".into(), json!(format!("arn:{}:kms:{}:{}:{name}", who.partition, cloud.region, who.account_id)));
+    out.insert("arn".into(), json!(format!("arn:{}:kms:{}:{}:{name}", who.partition, cloud.aws.region, who.account_id)));
     Ok(out)
 }
 

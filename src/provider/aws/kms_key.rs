@@ -111,13 +111,13 @@ impl Kind for KmsKey {
     /// `kms:DescribeKey`, `kms:GetKeyPolicy`, `kms:ListResourceTags`, `kms:GetPublicKey`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(described) =
-            unless_gone(cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e)))?
+            unless_gone(cloud.aws.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e)))?
         else {
             return Ok(None);
         };
         let meta = described.key_metadata().ok_or_else(|| unexpected("kms:DescribeKey", "no KeyMetadata"))?;
         let state = meta.key_state().map(|s| s.as_str()).unwrap_or("Unknown").to_owned();
-        let policy = cloud
+        let policy = cloud.aws
             .kms
             .get_key_policy()
             .key_id(id)
@@ -152,7 +152,7 @@ impl Kind for KmsKey {
         let policy = serde_json::to_string(&desired["policy"]).unwrap_or_default();
         let out = until_visible(
             || {
-                cloud
+                cloud.aws
                     .kms
                     .create_key()
                     .key_spec(KeySpec::from(str_attr(desired, "key_spec")))
@@ -174,7 +174,7 @@ impl Kind for KmsKey {
         let meta = out.key_metadata().ok_or_else(|| unexpected("kms:CreateKey", "no KeyMetadata"))?;
         let id = meta.key_id().to_owned();
         if str_attr(desired, "key_state") == "Disabled" {
-            cloud.kms.disable_key().key_id(&id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
+            cloud.aws.kms.disable_key().key_id(&id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
         }
         let outputs = key_outputs(&id, meta.arn().unwrap_or_default(), Some(public_key(cloud, &id).await?));
         Ok(Created { id, outputs })
@@ -193,7 +193,7 @@ impl Kind for KmsKey {
         for attr in changed {
             match attr.as_str() {
                 "description" => {
-                    cloud
+                    cloud.aws
                         .kms
                         .update_key_description()
                         .key_id(id)
@@ -206,7 +206,7 @@ impl Kind for KmsKey {
                     let policy = serde_json::to_string(&desired["policy"]).unwrap_or_default();
                     until_visible(
                         || {
-                            cloud
+                            cloud.aws
                                 .kms
                                 .put_key_policy()
                                 .key_id(id)
@@ -227,7 +227,7 @@ impl Kind for KmsKey {
             }
         }
         let described =
-            cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
+            cloud.aws.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
         let arn = described.key_metadata().and_then(|m| m.arn()).unwrap_or_default();
         let spki = if str_attr(desired, "key_state") == "Enabled" { Some(public_key(cloud, id).await?) } else { None };
         Ok(key_outputs(id, arn, spki))
@@ -242,14 +242,14 @@ impl Kind for KmsKey {
         let mut marker = None;
         loop {
             let page =
-                cloud.kms.list_keys().set_marker(marker).send().await.map_err(|e| api_error("kms:ListKeys", e))?;
+                cloud.aws.kms.list_keys().set_marker(marker).send().await.map_err(|e| api_error("kms:ListKeys", e))?;
             for key in page.keys() {
                 let Some(id) = key.key_id() else { continue };
                 if Some(id) == exclude || !crate::provider::owned_by(desired, &list_tags(cloud, id).await?) {
                     continue;
                 }
                 let meta =
-                    cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
+                    cloud.aws.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
                 let state =
                     meta.key_metadata().and_then(|m| m.key_state()).map(|s| s.as_str().to_owned()).unwrap_or_default();
                 if state == "Enabled" || state == "Disabled" {
@@ -280,13 +280,14 @@ impl Kind for KmsKey {
             )));
         }
         let window = prior.get("deletion_window_days").and_then(Json::as_i64).unwrap_or(30) as i32;
-        let out = cloud.kms.schedule_key_deletion().key_id(id).pending_window_in_days(window).send().await;
+        let out = cloud.aws.kms.schedule_key_deletion().key_id(id).pending_window_in_days(window).send().await;
         match out {
             Ok(out) => Ok(Deleted::Scheduled {
                 deletion_date: out
                     .deletion_date()
                     .map(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default())
                     .unwrap_or_default(),
+                note: None,
             }),
             Err(e) => {
                 let e = api_error("kms:ScheduleKeyDeletion", e);
@@ -395,7 +396,7 @@ fn key_outputs(id: &str, arn: &str, spki_b64: Option<String>) -> Attrs {
 
 /// The key's SubjectPublicKeyInfo (DER), base64. `kms:GetPublicKey`.
 async fn public_key(cloud: &Cloud, id: &str) -> Result<String> {
-    let out = cloud.kms.get_public_key().key_id(id).send().await.map_err(|e| api_error("kms:GetPublicKey", e))?;
+    let out = cloud.aws.kms.get_public_key().key_id(id).send().await.map_err(|e| api_error("kms:GetPublicKey", e))?;
     let der = out.public_key().ok_or_else(|| unexpected("kms:GetPublicKey", "no PublicKey"))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(der.as_ref()))
 }
@@ -405,7 +406,7 @@ async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap
     let mut tags = std::collections::BTreeMap::new();
     let mut marker = None;
     loop {
-        let out = cloud
+        let out = cloud.aws
             .kms
             .list_resource_tags()
             .key_id(id)
@@ -424,7 +425,7 @@ async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap
 async fn update_tags(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> Result<()> {
     let (set, unset) = tag_delta(desired, live);
     if !unset.is_empty() {
-        cloud
+        cloud.aws
             .kms
             .untag_resource()
             .key_id(id)
@@ -444,7 +445,7 @@ async fn update_tags(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> 
                     .map_err(|e| unexpected("kms:TagResource", &e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
-        cloud
+        cloud.aws
             .kms
             .tag_resource()
             .key_id(id)
@@ -460,15 +461,15 @@ async fn update_tags(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> 
 async fn update_state(cloud: &Cloud, id: &str, want: &str, have: &str) -> Result<()> {
     let mut have = have.to_owned();
     if have == "PendingDeletion" {
-        cloud.kms.cancel_key_deletion().key_id(id).send().await.map_err(|e| api_error("kms:CancelKeyDeletion", e))?;
+        cloud.aws.kms.cancel_key_deletion().key_id(id).send().await.map_err(|e| api_error("kms:CancelKeyDeletion", e))?;
         have = "Disabled".into();
     }
     match (want, have.as_str()) {
         ("Enabled", "Disabled") => {
-            cloud.kms.enable_key().key_id(id).send().await.map_err(|e| api_error("kms:EnableKey", e))?;
+            cloud.aws.kms.enable_key().key_id(id).send().await.map_err(|e| api_error("kms:EnableKey", e))?;
         }
         ("Disabled", "Enabled") => {
-            cloud.kms.disable_key().key_id(id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
+            cloud.aws.kms.disable_key().key_id(id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
         }
         _ => {}
     }

@@ -103,7 +103,7 @@ impl Kind for LambdaFunction {
     /// `lambda:GetFunction`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(out) = unless_gone(
-            cloud.lambda.get_function().function_name(id).send().await.map_err(|e| api_error("lambda:GetFunction", e)),
+            cloud.aws.lambda.get_function().function_name(id).send().await.map_err(|e| api_error("lambda:GetFunction", e)),
         )?
         else {
             return Ok(None);
@@ -142,7 +142,7 @@ impl Kind for LambdaFunction {
         let name = str_attr(desired, "name");
         let out = until_visible(
             || {
-                cloud
+                cloud.aws
                     .lambda
                     .create_function()
                     .function_name(name)
@@ -162,7 +162,7 @@ impl Kind for LambdaFunction {
         )
         .await?;
         if let Some(n) = desired.get("reserved_concurrency").and_then(Json::as_i64) {
-            cloud
+            cloud.aws
                 .lambda
                 .put_function_concurrency()
                 .function_name(name)
@@ -189,7 +189,7 @@ impl Kind for LambdaFunction {
         if has("code_sha256") {
             let code = build(desired)?;
             retry_conflict(|| {
-                cloud
+                cloud.aws
                     .lambda
                     .update_function_code()
                     .function_name(id)
@@ -204,7 +204,7 @@ impl Kind for LambdaFunction {
             .any(|a| has(a))
         {
             retry_conflict(|| {
-                cloud
+                cloud.aws
                     .lambda
                     .update_function_configuration()
                     .function_name(id)
@@ -223,7 +223,7 @@ impl Kind for LambdaFunction {
         if has("reserved_concurrency") {
             match desired.get("reserved_concurrency").and_then(Json::as_i64) {
                 Some(n) => {
-                    cloud
+                    cloud.aws
                         .lambda
                         .put_function_concurrency()
                         .function_name(id)
@@ -233,7 +233,7 @@ impl Kind for LambdaFunction {
                         .map_err(|e| api_error("lambda:PutFunctionConcurrency", e))?;
                 }
                 None => {
-                    cloud
+                    cloud.aws
                         .lambda
                         .delete_function_concurrency()
                         .function_name(id)
@@ -243,7 +243,7 @@ impl Kind for LambdaFunction {
                 }
             }
         }
-        let current = cloud
+        let current = cloud.aws
             .lambda
             .get_function()
             .function_name(id)
@@ -254,7 +254,7 @@ impl Kind for LambdaFunction {
         if has("tags") {
             let (set, unset) = tag_delta(desired, live);
             if !unset.is_empty() {
-                cloud
+                cloud.aws
                     .lambda
                     .untag_resource()
                     .resource(&arn)
@@ -264,7 +264,7 @@ impl Kind for LambdaFunction {
                     .map_err(|e| api_error("lambda:UntagResource", e))?;
             }
             if !set.is_empty() {
-                cloud
+                cloud.aws
                     .lambda
                     .tag_resource()
                     .resource(&arn)
@@ -287,7 +287,7 @@ impl Kind for LambdaFunction {
     /// `lambda:DeleteFunction`.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         unless_gone(
-            cloud
+            cloud.aws
                 .lambda
                 .delete_function()
                 .function_name(id)

@@ -75,7 +75,7 @@ impl Kind for LambdaFunctionUrl {
     /// `lambda:GetFunctionUrlConfig`, `lambda:GetPolicy`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(out) = unless_gone(
-            cloud
+            cloud.aws
                 .lambda
                 .get_function_url_config()
                 .function_name(id)
@@ -98,7 +98,7 @@ impl Kind for LambdaFunctionUrl {
     /// `lambda:CreateFunctionUrlConfig`, and `lambda:AddPermission` for a public URL.
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
         let function = str_attr(desired, "function");
-        let out = cloud
+        let out = cloud.aws
             .lambda
             .create_function_url_config()
             .function_name(function)
@@ -116,7 +116,7 @@ impl Kind for LambdaFunctionUrl {
     /// `lambda:UpdateFunctionUrlConfig`, `lambda:AddPermission`, `lambda:RemovePermission`.
     async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, changed: &[String]) -> Result<Attrs> {
         if changed.iter().any(|c| c == "auth_type" || c == "cors") {
-            cloud
+            cloud.aws
                 .lambda
                 .update_function_url_config()
                 .function_name(id)
@@ -133,7 +133,7 @@ impl Kind for LambdaFunctionUrl {
                 remove_public_permissions(cloud, id).await?;
             }
         }
-        let out = cloud
+        let out = cloud.aws
             .lambda
             .get_function_url_config()
             .function_name(id)
@@ -152,7 +152,7 @@ impl Kind for LambdaFunctionUrl {
     /// `lambda:DeleteFunctionUrlConfig`, `lambda:RemovePermission`.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         unless_gone(
-            cloud
+            cloud.aws
                 .lambda
                 .delete_function_url_config()
                 .function_name(id)
@@ -215,7 +215,7 @@ fn cors_sdk(desired: &Attrs) -> Option<Cors> {
 
 /// True when both public-URL statements are in the function's resource policy.
 async fn public_permissions(cloud: &Cloud, function: &str) -> Result<bool> {
-    let policy = match cloud.lambda.get_policy().function_name(function).send().await {
+    let policy = match cloud.aws.lambda.get_policy().function_name(function).send().await {
         Ok(out) => out.policy().unwrap_or("{}").to_owned(),
         Err(e) => {
             let e = api_error("lambda:GetPolicy", e);
@@ -236,7 +236,7 @@ async fn public_permissions(cloud: &Cloud, function: &str) -> Result<bool> {
 async fn add_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
     for (sid, action) in PUBLIC_SIDS {
         let mut req =
-            cloud.lambda.add_permission().function_name(function).statement_id(sid).action(action).principal("*");
+            cloud.aws.lambda.add_permission().function_name(function).statement_id(sid).action(action).principal("*");
         req = if action == "lambda:InvokeFunctionUrl" {
             req.function_url_auth_type(FunctionUrlAuthType::None)
         } else {
@@ -258,7 +258,7 @@ async fn add_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
 async fn remove_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
     for (sid, _) in PUBLIC_SIDS {
         unless_gone(
-            cloud
+            cloud.aws
                 .lambda
                 .remove_permission()
                 .function_name(function)

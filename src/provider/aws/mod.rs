@@ -15,8 +15,7 @@ pub mod lambda_function;
 pub mod lambda_function_url;
 pub mod lambda_layer;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -28,7 +27,8 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::OnceCell;
 
-use super::ProviderError;
+pub use super::Cloud;
+use super::{CallLog, ProviderError};
 use crate::manifest::AwsConfig;
 
 /// Who keyrite is talking to AWS as.
@@ -37,30 +37,6 @@ pub struct Identity {
     pub account_id: String,
     pub arn: String,
     pub partition: String,
-}
-
-/// Counts of API calls per `Service.Operation`.
-#[derive(Debug, Default)]
-pub struct CallLog {
-    calls: Mutex<BTreeMap<String, u64>>,
-}
-
-impl CallLog {
-    /// Calls so far, by `Service.Operation`.
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    /// Calls whose operation can change something (anything not Get/List/Describe).
-    pub fn mutating(&self) -> u64 {
-        self.snapshot().iter().filter(|(op, _)| is_mutating(op)).map(|(_, n)| n).sum()
-    }
-}
-
-/// True for operations that may change cloud state.
-pub fn is_mutating(op: &str) -> bool {
-    let name = op.rsplit('.').next().unwrap_or(op);
-    !["Get", "List", "Describe"].iter().any(|p| name.starts_with(p))
 }
 
 #[derive(Debug)]
@@ -81,9 +57,7 @@ impl Intercept for CountCalls {
     ) -> Result<(), BoxError> {
         if let Some(meta) = cfg.load::<Metadata>() {
             let key = format!("{}.{}", meta.service(), meta.name());
-            if let Ok(mut calls) = self.0.calls.lock() {
-                *calls.entry(key).or_default() += 1;
-            }
+            self.0.record(key);
         }
         Ok(())
     }
@@ -91,7 +65,7 @@ impl Intercept for CountCalls {
 
 /// SDK clients and the caller's identity.
 #[derive(Debug)]
-pub struct Cloud {
+pub struct Aws {
     pub kms: aws_sdk_kms::Client,
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
@@ -103,9 +77,11 @@ pub struct Cloud {
     identity: OnceCell<Identity>,
 }
 
-impl Cloud {
-    /// Builds clients from the environment, overridden by the manifest's settings.
-    pub async fn connect(settings: &AwsConfig) -> anyhow::Result<Cloud> {
+impl Aws {
+    /// Builds clients from the environment, overridden by the manifest's settings. Nothing
+    /// is sent yet; a missing region is reported by [`Aws::identity`], so that manifests
+    /// without AWS resources need no AWS settings.
+    pub async fn connect(settings: &AwsConfig, calls: Arc<CallLog>) -> Aws {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(profile) = &settings.profile {
             loader = loader.profile_name(profile);
@@ -135,11 +111,7 @@ impl Cloud {
                 .build(),
         );
         let sdk_config = loader.load().await;
-        let region = sdk_config
-            .region()
-            .map(|r| r.to_string())
-            .ok_or_else(|| anyhow::anyhow!("no AWS region: set provider.aws.region in the manifest, or AWS_REGION"))?;
-        let calls = Arc::new(CallLog::default());
+        let region = sdk_config.region().map(|r| r.to_string()).unwrap_or_default();
         let kms = aws_sdk_kms::Client::from_conf(
             aws_sdk_kms::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build(),
         );
@@ -155,13 +127,18 @@ impl Cloud {
         let apigateway = aws_sdk_apigateway::Client::from_conf(
             aws_sdk_apigateway::config::Builder::from(&sdk_config).interceptor(CountCalls(calls.clone())).build(),
         );
-        Ok(Cloud { kms, iam, sts, lambda, apigateway, sdk_config, region, calls, identity: OnceCell::new() })
+        Aws { kms, iam, sts, lambda, apigateway, sdk_config, region, calls, identity: OnceCell::new() }
     }
 
     /// The caller's account and partition (`sts:GetCallerIdentity`, which needs no permission).
     pub async fn identity(&self) -> super::Result<&Identity> {
         self.identity
             .get_or_try_init(|| async {
+                if self.region.is_empty() {
+                    return Err(ProviderError::Refused(
+                        "no AWS region: set provider.aws.region in the manifest, or AWS_REGION".into(),
+                    ));
+                }
                 let out =
                     self.sts.get_caller_identity().send().await.map_err(|e| api_error("sts:GetCallerIdentity", e))?;
                 let arn = out.arn().unwrap_or_default().to_owned();
@@ -229,6 +206,11 @@ impl ProviderError {
                     | "KMSInternalException"
                     | "DependencyTimeoutException"
                     | "ServiceFailure"
+                    // Google's canonical codes.
+                    | "UNAVAILABLE"
+                    | "RESOURCE_EXHAUSTED"
+                    | "DEADLINE_EXCEEDED"
+                    | "INTERNAL"
             )
         )
     }
@@ -245,7 +227,13 @@ impl ProviderError {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self.code(),
-            Some("NotFoundException" | "NoSuchEntity" | "NoSuchEntityException" | "ResourceNotFoundException")
+            Some(
+                "NotFoundException"
+                    | "NoSuchEntity"
+                    | "NoSuchEntityException"
+                    | "ResourceNotFoundException"
+                    | "NOT_FOUND"
+            )
         )
     }
 }

@@ -1,0 +1,241 @@
+//! `gcp_kms_crypto_key_iam_binding`: who may sign with a Cloud KMS key.
+//!
+//! One role (`roles/cloudkms.signerVerifier` by default: `asymmetricSign` and
+//! `getPublicKey`, nothing else) granted to named members on one key. The resource speaks
+//! for the key's whole IAM policy: any *other* binding on the key (another role, or a
+//! conditional binding) is reported as `other_bindings`, which an auditor reads as "someone
+//! granted access outside keyrite", and apply removes it. The members of the declared role
+//! are compared as a set.
+//!
+//! Writes are read-modify-write with the policy's etag, so a concurrent change is never
+//! overwritten: `setIamPolicy` answers ABORTED and keyrite reads and tries again (at most
+//! five times). Public members (`allUsers`, `allAuthenticatedUsers`) are refused unless
+//! `allow_public: true`, which also warns.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use google_cloud_iam_v1::model::{Binding, GetPolicyOptions, Policy};
+use serde_json::{Value as Json, json};
+
+use super::Gcp;
+use crate::manifest::{Attrs, Block, Validation};
+use crate::provider::aws::unless_gone;
+use crate::provider::{AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, Result, str_attr};
+
+pub struct CryptoKeyIamBinding;
+
+/// The role that signs and reads the public key, and nothing else.
+pub const SIGNER_ROLE: &str = "roles/cloudkms.signerVerifier";
+const PUBLIC_MEMBERS: &[&str] = &["allUsers", "allAuthenticatedUsers"];
+
+const ATTRS: &[AttrSpec] = &[
+    AttrSpec::replace("crypto_key"),
+    AttrSpec::update("iam_role"),
+    AttrSpec::update("members"),
+    AttrSpec::update("other_bindings"),
+];
+
+#[async_trait]
+impl Kind for CryptoKeyIamBinding {
+    fn name(&self) -> &'static str {
+        "gcp_kms_crypto_key_iam_binding"
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        &["crypto_key", "etag"]
+    }
+
+    fn desired(&self, _name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
+        let mut a = Attrs::new();
+        let pos = b.pos();
+        if let Some(key) = b.required_string(cx, "crypto_key") {
+            a.insert("crypto_key".into(), json!(key));
+        }
+        let role = b.string(cx, "role").unwrap_or_else(|| SIGNER_ROLE.into());
+        if !role.starts_with("roles/") && !role.starts_with("projects/") && !role.starts_with("organizations/") {
+            cx.error(pos, "value", format!("{}: {role:?} is not a role (roles/…)", b.field_path("role")));
+        }
+        a.insert("iam_role".into(), json!(role));
+        let allow_public = b.bool(cx, "allow_public").unwrap_or(false);
+        let mut members = b.string_list(cx, "members").unwrap_or_default();
+        if !b.has("members") {
+            cx.error(pos, "missing", format!("{}: list who may use the key", b.field_path("members")));
+        } else if members.is_empty() {
+            cx.error(pos, "value", format!("{}: at least one member", b.field_path("members")));
+        }
+        for m in &members {
+            if PUBLIC_MEMBERS.contains(&m.as_str()) {
+                if allow_public {
+                    cx.warn(pos, "public", format!("{}: {m} lets ANYONE use this key", b.field_path("members")));
+                } else {
+                    cx.error(
+                        pos,
+                        "public",
+                        format!(
+                            "{}: {m} would let anyone use this key; set `allow_public: true` if that is really meant",
+                            b.field_path("members")
+                        ),
+                    );
+                }
+            } else if let Err(msg) = check_member(m) {
+                cx.error(pos, "value", format!("{}: {msg}", b.field_path("members")));
+            }
+        }
+        members.sort();
+        members.dedup();
+        a.insert("members".into(), json!(members));
+        a.insert("other_bindings".into(), json!({}));
+        a
+    }
+
+    /// `cryptoKeys.getIamPolicy` (policy version 3, so conditional bindings are seen).
+    async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
+        let Some(policy) = unless_gone(get_policy(&cloud.gcp, id).await)? else { return Ok(None) };
+        let role = str_attr(reference, "iam_role");
+        let mut members = Vec::new();
+        let mut others: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for b in &policy.bindings {
+            match &b.condition {
+                None if b.role == role => members.extend(b.members.iter().cloned()),
+                None => others.entry(b.role.clone()).or_default().extend(b.members.iter().cloned()),
+                Some(c) => others
+                    .entry(format!("{} if {}", b.role, c.expression))
+                    .or_default()
+                    .extend(b.members.iter().cloned()),
+            }
+        }
+        members.sort();
+        members.dedup();
+        others.values_mut().for_each(|m| {
+            m.sort();
+            m.dedup();
+        });
+        let mut live = Live::default();
+        live.attrs.insert("crypto_key".into(), json!(id));
+        // The declared role is always what was read for; a missing binding shows as no members.
+        live.attrs.insert("iam_role".into(), json!(role));
+        live.attrs.insert("members".into(), json!(members));
+        live.attrs.insert("other_bindings".into(), json!(others));
+        live.outputs = outputs(id, &policy);
+        Ok(Some(live))
+    }
+
+    /// Grants the role to the members; bindings of other roles are left for the next plan to
+    /// show (a create never removes access it has not shown first).
+    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+        let key = str_attr(desired, "crypto_key").to_owned();
+        let role = str_attr(desired, "iam_role").to_owned();
+        let members = list(desired.get("members"));
+        let policy = rewrite(&cloud.gcp, &key, |bindings| {
+            bindings.retain(|b| !(b.condition.is_none() && b.role == role));
+            bindings.push(Binding::new().set_role(&role).set_members(members.clone()));
+        })
+        .await?;
+        Ok(Created { outputs: outputs(&key, &policy), id: key })
+    }
+
+    /// Makes the policy exactly the declared binding: members set, other bindings removed.
+    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
+        let role = str_attr(desired, "iam_role").to_owned();
+        let members = list(desired.get("members"));
+        let policy = rewrite(&cloud.gcp, id, |bindings| {
+            bindings.clear();
+            bindings.push(Binding::new().set_role(&role).set_members(members.clone()));
+        })
+        .await?;
+        Ok(outputs(id, &policy))
+    }
+
+    /// Removes the declared role's binding; the key and other bindings are untouched.
+    async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+        let role = str_attr(prior, "iam_role").to_owned();
+        unless_gone(rewrite(&cloud.gcp, id, |bindings| bindings.retain(|b| !(b.condition.is_none() && b.role == role))).await)?;
+        Ok(Deleted::Removed)
+    }
+
+    /// A binding is identified by its key: the key's policy holding the declared members.
+    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+        let key = str_attr(desired, "crypto_key");
+        let live = self.read(cloud, key, desired).await?;
+        Ok(live.filter(|l| l.attrs.get("members") == desired.get("members")).map(|_| key.to_owned()))
+    }
+}
+
+fn list(v: Option<&Json>) -> Vec<String> {
+    v.and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str).map(str::to_owned).collect()
+}
+
+fn outputs(key: &str, policy: &Policy) -> Attrs {
+    use base64::Engine;
+    let mut out = Attrs::new();
+    out.insert("crypto_key".into(), json!(key));
+    out.insert("etag".into(), json!(base64::engine::general_purpose::STANDARD.encode(&policy.etag)));
+    out
+}
+
+async fn get_policy(gcp: &Gcp, key: &str) -> Result<Policy> {
+    let kms = gcp.kms().await?;
+    gcp.call(
+        "GetIamPolicy",
+        kms.get_iam_policy()
+            .set_resource(key)
+            .set_options(GetPolicyOptions::new().set_requested_policy_version(3))
+            .send(),
+    )
+    .await
+}
+
+/// Read-modify-write of a key's policy under its etag; retried when a concurrent writer wins.
+async fn rewrite(gcp: &Gcp, key: &str, edit: impl Fn(&mut Vec<Binding>)) -> Result<Policy> {
+    let kms = gcp.kms().await?;
+    let mut attempt = 0;
+    loop {
+        let mut policy = get_policy(gcp, key).await?;
+        edit(&mut policy.bindings);
+        policy.bindings.retain(|b| !b.members.is_empty());
+        // Version 3 is required when any binding has a condition; it is harmless otherwise.
+        policy.version = 3;
+        match gcp.call("SetIamPolicy", kms.set_iam_policy().set_resource(key).set_policy(policy).send()).await {
+            Err(e) if e.code() == Some("ABORTED") && attempt < 4 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Checks an IAM member: `user:`, `serviceAccount:`, `group:`, `domain:`, `principal://…`
+/// or `principalSet://…`.
+pub fn check_member(m: &str) -> std::result::Result<(), String> {
+    if m.contains("${") {
+        return Ok(());
+    }
+    let ok = ["user:", "serviceAccount:", "group:", "domain:", "principal://", "principalSet://"]
+        .iter()
+        .any(|p| m.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{m:?} is not an IAM member (serviceAccount:…, user:…, group:…, domain:…, principal://…, principalSet://…)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn members_need_a_kind() {
+        use super::check_member as c;
+        assert!(c("serviceAccount:signer@p.iam.gserviceaccount.com").is_ok());
+        assert!(c("user:alice@example.com").is_ok());
+        assert!(c("alice@example.com").is_err());
+        assert!(c("serviceAccount:").is_err());
+    }
+}
