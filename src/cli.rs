@@ -109,6 +109,20 @@ pub enum Command {
         #[arg(long, value_enum)]
         mode: Option<SigningMode>,
     },
+    /// Write the Cloud Run signer for a Cloud KMS signer, and print its deploy command
+    ///
+    /// Renders templates/gcp-cloud-run-signer (the `signDigest` function) into DIR, configured
+    /// for the signer's pinned key version and address. Deploying is left to `gcloud`.
+    RenderSigner {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// The signer (from the manifest's `signers:`); optional when there is only one
+        #[arg(long)]
+        signer: Option<String>,
+        /// Directory to write the function's source to (created; existing files are replaced)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Live sign-and-recover self-test of a signer's key and endpoints
     ///
     /// Exit status: 0 when every check passes, 1 otherwise. Each failure names its cause.

@@ -14,8 +14,23 @@ use sha2::{Digest, Sha256};
 
 /// Templates compiled into keyrite, so that a template name pins exact bytes to the keyrite
 /// version that deploys them.
-const BUILTIN: &[(&str, &[(&str, &str)])] =
-    &[("aws-lambda-signer", &[("index.mjs", include_str!("../templates/aws-lambda-signer/index.mjs"))])];
+const BUILTIN: &[(&str, &[(&str, &str)])] = &[
+    (
+        "aws-lambda-signer",
+        &[("index.mjs", include_str!("../templates/aws-lambda-signer/index.mjs")), ("signer-core.mjs", SIGNER_CORE)],
+    ),
+    (
+        "gcp-cloud-run-signer",
+        &[
+            ("index.mjs", include_str!("../templates/gcp-cloud-run-signer/index.mjs")),
+            ("package.json", include_str!("../templates/gcp-cloud-run-signer/package.json")),
+            ("signer-core.mjs", SIGNER_CORE),
+        ],
+    ),
+];
+
+/// The request contract and secp256k1 code every signer template shares.
+const SIGNER_CORE: &str = include_str!("../templates/shared/signer-core.mjs");
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {

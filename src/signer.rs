@@ -30,9 +30,15 @@ pub fn prehash(mode: SigningMode, digest: &[u8; 32]) -> [u8; 32] {
 /// Where the key lives.
 #[derive(Clone, Debug)]
 enum Backend {
-    Aws { kms: aws_sdk_kms::Client, key_id: String },
+    Aws {
+        kms: aws_sdk_kms::Client,
+        key_id: String,
+    },
     /// A pinned Cloud KMS key version (`…/cryptoKeyVersions/N`).
-    Gcp { kms: google_cloud_kms_v1::client::KeyManagementService, version: String },
+    Gcp {
+        kms: google_cloud_kms_v1::client::KeyManagementService,
+        version: String,
+    },
 }
 
 /// A KMS key with its public key and address, fetched once.
@@ -47,7 +53,8 @@ pub struct KmsSigner {
 impl KmsSigner {
     /// Fetches an AWS KMS key's public key. `kms:GetPublicKey`.
     pub async fn connect(kms: aws_sdk_kms::Client, key_id: &str) -> Result<KmsSigner, SignError> {
-        let out = kms.get_public_key().key_id(key_id).send().await.map_err(|e| kms_error("kms:GetPublicKey", key_id, e))?;
+        let out =
+            kms.get_public_key().key_id(key_id).send().await.map_err(|e| kms_error("kms:GetPublicKey", key_id, e))?;
         let spki = out.public_key().map(|b| b.as_ref().to_vec()).unwrap_or_default();
         KmsSigner::new(Backend::Aws { kms, key_id: key_id.to_owned() }, spki)
     }
@@ -60,7 +67,8 @@ impl KmsSigner {
             key: version.to_owned(),
             message: e.to_string(),
         };
-        let spki = crate::provider::gcp::public_key(gcp, version).await.map_err(|e| failed("cloudkms.GetPublicKey", e))?;
+        let spki =
+            crate::provider::gcp::public_key(gcp, version).await.map_err(|e| failed("cloudkms.GetPublicKey", e))?;
         let kms = gcp.kms().await.map_err(|e| failed("cloudkms.GetPublicKey", e))?.clone();
         KmsSigner::new(Backend::Gcp { kms, version: version.to_owned() }, spki)
     }
@@ -89,11 +97,17 @@ impl KmsSigner {
             }
             Backend::Gcp { kms, version } => {
                 use crate::provider::gcp::{check_crc, crc32c};
-                let failed = |message: String| SignError::Kms { operation: "cloudkms.AsymmetricSign", key: version.clone(), message };
+                let failed = |message: String| SignError::Kms {
+                    operation: "cloudkms.AsymmetricSign",
+                    key: version.clone(),
+                    message,
+                };
                 let out = kms
                     .asymmetric_sign()
                     .set_name(version)
-                    .set_digest(google_cloud_kms_v1::model::Digest::new().set_sha256(bytes::Bytes::copy_from_slice(prehash)))
+                    .set_digest(
+                        google_cloud_kms_v1::model::Digest::new().set_sha256(bytes::Bytes::copy_from_slice(prehash)),
+                    )
                     .set_digest_crc32c(crc32c(prehash))
                     .send()
                     .await

@@ -6,6 +6,7 @@ mod destroy;
 mod drift;
 mod plan;
 mod policy;
+mod render;
 mod show;
 mod sig;
 mod signing;
@@ -51,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Sign { manifest, signer, hash, mode } => {
             signing::sign(&manifest, signer.as_deref(), &hash, mode).await
         }
+        Command::RenderSigner { manifest, signer, out } => render::run(&manifest, signer.as_deref(), &out).await,
         Command::Selftest { manifest, signer, format, timeout, via_emulator } => {
             signing::selftest(&manifest, signer.as_deref(), format, timeout, via_emulator.as_deref()).await
         }

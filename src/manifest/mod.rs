@@ -89,9 +89,7 @@ pub fn check_project_id(id: &str) -> Result<(), String> {
     if ok || id.contains("${") {
         Ok(())
     } else {
-        Err(format!(
-            "{id:?} is not a project id (6–30 lowercase letters, digits and hyphens, starting with a letter)"
-        ))
+        Err(format!("{id:?} is not a project id (6–30 lowercase letters, digits and hyphens, starting with a letter)"))
     }
 }
 
@@ -164,7 +162,9 @@ pub enum EndpointAuth {
     BearerEnv(String),
     /// A Google-signed ID token for this audience, from Application Default Credentials (what
     /// a Cloud Run service that requires authentication accepts).
-    GoogleIdToken { audience: String },
+    GoogleIdToken {
+        audience: String,
+    },
 }
 
 /// A place that signs for a signer.
@@ -420,7 +420,8 @@ impl Validation {
                     self.error(pos, "value", format!("{}: {msg}", gcp.field_path("project")));
                 }
                 parsed.gcp.endpoint = gcp.url(self, "endpoint");
-                parsed.gcp.anonymous = gcp.choice(self, "credentials", &["adc", "anonymous"]).as_deref() == Some("anonymous");
+                parsed.gcp.anonymous =
+                    gcp.choice(self, "credentials", &["adc", "anonymous"]).as_deref() == Some("anonymous");
                 if parsed.gcp.anonymous {
                     self.warn(
                         pos,
@@ -492,14 +493,22 @@ impl Validation {
             let audience = e.string(self, "audience");
             let auth = match (e.string(self, "bearer_token_env"), google) {
                 (Some(_), true) => {
-                    self.error(pos, "value", format!("{path}: choose `bearer_token_env` or `google_id_token`, not both"));
+                    self.error(
+                        pos,
+                        "value",
+                        format!("{path}: choose `bearer_token_env` or `google_id_token`, not both"),
+                    );
                     EndpointAuth::None
                 }
                 (Some(var), false) => EndpointAuth::BearerEnv(var),
                 (None, true) => EndpointAuth::GoogleIdToken { audience: audience.unwrap_or_else(|| origin(&url)) },
                 (None, false) => {
                     if audience.is_some() {
-                        self.error(pos, "value", format!("{path}: `audience` is only used with `google_id_token: true`"));
+                        self.error(
+                            pos,
+                            "value",
+                            format!("{path}: `audience` is only used with `google_id_token: true`"),
+                        );
                     }
                     EndpointAuth::None
                 }
@@ -528,7 +537,8 @@ impl Validation {
             self.error(pos, "name", msg);
         }
         let key = b.required_string(self, "key").unwrap_or_default();
-        if !key.is_empty() && !matches!(kinds.get(&key).map(String::as_str), Some("aws_kms_key" | "gcp_kms_crypto_key")) {
+        if !key.is_empty() && !matches!(kinds.get(&key).map(String::as_str), Some("aws_kms_key" | "gcp_kms_crypto_key"))
+        {
             self.error(
                 b.pos(),
                 "reference",

@@ -125,7 +125,9 @@ fn describe(attr: &str, mode: Compare, applied: Option<&Json>, live: Option<&Jso
             match text(live).as_str() {
                 "DISABLED" => "pinned key version was DISABLED: it cannot sign".to_owned(),
                 "DESTROY_SCHEDULED" => "pinned key version is SCHEDULED FOR DESTRUCTION".to_owned(),
-                "DOES_NOT_EXIST" | "DESTROYED" => "pinned key version is GONE: its address can never sign again".to_owned(),
+                "DOES_NOT_EXIST" | "DESTROYED" => {
+                    "pinned key version is GONE: its address can never sign again".to_owned()
+                }
                 other => format!("pinned key version state changed from {} to {other}", text(applied)),
             },
         ),
@@ -163,9 +165,7 @@ fn describe(attr: &str, mode: Compare, applied: Option<&Json>, live: Option<&Jso
                 },
             )
         }
-        ("iam_role", _) => {
-            (Severity::Security, format!("bound role changed from {} to {}", text(applied), text(live)))
-        }
+        ("iam_role", _) => (Severity::Security, format!("bound role changed from {} to {}", text(applied), text(live))),
         ("code_sha256", _) => (
             Severity::Security,
             format!("signer code replaced out of band (CodeSha256 {} → {})", text(applied), text(live)),
@@ -195,7 +195,11 @@ fn describe(attr: &str, mode: Compare, applied: Option<&Json>, live: Option<&Jso
 }
 
 fn list_text(v: Option<&Json>) -> Vec<String> {
-    v.and_then(Json::as_array).into_iter().flatten().map(|m| m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string())).collect()
+    v.and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string()))
+        .collect()
 }
 
 fn tag_changes(applied: Option<&Json>, live: Option<&Json>) -> String {

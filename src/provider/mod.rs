@@ -32,7 +32,11 @@ impl Cloud {
     /// other.
     pub async fn connect(aws: &AwsConfig, gcp: &GcpConfig) -> Cloud {
         let calls = Arc::new(CallLog::default());
-        Cloud { aws: aws::Aws::connect(aws, calls.clone()).await, gcp: gcp::Gcp::new(gcp.clone(), calls.clone()), calls }
+        Cloud {
+            aws: aws::Aws::connect(aws, calls.clone()).await,
+            gcp: gcp::Gcp::new(gcp.clone(), calls.clone()),
+            calls,
+        }
     }
 }
 
@@ -66,7 +70,6 @@ pub fn is_mutating(op: &str) -> bool {
     let name = op.rsplit('.').next().unwrap_or(op);
     !["Get", "List", "Describe"].iter().any(|p| name.starts_with(p))
 }
-
 
 /// How two values of an attribute are compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -191,6 +191,11 @@ describe('request shapes', () => {
     }
   });
 
+  test('64 hex digits without 0x, as the Cloud KMS guide sends them (never valid base64 of 32 bytes)', async () => {
+    const { handle } = setup({ mode: 'digest' });
+    assertRecovers(await handle(functionUrlEvent({ digest: hash.toString('hex') })), hash, KEY.address);
+  });
+
   test('upper-case hex and 0X prefix', async () => {
     const { handle } = setup({ mode: 'digest' });
     assertRecovers(await handle(functionUrlEvent({ hash: `0X${hash.toString('hex').toUpperCase()}` })), hash, KEY.address);
@@ -234,7 +239,7 @@ describe('bad requests', () => {
     ['odd hex digits', { hash: `${good}0` }, /odd number of hex digits/],
     ['bare 0x', { hash: '0x' }, /hash must be 32 bytes.*0 bytes/],
     ['31-byte base64', { hash: randomBytes(31).toString('base64') }, /hash must be 32 bytes/],
-    ['hex without 0x', { hash: good.slice(2) }, /hash must be 32 bytes/],
+    ['62 hex digits without 0x', { hash: good.slice(4) }, /hash must be 32 bytes/],
     ['a number', { useropHash: 12345 }, /useropHash must be 32 bytes/],
     ['no hash field', { signerAddress: KEY.address }, /missing hash.*userOpHash, useropHash, hash, digest/],
     ['only null hash fields', { hash: null, digest: null }, /missing hash/],

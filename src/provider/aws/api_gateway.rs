@@ -97,7 +97,8 @@ impl Kind for ApiGateway {
     /// `apigateway:GET` on the API, its resources, method, integration and stage.
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
         let Some(api) = unless_gone(
-            cloud.aws
+            cloud
+                .aws
                 .apigateway
                 .get_rest_api()
                 .rest_api_id(id)
@@ -128,7 +129,8 @@ impl Kind for ApiGateway {
                     .unwrap_or_default(),
             ),
         );
-        let resources = cloud.aws
+        let resources = cloud
+            .aws
             .apigateway
             .get_resources()
             .rest_api_id(id)
@@ -140,12 +142,20 @@ impl Kind for ApiGateway {
         live.attrs.insert("path".into(), json!(if resource.is_some() { path.as_str() } else { "" }));
         let (mut authorization, mut function_arn) = (String::new(), String::new());
         if let Some(resource_id) = resource.and_then(|r| r.id()) {
-            if let Ok(m) =
-                cloud.aws.apigateway.get_method().rest_api_id(id).resource_id(resource_id).http_method("POST").send().await
+            if let Ok(m) = cloud
+                .aws
+                .apigateway
+                .get_method()
+                .rest_api_id(id)
+                .resource_id(resource_id)
+                .http_method("POST")
+                .send()
+                .await
             {
                 authorization = m.authorization_type().unwrap_or_default().to_owned();
             }
-            if let Ok(i) = cloud.aws
+            if let Ok(i) = cloud
+                .aws
                 .apigateway
                 .get_integration()
                 .rest_api_id(id)
@@ -186,7 +196,8 @@ impl Kind for ApiGateway {
     /// Gateway, and `apigateway:DELETE` of the API again if a later step fails.
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
         let policy = serde_json::to_string(&desired["policy"]).unwrap_or_default();
-        let api = cloud.aws
+        let api = cloud
+            .aws
             .apigateway
             .create_rest_api()
             .name(str_attr(desired, "name"))
@@ -224,7 +235,8 @@ impl Kind for ApiGateway {
             api_patch.push(patch("/policy", &serde_json::to_string(&desired["policy"]).unwrap_or_default()));
         }
         if !api_patch.is_empty() {
-            cloud.aws
+            cloud
+                .aws
                 .apigateway
                 .update_rest_api()
                 .rest_api_id(id)
@@ -236,7 +248,8 @@ impl Kind for ApiGateway {
         if has("authorization") || has("function_arn") {
             let resource_id = find_resource(cloud, id, path).await?;
             if has("authorization") {
-                cloud.aws
+                cloud
+                    .aws
                     .apigateway
                     .update_method()
                     .rest_api_id(id)
@@ -252,7 +265,8 @@ impl Kind for ApiGateway {
             }
         }
         if ["name", "policy", "authorization", "function_arn"].iter().any(|a| has(a)) {
-            cloud.aws
+            cloud
+                .aws
                 .apigateway
                 .create_deployment()
                 .rest_api_id(id)
@@ -268,7 +282,8 @@ impl Kind for ApiGateway {
             let arn = api_arn(cloud, id);
             let (set, unset) = tag_delta(desired, live);
             if !unset.is_empty() {
-                cloud.aws
+                cloud
+                    .aws
                     .apigateway
                     .untag_resource()
                     .resource_arn(&arn)
@@ -278,7 +293,8 @@ impl Kind for ApiGateway {
                     .map_err(|e| api_error("apigateway:UntagResource", e))?;
             }
             if !set.is_empty() {
-                cloud.aws
+                cloud
+                    .aws
                     .apigateway
                     .tag_resource()
                     .resource_arn(&arn)
@@ -294,7 +310,8 @@ impl Kind for ApiGateway {
     /// `apigateway:GET` on the APIs: the one with this name and our tags. A half-built API
     /// is adopted too; the next apply finds what it lacks and plans it back.
     async fn adopt(&self, cloud: &Cloud, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
-        let apis = cloud.aws
+        let apis = cloud
+            .aws
             .apigateway
             .get_rest_apis()
             .limit(500)
@@ -319,7 +336,8 @@ impl Kind for ApiGateway {
     /// `apigateway:DELETE` on the API, `lambda:RemovePermission`.
     async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         unless_gone(
-            cloud.aws
+            cloud
+                .aws
                 .apigateway
                 .delete_rest_api()
                 .rest_api_id(id)
@@ -329,7 +347,8 @@ impl Kind for ApiGateway {
         )?;
         let function = str_attr(prior, "function_arn");
         unless_gone(
-            cloud.aws
+            cloud
+                .aws
                 .lambda
                 .remove_permission()
                 .function_name(function)
@@ -344,7 +363,8 @@ impl Kind for ApiGateway {
 
 /// Resource, method, integration, permission, deployment, stage throttling.
 async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
-    let resources = cloud.aws
+    let resources = cloud
+        .aws
         .apigateway
         .get_resources()
         .rest_api_id(id)
@@ -357,7 +377,8 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         .find(|r| r.path() == Some("/"))
         .and_then(|r| r.id())
         .ok_or_else(|| unexpected("apigateway:GetResources", "no root resource"))?;
-    let resource = cloud.aws
+    let resource = cloud
+        .aws
         .apigateway
         .create_resource()
         .rest_api_id(id)
@@ -367,7 +388,8 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         .await
         .map_err(|e| api_error("apigateway:CreateResource", e))?;
     let resource_id = resource.id().unwrap_or_default();
-    cloud.aws
+    cloud
+        .aws
         .apigateway
         .put_method()
         .rest_api_id(id)
@@ -378,7 +400,8 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         .await
         .map_err(|e| api_error("apigateway:PutMethod", e))?;
     integrate(cloud, id, resource_id, desired).await?;
-    cloud.aws
+    cloud
+        .aws
         .apigateway
         .create_deployment()
         .rest_api_id(id)
@@ -397,7 +420,8 @@ async fn integrate(cloud: &Cloud, id: &str, resource_id: &str, desired: &Attrs) 
         cloud.aws.identity().await?.partition,
         cloud.aws.region
     );
-    cloud.aws
+    cloud
+        .aws
         .apigateway
         .put_integration()
         .rest_api_id(id)
@@ -410,7 +434,8 @@ async fn integrate(cloud: &Cloud, id: &str, resource_id: &str, desired: &Attrs) 
         .await
         .map_err(|e| api_error("apigateway:PutIntegration", e))?;
     let source = format!("{}/*/POST/{}", execution_arn(cloud, id).await?, str_attr(desired, "path"));
-    let added = cloud.aws
+    let added = cloud
+        .aws
         .lambda
         .add_permission()
         .function_name(function)
@@ -432,7 +457,8 @@ async fn integrate(cloud: &Cloud, id: &str, resource_id: &str, desired: &Attrs) 
 async fn throttle(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
     let rate = desired.get("throttle_rate").and_then(Json::as_f64).unwrap_or(10.0);
     let burst = desired.get("throttle_burst").and_then(Json::as_i64).unwrap_or(20);
-    cloud.aws
+    cloud
+        .aws
         .apigateway
         .update_stage()
         .rest_api_id(id)
@@ -446,7 +472,8 @@ async fn throttle(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
 }
 
 async fn find_resource(cloud: &Cloud, id: &str, path: &str) -> Result<String> {
-    let resources = cloud.aws
+    let resources = cloud
+        .aws
         .apigateway
         .get_resources()
         .rest_api_id(id)

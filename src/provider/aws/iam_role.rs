@@ -119,7 +119,8 @@ impl Kind for IamRole {
 
     /// `iam:CreateRole` with tags (`iam:TagRole`).
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
-        let out = cloud.aws
+        let out = cloud
+            .aws
             .iam
             .create_role()
             .role_name(str_attr(desired, "name"))
@@ -147,7 +148,8 @@ impl Kind for IamRole {
         for attr in changed {
             match attr.as_str() {
                 "description" => {
-                    cloud.aws
+                    cloud
+                        .aws
                         .iam
                         .update_role()
                         .role_name(id)
@@ -158,7 +160,8 @@ impl Kind for IamRole {
                 }
                 "trust_policy" => {
                     let doc = serde_json::to_string(&desired["trust_policy"]).unwrap_or_default();
-                    cloud.aws
+                    cloud
+                        .aws
                         .iam
                         .update_assume_role_policy()
                         .role_name(id)
@@ -170,7 +173,8 @@ impl Kind for IamRole {
                 "tags" => {
                     let (set, unset) = tag_delta(desired, live);
                     if !unset.is_empty() {
-                        cloud.aws
+                        cloud
+                            .aws
                             .iam
                             .untag_role()
                             .role_name(id)
@@ -180,7 +184,8 @@ impl Kind for IamRole {
                             .map_err(|e| api_error("iam:UntagRole", e))?;
                     }
                     if !set.is_empty() {
-                        cloud.aws
+                        cloud
+                            .aws
                             .iam
                             .tag_role()
                             .role_name(id)
@@ -192,7 +197,8 @@ impl Kind for IamRole {
                 }
                 "undeclared_inline_policies" => {
                     for name in live.get(attr).and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str) {
-                        cloud.aws
+                        cloud
+                            .aws
                             .iam
                             .delete_role_policy()
                             .role_name(id)
@@ -227,7 +233,8 @@ impl Kind for IamRole {
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let result: Result<()> = async {
             for name in list_inline_policies(cloud, id).await? {
-                cloud.aws
+                cloud
+                    .aws
                     .iam
                     .delete_role_policy()
                     .role_name(id)
@@ -236,7 +243,8 @@ impl Kind for IamRole {
                     .await
                     .map_err(|e| api_error("iam:DeleteRolePolicy", e))?;
             }
-            let attached = cloud.aws
+            let attached = cloud
+                .aws
                 .iam
                 .list_attached_role_policies()
                 .role_name(id)
@@ -244,7 +252,8 @@ impl Kind for IamRole {
                 .await
                 .map_err(|e| api_error("iam:ListAttachedRolePolicies", e))?;
             for p in attached.attached_policies() {
-                cloud.aws
+                cloud
+                    .aws
                     .iam
                     .detach_role_policy()
                     .role_name(id)
@@ -329,7 +338,8 @@ async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap
     let mut tags = std::collections::BTreeMap::new();
     let mut marker = None;
     loop {
-        let out = cloud.aws
+        let out = cloud
+            .aws
             .iam
             .list_role_tags()
             .role_name(id)
@@ -350,7 +360,8 @@ async fn list_inline_policies(cloud: &Cloud, id: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
     let mut marker = None;
     loop {
-        let out = cloud.aws
+        let out = cloud
+            .aws
             .iam
             .list_role_policies()
             .role_name(id)

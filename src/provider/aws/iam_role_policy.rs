@@ -40,7 +40,8 @@ impl Kind for IamRolePolicy {
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let (role, name) = split_id(id)?;
         let Some(out) = unless_gone(
-            cloud.aws
+            cloud
+                .aws
                 .iam
                 .get_role_policy()
                 .role_name(role)
@@ -90,7 +91,8 @@ impl Kind for IamRolePolicy {
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let (role, name) = split_id(id)?;
         unless_gone(
-            cloud.aws
+            cloud
+                .aws
                 .iam
                 .delete_role_policy()
                 .role_name(role)
@@ -105,7 +107,8 @@ impl Kind for IamRolePolicy {
 
 async fn put(cloud: &Cloud, desired: &Attrs) -> Result<()> {
     let doc = serde_json::to_string(&desired["document"]).unwrap_or_default();
-    cloud.aws
+    cloud
+        .aws
         .iam
         .put_role_policy()
         .role_name(str_attr(desired, "role"))

@@ -48,7 +48,8 @@ impl Kind for KmsAlias {
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let mut marker = None;
         loop {
-            let out = cloud.aws
+            let out = cloud
+                .aws
                 .kms
                 .list_aliases()
                 .set_marker(marker)
@@ -73,7 +74,8 @@ impl Kind for KmsAlias {
     /// `kms:CreateAlias` (on the alias and the key).
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
         let name = str_attr(desired, "name");
-        cloud.aws
+        cloud
+            .aws
             .kms
             .create_alias()
             .alias_name(name)
@@ -86,7 +88,8 @@ impl Kind for KmsAlias {
 
     /// `kms:UpdateAlias`.
     async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
-        cloud.aws
+        cloud
+            .aws
             .kms
             .update_alias()
             .alias_name(id)
@@ -107,7 +110,9 @@ impl Kind for KmsAlias {
 
     /// `kms:DeleteAlias`. The key itself is untouched.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
-        unless_gone(cloud.aws.kms.delete_alias().alias_name(id).send().await.map_err(|e| api_error("kms:DeleteAlias", e)))?;
+        unless_gone(
+            cloud.aws.kms.delete_alias().alias_name(id).send().await.map_err(|e| api_error("kms:DeleteAlias", e)),
+        )?;
         Ok(Deleted::Removed)
     }
 }
@@ -118,7 +123,10 @@ async fn outputs(cloud: &Cloud, name: &str) -> Result<Attrs> {
     let who = cloud.aws.identity().await?;
     let mut out = Attrs::new();
     out.insert("name".into(), json!(name));
-    out.insert("arn".into(), json!(format!("arn:{}:kms:{}:{}:{name}", who.partition, cloud.aws.region, who.account_id)));
+    out.insert(
+        "arn".into(),
+        json!(format!("arn:{}:kms:{}:{}:{name}", who.partition, cloud.aws.region, who.account_id)),
+    );
     Ok(out)
 }
 

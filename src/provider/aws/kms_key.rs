@@ -110,14 +110,16 @@ impl Kind for KmsKey {
 
     /// `kms:DescribeKey`, `kms:GetKeyPolicy`, `kms:ListResourceTags`, `kms:GetPublicKey`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
-        let Some(described) =
-            unless_gone(cloud.aws.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e)))?
+        let Some(described) = unless_gone(
+            cloud.aws.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e)),
+        )?
         else {
             return Ok(None);
         };
         let meta = described.key_metadata().ok_or_else(|| unexpected("kms:DescribeKey", "no KeyMetadata"))?;
         let state = meta.key_state().map(|s| s.as_str()).unwrap_or("Unknown").to_owned();
-        let policy = cloud.aws
+        let policy = cloud
+            .aws
             .kms
             .get_key_policy()
             .key_id(id)
@@ -152,7 +154,8 @@ impl Kind for KmsKey {
         let policy = serde_json::to_string(&desired["policy"]).unwrap_or_default();
         let out = until_visible(
             || {
-                cloud.aws
+                cloud
+                    .aws
                     .kms
                     .create_key()
                     .key_spec(KeySpec::from(str_attr(desired, "key_spec")))
@@ -193,7 +196,8 @@ impl Kind for KmsKey {
         for attr in changed {
             match attr.as_str() {
                 "description" => {
-                    cloud.aws
+                    cloud
+                        .aws
                         .kms
                         .update_key_description()
                         .key_id(id)
@@ -206,7 +210,8 @@ impl Kind for KmsKey {
                     let policy = serde_json::to_string(&desired["policy"]).unwrap_or_default();
                     until_visible(
                         || {
-                            cloud.aws
+                            cloud
+                                .aws
                                 .kms
                                 .put_key_policy()
                                 .key_id(id)
@@ -248,8 +253,14 @@ impl Kind for KmsKey {
                 if Some(id) == exclude || !crate::provider::owned_by(desired, &list_tags(cloud, id).await?) {
                     continue;
                 }
-                let meta =
-                    cloud.aws.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
+                let meta = cloud
+                    .aws
+                    .kms
+                    .describe_key()
+                    .key_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| api_error("kms:DescribeKey", e))?;
                 let state =
                     meta.key_metadata().and_then(|m| m.key_state()).map(|s| s.as_str().to_owned()).unwrap_or_default();
                 if state == "Enabled" || state == "Disabled" {
@@ -406,7 +417,8 @@ async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap
     let mut tags = std::collections::BTreeMap::new();
     let mut marker = None;
     loop {
-        let out = cloud.aws
+        let out = cloud
+            .aws
             .kms
             .list_resource_tags()
             .key_id(id)
@@ -425,7 +437,8 @@ async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap
 async fn update_tags(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> Result<()> {
     let (set, unset) = tag_delta(desired, live);
     if !unset.is_empty() {
-        cloud.aws
+        cloud
+            .aws
             .kms
             .untag_resource()
             .key_id(id)
@@ -445,7 +458,8 @@ async fn update_tags(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> 
                     .map_err(|e| unexpected("kms:TagResource", &e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
-        cloud.aws
+        cloud
+            .aws
             .kms
             .tag_resource()
             .key_id(id)
@@ -461,7 +475,14 @@ async fn update_tags(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> 
 async fn update_state(cloud: &Cloud, id: &str, want: &str, have: &str) -> Result<()> {
     let mut have = have.to_owned();
     if have == "PendingDeletion" {
-        cloud.aws.kms.cancel_key_deletion().key_id(id).send().await.map_err(|e| api_error("kms:CancelKeyDeletion", e))?;
+        cloud
+            .aws
+            .kms
+            .cancel_key_deletion()
+            .key_id(id)
+            .send()
+            .await
+            .map_err(|e| api_error("kms:CancelKeyDeletion", e))?;
         have = "Disabled".into();
     }
     match (want, have.as_str()) {

@@ -103,7 +103,14 @@ impl Kind for LambdaFunction {
     /// `lambda:GetFunction`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(out) = unless_gone(
-            cloud.aws.lambda.get_function().function_name(id).send().await.map_err(|e| api_error("lambda:GetFunction", e)),
+            cloud
+                .aws
+                .lambda
+                .get_function()
+                .function_name(id)
+                .send()
+                .await
+                .map_err(|e| api_error("lambda:GetFunction", e)),
         )?
         else {
             return Ok(None);
@@ -142,7 +149,8 @@ impl Kind for LambdaFunction {
         let name = str_attr(desired, "name");
         let out = until_visible(
             || {
-                cloud.aws
+                cloud
+                    .aws
                     .lambda
                     .create_function()
                     .function_name(name)
@@ -162,7 +170,8 @@ impl Kind for LambdaFunction {
         )
         .await?;
         if let Some(n) = desired.get("reserved_concurrency").and_then(Json::as_i64) {
-            cloud.aws
+            cloud
+                .aws
                 .lambda
                 .put_function_concurrency()
                 .function_name(name)
@@ -189,7 +198,8 @@ impl Kind for LambdaFunction {
         if has("code_sha256") {
             let code = build(desired)?;
             retry_conflict(|| {
-                cloud.aws
+                cloud
+                    .aws
                     .lambda
                     .update_function_code()
                     .function_name(id)
@@ -204,7 +214,8 @@ impl Kind for LambdaFunction {
             .any(|a| has(a))
         {
             retry_conflict(|| {
-                cloud.aws
+                cloud
+                    .aws
                     .lambda
                     .update_function_configuration()
                     .function_name(id)
@@ -223,7 +234,8 @@ impl Kind for LambdaFunction {
         if has("reserved_concurrency") {
             match desired.get("reserved_concurrency").and_then(Json::as_i64) {
                 Some(n) => {
-                    cloud.aws
+                    cloud
+                        .aws
                         .lambda
                         .put_function_concurrency()
                         .function_name(id)
@@ -233,7 +245,8 @@ impl Kind for LambdaFunction {
                         .map_err(|e| api_error("lambda:PutFunctionConcurrency", e))?;
                 }
                 None => {
-                    cloud.aws
+                    cloud
+                        .aws
                         .lambda
                         .delete_function_concurrency()
                         .function_name(id)
@@ -243,7 +256,8 @@ impl Kind for LambdaFunction {
                 }
             }
         }
-        let current = cloud.aws
+        let current = cloud
+            .aws
             .lambda
             .get_function()
             .function_name(id)
@@ -254,7 +268,8 @@ impl Kind for LambdaFunction {
         if has("tags") {
             let (set, unset) = tag_delta(desired, live);
             if !unset.is_empty() {
-                cloud.aws
+                cloud
+                    .aws
                     .lambda
                     .untag_resource()
                     .resource(&arn)
@@ -264,7 +279,8 @@ impl Kind for LambdaFunction {
                     .map_err(|e| api_error("lambda:UntagResource", e))?;
             }
             if !set.is_empty() {
-                cloud.aws
+                cloud
+                    .aws
                     .lambda
                     .tag_resource()
                     .resource(&arn)
@@ -287,7 +303,8 @@ impl Kind for LambdaFunction {
     /// `lambda:DeleteFunction`.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         unless_gone(
-            cloud.aws
+            cloud
+                .aws
                 .lambda
                 .delete_function()
                 .function_name(id)

@@ -75,7 +75,8 @@ impl Kind for LambdaFunctionUrl {
     /// `lambda:GetFunctionUrlConfig`, `lambda:GetPolicy`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(out) = unless_gone(
-            cloud.aws
+            cloud
+                .aws
                 .lambda
                 .get_function_url_config()
                 .function_name(id)
@@ -98,7 +99,8 @@ impl Kind for LambdaFunctionUrl {
     /// `lambda:CreateFunctionUrlConfig`, and `lambda:AddPermission` for a public URL.
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
         let function = str_attr(desired, "function");
-        let out = cloud.aws
+        let out = cloud
+            .aws
             .lambda
             .create_function_url_config()
             .function_name(function)
@@ -116,7 +118,8 @@ impl Kind for LambdaFunctionUrl {
     /// `lambda:UpdateFunctionUrlConfig`, `lambda:AddPermission`, `lambda:RemovePermission`.
     async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, changed: &[String]) -> Result<Attrs> {
         if changed.iter().any(|c| c == "auth_type" || c == "cors") {
-            cloud.aws
+            cloud
+                .aws
                 .lambda
                 .update_function_url_config()
                 .function_name(id)
@@ -133,7 +136,8 @@ impl Kind for LambdaFunctionUrl {
                 remove_public_permissions(cloud, id).await?;
             }
         }
-        let out = cloud.aws
+        let out = cloud
+            .aws
             .lambda
             .get_function_url_config()
             .function_name(id)
@@ -152,7 +156,8 @@ impl Kind for LambdaFunctionUrl {
     /// `lambda:DeleteFunctionUrlConfig`, `lambda:RemovePermission`.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         unless_gone(
-            cloud.aws
+            cloud
+                .aws
                 .lambda
                 .delete_function_url_config()
                 .function_name(id)
@@ -258,7 +263,8 @@ async fn add_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
 async fn remove_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
     for (sid, _) in PUBLIC_SIDS {
         unless_gone(
-            cloud.aws
+            cloud
+                .aws
                 .lambda
                 .remove_permission()
                 .function_name(function)

@@ -70,7 +70,8 @@ impl Kind for LambdaLayer {
     /// `lambda:GetLayerVersionByArn`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(out) = unless_gone(
-            cloud.aws
+            cloud
+                .aws
                 .lambda
                 .get_layer_version_by_arn()
                 .arn(id)
@@ -115,7 +116,8 @@ impl Kind for LambdaLayer {
             .filter_map(Json::as_str)
             .map(Runtime::from)
             .collect();
-        let out = cloud.aws
+        let out = cloud
+            .aws
             .lambda
             .publish_layer_version()
             .layer_name(str_attr(desired, "name"))
@@ -137,7 +139,8 @@ impl Kind for LambdaLayer {
     async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let version = id.rsplit(':').next().and_then(|v| v.parse::<i64>().ok()).unwrap_or_default();
         unless_gone(
-            cloud.aws
+            cloud
+                .aws
                 .lambda
                 .delete_layer_version()
                 .layer_name(str_attr(prior, "name"))

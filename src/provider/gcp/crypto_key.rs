@@ -105,7 +105,10 @@ impl Kind for CryptoKey {
             cx.error(pos, "value", format!("{}: key id {msg}", b.field_path("name")));
         }
         a.insert("name".into(), json!(id));
-        a.insert("algorithm".into(), json!(b.choice(cx, "algorithm", &[ALGORITHM]).unwrap_or_else(|| ALGORITHM.into())));
+        a.insert(
+            "algorithm".into(),
+            json!(b.choice(cx, "algorithm", &[ALGORITHM]).unwrap_or_else(|| ALGORITHM.into())),
+        );
         let protection = b.choice(cx, "protection_level", &["HSM", "SOFTWARE"]).unwrap_or_else(|| "HSM".into());
         if protection == "SOFTWARE" {
             cx.warn(
@@ -264,7 +267,10 @@ impl Kind for CryptoKey {
             let v = gcp
                 .call(
                     "CreateCryptoKeyVersion",
-                    kms.create_crypto_key_version().set_parent(id).set_crypto_key_version(CryptoKeyVersion::new()).send(),
+                    kms.create_crypto_key_version()
+                        .set_parent(id)
+                        .set_crypto_key_version(CryptoKeyVersion::new())
+                        .send(),
                 )
                 .await?;
             if version_number(&v.name) != Some(pinned) {
@@ -318,8 +324,9 @@ impl Kind for CryptoKey {
         for (n, v) in list_versions(gcp, id).await? {
             if matches!(v.state, CryptoKeyVersionState::Enabled | CryptoKeyVersionState::Disabled) {
                 let name = format!("{id}/cryptoKeyVersions/{n}");
-                let out =
-                    gcp.call("DestroyCryptoKeyVersion", kms.destroy_crypto_key_version().set_name(&name).send()).await?;
+                let out = gcp
+                    .call("DestroyCryptoKeyVersion", kms.destroy_crypto_key_version().set_name(&name).send())
+                    .await?;
                 destroy_time = out.destroy_time.map(|t| timestamp(&t)).unwrap_or_default();
                 scheduled.push(n.to_string());
             }
@@ -350,7 +357,8 @@ impl Kind for CryptoKey {
             return Ok(None);
         };
         let want = map_attr(desired, "labels");
-        let ours = [LABEL_LINEAGE, LABEL_ADDRESS].iter().all(|k| want.get(*k).is_some() && want.get(*k) == key.labels.get(*k));
+        let ours =
+            [LABEL_LINEAGE, LABEL_ADDRESS].iter().all(|k| want.get(*k).is_some() && want.get(*k) == key.labels.get(*k));
         if ours {
             Ok(Some(name))
         } else {

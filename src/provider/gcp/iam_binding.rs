@@ -154,7 +154,9 @@ impl Kind for CryptoKeyIamBinding {
     /// Removes the declared role's binding; the key and other bindings are untouched.
     async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let role = str_attr(prior, "iam_role").to_owned();
-        unless_gone(rewrite(&cloud.gcp, id, |bindings| bindings.retain(|b| !(b.condition.is_none() && b.role == role))).await)?;
+        unless_gone(
+            rewrite(&cloud.gcp, id, |bindings| bindings.retain(|b| !(b.condition.is_none() && b.role == role))).await,
+        )?;
         Ok(Deleted::Removed)
     }
 

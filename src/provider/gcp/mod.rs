@@ -84,11 +84,7 @@ impl Gcp {
 /// Turns a client error into a [`ProviderError`] with the canonical status code.
 pub fn gcp_error(operation: &'static str, e: google_cloud_gax::error::Error) -> ProviderError {
     if let Some(status) = e.status() {
-        return ProviderError::Api {
-            operation,
-            code: status.code.name().to_owned(),
-            message: status.message.clone(),
-        };
+        return ProviderError::Api { operation, code: status.code.name().to_owned(), message: status.message.clone() };
     }
     let code = if e.is_timeout() || e.is_io() || e.is_connect() || e.is_transport() {
         TRANSPORT
@@ -191,7 +187,9 @@ pub fn check_id(id: &str) -> std::result::Result<(), String> {
 pub fn check_label(key: &str, value: &str) -> std::result::Result<(), String> {
     let chars = |s: &str| s.chars().all(|c| c.is_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if key.is_empty() || key.len() > 63 || !key.starts_with(char::is_lowercase) || !chars(key) {
-        return Err(format!("label key {key:?} must be 1–63 lowercase letters, digits, '_' or '-', starting with a letter"));
+        return Err(format!(
+            "label key {key:?} must be 1–63 lowercase letters, digits, '_' or '-', starting with a letter"
+        ));
     }
     if value.len() > 63 || !chars(value) {
         return Err(format!("label {key}: value {value:?} must be at most 63 lowercase letters, digits, '_' or '-'"));

@@ -1,0 +1,1 @@
+../shared/signer-core.mjs
