@@ -746,6 +746,12 @@ impl<'a> Block<'a> {
     }
 
     /// The raw node of a field, marking it used. Null values count as absent.
+    /// Where `key`'s value is, or the block's own position when it is absent: where an error
+    /// about that field should point.
+    pub fn pos_of(&mut self, key: &str) -> Pos {
+        self.get(key).map(|n| n.pos).unwrap_or(self.pos())
+    }
+
     pub fn get(&mut self, key: &str) -> Option<&'a Node> {
         self.asked.push(key.to_owned());
         let i = self.entries.iter().position(|(k, _)| k.as_scalar() == Some(key))?;

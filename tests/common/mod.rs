@@ -219,6 +219,31 @@ impl Workdir {
         cmd
     }
 
+    /// Runs keyrite against the Cloud KMS stand-in, with Application Default Credentials from
+    /// its metadata server and no AWS settings at all.
+    pub fn keyrite_gcp(&self, kms: &gcp_kms::GcpKms, args: &[&str]) -> Run {
+        let output = self.gcp_command(kms, args).stdin(Stdio::null()).output().expect("run keyrite");
+        Run::from(output)
+    }
+
+    /// A keyrite command for this directory, talking to the Cloud KMS stand-in.
+    pub fn gcp_command(&self, kms: &gcp_kms::GcpKms, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyrite"));
+        cmd.args(args)
+            .current_dir(&self.work)
+            .env("KEYRITE_GCP_KMS_ENDPOINT", &kms.endpoint)
+            .env("GCE_METADATA_HOST", format!("127.0.0.1:{}", kms.port))
+            // No gcloud ADC file and no key file: ADC falls through to the metadata server.
+            .env("HOME", self.dir.path())
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .env_remove("CLOUDSDK_CONFIG");
+        for var in ["AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID"] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd
+    }
+
     /// Runs keyrite with these arguments against the emulator.
     pub fn keyrite(&self, emulator: &Emulator, args: &[&str]) -> Run {
         let output = Command::new(env!("CARGO_BIN_EXE_keyrite"))

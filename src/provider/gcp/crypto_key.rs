@@ -90,7 +90,7 @@ impl Kind for CryptoKey {
             };
             if !shaped {
                 cx.error(
-                    pos,
+                    b.pos_of("key_ring"),
                     "value",
                     format!(
                         "{}: {ring:?} is not a key ring (projects/<p>/locations/<l>/keyRings/<r>, or ${{ring.id}})",
@@ -102,7 +102,7 @@ impl Kind for CryptoKey {
         }
         let id = b.string(cx, "name").unwrap_or_else(|| default_id(name));
         if let Err(msg) = check_id(&id) {
-            cx.error(pos, "value", format!("{}: key id {msg}", b.field_path("name")));
+            cx.error(b.pos_of("name"), "value", format!("{}: key id {msg}", b.field_path("name")));
         }
         a.insert("name".into(), json!(id));
         a.insert(
@@ -126,9 +126,13 @@ impl Kind for CryptoKey {
         let labels = b.string_map(cx, "labels").unwrap_or_default();
         for (k, v) in &labels {
             if k.starts_with("keyrite-") {
-                cx.error(pos, "value", format!("{}: label keys keyrite-* are keyrite's own", b.field_path("labels")));
+                cx.error(
+                    b.pos_of("labels"),
+                    "value",
+                    format!("{}: label keys keyrite-* are keyrite's own", b.field_path("labels")),
+                );
             } else if let Err(msg) = check_label(k, v) {
-                cx.error(pos, "value", format!("{}: {msg}", b.field_path("labels")));
+                cx.error(b.pos_of("labels"), "value", format!("{}: {msg}", b.field_path("labels")));
             }
         }
         a.insert("labels".into(), map_json(&labels));
@@ -227,7 +231,18 @@ impl Kind for CryptoKey {
                     .set_crypto_key(key)
                     .send(),
             )
-            .await?;
+            .await;
+        let made = match made {
+            // Keys are never deleted: after a `destroy`, or a create whose answer was lost, the
+            // key is still there. Ours (same lineage labels) is taken back and brought to the
+            // declared state, restoring versions still inside their destruction window.
+            Err(e) if e.code() == Some("ALREADY_EXISTS") => {
+                let Some(id) = self.adopt(cloud, desired, None).await? else { return Err(e) };
+                let outputs = self.update(cloud, &id, desired, &Attrs::new(), &["labels".to_owned()]).await?;
+                return Ok(Created { id, outputs });
+            }
+            other => other?,
+        };
         let version = format!("{}/cryptoKeyVersions/1", made.name);
         let state = until_generated(gcp, &version).await?;
         if state != CryptoKeyVersionState::Enabled {
@@ -358,7 +373,7 @@ impl Kind for CryptoKey {
         };
         let want = map_attr(desired, "labels");
         let ours =
-            [LABEL_LINEAGE, LABEL_ADDRESS].iter().all(|k| want.get(*k).is_some() && want.get(*k) == key.labels.get(*k));
+            [LABEL_LINEAGE, LABEL_ADDRESS].iter().all(|k| want.contains_key(*k) && want.get(*k) == key.labels.get(*k));
         if ours {
             Ok(Some(name))
         } else {
@@ -425,5 +440,5 @@ async fn version_outputs(gcp: &Gcp, key: &str, n: u64) -> Result<Attrs> {
 
 /// RFC 3339 text of a protobuf timestamp.
 fn timestamp(t: &wkt::Timestamp) -> String {
-    String::from(t.clone())
+    String::from(*t)
 }

@@ -52,29 +52,32 @@ impl Kind for CryptoKeyIamBinding {
 
     fn desired(&self, _name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
         let mut a = Attrs::new();
-        let pos = b.pos();
         if let Some(key) = b.required_string(cx, "crypto_key") {
             a.insert("crypto_key".into(), json!(key));
         }
         let role = b.string(cx, "role").unwrap_or_else(|| SIGNER_ROLE.into());
         if !role.starts_with("roles/") && !role.starts_with("projects/") && !role.starts_with("organizations/") {
-            cx.error(pos, "value", format!("{}: {role:?} is not a role (roles/…)", b.field_path("role")));
+            cx.error(b.pos_of("role"), "value", format!("{}: {role:?} is not a role (roles/…)", b.field_path("role")));
         }
         a.insert("iam_role".into(), json!(role));
         let allow_public = b.bool(cx, "allow_public").unwrap_or(false);
         let mut members = b.string_list(cx, "members").unwrap_or_default();
         if !b.has("members") {
-            cx.error(pos, "missing", format!("{}: list who may use the key", b.field_path("members")));
+            cx.error(b.pos_of("members"), "missing", format!("{}: list who may use the key", b.field_path("members")));
         } else if members.is_empty() {
-            cx.error(pos, "value", format!("{}: at least one member", b.field_path("members")));
+            cx.error(b.pos_of("members"), "value", format!("{}: at least one member", b.field_path("members")));
         }
         for m in &members {
             if PUBLIC_MEMBERS.contains(&m.as_str()) {
                 if allow_public {
-                    cx.warn(pos, "public", format!("{}: {m} lets ANYONE use this key", b.field_path("members")));
+                    cx.warn(
+                        b.pos_of("members"),
+                        "public",
+                        format!("{}: {m} lets ANYONE use this key", b.field_path("members")),
+                    );
                 } else {
                     cx.error(
-                        pos,
+                        b.pos_of("members"),
                         "public",
                         format!(
                             "{}: {m} would let anyone use this key; set `allow_public: true` if that is really meant",
@@ -83,7 +86,7 @@ impl Kind for CryptoKeyIamBinding {
                     );
                 }
             } else if let Err(msg) = check_member(m) {
-                cx.error(pos, "value", format!("{}: {msg}", b.field_path("members")));
+                cx.error(b.pos_of("members"), "value", format!("{}: {msg}", b.field_path("members")));
             }
         }
         members.sort();

@@ -33,16 +33,15 @@ impl Kind for KeyRing {
 
     fn desired(&self, name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
         let mut a = Attrs::new();
-        let pos = b.pos();
         match b.string(cx, "project").or_else(|| cx.gcp_project().map(str::to_owned)) {
             Some(project) => {
                 if let Err(msg) = check_project_id(&project) {
-                    cx.error(pos, "value", format!("{}: {msg}", b.field_path("project")));
+                    cx.error(b.pos_of("project"), "value", format!("{}: {msg}", b.field_path("project")));
                 }
                 a.insert("project".into(), json!(project));
             }
             None => cx.error(
-                pos,
+                b.pos_of("project"),
                 "missing",
                 format!("{}: no project: set `project:` here or `provider.gcp.project`", b.field_path("project")),
             ),
@@ -51,13 +50,17 @@ impl Kind for KeyRing {
             let ok = !location.is_empty()
                 && location.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             if !ok && !location.contains("${") {
-                cx.error(pos, "value", format!("{}: {location:?} is not a location", b.field_path("location")));
+                cx.error(
+                    b.pos_of("location"),
+                    "value",
+                    format!("{}: {location:?} is not a location", b.field_path("location")),
+                );
             }
             a.insert("location".into(), json!(location));
         }
         let id = b.string(cx, "name").unwrap_or_else(|| default_id(name));
         if let Err(msg) = check_id(&id) {
-            cx.error(pos, "value", format!("{}: key ring id {msg}", b.field_path("name")));
+            cx.error(b.pos_of("name"), "value", format!("{}: key ring id {msg}", b.field_path("name")));
         }
         a.insert("name".into(), json!(id));
         a
