@@ -3,15 +3,21 @@
 # then, with manifests/treasury-signer.yaml (key, role, signer Lambda, Function URL, API
 # Gateway): plan → apply → plan (no changes) → addresses → selftest (direct KMS, Function
 # URL, API stage; the emulator runs the template with the real AWS SDK as a layer) → drift.
+# Then the same job on Google Cloud KMS, against keyrite's local stand-in for the Cloud KMS
+# REST API (tests/gcp_standin; no Cloud KMS emulator exists): key ring, HSM secp256k1 key,
+# signerVerifier binding → plan → apply → plan → addresses → render-signer (the Cloud Run
+# signDigest function, run here by the Functions Framework behind a Cloud Run-style ID-token
+# check) → selftest with a Google ID token → drift.
 # Safe to run repeatedly: every run uses a fresh emulator and a fresh state directory.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-npm ci --no-audit --no-fund --loglevel=error   # the AWS SDK for the Lambda layer
-cargo build --quiet --bin keyrite
+npm ci --no-audit --no-fund --loglevel=error   # the AWS SDK for the Lambda layer; the Cloud Run runtime
+cargo build --quiet --bin keyrite --example gcp-kms-standin
 keyrite="$root/target/debug/keyrite"
 eval "$(scripts/emulator.sh start)"
-trap '"$root/scripts/emulator.sh" stop' EXIT
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; "$root/scripts/emulator.sh" stop' EXIT
 tmp=$(mktemp -d)
 work="$tmp/work"
 mkdir "$work"
@@ -27,4 +33,37 @@ step addresses;                     "$keyrite" addresses
 step selftest --via-emulator "$AWS_ENDPOINT_URL"
 "$keyrite" selftest --via-emulator "$AWS_ENDPOINT_URL"                   # live sign-and-recover; exits 1 on failure
 step drift;                         "$keyrite" drift                      # exits 2 on drift
-printf '\nDone: applied, converged, addresses derived, self-test passed, no drift. State: %s/keyrite.state.json\n' "$work"
+printf '\nAWS done: applied, converged, addresses derived, self-test passed, no drift. State: %s/keyrite.state.json\n' "$work"
+
+printf '\n\033[1m== Google Cloud KMS (against the local Cloud KMS stand-in)\033[0m\n'
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; return 1; }
+kms_port=$(free_port)
+fn_port=$(free_port)
+"$root/target/debug/examples/gcp-kms-standin" "$kms_port" >/dev/null &
+pids+=($!)
+wait_port "$kms_port"
+# Application Default Credentials come from the stand-in's metadata server; HOME points at
+# the scratch directory so that no real gcloud credentials are picked up.
+export KEYRITE_GCP_KMS_ENDPOINT="http://127.0.0.1:$kms_port" GCE_METADATA_HOST="127.0.0.1:$kms_port" HOME="$tmp"
+gwork="$tmp/gcp"
+mkdir "$gwork"
+sed "s|https://treasury-signer-4711.us-east1.run.app|http://127.0.0.1:$fn_port|" "$root/manifests/gcp-treasury.yaml" >"$gwork/keyrite.yaml"
+cd "$gwork"
+step plan;                          "$keyrite" plan
+step apply --auto-approve;          "$keyrite" apply --auto-approve
+step plan --detailed-exitcode;      "$keyrite" plan --detailed-exitcode
+step addresses;                     "$keyrite" addresses
+step render-signer --out signer-fn; "$keyrite" render-signer --out signer-fn
+ln -s "$root/node_modules" signer-fn/node_modules
+state="$gwork/keyrite.state.json"
+KMS_API_ENDPOINT="$KEYRITE_GCP_KMS_ENDPOINT" \
+  KMS_KEY_VERSION=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["resources"]["signer_key"]["outputs"]["version_id"])' "$state") \
+  EXPECTED_ADDRESS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["resources"]["signer_key"]["outputs"]["address"])' "$state") \
+  SIGNING_MODE=digest \
+  node "$root/tests/node/support/cloud-run-local.mjs" signer-fn "$fn_port" "http://127.0.0.1:$fn_port" >/dev/null &
+pids+=($!)
+wait_port "$fn_port"
+step selftest;                      "$keyrite" selftest                   # direct Cloud KMS, and the function with an ID token
+step drift;                         "$keyrite" drift
+printf '\nGCP done (against the stand-in, not live GCP): applied, converged, addresses derived, self-test passed, no drift. State: %s\n' "$state"
