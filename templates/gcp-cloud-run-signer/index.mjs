@@ -66,7 +66,14 @@ export function createSignDigest({ kms, env }) {
   };
 }
 
-export const signDigest = createSignDigest({ kms: new KeyManagementServiceClient(clientOptions(process.env)), env: process.env });
+/** The real client, made on first use so that importing the module touches no network. */
+let client;
+const realKms = {
+  getPublicKey: (request) => (client ??= new KeyManagementServiceClient(clientOptions(process.env))).getPublicKey(request),
+  asymmetricSign: (request) => (client ??= new KeyManagementServiceClient(clientOptions(process.env))).asymmetricSign(request),
+};
+
+export const signDigest = createSignDigest({ kms: realKms, env: process.env });
 
 /** The JSON object of a request: pre-parsed by the framework, or from the raw body. */
 function requestBody(req) {
