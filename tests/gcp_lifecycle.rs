@@ -251,11 +251,27 @@ async fn sign_and_selftest_work_through_kms_and_the_cloud_run_template_with_an_i
     assert_eq!(recover(&digest, sig.stdout.trim()), address, "mode digest signs the bytes as given");
 
     let function = CloudRun::start(&w, &kms);
-    let text = std::fs::read_to_string(&w.manifest).unwrap().replace("http://127.0.0.1:1", &function.url);
+    // `keyrite serve` in front of the same Cloud KMS key, as a second endpoint.
+    let serve_port = common::free_port();
+    let mut serve = w
+        .gcp_command(&kms, &["serve", "--listen", &format!("127.0.0.1:{serve_port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for_port(serve_port, "keyrite serve");
+    let serve_url = format!("http://127.0.0.1:{serve_port}/");
+    let text = std::fs::read_to_string(&w.manifest).unwrap().replace("http://127.0.0.1:1", &function.url).replace(
+        "        google_id_token: true\n",
+        &format!("        google_id_token: true\n      - url: {serve_url}\n"),
+    );
     std::fs::write(&w.manifest, &text).unwrap();
     let report = selftest(&w, &kms).expect(0).json();
+    let _ = serve.kill();
+    let _ = serve.wait();
     let checks = report["signers"][0]["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 3, "public key, direct, Cloud Run: {checks:#?}");
+    assert_eq!(checks.len(), 4, "public key, direct, Cloud Run, serve: {checks:#?}");
+    assert_eq!(checks[3]["target"], serve_url.as_str());
     for c in &checks[1..] {
         assert_eq!(c["passed"], true, "{c:#}");
         let digest = hex::decode(c["digest"].as_str().unwrap().trim_start_matches("0x")).unwrap();
@@ -340,4 +356,41 @@ async fn destroy_schedules_the_versions_says_what_remains_and_a_new_apply_restor
     let v = client.get_crypto_key_version().set_name(&version).send().await.unwrap();
     assert_eq!(v.state, CryptoKeyVersionState::Enabled);
     assert_eq!(state_output(&w, "signer_key", "address"), address);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_whose_answer_is_lost_is_adopted_never_made_twice() {
+    let kms = GcpKms::start();
+    let w = workdir(None);
+    // The ring and the key are both created, and both answers are lost on the way back.
+    kms.set_faults(Faults { lose_create_responses: 2, ..Faults::default() });
+    let run = w.keyrite_gcp(&kms, &["apply", "--auto-approve"]).expect(0);
+    assert!(run.stdout.contains("3 changes applied"), "{}\n{}", run.stdout, run.stderr);
+    w.keyrite_gcp(&kms, &["plan", "--detailed-exitcode"]).expect(0);
+    let creates = kms.calls().iter().filter(|c| c.starts_with("POST ") && c.ends_with("/cryptoKeys")).count();
+    assert_eq!(creates, 1, "CreateCryptoKey was repeated: {:?}", kms.calls());
+    let client = admin(&kms).await;
+    let ring = KEY.rsplit_once("/cryptoKeys/").unwrap().0;
+    let keys = client.list_crypto_keys().set_parent(ring).send().await.unwrap().crypto_keys;
+    assert_eq!(keys.len(), 1);
+    assert_eq!(
+        state_output(&w, "signer_key", "address").to_lowercase(),
+        address_of(&client, &format!("{KEY}/cryptoKeyVersions/1")).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_credentials_and_the_endpoint_can_come_from_the_manifest() {
+    let kms = GcpKms::start();
+    let text = std::fs::read_to_string(repo_root().join("manifests/gcp-treasury.yaml")).unwrap().replace(
+        "    project: treasury-prod-4711\n",
+        &format!("    project: treasury-prod-4711\n    endpoint: {}\n    credentials: anonymous\n", kms.endpoint),
+    );
+    let w = Workdir::with_text(&text);
+    let mut cmd = w.gcp_command(&kms, &["apply", "--auto-approve"]);
+    cmd.env_remove("KEYRITE_GCP_KMS_ENDPOINT").env_remove("GCE_METADATA_HOST");
+    let run = Run::from(cmd.stdin(Stdio::null()).output().unwrap()).expect(0);
+    assert!(run.stderr.contains("warning[credentials]"), "anonymous credentials warn: {}", run.stderr);
+    assert!(kms.authorizations().is_empty(), "anonymous requests carried credentials: {:?}", kms.authorizations());
+    assert!(!state_output(&w, "signer_key", "address").is_empty());
 }

@@ -52,6 +52,9 @@ pub struct Faults {
     pub unverified_digest: bool,
     /// Flip a bit of the returned signature (and compute its checksum over the flipped bytes).
     pub wrong_signature: bool,
+    /// Carry out this many key ring / crypto key creates, then answer each with 503
+    /// UNAVAILABLE, as when a connection drops after the service acted.
+    pub lose_create_responses: u32,
 }
 
 struct Version {
@@ -303,7 +306,18 @@ async fn handle(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Result<Resp
         Ok(body) => {
             let mut store = store.lock().unwrap();
             store.calls.push(format!("{method} {path}"));
-            route(&mut store, &method, &path, &query, body)
+            let reply = route(&mut store, &method, &path, &query, body);
+            let create = method == Method::POST && (path.ends_with("/keyRings") || path.ends_with("/cryptoKeys"));
+            if create && reply.is_ok() && store.faults.lose_create_responses > 0 {
+                store.faults.lose_create_responses -= 1;
+                Err(ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "The service is currently unavailable.".into(),
+                ))
+            } else {
+                reply
+            }
         }
         Err(e) => Err(e),
     };

@@ -156,8 +156,15 @@ impl Kind for CryptoKey {
                 enum_name(&key.purpose)
             )));
         }
-        let versions = list_versions(gcp, id).await?;
         let pinned = reference.get("version").and_then(Json::as_u64).unwrap_or(1);
+        let mut versions = list_versions(gcp, id).await?;
+        // A version still being generated (just created, perhaps by a create whose answer was
+        // lost) is waited for, so that what is recorded is the key as it will be.
+        if let Some((_, v)) = versions.iter_mut().find(|(n, _)| *n == pinned)
+            && v.state == CryptoKeyVersionState::PendingGeneration
+        {
+            v.state = until_generated(gcp, &v.name).await?;
+        }
         let pinned_version = versions.iter().find(|(n, _)| *n == pinned);
         let enabled: Vec<&(u64, CryptoKeyVersion)> =
             versions.iter().filter(|(_, v)| v.state == CryptoKeyVersionState::Enabled).collect();
