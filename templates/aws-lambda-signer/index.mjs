@@ -18,13 +18,11 @@ import { GetPublicKeyCommand, KMSClient, SignCommand } from '@aws-sdk/client-kms
 import {
   RequestError,
   checkSignerAddress,
-  once,
+  createSigner,
   parseJsonBody,
   parseSignRequest,
-  prehash,
   prepareKey,
   readSignerConfig,
-  toSignature,
 } from './signer-core.mjs';
 
 export { keccak256, parseDerSignature } from './signer-core.mjs';
@@ -71,23 +69,23 @@ function readConfig(env) {
   return { keyId, ...readSignerConfig(env) };
 }
 
-/**
- * The signer of one container: configuration read on first use, and the key check +
- * Q table built once.
- */
+/** The container's signer: AWS KMS `Sign` of the digest, with the key GetPublicKey resolved. */
 function lazySigner(kms, env) {
-  let config;
-  const getConfig = () => (config ??= readConfig(env));
-  const keyReady = once(() => loadKey(kms, getConfig()));
-  return {
-    config: getConfig,
-    async sign(hash) {
-      const key = await keyReady();
-      const digest = prehash(getConfig().mode, hash);
+  const signer = createSigner({
+    readConfig: () => readConfig(env),
+    loadKey: (config) => loadKey(kms, config),
+    async kmsSign(key, digest) {
       const out = await kms.send(
         new SignCommand({ KeyId: key.keyId, Message: digest, MessageType: 'DIGEST', SigningAlgorithm: 'ECDSA_SHA_256' }),
       );
-      return toSignature(Buffer.from(out.Signature ?? []), digest, key);
+      return Buffer.from(out.Signature ?? []);
+    },
+  });
+  return {
+    config: signer.config,
+    async sign(hash) {
+      const { der, ...answer } = await signer.sign(hash);
+      return answer;
     },
   };
 }

@@ -30,14 +30,12 @@ import {
   RequestError,
   checkObject,
   checkSignerAddress,
-  once,
+  createSigner,
   parseJsonBody,
   parseSignRequest,
   pemToDer,
-  prehash,
   prepareKey,
   readSignerConfig,
-  toSignature,
 } from './signer-core.mjs';
 
 const VERSION_NAME = /^projects\/[^/]+\/locations\/[^/]+\/keyRings\/[^/]+\/cryptoKeys\/[^/]+\/cryptoKeyVersions\/[1-9][0-9]*$/;
@@ -106,20 +104,12 @@ function readConfig(env) {
   return { version, ...readSignerConfig(env) };
 }
 
-/**
- * The signer of one instance: configuration read on first use, and the key check + Q
- * table built once.
- */
+/** The instance's signer: Cloud KMS `asymmetricSign` of the digest, every checksum checked. */
 function lazySigner(kms, env) {
-  let config;
-  const getConfig = () => (config ??= readConfig(env));
-  const keyReady = once(() => loadKey(kms, getConfig()));
-  return {
-    config: getConfig,
-    async sign(hash) {
-      const key = await keyReady();
-      const { version, mode } = getConfig();
-      const digest = prehash(mode, hash);
+  const signer = createSigner({
+    readConfig: () => readConfig(env),
+    loadKey: (config) => loadKey(kms, config),
+    async kmsSign(key, digest, { version }) {
       const [out] = await kms.asymmetricSign({
         name: version,
         digest: { sha256: digest },
@@ -129,7 +119,14 @@ function lazySigner(kms, env) {
       if (out.name !== version) throw new Error(`Cloud KMS answered for ${out.name}, not ${version}`);
       const der = Buffer.from(out.signature ?? []);
       checkCrc(der, out.signatureCrc32c, 'signature');
-      return { ...toSignature(der, digest, key), derSignature: der.toString('hex') };
+      return der;
+    },
+  });
+  return {
+    config: signer.config,
+    async sign(hash) {
+      const { der, ...answer } = await signer.sign(hash);
+      return { ...answer, derSignature: der.toString('hex') };
     },
   };
 }

@@ -139,10 +139,32 @@ export function readSignerConfig(env) {
 }
 
 /**
+ * The signer of one container: configuration read on first use, the key fetched, checked
+ * and its comb table built once, then per request: prehash, the KMS call, and the answer.
+ * `readConfig()` returns at least {address, mode}; `loadKey(config)` returns prepareKey's
+ * result plus what `kmsSign(key, digest, config)` needs to return the DER signature.
+ */
+export function createSigner({ readConfig, loadKey, kmsSign }) {
+  let config;
+  const getConfig = () => (config ??= readConfig());
+  const keyReady = once(() => loadKey(getConfig()));
+  return {
+    config: getConfig,
+    /** {signature, r, s, recid, v, address} and the KMS's own `der`. */
+    async sign(hash) {
+      const key = await keyReady();
+      const digest = prehash(getConfig().mode, hash);
+      const der = await kmsSign(key, digest, getConfig());
+      return { ...toSignature(der, digest, key), der };
+    },
+  };
+}
+
+/**
  * A cached async initialiser: run once, shared by concurrent callers, dropped on failure
  * so that a later request retries.
  */
-export function once(init) {
+function once(init) {
   let ready;
   return () => {
     ready ??= init().catch((err) => {
