@@ -311,7 +311,11 @@ fn delete_change(address: &str, prior: &ResourceState, live: Option<Live>) -> Re
         address: address.to_owned(),
         kind: prior.kind.clone(),
         action: Action::Delete,
-        reason: gone.then(|| "already gone from the cloud; only the state entry is removed".into()),
+        reason: if gone {
+            Some("already gone from the cloud; only the state entry is removed".into())
+        } else {
+            kind.and_then(|k| k.deletion_note()).map(str::to_owned)
+        },
         hazard,
         changes: Vec::new(),
         desired: None,

@@ -180,6 +180,10 @@ pub trait Kind: Send + Sync {
     fn replacement_hazard(&self) -> Option<&'static str> {
         None
     }
+    /// Set for kinds whose delete does something other than delete; the plan shows it.
+    fn deletion_note(&self) -> Option<&'static str> {
+        None
+    }
     /// Set for kinds that are only declared inside another kind's block; names where.
     fn declared_under(&self) -> Option<&'static str> {
         None

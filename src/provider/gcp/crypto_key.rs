@@ -74,6 +74,10 @@ impl Kind for CryptoKey {
         &["id", "version_id", "public_key", "address"]
     }
 
+    fn deletion_note(&self) -> Option<&'static str> {
+        Some("Cloud KMS never deletes keys: every live version is scheduled for destruction, and the key remains")
+    }
+
     fn replacement_hazard(&self) -> Option<&'static str> {
         Some(
             "replacing a key creates a NEW KEY WITH A NEW ADDRESS; funds sent to the old address stay with the old key",

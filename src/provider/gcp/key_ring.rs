@@ -31,6 +31,10 @@ impl Kind for KeyRing {
         &["id"]
     }
 
+    fn deletion_note(&self) -> Option<&'static str> {
+        Some("Cloud KMS never deletes key rings: it remains, and only leaves the state")
+    }
+
     fn desired(&self, name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
         let mut a = Attrs::new();
         match b.string(cx, "project").or_else(|| cx.gcp_project().map(str::to_owned)) {
