@@ -59,8 +59,8 @@ impl KmsSigner {
         KmsSigner::new(Backend::Aws { kms, key_id: key_id.to_owned() }, spki)
     }
 
-    /// Fetches a Cloud KMS key version's public key, checking its CRC32C.
-    /// `cloudkms.cryptoKeyVersions.getPublicKey`.
+    /// Fetches a Cloud KMS key version's public key, checking its CRC32C. Permission
+    /// `cloudkms.cryptoKeyVersions.viewPublicKey`.
     pub async fn connect_gcp(gcp: &crate::provider::gcp::Gcp, version: &str) -> Result<KmsSigner, SignError> {
         let failed = |operation: &'static str, e: crate::provider::ProviderError| SignError::Kms {
             operation,
@@ -80,7 +80,8 @@ impl KmsSigner {
 
     /// Asks KMS to sign `prehash` as a digest: AWS `kms:Sign` with `ECDSA_SHA_256`, or Cloud
     /// KMS `asymmetricSign` with the digest's CRC32C, whose echo and the signature's own
-    /// CRC32C are checked (a mismatch is an error, never a silent pass).
+    /// CRC32C are checked (a mismatch is an error, never a silent pass). Permission
+    /// `cloudkms.cryptoKeyVersions.useToSign` on GCP.
     pub async fn sign_der(&self, prehash: &[u8; 32]) -> Result<Vec<u8>, SignError> {
         match &self.backend {
             Backend::Aws { kms, key_id } => {

@@ -146,8 +146,8 @@ impl Kind for CryptoKey {
         a
     }
 
-    /// `cryptoKeys.get`, `cryptoKeyVersions.list` and, for an enabled pinned version,
-    /// `cryptoKeyVersions.getPublicKey`.
+    /// Permissions `cloudkms.cryptoKeys.get`, `cloudkms.cryptoKeyVersions.list` and, for an
+    /// enabled version, `cloudkms.cryptoKeyVersions.viewPublicKey`.
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
         let gcp = &cloud.gcp;
         let kms = gcp.kms().await?;
@@ -210,6 +210,7 @@ impl Kind for CryptoKey {
     }
 
     /// `cryptoKeys.create` (with version 1), then waits for the version to be generated.
+    /// Permissions `cloudkms.cryptoKeys.create`, `cloudkms.cryptoKeyVersions.get`.
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
         let gcp = &cloud.gcp;
         let kms = gcp.kms().await?;
@@ -265,7 +266,8 @@ impl Kind for CryptoKey {
     }
 
     /// Labels with `cryptoKeys.patch`; the pinned version created, enabled or restored; other
-    /// enabled versions disabled.
+    /// enabled versions disabled. Permissions `cloudkms.cryptoKeys.update`,
+    /// `cloudkms.cryptoKeyVersions.create`, `.update` and `.restore`.
     async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, changed: &[String]) -> Result<Attrs> {
         let gcp = &cloud.gcp;
         let kms = gcp.kms().await?;
@@ -335,7 +337,8 @@ impl Kind for CryptoKey {
         Ok(outputs)
     }
 
-    /// Schedules every live version for destruction; the key itself remains.
+    /// Schedules every live version for destruction; the key itself remains. Permission
+    /// `cloudkms.cryptoKeyVersions.destroy`.
     async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, options: DeleteOptions) -> Result<Deleted> {
         if !options.allow_key_deletion {
             return Err(ProviderError::Refused(format!(

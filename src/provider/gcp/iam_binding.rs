@@ -96,7 +96,8 @@ impl Kind for CryptoKeyIamBinding {
         a
     }
 
-    /// `cryptoKeys.getIamPolicy` (policy version 3, so conditional bindings are seen).
+    /// Permission `cloudkms.cryptoKeys.getIamPolicy` (policy version 3, so conditional
+    /// bindings are seen).
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
         let Some(policy) = unless_gone(get_policy(&cloud.gcp, id).await)? else { return Ok(None) };
         let role = str_attr(reference, "iam_role");
@@ -196,6 +197,7 @@ async fn get_policy(gcp: &Gcp, key: &str) -> Result<Policy> {
 }
 
 /// Read-modify-write of a key's policy under its etag; retried when a concurrent writer wins.
+/// Permissions `cloudkms.cryptoKeys.getIamPolicy` and `cloudkms.cryptoKeys.setIamPolicy`.
 async fn rewrite(gcp: &Gcp, key: &str, edit: impl Fn(&mut Vec<Binding>)) -> Result<Policy> {
     let kms = gcp.kms().await?;
     let mut attempt = 0;

@@ -70,7 +70,7 @@ impl Kind for KeyRing {
         a
     }
 
-    /// `cloudkms.keyRings.get`.
+    /// Permission `cloudkms.keyRings.get`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let kms = cloud.gcp.kms().await?;
         let Some(ring) = unless_gone(cloud.gcp.call("GetKeyRing", kms.get_key_ring().set_name(id).send()).await)?
@@ -80,7 +80,8 @@ impl Kind for KeyRing {
         Ok(Some(live(&ring.name)))
     }
 
-    /// `cloudkms.keyRings.create`; a ring that already exists under this name is adopted.
+    /// Permission `cloudkms.keyRings.create` (and `.get` to adopt); a ring that already exists
+    /// under this name is adopted.
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
         let kms = cloud.gcp.kms().await?;
         let parent = format!("projects/{}/locations/{}", str_attr(desired, "project"), str_attr(desired, "location"));
