@@ -654,6 +654,22 @@ impl Validation {
                 }
             }
         }
+        // A key's IAM binding speaks for the key's whole policy: two would undo each other.
+        let mut bound: BTreeMap<&str, &str> = BTreeMap::new();
+        for (spec, pos) in resources.iter().filter(|(r, _)| r.kind == "gcp_kms_crypto_key_iam_binding") {
+            let key = spec.desired.get("crypto_key").and_then(Json::as_str).unwrap_or_default();
+            if let Some(first) = bound.insert(key, &spec.name) {
+                self.error(
+                    *pos,
+                    "duplicate",
+                    format!(
+                        "resources.{}: {first} already binds {key}; a key has one gcp_kms_crypto_key_iam_binding, \
+                         which speaks for its whole IAM policy",
+                        spec.name
+                    ),
+                );
+            }
+        }
         let mut order = Vec::new();
         match refs::topological_order(
             &resources.iter().map(|(r, _)| (r.name.clone(), r.depends_on.clone())).collect::<Vec<_>>(),
