@@ -191,3 +191,43 @@ fn every_example_manifest_is_valid() {
     }
     assert!(seen >= 3, "expected several examples in manifests/, found {seen}");
 }
+
+#[test]
+fn gcp_resources_take_the_provider_project_and_risky_choices_warn() {
+    let text = r#"
+version: 1
+provider:
+  gcp: {project: treasury-prod-4711}
+resources:
+  ring:
+    type: gcp_kms_key_ring
+    location: us-east1
+  hot_key:
+    type: gcp_kms_crypto_key
+    key_ring: ${ring.id}
+    protection_level: SOFTWARE
+  access:
+    type: gcp_kms_crypto_key_iam_binding
+    crypto_key: ${hot_key.id}
+    members: [allAuthenticatedUsers]
+    allow_public: true
+"#;
+    let m = Manifest::parse(Path::new("m.yaml"), text).unwrap();
+    let ring = m.resource("ring").unwrap();
+    assert_eq!(ring.desired["project"], "treasury-prod-4711");
+    assert_eq!(ring.desired["name"], "ring");
+    let key = m.resource("hot_key").unwrap();
+    assert_eq!(key.desired["name"], "hot-key", "the default id is the resource name with '-'");
+    assert_eq!(key.desired["version"], 1, "version 1 is pinned by default");
+    assert_eq!(m.resource("access").unwrap().desired["iam_role"], "roles/cloudkms.signerVerifier");
+    let warnings: Vec<String> = m.warnings.iter().map(Diagnostic::as_warning).collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("m.yaml:12:23: warning[protection]") && w.contains("SOFTWARE")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("warning[public]") && w.contains("allAuthenticatedUsers")),
+        "{warnings:?}"
+    );
+    assert_eq!(m.resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["ring", "hot_key", "access"]);
+}

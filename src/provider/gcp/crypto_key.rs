@@ -116,7 +116,7 @@ impl Kind for CryptoKey {
         let protection = b.choice(cx, "protection_level", &["HSM", "SOFTWARE"]).unwrap_or_else(|| "HSM".into());
         if protection == "SOFTWARE" {
             cx.warn(
-                pos,
+                b.pos_of("protection_level"),
                 "protection",
                 format!(
                     "{}: SOFTWARE keeps the key outside an HSM; use HSM for keys that guard funds \

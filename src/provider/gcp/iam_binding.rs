@@ -70,10 +70,11 @@ impl Kind for CryptoKeyIamBinding {
         for m in &members {
             if PUBLIC_MEMBERS.contains(&m.as_str()) {
                 if allow_public {
+                    let who = if m == "allUsers" { "ANYONE" } else { "ANY Google account" };
                     cx.warn(
                         b.pos_of("members"),
                         "public",
-                        format!("{}: {m} lets ANYONE use this key", b.field_path("members")),
+                        format!("{}: {m} lets {who} use this key", b.field_path("members")),
                     );
                 } else {
                     cx.error(
