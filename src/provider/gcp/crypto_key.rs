@@ -86,7 +86,6 @@ impl Kind for CryptoKey {
 
     fn desired(&self, name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
         let mut a = Attrs::new();
-        let pos = b.pos();
         if let Some(ring) = b.required_string(cx, "key_ring") {
             let shaped = ring.contains("${") || {
                 let p: Vec<&str> = ring.split('/').collect();
