@@ -394,3 +394,33 @@ async fn anonymous_credentials_and_the_endpoint_can_come_from_the_manifest() {
     assert!(kms.authorizations().is_empty(), "anonymous requests carried credentials: {:?}", kms.authorizations());
     assert!(!state_output(&w, "signer_key", "address").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_under_unavailable_answers_converges_with_one_key() {
+    let kms = GcpKms::start();
+    let w = workdir(None);
+    // A third of the requests fail with 503 before the service acts: reads are retried by the
+    // client, a failed create is looked for before it is retried, and anything else fails
+    // the run with the state consistent, for the next run to finish.
+    kms.set_faults(Faults { unavailable_percent: 35, ..Faults::default() });
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        let run = w.keyrite_gcp(&kms, &["apply", "--auto-approve"]);
+        if run.code == 0 {
+            break;
+        }
+        assert!(runs < 5, "no convergence after {runs} applies:\n{}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("UNAVAILABLE"), "failed for another reason:\n{}", run.stderr);
+    }
+    assert!(kms.unavailable_answers() > 0);
+    kms.set_faults(Faults::default());
+    w.keyrite_gcp(&kms, &["plan", "--detailed-exitcode"]).expect(0);
+    w.keyrite_gcp(&kms, &["drift"]).expect(0);
+    let client = admin(&kms).await;
+    let ring = KEY.rsplit_once("/cryptoKeys/").unwrap().0;
+    assert_eq!(client.list_crypto_keys().set_parent(ring).send().await.unwrap().crypto_keys.len(), 1);
+    let versions = client.list_crypto_key_versions().set_parent(KEY).send().await.unwrap().crypto_key_versions;
+    assert_eq!(versions.len(), 1, "one version, one address");
+    eprintln!("converged in {runs} apply run(s), {} requests answered UNAVAILABLE", kms.unavailable_answers());
+}

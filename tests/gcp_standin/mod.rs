@@ -55,6 +55,10 @@ pub struct Faults {
     /// Carry out this many key ring / crypto key creates, then answer each with 503
     /// UNAVAILABLE, as when a connection drops after the service acted.
     pub lose_create_responses: u32,
+    /// Answer this share (0–100 %) of API requests with 503 UNAVAILABLE before acting on
+    /// them. Which ones is a fixed scatter over the request count (a multiplicative hash), so
+    /// runs are reproducible but failures do not fall into lockstep with retries.
+    pub unavailable_percent: u32,
 }
 
 struct Version {
@@ -93,6 +97,8 @@ struct Store {
     authorizations: Vec<String>,
     /// Audiences of the ID tokens the metadata server minted.
     audiences: Vec<String>,
+    /// Requests answered UNAVAILABLE by [`Faults::unavailable_percent`].
+    unavailable: u64,
 }
 
 /// How long a new asymmetric version stays PENDING_GENERATION.
@@ -152,6 +158,11 @@ impl GcpKms {
     /// Audiences the metadata server minted ID tokens for.
     pub fn id_token_audiences(&self) -> Vec<String> {
         self.store.lock().unwrap().audiences.clone()
+    }
+
+    /// Requests answered 503 UNAVAILABLE by the `unavailable_percent` fault.
+    pub fn unavailable_answers(&self) -> u64 {
+        self.store.lock().unwrap().unavailable
     }
 
     /// Signatures made so far.
@@ -306,7 +317,17 @@ async fn handle(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Result<Resp
         Ok(body) => {
             let mut store = store.lock().unwrap();
             store.calls.push(format!("{method} {path}"));
-            let reply = route(&mut store, &method, &path, &query, body);
+            let scatter = (store.calls.len() as u64).wrapping_mul(2_654_435_761) % 4_294_967_296 % 100;
+            let reply = if scatter < u64::from(store.faults.unavailable_percent) {
+                store.unavailable += 1;
+                Err(ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "The service is currently unavailable.".into(),
+                ))
+            } else {
+                route(&mut store, &method, &path, &query, body)
+            };
             let create = method == Method::POST && (path.ends_with("/keyRings") || path.ends_with("/cryptoKeys"));
             if create && reply.is_ok() && store.faults.lose_create_responses > 0 {
                 store.faults.lose_create_responses -= 1;

@@ -28,6 +28,9 @@ use super::aws::TRANSPORT;
 use super::{CallLog, ProviderError, Result};
 use crate::manifest::GcpConfig;
 
+/// The longest one call may take, its retries included.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// The environment variable that points keyrite at another Cloud KMS endpoint.
 pub const ENDPOINT_ENV: &str = "KEYRITE_GCP_KMS_ENDPOINT";
 
@@ -71,13 +74,21 @@ impl Gcp {
             .await
     }
 
-    /// Runs one API call: counts it as `cloudkms.<operation>` and maps its error.
+    /// Runs one API call: counts it as `cloudkms.<operation>`, maps its error, and gives up
+    /// after [`CALL_TIMEOUT`] (retries included), so a hung connection is an error, not a hang.
     pub async fn call<T, F>(&self, operation: &'static str, call: F) -> Result<T>
     where
         F: Future<Output = std::result::Result<T, google_cloud_gax::error::Error>>,
     {
         self.calls.record(format!("cloudkms.{operation}"));
-        call.await.map_err(|e| gcp_error(operation, e))
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(result) => result.map_err(|e| gcp_error(operation, e)),
+            Err(_) => Err(ProviderError::Api {
+                operation,
+                code: TRANSPORT.into(),
+                message: format!("no answer within {} s", CALL_TIMEOUT.as_secs()),
+            }),
+        }
     }
 }
 
