@@ -102,17 +102,7 @@ impl Kind for LambdaFunction {
 
     /// `lambda:GetFunction`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
-        let Some(out) = unless_gone(
-            cloud
-                .aws
-                .lambda
-                .get_function()
-                .function_name(id)
-                .send()
-                .await
-                .map_err(|e| api_error("lambda:GetFunction", e)),
-        )?
-        else {
+        let Some(out) = unless_gone(get_function(cloud, id).await)? else {
             return Ok(None);
         };
         let c = out.configuration().ok_or_else(|| unexpected("lambda:GetFunction", "no Configuration"))?;
@@ -256,14 +246,7 @@ impl Kind for LambdaFunction {
                 }
             }
         }
-        let current = cloud
-            .aws
-            .lambda
-            .get_function()
-            .function_name(id)
-            .send()
-            .await
-            .map_err(|e| api_error("lambda:GetFunction", e))?;
+        let current = get_function(cloud, id).await?;
         let arn = current.configuration().and_then(|c| c.function_arn()).unwrap_or_default().to_owned();
         if has("tags") {
             let (set, unset) = tag_delta(desired, live);
@@ -367,4 +350,9 @@ fn outputs(arn: &str, name: &str) -> Attrs {
 
 fn unexpected(operation: &'static str, message: &str) -> ProviderError {
     ProviderError::Unexpected { operation, message: message.to_owned() }
+}
+
+/// `lambda:GetFunction`.
+async fn get_function(cloud: &Cloud, id: &str) -> Result<aws_sdk_lambda::operation::get_function::GetFunctionOutput> {
+    cloud.aws.lambda.get_function().function_name(id).send().await.map_err(|e| api_error("lambda:GetFunction", e))
 }
