@@ -12,7 +12,7 @@ mod common;
 
 use std::process::{Child, Command, Stdio};
 
-use common::gcp_kms::{ACCESS_TOKEN, Faults, GcpKms};
+use common::gcp_kms::{ACCESS_TOKEN, Faults, GcpKms, USER_ACCESS_TOKEN};
 use common::{Run, Workdir, repo_root};
 use google_cloud_iam_v1::model::Binding;
 use google_cloud_kms_v1::client::KeyManagementService;
@@ -210,12 +210,15 @@ impl CloudRun {
         std::os::unix::fs::symlink(repo_root().join("node_modules"), dir.join("node_modules")).unwrap();
         let port = common::free_port();
         let url = format!("http://127.0.0.1:{port}");
+        let home = w.dir.path().join("cloud-run-home");
+        std::fs::create_dir_all(&home).unwrap();
         let child = Command::new("node")
             .arg(repo_root().join("tests/node/support/cloud-run-local.mjs"))
             .args([dir.to_str().unwrap(), &port.to_string(), &url])
             .env("KMS_API_ENDPOINT", &kms.endpoint)
             .env("GCE_METADATA_HOST", format!("127.0.0.1:{}", kms.port))
-            .env("HOME", w.dir.path())
+            // On Cloud Run the function has no credentials file, only the metadata server.
+            .env("HOME", &home)
             .env("KMS_KEY_VERSION", state_output(w, "signer_key", "version_id"))
             .env("EXPECTED_ADDRESS", state_output(w, "signer_key", "address"))
             .env("SIGNING_MODE", "digest")
@@ -423,4 +426,38 @@ async fn an_apply_under_unavailable_answers_converges_with_one_key() {
     let versions = client.list_crypto_key_versions().set_parent(KEY).send().await.unwrap().crypto_key_versions;
     assert_eq!(versions.len(), 1, "one version, one address");
     eprintln!("converged in {runs} apply run(s), {} requests answered UNAVAILABLE", kms.unavailable_answers());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_gcloud_credentials_apply_and_reach_cloud_run_with_the_users_id_token() {
+    let kms = GcpKms::start();
+    let w = workdir(Some("http://127.0.0.1:1"));
+    // What `gcloud auth application-default login` writes (token_uri pointed at the stand-in).
+    let adc = w.dir.path().join(".config/gcloud/application_default_credentials.json");
+    std::fs::create_dir_all(adc.parent().unwrap()).unwrap();
+    let user = serde_json::json!({
+        "type": "authorized_user",
+        "client_id": "32555940559.apps.googleusercontent.com",
+        "client_secret": "not-a-secret",
+        "refresh_token": "ceremony-refresh-token",
+        "token_uri": format!("{}/token", kms.endpoint),
+    });
+    std::fs::write(&adc, user.to_string()).unwrap();
+    let as_user = |args: &[&str]| {
+        let mut cmd = w.gcp_command(&kms, args);
+        cmd.env_remove("GCE_METADATA_HOST");
+        Run::from(cmd.stdin(Stdio::null()).output().unwrap())
+    };
+    as_user(&["apply", "--auto-approve"]).expect(0);
+    let auth = kms.authorizations();
+    assert!(!auth.is_empty() && auth.iter().all(|a| a == &format!("Bearer {USER_ACCESS_TOKEN}")), "{auth:?}");
+
+    let function = CloudRun::start(&w, &kms);
+    let text = std::fs::read_to_string(&w.manifest).unwrap().replace("http://127.0.0.1:1", &function.url);
+    std::fs::write(&w.manifest, &text).unwrap();
+    let refreshes = kms.user_refreshes();
+    let report = as_user(&["selftest", "--format", "json", "--timeout", "30"]).expect(0).json();
+    assert_eq!(report["signers"][0]["checks"][2]["passed"], true, "{report:#}");
+    assert!(kms.user_refreshes() > refreshes, "the user's ID token came from the OAuth endpoint");
+    assert!(kms.id_token_audiences().is_empty(), "no metadata-server token was used");
 }

@@ -18,7 +18,9 @@
 //!   (high-s half of the time, as an HSM returns), `digestCrc32c` checked,
 //!   `verifiedDigestCrc32c` and `signatureCrc32c` returned; only ENABLED versions sign;
 //! - `:getIamPolicy` / `:setIamPolicy` on key rings and keys, with etags (409 ABORTED on a
-//!   stale etag).
+//!   stale etag);
+//! - for credentials: a GCE metadata server (access and ID tokens, for `GCE_METADATA_HOST`)
+//!   and an OAuth token endpoint (`/token`, refresh-token grants of `authorized_user` files).
 //!
 //! Enums are written as integers when the client asks with `$alt=json;enum-encoding=int`
 //! (both Google clients do) and as names otherwise; both are accepted on input. Unknown
@@ -99,6 +101,8 @@ struct Store {
     audiences: Vec<String>,
     /// Requests answered UNAVAILABLE by [`Faults::unavailable_percent`].
     unavailable: u64,
+    /// Refresh-token grants served by the OAuth endpoint.
+    user_refreshes: u64,
 }
 
 /// How long a new asymmetric version stays PENDING_GENERATION.
@@ -163,6 +167,11 @@ impl GcpKms {
     /// Requests answered 503 UNAVAILABLE by the `unavailable_percent` fault.
     pub fn unavailable_answers(&self) -> u64 {
         self.store.lock().unwrap().unavailable
+    }
+
+    /// Refresh-token grants the OAuth endpoint served (user credentials).
+    pub fn user_refreshes(&self) -> u64 {
+        self.store.lock().unwrap().user_refreshes
     }
 
     /// Signatures made so far.
@@ -260,16 +269,59 @@ fn metadata(store: &Mutex<Store>, req: &Request<Incoming>) -> Response<Full<Byte
     }
 }
 
+/// The access token the OAuth endpoint hands out for a user's refresh token.
+pub const USER_ACCESS_TOKEN: &str = "standin-user-access-token";
+/// The user the OAuth endpoint speaks for.
+pub const USER_EMAIL: &str = "ceremony-admin@example.com";
+
+/// A minimal OAuth 2.0 token endpoint for `authorized_user` credentials (what `gcloud auth
+/// application-default login` writes, with `token_uri` pointed here): a refresh-token grant
+/// returns an access token and an ID token whose audience is the OAuth client, as Google's
+/// does for users.
+fn oauth_token(store: &Mutex<Store>, body: &[u8]) -> Response<Full<Bytes>> {
+    let fields: BTreeMap<String, String> = match serde_json::from_slice::<Map<String, Json>>(body) {
+        Ok(m) => m.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned())).collect(),
+        Err(_) => String::from_utf8_lossy(body)
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (decode(k), decode(v)))
+            .collect(),
+    };
+    let field = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
+    let (status, json) = if field("grant_type") != "refresh_token" || field("refresh_token").is_empty() {
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_grant", "error_description": "refresh_token grant expected"}),
+        )
+    } else {
+        store.lock().unwrap().user_refreshes += 1;
+        let id_token = jwt(field("client_id"), USER_EMAIL);
+        (
+            StatusCode::OK,
+            json!({"access_token": USER_ACCESS_TOKEN, "id_token": id_token, "expires_in": 3599, "token_type": "Bearer"}),
+        )
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(json.to_string())))
+        .expect("response")
+}
+
 /// A JWT shaped like Google's ID tokens (RS256 header, `aud`, `iss`, `exp`, `email`). Its
 /// signature is random: no one outside Google can mint a verifiable one, and the endpoints
 /// under test check the claims, not Google's signature.
 pub fn id_token(audience: &str) -> String {
+    jwt(audience, SERVICE_ACCOUNT)
+}
+
+fn jwt(audience: &str, email: &str) -> String {
     use base64::Engine;
     let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
     let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
     let header = json!({"alg": "RS256", "typ": "JWT", "kid": "standin"});
     let claims = json!({
-        "aud": audience, "azp": SERVICE_ACCOUNT, "email": SERVICE_ACCOUNT, "email_verified": true,
+        "aud": audience, "azp": email, "email": email, "email_verified": true,
         "iss": "https://accounts.google.com", "sub": "100000000000000000000", "iat": now, "exp": now + 3600,
     });
     let mut sig = [0u8; 256];
@@ -297,6 +349,10 @@ async fn handle(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Result<Resp
     let path = req.uri().path().to_owned();
     if path.starts_with("/computeMetadata/") {
         return Ok(metadata(&store, &req));
+    }
+    if path == "/token" {
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        return Ok(oauth_token(&store, &body));
     }
     if let Some(auth) = req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
         store.lock().unwrap().authorizations.push(auth.to_owned());

@@ -16,6 +16,7 @@ import * as functions from '@google-cloud/functions-framework';
 import { getTestServer } from '@google-cloud/functions-framework/testing';
 
 const [dir, port, audience] = process.argv.slice(2);
+const GCLOUD_CLIENT_ID = '32555940559.apps.googleusercontent.com';
 const { signDigest } = await import(pathToFileURL(path.resolve(dir, 'index.mjs')).href);
 functions.http('signDigest', signDigest);
 const app = getTestServer('signDigest');
@@ -31,7 +32,9 @@ function denied(req) {
   } catch {
     return [401, 'malformed ID token'];
   }
-  if (claims.aud !== audience) return [403, `ID token audience ${claims.aud} is not ${audience}`];
+  // Cloud Run takes tokens for its URL, and users' own ID tokens (gcloud's OAuth client as
+  // audience), as from `gcloud auth print-identity-token`.
+  if (claims.aud !== audience && claims.aud !== GCLOUD_CLIENT_ID) return [403, `ID token audience ${claims.aud} is not ${audience}`];
   if (claims.iss !== 'https://accounts.google.com') return [403, 'ID token not issued by Google'];
   if (!(claims.exp * 1000 > Date.now())) return [403, 'ID token expired'];
   return null;
