@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::manifest::{Attrs, AwsConfig, GcpConfig, Manifest, REFS_KEY, Reference, StateConfig, refs};
-use crate::provider::{self, Compare, Kind, Live, OnChange, TAG_ADDRESS, TAG_LINEAGE};
+use crate::provider::{self, Compare, Kind, Live, OnChange};
 use crate::state::{ResourceState, State};
 
 /// Saved plan format version.
@@ -337,22 +337,13 @@ fn delete_order(resources: &BTreeMap<String, ResourceState>, keep: &BTreeSet<&st
     order
 }
 
-/// Adds keyrite's ownership tags to kinds that carry tags.
+/// The desired attributes with keyrite's ownership marks added (see [`Kind::ownership`]).
 pub fn with_ownership(kind: &dyn Kind, desired: &Attrs, lineage: &str, address: &str) -> Attrs {
     let mut attrs = desired.clone();
-    if kind.attrs().iter().any(|a| a.name == "tags") {
-        let tags = attrs.entry("tags").or_insert_with(|| Json::Object(Default::default()));
-        if let Json::Object(map) = tags {
-            map.insert(TAG_LINEAGE.into(), Json::String(lineage.into()));
-            map.insert(TAG_ADDRESS.into(), Json::String(address.into()));
-        }
-    } else if kind.attrs().iter().any(|a| a.name == "labels") {
-        // Google labels: no `:` in keys, lowercase values.
-        use crate::provider::gcp::{crypto_key, label_value};
-        let labels = attrs.entry("labels").or_insert_with(|| Json::Object(Default::default()));
-        if let Json::Object(map) = labels {
-            map.insert(crypto_key::LABEL_LINEAGE.into(), Json::String(label_value(lineage)));
-            map.insert(crypto_key::LABEL_ADDRESS.into(), Json::String(label_value(address)));
+    if let Some((attr, marks)) = kind.ownership(lineage, address) {
+        let map = attrs.entry(attr).or_insert_with(|| Json::Object(Default::default()));
+        if let Json::Object(map) = map {
+            map.extend(marks.into_iter().map(|(k, v)| (k.to_owned(), Json::String(v))));
         }
     }
     attrs

@@ -180,6 +180,13 @@ pub trait Kind: Send + Sync {
     fn replacement_hazard(&self) -> Option<&'static str> {
         None
     }
+    /// Where and how the kind carries keyrite's ownership marks: the map attribute and the
+    /// entries to add. Default: `keyrite:lineage` and `keyrite:address` in `tags`, for kinds
+    /// that have tags.
+    fn ownership(&self, lineage: &str, address: &str) -> Option<(&'static str, Vec<(&'static str, String)>)> {
+        let marks = vec![(TAG_LINEAGE, lineage.to_owned()), (TAG_ADDRESS, address.to_owned())];
+        self.attrs().iter().any(|a| a.name == "tags").then_some(("tags", marks))
+    }
     /// Set for kinds whose delete does something other than delete; the plan shows it.
     fn deletion_note(&self) -> Option<&'static str> {
         None

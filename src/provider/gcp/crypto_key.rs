@@ -26,6 +26,8 @@
 //! its key again by name; keyrite adopts it only if it carries this state's ownership
 //! labels (`keyrite-lineage`, `keyrite-address`), so a stranger's key is never taken over.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use base64::Engine;
 use google_cloud_kms_v1::model::crypto_key::CryptoKeyPurpose;
@@ -33,7 +35,7 @@ use google_cloud_kms_v1::model::crypto_key_version::{CryptoKeyVersionAlgorithm, 
 use google_cloud_kms_v1::model::{CryptoKeyVersion, CryptoKeyVersionTemplate, ProtectionLevel};
 use serde_json::{Value as Json, json};
 
-use super::{Gcp, check_id, check_label, default_id, enum_name, public_key, until_generated};
+use super::{Gcp, check_id, check_label, default_id, enum_name, label_value, public_key, until_generated};
 use crate::manifest::{Attrs, Block, Validation};
 use crate::provider::aws::unless_gone;
 use crate::provider::{
@@ -72,6 +74,11 @@ impl Kind for CryptoKey {
 
     fn outputs(&self) -> &'static [&'static str] {
         &["id", "version_id", "public_key", "address"]
+    }
+
+    /// In labels, which allow no `:` in keys and only lowercase values.
+    fn ownership(&self, lineage: &str, address: &str) -> Option<(&'static str, Vec<(&'static str, String)>)> {
+        Some(("labels", vec![(LABEL_LINEAGE, label_value(lineage)), (LABEL_ADDRESS, label_value(address))]))
     }
 
     fn deletion_note(&self) -> Option<&'static str> {
@@ -156,7 +163,7 @@ impl Kind for CryptoKey {
         if key.purpose != CryptoKeyPurpose::AsymmetricSign {
             return Err(ProviderError::Refused(format!(
                 "{id} is a {} key, not ASYMMETRIC_SIGN; keyrite manages signing keys only",
-                enum_name(&key.purpose)
+                enum_name(key.purpose.name())
             )));
         }
         let pinned = reference.get("version").and_then(Json::as_u64).unwrap_or(1);
@@ -185,13 +192,14 @@ impl Kind for CryptoKey {
         let ring = id.rsplit_once("/cryptoKeys/").map(|(r, _)| r).unwrap_or_default();
         live.attrs.insert("key_ring".into(), json!(ring));
         live.attrs.insert("name".into(), json!(id.rsplit('/').next().unwrap_or_default()));
-        live.attrs.insert("algorithm".into(), json!(enum_name(&template.algorithm)));
-        live.attrs.insert("protection_level".into(), json!(enum_name(&template.protection_level)));
+        live.attrs.insert("algorithm".into(), json!(enum_name(template.algorithm.name())));
+        live.attrs.insert("protection_level".into(), json!(enum_name(template.protection_level.name())));
         let window = key.destroy_scheduled_duration.as_ref().map(|d| d.seconds() / 86_400).unwrap_or(30);
         live.attrs.insert("deletion_window_days".into(), json!(window));
-        live.attrs.insert("labels".into(), json!(key.labels.iter().collect::<std::collections::BTreeMap<_, _>>()));
+        live.attrs.insert("labels".into(), json!(key.labels.iter().collect::<BTreeMap<_, _>>()));
         live.attrs.insert("version".into(), json!(signing.map(|(n, _)| *n).unwrap_or(0)));
-        let pinned_state = pinned_version.map(|(_, v)| enum_name(&v.state)).unwrap_or_else(|| "DOES_NOT_EXIST".into());
+        let pinned_state =
+            pinned_version.map(|(_, v)| enum_name(v.state.name())).unwrap_or_else(|| "DOES_NOT_EXIST".into());
         live.attrs.insert("version_state".into(), json!(pinned_state));
         let others: Vec<String> = versions
             .iter()
@@ -257,7 +265,10 @@ impl Kind for CryptoKey {
         let version = format!("{}/cryptoKeyVersions/1", made.name);
         let state = until_generated(gcp, &version).await?;
         if state != CryptoKeyVersionState::Enabled {
-            return Err(ProviderError::Refused(format!("{version} was generated in state {}", enum_name(&state))));
+            return Err(ProviderError::Refused(format!(
+                "{version} was generated in state {}",
+                enum_name(state.name())
+            )));
         }
         let mut outputs = version_outputs(gcp, &made.name, 1).await?;
         outputs.insert("id".into(), json!(made.name));
@@ -324,7 +335,7 @@ impl Kind for CryptoKey {
                 } else if state != CryptoKeyVersionState::Enabled {
                     return Err(ProviderError::Refused(format!(
                         "{name} is {} and cannot be enabled again; its key material is gone",
-                        enum_name(&state)
+                        enum_name(state.name())
                     )));
                 }
             } else if v.state == CryptoKeyVersionState::Enabled {

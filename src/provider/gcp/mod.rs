@@ -156,32 +156,11 @@ pub async fn until_generated(gcp: &Gcp, version: &str) -> Result<CryptoKeyVersio
     }
 }
 
-/// The enum's canonical name (`ENABLED`, `HSM`…), as the API documents it.
-pub fn enum_name<E: EnumName>(e: &E) -> String {
-    e.canonical().unwrap_or("UNKNOWN").to_owned()
+/// An enum's canonical name (`ENABLED`, `HSM`…) from its generated `name()`, as the API
+/// documents it.
+pub fn enum_name(name: Option<&str>) -> String {
+    name.unwrap_or("UNKNOWN").to_owned()
 }
-
-/// Generated enums' `name()`.
-pub trait EnumName {
-    fn canonical(&self) -> Option<&str>;
-}
-
-macro_rules! enum_names {
-    ($($t:ty),*) => {$(
-        impl EnumName for $t {
-            fn canonical(&self) -> Option<&str> {
-                self.name()
-            }
-        }
-    )*};
-}
-
-enum_names!(
-    CryptoKeyVersionState,
-    google_cloud_kms_v1::model::ProtectionLevel,
-    google_cloud_kms_v1::model::crypto_key_version::CryptoKeyVersionAlgorithm,
-    google_cloud_kms_v1::model::crypto_key::CryptoKeyPurpose
-);
 
 /// Checks a key ring or key id: 1–63 of letters, digits, `_` and `-`.
 pub fn check_id(id: &str) -> std::result::Result<(), String> {
