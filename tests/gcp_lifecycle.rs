@@ -24,6 +24,7 @@ use sha3::{Digest, Keccak256};
 
 const KEY: &str = "projects/treasury-prod-4711/locations/us-east1/keyRings/treasury/cryptoKeys/treasury-signer";
 const SIGNER_ACCOUNT: &str = "serviceAccount:kms-signer@treasury-prod-4711.iam.gserviceaccount.com";
+const AUDITORS: &str = "key-auditors@example.com";
 
 /// The example manifest, its Cloud Run URL replaced by `url` (when given).
 fn workdir(url: Option<&str>) -> Workdir {
@@ -170,6 +171,67 @@ async fn out_of_band_iam_and_version_changes_are_security_drift_and_apply_heals(
         "an undeclared version is disabled, not destroyed"
     );
     assert_eq!(state_output(&w, "signer_key", "version_id"), v1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_declared_roles_are_granted_kept_and_healed_and_undeclared_ones_still_drift() {
+    let kms = GcpKms::start();
+    let text = std::fs::read_to_string(repo_root().join("manifests/gcp-treasury.yaml")).unwrap();
+    let members = format!("      - {SIGNER_ACCOUNT}\n");
+    let text = text.replacen(
+        &members,
+        &format!("{members}    other_bindings:\n      roles/cloudkms.publicKeyViewer: [group:{AUDITORS}]\n"),
+        1,
+    );
+    let w = Workdir::with_text(&text);
+    w.keyrite_gcp(&kms, &["apply", "--auto-approve"]).expect(0);
+    w.keyrite_gcp(&kms, &["plan", "--detailed-exitcode"]).expect(0);
+
+    let client = admin(&kms).await;
+    let roles = |policy: &google_cloud_iam_v1::model::Policy| {
+        let mut roles: Vec<(String, Vec<String>)> =
+            policy.bindings.iter().map(|b| (b.role.clone(), b.members.clone())).collect();
+        roles.sort();
+        roles
+    };
+    let declared = vec![
+        ("roles/cloudkms.publicKeyViewer".to_owned(), vec![format!("group:{AUDITORS}")]),
+        ("roles/cloudkms.signerVerifier".to_owned(), vec![SIGNER_ACCOUNT.to_owned()]),
+    ];
+    let policy = client.get_iam_policy().set_resource(KEY).send().await.unwrap();
+    assert_eq!(roles(&policy), declared);
+
+    // Someone drops the auditors and grants themselves admin.
+    let mut policy = policy;
+    policy.bindings.retain(|b| b.role != "roles/cloudkms.publicKeyViewer");
+    policy.bindings.push(Binding::new().set_role("roles/cloudkms.admin").set_members(["user:mallory@example.com"]));
+    client.set_iam_policy().set_resource(KEY).set_policy(policy).send().await.unwrap();
+
+    let drift = w.keyrite_gcp(&kms, &["drift", "--format", "json"]).expect(2).json();
+    let items = drift["drift"].as_array().unwrap_or_else(|| panic!("{drift:#}"));
+    assert_eq!(items.len(), 1, "{drift:#}");
+    assert_eq!(items[0]["attribute"], "other_bindings");
+    assert_eq!(items[0]["severity"], "security");
+    let message = items[0]["message"].as_str().unwrap();
+    assert!(message.contains("roles/cloudkms.admin +user:mallory@example.com"), "{message}");
+    assert!(message.contains(&format!("roles/cloudkms.publicKeyViewer -group:{AUDITORS}")), "{message}");
+
+    w.keyrite_gcp(&kms, &["apply", "--auto-approve"]).expect(0);
+    w.keyrite_gcp(&kms, &["drift"]).expect(0);
+    let policy = client.get_iam_policy().set_resource(KEY).send().await.unwrap();
+    assert_eq!(roles(&policy), declared);
+
+    // Destroying the binding removes exactly the declared roles.
+    let mut policy = policy;
+    policy.bindings.push(Binding::new().set_role("roles/cloudkms.viewer").set_members(["user:carol@example.com"]));
+    client.set_iam_policy().set_resource(KEY).set_policy(policy).send().await.unwrap();
+    let text = std::fs::read_to_string(&w.manifest).unwrap();
+    let start = text.find("  signer_access:").unwrap();
+    let end = text.find("signers:").unwrap();
+    std::fs::write(&w.manifest, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    w.keyrite_gcp(&kms, &["apply", "--auto-approve"]).expect(0);
+    let policy = client.get_iam_policy().set_resource(KEY).send().await.unwrap();
+    assert_eq!(roles(&policy), vec![("roles/cloudkms.viewer".to_owned(), vec!["user:carol@example.com".to_owned()])]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

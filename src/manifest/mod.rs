@@ -664,7 +664,7 @@ impl Validation {
                     "duplicate",
                     format!(
                         "resources.{}: {first} already binds {key}; a key has one gcp_kms_crypto_key_iam_binding, \
-                         which speaks for its whole IAM policy",
+                         which speaks for its whole IAM policy (grant further roles under its `other_bindings`)",
                         spec.name
                     ),
                 );
@@ -754,6 +754,11 @@ impl<'a> Block<'a> {
     /// The dotted path of a field, for messages.
     pub fn field_path(&self, key: &str) -> String {
         format!("{}.{key}", self.path)
+    }
+
+    /// The names of the fields present, in order (for mappings whose keys are data).
+    pub fn keys(&self) -> Vec<String> {
+        self.entries.iter().filter_map(|(k, _)| k.as_scalar()).map(str::to_owned).collect()
     }
 
     /// True if the field is present (without consuming it).

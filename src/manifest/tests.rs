@@ -193,6 +193,47 @@ fn every_example_manifest_is_valid() {
 }
 
 #[test]
+fn an_iam_binding_declares_further_roles_under_other_bindings_with_positions() {
+    let text = r#"
+version: 1
+provider:
+  gcp: {project: treasury-prod-4711}
+resources:
+  ring:
+    type: gcp_kms_key_ring
+    location: us-east1
+  key:
+    type: gcp_kms_crypto_key
+    key_ring: ${ring.id}
+  access:
+    type: gcp_kms_crypto_key_iam_binding
+    crypto_key: ${key.id}
+    members: [serviceAccount:signer@treasury-prod-4711.iam.gserviceaccount.com]
+    other_bindings:
+      roles/cloudkms.publicKeyViewer: [group:auditors@example.com, group:auditors@example.com]
+"#;
+    let m = Manifest::parse(Path::new("m.yaml"), text).unwrap();
+    assert_eq!(
+        m.resource("access").unwrap().desired["other_bindings"],
+        serde_json::json!({"roles/cloudkms.publicKeyViewer": ["group:auditors@example.com"]})
+    );
+
+    let bad = text.replace(
+        "      roles/cloudkms.publicKeyViewer: [group:auditors@example.com, group:auditors@example.com]",
+        "      cloudkms.viewer: [group:auditors@example.com]\n      roles/cloudkms.signerVerifier: [alice@example.com]\n      roles/cloudkms.admin: [allUsers]",
+    );
+    let errors = Manifest::parse(Path::new("m.yaml"), &bad).unwrap_err().to_string();
+    for expected in [
+        "m.yaml:17:24: error[value]: resources.access.other_bindings.cloudkms.viewer: \"cloudkms.viewer\" is not a role",
+        "m.yaml:18:38: error[value]: resources.access.other_bindings.roles/cloudkms.signerVerifier: roles/cloudkms.signerVerifier is the binding's own role",
+        "m.yaml:18:38: error[value]: resources.access.other_bindings.roles/cloudkms.signerVerifier: \"alice@example.com\" is not an IAM member",
+        "m.yaml:19:29: error[public]: resources.access.other_bindings.roles/cloudkms.admin: allUsers would let anyone use this key",
+    ] {
+        assert!(errors.contains(expected), "missing {expected:?} in:\n{errors}");
+    }
+}
+
+#[test]
 fn gcp_resources_take_the_provider_project_and_risky_choices_warn() {
     let text = r#"
 version: 1

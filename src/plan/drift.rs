@@ -140,29 +140,30 @@ fn describe(attr: &str, mode: Compare, applied: Option<&Json>, live: Option<&Jso
             format!("undeclared key version(s) {} are ENABLED and can sign", list_text(live).join(", ")),
         ),
         ("members", _) => {
-            let (a, l) = (list_text(applied), list_text(live));
-            let mut parts: Vec<String> = l.iter().filter(|m| !a.contains(m)).map(|m| format!("+{m}")).collect();
-            parts.extend(a.iter().filter(|m| !l.contains(m)).map(|m| format!("-{m}")));
-            let added = l.iter().any(|m| !a.contains(m));
+            let (parts, added) = member_changes(applied, live);
             (
                 if added { Severity::Security } else { Severity::Change },
                 format!("members of the key's role changed outside keyrite: {}", parts.join(", ")),
             )
         }
         ("other_bindings", _) => {
-            let bindings: Vec<String> = live
-                .and_then(Json::as_object)
+            let roles = |v: Option<&Json>| v.and_then(Json::as_object).cloned().unwrap_or_default();
+            let (applied, live) = (roles(applied), roles(live));
+            let mut all: Vec<&String> = applied.keys().chain(live.keys()).collect();
+            all.sort();
+            all.dedup();
+            let mut added = false;
+            let changes: Vec<String> = all
                 .into_iter()
-                .flatten()
-                .map(|(role, members)| format!("{role} → {}", list_text(Some(members)).join(", ")))
+                .filter_map(|role| {
+                    let (parts, more) = member_changes(applied.get(role), live.get(role));
+                    added |= more;
+                    (!parts.is_empty()).then(|| format!("{role} {}", parts.join(", ")))
+                })
                 .collect();
             (
-                Severity::Security,
-                if bindings.is_empty() {
-                    "other bindings on the key were removed".to_owned()
-                } else {
-                    format!("bindings granted outside keyrite: {}", bindings.join("; "))
-                },
+                if added { Severity::Security } else { Severity::Change },
+                format!("bindings of other roles changed outside keyrite: {}", changes.join("; ")),
             )
         }
         ("iam_role", _) => (Severity::Security, format!("bound role changed from {} to {}", text(applied), text(live))),
@@ -194,6 +195,16 @@ fn describe(attr: &str, mode: Compare, applied: Option<&Json>, live: Option<&Jso
     }
 }
 
+/// `+member` for each member granted since, `-member` for each one gone; and whether any
+/// was granted (access widened: security drift).
+fn member_changes(applied: Option<&Json>, live: Option<&Json>) -> (Vec<String>, bool) {
+    let (a, l) = (list_text(applied), list_text(live));
+    let mut parts: Vec<String> = l.iter().filter(|m| !a.contains(m)).map(|m| format!("+{m}")).collect();
+    let added = !parts.is_empty();
+    parts.extend(a.iter().filter(|m| !l.contains(m)).map(|m| format!("-{m}")));
+    (parts, added)
+}
+
 fn list_text(v: Option<&Json>) -> Vec<String> {
     v.and_then(Json::as_array)
         .into_iter()
@@ -219,4 +230,31 @@ fn tag_changes(applied: Option<&Json>, live: Option<&Json>) -> String {
     }
     parts.extend(a.keys().filter(|k| !l.contains_key(*k)).map(|k| format!("-{k}")));
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn other_bindings_say_which_role_gained_or_lost_whom_and_only_gains_are_security() {
+        let applied = json!({"roles/cloudkms.publicKeyViewer": ["group:auditors@example.com"]});
+        let widened = json!({
+            "roles/cloudkms.publicKeyViewer": ["group:auditors@example.com"],
+            "roles/cloudkms.admin": ["user:mallory@example.com"],
+        });
+        let (severity, message) = describe("other_bindings", Compare::Exact, Some(&applied), Some(&widened));
+        assert_eq!(severity, Severity::Security);
+        assert_eq!(
+            message,
+            "bindings of other roles changed outside keyrite: roles/cloudkms.admin +user:mallory@example.com"
+        );
+
+        let narrowed = json!({});
+        let (severity, message) = describe("other_bindings", Compare::Exact, Some(&applied), Some(&narrowed));
+        assert_eq!(severity, Severity::Change);
+        assert!(message.ends_with("roles/cloudkms.publicKeyViewer -group:auditors@example.com"), "{message}");
+    }
 }

@@ -1,11 +1,12 @@
 //! `gcp_kms_crypto_key_iam_binding`: who may sign with a Cloud KMS key.
 //!
 //! One role (`roles/cloudkms.signerVerifier` by default: `asymmetricSign` and
-//! `getPublicKey`, nothing else) granted to named members on one key. The resource speaks
-//! for the key's whole IAM policy: any *other* binding on the key (another role, or a
-//! conditional binding) is reported as `other_bindings`, which an auditor reads as "someone
-//! granted access outside keyrite", and apply removes it. The members of the declared role
-//! are compared as a set.
+//! `getPublicKey`, nothing else) granted to named members on one key, and optionally
+//! `other_bindings` (role → members, e.g. `roles/cloudkms.publicKeyViewer` for auditors).
+//! The resource speaks for the key's whole IAM policy: any binding on the key that it does
+//! not declare (another role, other members, or a conditional binding) shows in
+//! `other_bindings`, which an auditor reads as "someone granted access outside keyrite",
+//! and apply removes it. Members are compared as sets.
 //!
 //! Writes are read-modify-write with the policy's etag, so a concurrent change is never
 //! overwritten: `setIamPolicy` answers ABORTED and keyrite reads and tries again (at most
@@ -56,44 +57,34 @@ impl Kind for CryptoKeyIamBinding {
             a.insert("crypto_key".into(), json!(key));
         }
         let role = b.string(cx, "role").unwrap_or_else(|| SIGNER_ROLE.into());
-        if !role.starts_with("roles/") && !role.starts_with("projects/") && !role.starts_with("organizations/") {
-            cx.error(b.pos_of("role"), "value", format!("{}: {role:?} is not a role (roles/…)", b.field_path("role")));
-        }
+        check_role(b, cx, "role", &role);
         a.insert("iam_role".into(), json!(role));
         let allow_public = b.bool(cx, "allow_public").unwrap_or(false);
-        let mut members = b.string_list(cx, "members").unwrap_or_default();
         if !b.has("members") {
             cx.error(b.pos_of("members"), "missing", format!("{}: list who may use the key", b.field_path("members")));
-        } else if members.is_empty() {
-            cx.error(b.pos_of("members"), "value", format!("{}: at least one member", b.field_path("members")));
         }
-        for m in &members {
-            if PUBLIC_MEMBERS.contains(&m.as_str()) {
-                if allow_public {
-                    let who = if m == "allUsers" { "ANYONE" } else { "ANY Google account" };
-                    cx.warn(
-                        b.pos_of("members"),
-                        "public",
-                        format!("{}: {m} lets {who} use this key", b.field_path("members")),
-                    );
-                } else {
+        let members = member_set(b, cx, "members", allow_public);
+        a.insert("members".into(), json!(members));
+        let mut others = BTreeMap::new();
+        if let Some(mut declared) = b.block(cx, "other_bindings") {
+            for other in declared.keys() {
+                check_role(&mut declared, cx, &other, &other);
+                if other == role {
                     cx.error(
-                        b.pos_of("members"),
-                        "public",
+                        declared.pos_of(&other),
+                        "value",
                         format!(
-                            "{}: {m} would let anyone use this key; set `allow_public: true` if that is really meant",
-                            b.field_path("members")
+                            "{}: {role} is the binding's own role; list these under `members`",
+                            declared.field_path(&other)
                         ),
                     );
                 }
-            } else if let Err(msg) = check_member(m) {
-                cx.error(b.pos_of("members"), "value", format!("{}: {msg}", b.field_path("members")));
+                let members = member_set(&mut declared, cx, &other, allow_public);
+                others.insert(other, members);
             }
+            declared.finish(cx);
         }
-        members.sort();
-        members.dedup();
-        a.insert("members".into(), json!(members));
-        a.insert("other_bindings".into(), json!({}));
+        a.insert("other_bindings".into(), json!(others));
         a
     }
 
@@ -130,37 +121,34 @@ impl Kind for CryptoKeyIamBinding {
         Ok(Some(live))
     }
 
-    /// Grants the role to the members; bindings of other roles are left for the next plan to
-    /// show (a create never removes access it has not shown first).
+    /// Grants the declared roles to their members; bindings of undeclared roles are left for
+    /// the next plan to show (a create never removes access it has not shown first).
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
         let key = str_attr(desired, "crypto_key").to_owned();
-        let role = str_attr(desired, "iam_role").to_owned();
-        let members = list(desired.get("members"));
+        let grants = grants(desired);
         let policy = rewrite(&cloud.gcp, &key, |bindings| {
-            bindings.retain(|b| !(b.condition.is_none() && b.role == role));
-            bindings.push(Binding::new().set_role(&role).set_members(members.clone()));
+            bindings.retain(|b| !(b.condition.is_none() && grants.iter().any(|g| g.role == b.role)));
+            bindings.extend(grants.iter().cloned());
         })
         .await?;
         Ok(Created { outputs: outputs(&key, &policy), id: key })
     }
 
-    /// Makes the policy exactly the declared binding: members set, other bindings removed.
+    /// Makes the policy exactly the declared bindings: members set, undeclared bindings removed.
     async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
-        let role = str_attr(desired, "iam_role").to_owned();
-        let members = list(desired.get("members"));
-        let policy = rewrite(&cloud.gcp, id, |bindings| {
-            bindings.clear();
-            bindings.push(Binding::new().set_role(&role).set_members(members.clone()));
-        })
-        .await?;
+        let grants = grants(desired);
+        let policy = rewrite(&cloud.gcp, id, |bindings| bindings.clone_from(&grants)).await?;
         Ok(outputs(id, &policy))
     }
 
-    /// Removes the declared role's binding; the key and other bindings are untouched.
+    /// Removes the declared roles' bindings; the key and undeclared bindings are untouched.
     async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
-        let role = str_attr(prior, "iam_role").to_owned();
+        let roles: Vec<String> = grants(prior).into_iter().map(|g| g.role).collect();
         unless_gone(
-            rewrite(&cloud.gcp, id, |bindings| bindings.retain(|b| !(b.condition.is_none() && b.role == role))).await,
+            rewrite(&cloud.gcp, id, |bindings| {
+                bindings.retain(|b| !(b.condition.is_none() && roles.contains(&b.role)))
+            })
+            .await,
         )?;
         Ok(Deleted::Removed)
     }
@@ -171,6 +159,52 @@ impl Kind for CryptoKeyIamBinding {
         let live = self.read(cloud, key, desired).await?;
         Ok(live.filter(|l| l.attrs.get("members") == desired.get("members")).map(|_| key.to_owned()))
     }
+}
+
+/// A role name: `roles/…`, or a custom role of a project or an organization.
+fn check_role(b: &mut Block<'_>, cx: &mut Validation, key: &str, role: &str) {
+    if !["roles/", "projects/", "organizations/"].iter().any(|p| role.starts_with(p)) {
+        cx.error(b.pos_of(key), "value", format!("{}: {role:?} is not a role (roles/…)", b.field_path(key)));
+    }
+}
+
+/// A non-empty set of members, sorted; public members only with `allow_public` (and a warning).
+fn member_set(b: &mut Block<'_>, cx: &mut Validation, key: &str, allow_public: bool) -> Vec<String> {
+    let mut members = b.string_list(cx, key).unwrap_or_default();
+    let (pos, path) = (b.pos_of(key), b.field_path(key));
+    if b.has(key) && members.is_empty() {
+        cx.error(pos, "value", format!("{path}: at least one member"));
+    }
+    for m in &members {
+        if PUBLIC_MEMBERS.contains(&m.as_str()) {
+            if allow_public {
+                let who = if m == "allUsers" { "ANYONE" } else { "ANY Google account" };
+                cx.warn(pos, "public", format!("{path}: {m} lets {who} use this key"));
+            } else {
+                cx.error(
+                    pos,
+                    "public",
+                    format!(
+                        "{path}: {m} would let anyone use this key; set `allow_public: true` if that is really meant"
+                    ),
+                );
+            }
+        } else if let Err(msg) = check_member(m) {
+            cx.error(pos, "value", format!("{path}: {msg}"));
+        }
+    }
+    members.sort();
+    members.dedup();
+    members
+}
+
+/// The bindings a resource declares: its own role, then `other_bindings`.
+fn grants(attrs: &Attrs) -> Vec<Binding> {
+    let own = Binding::new().set_role(str_attr(attrs, "iam_role")).set_members(list(attrs.get("members")));
+    let others = attrs.get("other_bindings").and_then(Json::as_object).into_iter().flatten();
+    std::iter::once(own)
+        .chain(others.map(|(role, members)| Binding::new().set_role(role).set_members(list(Some(members)))))
+        .collect()
 }
 
 fn list(v: Option<&Json>) -> Vec<String> {
