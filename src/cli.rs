@@ -12,6 +12,9 @@ use crate::render::Format;
 #[derive(Debug, Parser)]
 #[command(name = "keyrite", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
+    /// Show cloud errors with the SDK's full context
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -61,6 +64,9 @@ pub enum Command {
         /// Allow replacing a key: a NEW KEY with a NEW ADDRESS
         #[arg(long)]
         allow_key_replacement: bool,
+        /// Apply a saved plan as another principal than the one it was made (and approved) as
+        #[arg(long)]
+        allow_identity_change: bool,
     },
     /// Compare the cloud with what was last applied, and with the manifest
     ///

@@ -9,6 +9,7 @@ use keyrite::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    keyrite::provider::set_verbose(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -267,7 +267,7 @@ async fn endpoint_check(
         request = request.header("authorization", format!("Bearer {token}"));
     }
     if let Some(audience) = &target.google_audience {
-        match google_id_token(audience).await {
+        match crate::provider::gcp::credentials::google_id_token(audience).await {
             Ok(token) => request = request.header("authorization", format!("Bearer {token}")),
             Err(e) => return fail(url, "auth", format!("cannot get a Google ID token for {audience}: {e}"), 0.0),
         }
@@ -338,38 +338,6 @@ async fn endpoint_check(
     check.digest = Some(format!("0x{}", hex::encode(digest)));
     check.signature = Some(signature);
     check
-}
-
-/// A Google-signed ID token for `audience`, from Application Default Credentials: a service
-/// account key file, or the metadata server (Cloud Run, GCE, GKE). The token is only ever
-/// sent in the request's `Authorization` header, never printed.
-///
-/// User credentials (`gcloud auth application-default login`) cannot mint a token for an
-/// arbitrary audience; they get the user's own ID token, whose audience is gcloud's OAuth
-/// client. Cloud Run accepts those from principals with `roles/run.invoker`, as it does for
-/// `gcloud auth print-identity-token`.
-async fn google_id_token(audience: &str) -> Result<String, String> {
-    use google_cloud_auth::credentials::idtoken;
-    let credentials = match idtoken::Builder::new(audience).build() {
-        Ok(c) => c,
-        Err(e) if e.is_not_supported() => match adc_file().filter(|j| j["type"] == "authorized_user") {
-            Some(user) => idtoken::user_account::Builder::new(user).build().map_err(|e| e.to_string())?,
-            None => return Err(e.to_string()),
-        },
-        Err(e) => return Err(e.to_string()),
-    };
-    credentials.id_token().await.map_err(|e| e.to_string())
-}
-
-/// The Application Default Credentials file, where ADC looks for it (AIP-4110):
-/// `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's well-known file.
-fn adc_file() -> Option<serde_json::Value> {
-    let path = match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
-        Some(p) => std::path::PathBuf::from(p),
-        None => std::path::PathBuf::from(std::env::var_os("HOME")?)
-            .join(".config/gcloud/application_default_credentials.json"),
-    };
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
 /// The `signature` string of a signer endpoint's JSON answer, if it has one. Decoding,

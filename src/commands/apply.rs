@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use super::{Reference, Status, backend, call_summary, confirm, interactive, load, refresh, ui::Ui};
+use super::{Reference, Status, backend, call_summary, confirm, interactive, load, preflight, refresh, ui::Ui};
 use crate::apply::{self as executor, Options};
 use crate::cli::{ManifestArg, RunArgs};
 use crate::plan::{PLAN_FORMAT, Plan};
@@ -14,16 +14,18 @@ use crate::render::human;
 use crate::state::Backend;
 use crate::state::{State, now};
 
-pub async fn run(
-    arg: &ManifestArg,
-    saved: Option<&Path>,
-    auto_approve: bool,
-    run: RunArgs,
-    allow_key_replacement: bool,
-) -> anyhow::Result<Status> {
+/// The flags of `keyrite apply` beyond the run arguments.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flags {
+    pub auto_approve: bool,
+    pub allow_key_replacement: bool,
+    pub allow_identity_change: bool,
+}
+
+pub async fn run(arg: &ManifestArg, saved: Option<&Path>, run: RunArgs, flags: Flags) -> anyhow::Result<Status> {
     let options = Options {
         parallelism: run.parallelism.into(),
-        allow_key_replacement,
+        allow_key_replacement: flags.allow_key_replacement,
         allow_key_deletion: run.allow_key_deletion,
     };
     let (store, plan, manifest) = match saved {
@@ -37,7 +39,7 @@ pub async fn run(
         }
     };
     let lock = store.lock("apply").await?;
-    let result = locked(&store, plan, manifest.as_ref(), auto_approve, options).await;
+    let result = locked(&store, plan, manifest.as_ref(), flags, options).await;
     store.unlock(lock).await?;
     result
 }
@@ -47,7 +49,7 @@ async fn locked(
     store: &Backend,
     saved: Option<Plan>,
     manifest: Option<&crate::manifest::Manifest>,
-    auto_approve: bool,
+    flags: Flags,
     options: Options,
 ) -> anyhow::Result<Status> {
     let state = store.read().await?;
@@ -55,23 +57,32 @@ async fn locked(
     let (plan, cloud) = match (saved, manifest) {
         (Some(plan), _) => {
             check_fresh(&plan, state.as_ref())?;
+            if !plan.errors.is_empty() {
+                bail!("the saved plan has errors and cannot be applied; nothing was changed");
+            }
             let cloud = Arc::new(Cloud::connect(&plan.aws, &plan.gcp).await);
+            check_identity(&plan, &cloud, flags.allow_identity_change).await?;
             (plan, cloud)
         }
         (None, Some(manifest)) => {
             let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
             let observed = refresh(&cloud, manifest, state.as_ref(), Reference::Manifest).await?;
-            (crate::plan::build(manifest, state.as_ref(), &observed, now()), cloud)
+            let mut plan = crate::plan::build(manifest, state.as_ref(), &observed, now());
+            preflight::check_permissions(&cloud, &mut plan).await?;
+            (plan, cloud)
         }
         (None, None) => bail!("nothing to apply"),
     };
     print!("{}", human::plan(&plan));
+    if !plan.errors.is_empty() {
+        bail!("the plan has errors (above); nothing was applied. {}", call_summary(&cloud));
+    }
     if !plan.has_changes() {
         println!("Apply complete: nothing to do. {}", call_summary(&cloud));
         return Ok(Status::Ok);
     }
     executor::check_hazards(&plan, &options)?;
-    if !from_file && !auto_approve {
+    if !from_file && !flags.auto_approve {
         if !interactive() {
             bail!(
                 "no terminal to confirm on: pass --auto-approve, or save a plan with `keyrite plan --out FILE` and run `keyrite apply FILE`"
@@ -105,6 +116,40 @@ fn read_plan(path: &Path) -> anyhow::Result<Plan> {
         );
     }
     Ok(plan)
+}
+
+/// A saved plan was made, and approved, for the principals it names; applying it as anyone
+/// else needs a flag.
+async fn check_identity(plan: &Plan, cloud: &Cloud, allow_change: bool) -> anyhow::Result<()> {
+    let mut now = crate::plan::Identity::default();
+    if plan.identity.aws.is_some() {
+        now.aws = Some(cloud.aws.identity().await.context("cannot identify the AWS caller")?.arn.clone());
+    }
+    if plan.identity.gcp.is_some() {
+        now.gcp = Some(
+            crate::provider::gcp::credentials::principal(&cloud.gcp)
+                .await
+                .context("cannot identify the Google principal")?,
+        );
+    }
+    let changed: Vec<String> = [("AWS", &plan.identity.aws, &now.aws), ("Google Cloud", &plan.identity.gcp, &now.gcp)]
+        .into_iter()
+        .filter(|(_, then, now)| then != now)
+        .map(|(cloud, then, now)| {
+            format!("{cloud}: planned as {}, now {}", then.as_deref().unwrap_or("-"), now.as_deref().unwrap_or("-"))
+        })
+        .collect();
+    match (changed.is_empty(), allow_change) {
+        (true, _) => Ok(()),
+        (false, true) => {
+            println!("Applying as another identity than planned (--allow-identity-change): {}", changed.join("; "));
+            Ok(())
+        }
+        (false, false) => bail!(
+            "the saved plan was made as another identity ({}); it was reviewed for that identity, so plan again as this one, or pass --allow-identity-change",
+            changed.join("; ")
+        ),
+    }
 }
 
 /// A saved plan applies only to the exact state it was made against.

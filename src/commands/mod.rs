@@ -6,6 +6,7 @@ mod destroy;
 mod drift;
 mod plan;
 mod policy;
+mod preflight;
 mod render;
 mod show;
 mod sig;
@@ -21,8 +22,8 @@ use tokio::task::JoinSet;
 
 use crate::cli::{Cli, Command, ManifestArg, PolicyCommand, SigCommand};
 use crate::manifest::{Manifest, StateConfig};
-use crate::plan::Observed;
-use crate::provider::{self, Cloud};
+use crate::plan::{Adopted, Conflict, Identity, Observed};
+use crate::provider::{self, Cloud, Occupant};
 use crate::state::{Backend, LocalBackend, State};
 
 /// Process exit statuses. `Changes` means "plan has changes" or "drift found".
@@ -41,8 +42,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Plan { manifest, out, format, detailed_exitcode } => {
             plan::run(&manifest, out.as_deref(), format, detailed_exitcode).await
         }
-        Command::Apply { manifest, plan, auto_approve, run, allow_key_replacement } => {
-            apply::run(&manifest, plan.as_deref(), auto_approve, run, allow_key_replacement).await
+        Command::Apply { manifest, plan, auto_approve, run, allow_key_replacement, allow_identity_change } => {
+            let flags = apply::Flags { auto_approve, allow_key_replacement, allow_identity_change };
+            apply::run(&manifest, plan.as_deref(), run, flags).await
         }
         Command::Drift { manifest, format } => drift::run(&manifest, format).await,
         Command::Show { manifest, format } => show::run(&manifest, format).await,
@@ -112,28 +114,37 @@ enum Reference {
     State,
 }
 
-/// Reads every resource in the state from the cloud, concurrently, plus `${aws.*}`.
+/// Reads every resource in the state from the cloud, concurrently, plus `${aws.*}` and who
+/// the caller is on each cloud the manifest uses. Planning against the manifest also looks
+/// at every name the plan would create under (see [`look_before_creating`]).
 async fn refresh(
     cloud: &Arc<Cloud>,
     manifest: &Manifest,
     state: Option<&State>,
     against: Reference,
 ) -> anyhow::Result<Observed> {
-    // `${aws.*}` needs the AWS caller's identity; a manifest with no AWS resources needs no
-    // AWS settings at all.
-    let mut kinds = manifest.resources.iter().map(|r| r.kind.as_str());
-    let uses_aws = kinds.any(|k| k.starts_with("aws_"))
-        || state.is_some_and(|s| s.resources.values().any(|r| r.kind.starts_with("aws_")));
-    let builtins = if uses_aws {
-        let identity = cloud.aws.identity().await.context("cannot identify the AWS caller")?.clone();
+    // A manifest with no resources of one cloud needs no settings or credentials for it.
+    let uses = |prefix: &str| {
+        manifest.resources.iter().any(|r| r.kind.starts_with(prefix))
+            || state.is_some_and(|s| s.resources.values().any(|r| r.kind.starts_with(prefix)))
+    };
+    let mut identity = Identity::default();
+    let builtins = if uses("aws_") {
+        let caller = cloud.aws.identity().await.context("cannot identify the AWS caller")?.clone();
+        identity.aws = Some(caller.arn.clone());
         BTreeMap::from([
-            ("account_id".to_owned(), identity.account_id),
+            ("account_id".to_owned(), caller.account_id),
             ("region".to_owned(), cloud.aws.region.clone()),
-            ("partition".to_owned(), identity.partition),
+            ("partition".to_owned(), caller.partition),
         ])
     } else {
         BTreeMap::new()
     };
+    if uses("gcp_") {
+        let principal =
+            provider::gcp::credentials::principal(&cloud.gcp).await.context("cannot identify the Google principal")?;
+        identity.gcp = Some(principal);
+    }
     let mut reads = JoinSet::new();
     for (address, prior) in state.map(|s| &s.resources).into_iter().flatten() {
         let Some(kind) = provider::kind(&prior.kind) else {
@@ -154,51 +165,83 @@ async fn refresh(
         let (address, result) = joined.context("refresh task failed")?;
         live.insert(address.clone(), result.with_context(|| format!("refreshing {address}"))?);
     }
-    let adopted = match state {
-        Some(s) if !s.pending.is_empty() => adopt_pending(cloud, manifest, s, &builtins).await?,
-        _ => BTreeMap::new(),
-    };
-    Ok(Observed { live, builtins, adopted })
+    let lineage = state.map_or_else(|| uuid::Uuid::new_v4().to_string(), |s| s.lineage.clone());
+    let mut observed = Observed { lineage, live, builtins, identity, ..Observed::default() };
+    look_before_creating(cloud, manifest, state, &mut observed, against == Reference::Manifest).await?;
+    Ok(observed)
 }
 
-/// For each create intent left by an interrupted apply, looks for the resource it may have
-/// made (by ownership tags or unique name), in dependency order so that references resolve.
-async fn adopt_pending(
+/// Looks at the cloud where the plan would create something, in dependency order so that
+/// references resolve:
+/// - an address with a create intent left by an interrupted apply: the resource that create
+///   may have made (by ownership tags or unique name) is adopted, never made twice;
+/// - with `check_names`, every other resource the plan would create: if its unique name is
+///   taken, a resource with this state's ownership marks is adopted, and anyone else's is a
+///   conflict, which makes the plan fail before apply makes any call. Reads only.
+async fn look_before_creating(
     cloud: &Cloud,
     manifest: &Manifest,
-    state: &State,
-    builtins: &BTreeMap<String, String>,
-) -> anyhow::Result<BTreeMap<String, (String, provider::Live)>> {
-    let mut known = crate::plan::Outputs::new(builtins);
-    for (address, r) in &state.resources {
+    state: Option<&State>,
+    observed: &mut Observed,
+    check_names: bool,
+) -> anyhow::Result<()> {
+    let mut known = crate::plan::Outputs::new(&observed.builtins);
+    for (address, r) in state.map(|s| &s.resources).into_iter().flatten() {
         known.insert(address, r.outputs.clone());
     }
-    let mut adopted = BTreeMap::new();
+    let lineage = observed.lineage.clone();
     for spec in &manifest.resources {
-        let Some(intent) = state.pending.get(&spec.name) else { continue };
         let Some(kind) = provider::kind(&spec.kind) else { continue };
-        // A pending create for an address already in the state is an interrupted
-        // replacement: look for the new resource, not the recorded one.
-        let recorded = state.resources.get(&spec.name).map(|r| r.id.as_str());
-        if recorded.is_some() && intent.replacing.as_deref() != recorded {
-            continue;
-        }
-        let template = crate::plan::with_ownership(kind, &spec.desired, &state.lineage, &spec.name);
+        let recorded = state.and_then(|s| s.resources.get(&spec.name));
+        let template = crate::plan::with_ownership(kind, &spec.desired, &lineage, &spec.name);
         let (desired, unknown) = crate::plan::resolve(&template, &known);
-        if !unknown.is_empty() {
+        if let Some(intent) = state.and_then(|s| s.pending.get(&spec.name)) {
+            // A pending create for an address already in the state is an interrupted
+            // replacement: look for the new resource, not the recorded one.
+            let recorded = recorded.map(|r| r.id.as_str());
+            if (recorded.is_some() && intent.replacing.as_deref() != recorded) || !unknown.is_empty() {
+                continue;
+            }
+            if let Some(id) = kind
+                .adopt(cloud, &desired, intent.replacing.as_deref())
+                .await
+                .with_context(|| format!("looking for {} left by an interrupted apply", spec.name))?
+                && let Some(live) = kind.read(cloud, &id, &desired).await?
+            {
+                known.insert(&spec.name, live.outputs.clone());
+                let why = format!(
+                    "found in the cloud by its ownership tags: {id} was created by an interrupted apply and is adopted, not created again"
+                );
+                observed.adopted.insert(spec.name.clone(), Adopted { id, live, why });
+            }
             continue;
         }
-        if let Some(id) = kind
-            .adopt(cloud, &desired, intent.replacing.as_deref())
+        let recorded_here = recorded.filter(|r| r.kind == spec.kind);
+        let gone = matches!(observed.live.get(&spec.name), Some(None));
+        if !check_names || (recorded_here.is_some() && !gone) {
+            continue;
+        }
+        let occupant = kind
+            .occupant(cloud, &desired, &lineage)
             .await
-            .with_context(|| format!("looking for {} left by an interrupted apply", spec.name))?
-            && let Some(live) = kind.read(cloud, &id, &desired).await?
-        {
-            known.insert(&spec.name, live.outputs.clone());
-            adopted.insert(spec.name.clone(), (id, live));
+            .with_context(|| format!("checking whether the name of {} is taken", spec.name))?;
+        match occupant {
+            Occupant::Free => {}
+            Occupant::Ours { id, why } => {
+                if let Some(live) = kind.read(cloud, &id, &desired).await? {
+                    known.insert(&spec.name, live.outputs.clone());
+                    observed.adopted.insert(
+                        spec.name.clone(),
+                        Adopted { id, live, why: format!("{why}: adopted, not created again") },
+                    );
+                }
+            }
+            Occupant::Foreign { id, what } => {
+                observed.conflicts.insert(spec.name.clone(), Conflict { id, what });
+            }
         }
     }
-    Ok(adopted)
+    Ok(())
 }
 
 /// Asks a yes/no question on the terminal.

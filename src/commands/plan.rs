@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::{Reference, Status, load, refresh};
+use super::{Reference, Status, call_summary, load, preflight, refresh};
 use crate::cli::ManifestArg;
 use crate::provider::Cloud;
 use crate::render::{Format, human, json};
@@ -16,10 +16,17 @@ pub async fn run(arg: &ManifestArg, out: Option<&Path>, format: Format, detailed
     let state = store.read().await?;
     let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
     let observed = refresh(&cloud, &manifest, state.as_ref(), Reference::Manifest).await?;
-    let plan = crate::plan::build(&manifest, state.as_ref(), &observed, now());
+    let mut plan = crate::plan::build(&manifest, state.as_ref(), &observed, now());
+    preflight::check_permissions(&cloud, &mut plan).await?;
     match format {
-        Format::Human => print!("{}", human::plan(&plan)),
+        Format::Human => println!("{}\n{}", human::plan(&plan).trim_end(), call_summary(&cloud)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&json::plan(&plan))?),
+    }
+    if !plan.errors.is_empty() {
+        if out.is_some() && format == Format::Human {
+            println!("The plan was not saved.");
+        }
+        return Ok(Status::Error);
     }
     if let Some(out) = out {
         let body = serde_json::to_vec_pretty(&plan)?;

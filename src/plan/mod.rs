@@ -7,6 +7,7 @@
 //! apply refuses it once the state has moved on.
 
 pub mod drift;
+pub mod permissions;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -122,7 +123,70 @@ pub struct Plan {
     pub state: StateConfig,
     /// Values of `${aws.*}` at plan time.
     pub builtins: BTreeMap<String, String>,
+    /// Who the plan acts as.
+    #[serde(default, skip_serializing_if = "Identity::is_empty")]
+    pub identity: Identity,
     pub changes: Vec<ResourceChange>,
+    /// The permissions the changes need, as checked at plan time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<PermissionCheck>,
+    /// Reasons the plan cannot be applied. A plan with errors is never saved or applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<PlanError>,
+}
+
+/// Something that stops a plan from being applied, found before any change is made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanError {
+    /// The resource it concerns, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    pub message: String,
+    /// How to proceed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// Who the plan acts as, per cloud the manifest uses. Approvers approve a plan for these
+/// principals; apply refuses a saved plan when the caller is someone else.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The AWS caller's ARN (`sts:GetCallerIdentity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<String>,
+    /// The Google principal, as IAM names members (`serviceAccount:…`, `user:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<String>,
+}
+
+impl Identity {
+    pub fn is_empty(&self) -> bool {
+        self.aws.is_none() && self.gcp.is_none()
+    }
+}
+
+/// What the cloud said about one permission the plan needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Granted,
+    Missing,
+    /// No read-only check was possible; `note` says why.
+    Unchecked,
+}
+
+/// One permission the plan needs, on one resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionCheck {
+    /// `kms:CreateAlias`, `cloudkms.cryptoKeys.create`, …
+    pub permission: String,
+    /// The ARN or resource name it was checked on (`*` before the resource exists).
+    pub resource: String,
+    /// The plan's resources that need it.
+    pub needed_by: Vec<String>,
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Counts for the summary line.
@@ -158,7 +222,10 @@ impl Plan {
             gcp: manifest.gcp.clone(),
             state: manifest.state.clone(),
             builtins: observed.builtins.clone(),
+            identity: observed.identity.clone(),
             changes,
+            permissions: Vec::new(),
+            errors: Vec::new(),
         }
     }
 
@@ -190,27 +257,64 @@ impl Plan {
 /// Everything `build` needs besides the manifest and the state.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
+    /// The lineage a plan without a state will give the new state; empty: a fresh one.
+    pub lineage: String,
     /// Per state address: what a read found (None: the resource is gone).
     pub live: BTreeMap<String, Option<Live>>,
     /// `${aws.account_id}`, `${aws.region}`, `${aws.partition}`.
     pub builtins: BTreeMap<String, String>,
-    /// Resources an interrupted apply created but never recorded, found by their ownership
-    /// tags or unique names: address → (id, what a read found).
-    pub adopted: BTreeMap<String, (String, Live)>,
+    /// Who the refresh ran as.
+    pub identity: Identity,
+    /// Resources found in the cloud that the plan records instead of creating: made by an
+    /// interrupted apply (ownership tags or unique name), or holding a declared name and
+    /// this state's ownership marks.
+    pub adopted: BTreeMap<String, Adopted>,
+    /// Declared names already taken by resources this state does not own.
+    pub conflicts: BTreeMap<String, Conflict>,
+}
+
+/// A resource the plan adopts.
+#[derive(Clone, Debug)]
+pub struct Adopted {
+    pub id: String,
+    pub live: Live,
+    /// How it was found, for the plan's reason line.
+    pub why: String,
+}
+
+/// A declared name someone else's resource holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub id: String,
+    /// What exists, e.g. "alias/treasury → key 1234abcd…".
+    pub what: String,
+}
+
+impl Observed {
+    /// The lineage for a plan: the state's, else the one the refresh chose, else a new one.
+    pub fn lineage_for(&self, state: Option<&State>) -> String {
+        match state {
+            Some(s) => s.lineage.clone(),
+            None if !self.lineage.is_empty() => self.lineage.clone(),
+            None => uuid::Uuid::new_v4().to_string(),
+        }
+    }
 }
 
 /// Plans the changes that bring the cloud to the manifest.
 pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, created_at: String) -> Plan {
-    let lineage = state.map(|s| s.lineage.clone()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let lineage = observed.lineage_for(state);
     let empty = BTreeMap::new();
     let prior_resources = state.map(|s| &s.resources).unwrap_or(&empty);
     let mut known = Outputs::new(&observed.builtins);
     let mut changes = Vec::new();
+    let mut errors = Vec::new();
     for spec in &manifest.resources {
         let Some(kind) = provider::kind(&spec.kind) else { continue };
         let template = with_ownership(kind, &spec.desired, &lineage, &spec.name);
         let adopted = observed.adopted.get(&spec.name);
-        if let (Some(_), Some(old)) = (adopted, prior_resources.get(&spec.name)) {
+        let old_live = matches!(observed.live.get(&spec.name), Some(Some(_)));
+        if let (Some(_), Some(old), true) = (adopted, prior_resources.get(&spec.name), old_live) {
             // An interrupted replacement: the new resource exists and is adopted below; the
             // old one still has to go, as the replacement would have done.
             let mut finish = delete_change(
@@ -222,17 +326,17 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
             changes.push(finish);
         }
         let prior = adopted
-            .map(|(id, live)| ResourceState {
+            .map(|a| ResourceState {
                 kind: spec.kind.clone(),
-                id: id.clone(),
-                attrs: live.attrs.clone(),
-                outputs: live.outputs.clone(),
+                id: a.id.clone(),
+                attrs: adopted_attrs(kind, &a.live.attrs, &template),
+                outputs: a.live.outputs.clone(),
                 depends_on: spec.depends_on.clone(),
                 updated_at: created_at.clone(),
             })
             .or_else(|| prior_resources.get(&spec.name).filter(|p| p.kind == spec.kind).cloned());
         let live = match adopted {
-            Some((_, live)) => Some(live.clone()),
+            Some(a) => Some(a.live.clone()),
             None => prior.as_ref().and_then(|_| observed.live.get(&spec.name).cloned().flatten()),
         };
         let (desired, unknown) = resolve(&template, &known);
@@ -259,11 +363,8 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
                 } else {
                     Action::Update
                 };
-                if adopted.is_some() {
-                    change.reason = Some(format!(
-                        "found in the cloud by its ownership tags: {} was created by an interrupted apply and is adopted, not created again",
-                        p.id
-                    ));
+                if let Some(a) = adopted {
+                    change.reason = Some(a.why.clone());
                 }
                 if change.action != Action::Replace {
                     known.insert(&spec.name, merged_outputs(&l.outputs, &p.outputs));
@@ -278,6 +379,16 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
             }
             (None, _) => change.changes = creation_attrs(kind, &desired, &unknown),
         }
+        if let Some(c) = observed.conflicts.get(&spec.name) {
+            errors.push(PlanError {
+                address: Some(spec.name.clone()),
+                message: format!("{} cannot be created: {} already exists, and this state did not create it", spec.name, c.what),
+                hint: Some(format!(
+                    "keyrite never takes over what it did not make: choose another name for {}, or remove or rename {} by hand",
+                    spec.name, c.id
+                )),
+            });
+        }
         changes.push(change);
     }
     let declared: BTreeSet<&str> = manifest.resources.iter().map(|r| r.name.as_str()).collect();
@@ -285,7 +396,22 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
         let prior = &prior_resources[&address];
         changes.push(delete_change(&address, prior, observed.live.get(&address).cloned().flatten()));
     }
-    Plan::new(Mode::Apply, manifest, lineage, state.map(|s| s.serial), observed, created_at, changes)
+    let mut plan = Plan::new(Mode::Apply, manifest, lineage, state.map(|s| s.serial), observed, created_at, changes);
+    plan.errors = errors;
+    plan
+}
+
+/// What the state records for an adopted resource: what the cloud shows, plus the declared
+/// values of attributes the cloud cannot show (state-only ones, such as a deletion window),
+/// which an adoption takes as declared rather than as changed.
+fn adopted_attrs(kind: &dyn Kind, live: &Attrs, desired: &Attrs) -> Attrs {
+    let mut attrs = live.clone();
+    for spec in kind.attrs().iter().filter(|a| a.compare == Compare::StateOnly) {
+        if let Some(v) = desired.get(spec.name) {
+            attrs.insert(spec.name.to_owned(), v.clone());
+        }
+    }
+    attrs
 }
 
 /// Plans the removal of everything in state (keys: scheduled deletion), dependents first.

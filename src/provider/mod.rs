@@ -65,10 +65,11 @@ impl CallLog {
     }
 }
 
-/// True for operations that may change cloud state.
+/// True for operations that may change cloud state. Permission checks (IAM's
+/// `SimulatePrincipalPolicy`, Cloud KMS's `testIamPermissions`) only read.
 pub fn is_mutating(op: &str) -> bool {
     let name = op.rsplit('.').next().unwrap_or(op);
-    !["Get", "List", "Describe"].iter().any(|p| name.starts_with(p))
+    !["Get", "List", "Describe", "Simulate", "TestIamPermissions"].iter().any(|p| name.starts_with(p))
 }
 
 /// How two values of an attribute are compared.
@@ -154,10 +155,38 @@ pub enum Deleted {
     },
 }
 
+/// What already holds the unique name a resource would be created under. The plan asks
+/// before it promises a create, so that apply never finds out halfway through.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Occupant {
+    /// Nothing: the create can go ahead.
+    Free,
+    /// A resource that carries this state's ownership marks (or is the declared one by
+    /// nature, like a Cloud KMS key ring): the plan adopts it. `why` says how it was known.
+    Ours { id: String, why: String },
+    /// Someone else's: the plan fails, naming it. `what` describes what exists.
+    Foreign { id: String, what: String },
+}
+
+/// Which cloud operation a permission list is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Read,
+    Create,
+    Update,
+    Delete,
+}
+
+/// True while a desired value still holds a reference to a resource not created yet: a
+/// name that depends on a new resource cannot already be taken.
+pub fn unresolved(value: &str) -> bool {
+    value.contains("${")
+}
+
 /// An error from a cloud API, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
-    #[error("{operation} failed: {code}: {message}")]
+    #[error("{operation} failed: {code}: {message}{}", hint_suffix(operation, code, message))]
     Api { operation: &'static str, code: String, message: String },
     #[error("{0}")]
     Refused(String),
@@ -166,6 +195,135 @@ pub enum ProviderError {
 }
 
 pub type Result<T> = std::result::Result<T, ProviderError>;
+
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes cloud errors carry their SDK's full context (`keyrite -v`).
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// True under `keyrite -v`.
+pub fn verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// An error and its causes by their `Display`, on one line: `a: b: c`. A cause whose text
+/// the previous one already contains is left out, since many errors repeat their source.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        let text = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        if !text.is_empty() && !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = e.source();
+    }
+    parts.join(": ")
+}
+
+/// What to do about a cloud error, for the common cases: missing or expired credentials,
+/// a permission the caller lacks, a region without the service, throttling that outlasted
+/// the retries.
+pub fn hint(operation: &str, code: &str, message: &str) -> Option<String> {
+    let text = message.to_ascii_lowercase();
+    let google = operation.starts_with("cloudkms.") || code.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+    Some(match code {
+        aws::NO_CREDENTIALS => "no AWS credentials were found: set AWS_PROFILE (and run `aws sso login` for an SSO profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
+        aws::CREDENTIALS_FAILED => "the AWS credential provider failed: check the profile in ~/.aws/config, or run `aws sso login` if its SSO session expired".into(),
+        "ExpiredToken" | "ExpiredTokenException" | "RequestExpired" => {
+            "the AWS session token has expired: run `aws sso login`, or assume the role again".into()
+        }
+        "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch" | "InvalidSignatureException" => {
+            "AWS does not recognise these credentials: check AWS_PROFILE or the access key in use".into()
+        }
+        "AccessDenied" | "AccessDeniedException" | "AccessDeniedError" | "UnauthorizedOperation" => {
+            format!("the caller lacks {operation}: grant it in the caller's IAM policy (and in the key policy, for kms: actions on a key)")
+        }
+        "UNAUTHENTICATED" => format!("Google rejected the credentials (missing or expired): {}", gcp::credentials::LOGIN_HINT),
+        "PERMISSION_DENIED" => "the Google principal lacks the permission named above: grant it a role that has it (`keyrite plan` lists what a plan needs)".into(),
+        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" | "RESOURCE_EXHAUSTED" => {
+            "still throttled after keyrite's retries: wait and run again, or lower --parallelism".into()
+        }
+        TRANSPORT if text.contains("dns error") || text.contains("failed to lookup address") || text.contains("name or service not known") => {
+            if google {
+                "the Cloud KMS endpoint does not resolve: check provider.gcp.endpoint or KEYRITE_GCP_KMS_ENDPOINT".into()
+            } else {
+                "the service's endpoint does not resolve: is the service offered in this region (provider.aws.region / AWS_REGION), and is AWS_ENDPOINT_URL right?".into()
+            }
+        }
+        TRANSPORT if text.contains("connection refused") => "nothing answers at the service's endpoint: check AWS_ENDPOINT_URL, provider.*.endpoint, or the network".into(),
+        _ => return None,
+    })
+}
+
+fn hint_suffix(operation: &str, code: &str, message: &str) -> String {
+    hint(operation, code, message).map(|h| format!(" ({h})")).unwrap_or_default()
+}
+
+/// `Ok(None)` when the service says the resource does not exist, the value otherwise.
+pub fn unless_gone<T>(result: Result<T>) -> Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The code given to failures below the API: connection refused or reset, timeouts,
+/// unparseable responses.
+pub const TRANSPORT: &str = "TransportError";
+
+impl ProviderError {
+    /// True for failures worth retrying: throttling, 5xx, transport trouble.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(
+                TRANSPORT
+                    | "ThrottlingException"
+                    | "Throttling"
+                    | "TooManyRequestsException"
+                    | "RequestLimitExceeded"
+                    | "ServiceUnavailable"
+                    | "ServiceUnavailableException"
+                    | "InternalFailure"
+                    | "InternalError"
+                    | "KMSInternalException"
+                    | "DependencyTimeoutException"
+                    | "ServiceFailure"
+                    // Google's canonical codes.
+                    | "UNAVAILABLE"
+                    | "RESOURCE_EXHAUSTED"
+                    | "DEADLINE_EXCEEDED"
+                    | "INTERNAL"
+            )
+        )
+    }
+
+    /// The service's error code, if this came from an API.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ProviderError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// True when the service said the resource does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(
+                "NotFoundException"
+                    | "NoSuchEntity"
+                    | "NoSuchEntityException"
+                    | "ResourceNotFoundException"
+                    | "NOT_FOUND"
+            )
+        )
+    }
+}
 
 /// A resource kind.
 #[async_trait]
@@ -214,6 +372,17 @@ pub trait Kind: Send + Sync {
         let _ = (cloud, desired, exclude);
         Ok(None)
     }
+    /// Who holds the unique name `desired` would be created under (references to resources
+    /// not created yet are left as `${…}`). Called at plan time for every resource the plan
+    /// would create; reads only. `lineage` is the state's, for ownership marks. Default: the
+    /// kind has no unique name (KMS keys, REST APIs), so nothing can collide.
+    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, lineage: &str) -> Result<Occupant> {
+        let _ = (cloud, desired, lineage);
+        Ok(Occupant::Free)
+    }
+    /// The permissions an operation of this kind needs, as the cloud names them
+    /// (`kms:CreateAlias`, `cloudkms.cryptoKeys.create`), for the plan's permission check.
+    fn permissions(&self, op: Op) -> &'static [&'static str];
 }
 
 /// Every kind keyrite knows. Adding a kind: one file under `provider/`, one line here.

@@ -5,13 +5,16 @@ use std::fmt::Write;
 use serde_json::Value as Json;
 
 use crate::plan::drift::{DriftItem, Severity};
-use crate::plan::{Action, AttrChange, Plan, ResourceChange};
+use crate::plan::{Action, AttrChange, Plan, ResourceChange, Verdict};
 
-/// The plan as text, ending with a one-line summary.
+/// The plan as text: who it acts as, the changes, a one-line summary, the permission check,
+/// and any errors that stop it from being applied.
 pub fn plan(plan: &Plan) -> String {
     let mut out = String::new();
+    identity(&mut out, plan);
     if !plan.has_changes() {
         out.push_str("No changes. The cloud matches the manifest.\n");
+        errors(&mut out, plan);
         return out;
     }
     out.push_str("keyrite will perform the following actions:\n\n");
@@ -32,7 +35,63 @@ pub fn plan(plan: &Plan) -> String {
             let _ = writeln!(out, "!!   {}: {}", c.address, c.hazard.as_deref().unwrap_or_default());
         }
     }
+    permissions(&mut out, plan);
+    errors(&mut out, plan);
     out
+}
+
+fn identity(out: &mut String, plan: &Plan) {
+    let who: Vec<String> = [("AWS", &plan.identity.aws), ("Google Cloud", &plan.identity.gcp)]
+        .into_iter()
+        .filter_map(|(cloud, who)| who.as_ref().map(|w| format!("{cloud} as {w}")))
+        .collect();
+    if !who.is_empty() {
+        let _ = writeln!(out, "Acting on {}.\n", who.join("; "));
+    }
+}
+
+/// One line when everything needed is granted; otherwise what is missing or unchecked.
+fn permissions(out: &mut String, plan: &Plan) {
+    let checks = &plan.permissions;
+    if checks.is_empty() {
+        return;
+    }
+    let count = |v: Verdict| checks.iter().filter(|c| c.verdict == v).count();
+    let (granted, missing, unchecked) = (count(Verdict::Granted), count(Verdict::Missing), count(Verdict::Unchecked));
+    let _ = write!(out, "\nPermissions: {} needed, {granted} granted", checks.len());
+    if missing > 0 {
+        let _ = write!(out, ", {missing} MISSING");
+    }
+    if unchecked > 0 {
+        let _ = write!(out, ", {unchecked} not checkable");
+    }
+    out.push_str(".\n");
+    for c in checks.iter().filter(|c| c.verdict == Verdict::Missing) {
+        let _ = writeln!(out, "  ✗ {} on {} (for {})", c.permission, c.resource, c.needed_by.join(", "));
+    }
+    let mut notes: Vec<&str> =
+        checks.iter().filter(|c| c.verdict == Verdict::Unchecked).filter_map(|c| c.note.as_deref()).collect();
+    notes.dedup();
+    for note in notes {
+        let _ = writeln!(out, "  ? not checked: {note}");
+    }
+}
+
+fn errors(out: &mut String, plan: &Plan) {
+    for e in &plan.errors {
+        let _ = writeln!(out, "\nError: {}", e.message);
+        if let Some(hint) = &e.hint {
+            let _ = writeln!(out, "  {hint}");
+        }
+    }
+    if !plan.errors.is_empty() {
+        let n = plan.errors.len();
+        let _ = writeln!(
+            out,
+            "\nThe plan has {n} error{}: it cannot be applied, and nothing was changed.",
+            if n == 1 { "" } else { "s" }
+        );
+    }
 }
 
 fn resource(out: &mut String, change: &ResourceChange) {

@@ -18,6 +18,9 @@ pub fn plan(plan: &Plan) -> Json {
         "lineage": plan.lineage,
         "base_serial": plan.base_serial,
         "has_changes": plan.has_changes(),
+        "identity": plan.identity,
+        "errors": plan.errors,
+        "permissions": plan.permissions,
         "summary": plan.summary(),
         "changes": plan.changes.iter().map(|c| json!({
             "address": c.address,

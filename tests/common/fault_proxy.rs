@@ -29,6 +29,11 @@ pub struct Faults {
     /// Reset after forwarding the first request for this `X-Amz-Target` operation (e.g.
     /// `TrentService.CreateKey`): the targeted version of `reset_after`.
     pub lose_first_response_of: Option<&'static str>,
+    /// Answer this operation (its name, e.g. `CreateAlias`) with the service's AccessDenied
+    /// error, as IAM does for a caller that lacks the permission.
+    pub deny: Option<&'static str>,
+    /// Answer every request with the service's expired-token error.
+    pub expired_token: bool,
 }
 
 /// How often each fate was drawn.
@@ -42,6 +47,14 @@ pub struct Counts {
     pub delay: AtomicU64,
     pub delay_after: AtomicU64,
     pub targeted_fired: std::sync::atomic::AtomicBool,
+    /// The operation of every request, in order: `CreateKey`, `GetRole`, `POST /2015-03-31/functions`…
+    pub operations: std::sync::Mutex<Vec<String>>,
+}
+
+impl Counts {
+    pub fn operations(&self) -> Vec<String> {
+        self.operations.lock().unwrap().clone()
+    }
 }
 
 impl std::fmt::Display for Counts {
@@ -146,6 +159,24 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let protocol = Protocol::of(&parts.headers);
+    let operation = protocol.operation(&parts, &body);
+    counts.operations.lock().unwrap().push(operation.clone());
+    if faults.expired_token {
+        let code = if matches!(protocol, Protocol::Query) { "ExpiredToken" } else { "ExpiredTokenException" };
+        return Ok(respond(
+            403,
+            protocol.error_body(code, "The security token included in the request is expired"),
+            protocol,
+            code,
+        ));
+    }
+    if faults.deny.is_some_and(|d| d == operation) {
+        let code = if matches!(protocol, Protocol::Query) { "AccessDenied" } else { "AccessDeniedException" };
+        let message = format!(
+            "User: arn:aws:iam::000000000000:user/deployer is not authorized to perform: {operation} because no identity-based policy allows the {operation} action"
+        );
+        return Ok(respond(400, protocol.error_body(code, &message), protocol, code));
+    }
     let targeted =
         faults.lose_first_response_of.is_some_and(|t| parts.headers.get("x-amz-target").is_some_and(|v| v == t))
             && !counts.targeted_fired.swap(true, Ordering::Relaxed);
@@ -219,6 +250,25 @@ impl Protocol {
             Protocol::Query
         } else {
             Protocol::RestJson
+        }
+    }
+
+    /// The operation a request asks for.
+    fn operation(self, parts: &http::request::Parts, body: &[u8]) -> String {
+        match self {
+            Protocol::AwsJson => parts
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|t| t.rsplit('.').next())
+                .unwrap_or_default()
+                .to_owned(),
+            Protocol::Query => String::from_utf8_lossy(body)
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("Action="))
+                .unwrap_or_default()
+                .to_owned(),
+            Protocol::RestJson => format!("{} {}", parts.method, parts.uri.path()),
         }
     }
 

@@ -189,6 +189,20 @@ def main() -> None:
         exceptions.Conflict,
         lambda: client.set_iam_policy(request=iam_policy_pb2.SetIamPolicyRequest(resource=key.name, policy=policy)),
     )
+    asked = ["cloudkms.cryptoKeys.get", "cloudkms.cryptoKeyVersions.useToSign"]
+    tested = client.test_iam_permissions(request=iam_policy_pb2.TestIamPermissionsRequest(resource=key.name, permissions=asked))
+    check("test_iam_permissions answers with the held permissions", sorted(tested.permissions) == sorted(asked), str(tested.permissions))
+    ring_test = client.test_iam_permissions(
+        request=iam_policy_pb2.TestIamPermissionsRequest(resource=ring.name, permissions=["cloudkms.cryptoKeys.create"])
+    )
+    check("test_iam_permissions works on a key ring", list(ring_test.permissions) == ["cloudkms.cryptoKeys.create"])
+    expect_error(
+        "test_iam_permissions on a missing key is NOT_FOUND",
+        exceptions.NotFound,
+        lambda: client.test_iam_permissions(
+            request=iam_policy_pb2.TestIamPermissionsRequest(resource=key.name + "-missing", permissions=asked)
+        ),
+    )
     print("google-cloud-kms (REST) agrees with the stand-in")
 
 

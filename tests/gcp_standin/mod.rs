@@ -18,7 +18,8 @@
 //!   (high-s half of the time, as an HSM returns), `digestCrc32c` checked,
 //!   `verifiedDigestCrc32c` and `signatureCrc32c` returned; only ENABLED versions sign;
 //! - `:getIamPolicy` / `:setIamPolicy` on key rings and keys, with etags (409 ABORTED on a
-//!   stale etag);
+//!   stale etag), and `:testIamPermissions` (every Cloud KMS permission is held but those a
+//!   test denies);
 //! - for credentials: a GCE metadata server (access and ID tokens, for `GCE_METADATA_HOST`)
 //!   and an OAuth token endpoint (`/token`, refresh-token grants of `authorized_user` files).
 //!
@@ -57,6 +58,12 @@ pub struct Faults {
     /// Carry out this many key ring / crypto key creates, then answer each with 503
     /// UNAVAILABLE, as when a connection drops after the service acted.
     pub lose_create_responses: u32,
+    /// Permissions `testIamPermissions` leaves out of its answer, as if the caller lacked them
+    /// (e.g. `cloudkms.cryptoKeys.create`). Only the test answers; other calls still act.
+    pub denied_permissions: Vec<String>,
+    /// Answer API requests 401 UNAUTHENTICATED, as Google does for an expired or revoked
+    /// token.
+    pub unauthenticated: bool,
     /// Answer this share (0–100 %) of API requests with 503 UNAVAILABLE before acting on
     /// them. Which ones is a fixed scatter over the request count (a multiplicative hash), so
     /// runs are reproducible but failures do not fall into lockstep with retries.
@@ -149,9 +156,24 @@ impl GcpKms {
         self.store.lock().unwrap().calls.clone()
     }
 
-    /// Requests so far that could change something (not GET).
+    /// Requests so far that could change something (not GET, not a permission test).
     pub fn mutating_calls(&self) -> Vec<String> {
-        self.calls().into_iter().filter(|c| !c.starts_with("GET ")).collect()
+        self.calls().into_iter().filter(|c| !c.starts_with("GET ") && !c.ends_with(":testIamPermissions")).collect()
+    }
+
+    /// POSTs `body` to `/v1/{path_and_query}` as a person with gcloud would, through the REST
+    /// API (not into the store), and panics unless it succeeds.
+    pub fn create_by_hand(&self, path_and_query: &str, body: &str) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the stand-in");
+        let request = format!(
+            "POST /v1/{path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read");
+        assert!(answer.starts_with("HTTP/1.1 200"), "POST {path_and_query} failed: {answer}");
     }
 
     /// `Authorization` headers the API requests carried.
@@ -374,7 +396,13 @@ async fn handle(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Result<Resp
             let mut store = store.lock().unwrap();
             store.calls.push(format!("{method} {path}"));
             let scatter = (store.calls.len() as u64).wrapping_mul(2_654_435_761) % 4_294_967_296 % 100;
-            let reply = if scatter < u64::from(store.faults.unavailable_percent) {
+            let reply = if store.faults.unauthenticated {
+                Err(ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHENTICATED",
+                    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.".into(),
+                ))
+            } else if scatter < u64::from(store.faults.unavailable_percent) {
                 store.unavailable += 1;
                 Err(ApiError(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -460,6 +488,7 @@ fn route(
     match (method.as_str(), shape.as_str(), verb) {
         ("GET" | "POST", _, Some("getIamPolicy")) => get_iam_policy(store, name),
         ("POST", _, Some("setIamPolicy")) => set_iam_policy(store, name, body),
+        ("POST", _, Some("testIamPermissions")) => test_iam_permissions(store, name, body),
         ("POST", "projects/locations/keyRings", None) if parts.len() == 5 => create_ring(store, owner, q, body),
         ("GET", "projects/locations/keyRings", None) if parts.len() == 5 => {
             let items = store.rings.iter().filter(|(n, _)| parent_of(n) == owner).map(|(n, t)| ring_json(n, *t));
@@ -945,6 +974,25 @@ fn policy_json(p: &Policy) -> Json {
         }
     }
     out
+}
+
+/// `testIamPermissions`: the subset of the asked permissions the caller holds on the
+/// resource. The stand-in's caller holds every Cloud KMS permission except those denied by
+/// [`Faults::denied_permissions`]. Like Google's, it needs no permission of its own, refuses
+/// permissions of other services, and answers NOT_FOUND for a missing resource.
+fn test_iam_permissions(store: &mut Store, resource: &str, body: Map<String, Json>) -> Reply {
+    only_fields(&body, &["permissions"])?;
+    if !iam_target_exists(store, resource) {
+        return Err(not_found(resource));
+    }
+    let asked: Vec<&str> =
+        body.get("permissions").and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str).collect();
+    if let Some(bad) = asked.iter().find(|p| !p.starts_with("cloudkms.")) {
+        return Err(invalid(format!("Permission {bad} is not valid for this resource.")));
+    }
+    let granted: Vec<&str> =
+        asked.into_iter().filter(|p| !store.faults.denied_permissions.iter().any(|d| d == p)).collect();
+    Ok(if granted.is_empty() { json!({}) } else { json!({"permissions": granted}) })
 }
 
 fn get_iam_policy(store: &mut Store, resource: &str) -> Reply {

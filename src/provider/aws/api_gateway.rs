@@ -20,7 +20,8 @@ use serde_json::{Value as Json, json};
 use super::{Cloud, api_error, check_cidr, check_principal, document_field, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
 use crate::provider::{
-    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_json, str_attr, tag_delta,
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Op as Operation, ProviderError, Result, map_json, str_attr,
+    tag_delta,
 };
 
 pub struct ApiGateway;
@@ -49,6 +50,17 @@ impl Kind for ApiGateway {
 
     fn outputs(&self) -> &'static [&'static str] {
         &["api_id", "arn", "execution_arn", "stage", "path", "stage_url"]
+    }
+
+    fn permissions(&self, op: Operation) -> &'static [&'static str] {
+        match op {
+            Operation::Read => &["apigateway:GET"],
+            Operation::Create => {
+                &["apigateway:POST", "apigateway:PUT", "apigateway:PATCH", "apigateway:DELETE", "lambda:AddPermission"]
+            }
+            Operation::Update => &["apigateway:PATCH", "apigateway:PUT", "apigateway:POST", "lambda:AddPermission"],
+            Operation::Delete => &["apigateway:DELETE", "lambda:RemovePermission"],
+        }
     }
 
     fn desired(&self, _name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {

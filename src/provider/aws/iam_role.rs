@@ -16,8 +16,8 @@ use serde_json::{Value as Json, json};
 use super::{Cloud, api_error, check_principal, document_field, unless_gone};
 use crate::manifest::{Attrs, Block, Reference, Validation};
 use crate::provider::{
-    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_attr, map_json, str_attr,
-    tag_delta,
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, map_attr, map_json,
+    str_attr, tag_delta,
 };
 
 pub struct IamRole;
@@ -44,6 +44,27 @@ impl Kind for IamRole {
 
     fn outputs(&self) -> &'static [&'static str] {
         &["arn", "name", "role_id"]
+    }
+
+    fn permissions(&self, op: Op) -> &'static [&'static str] {
+        match op {
+            Op::Read => &["iam:GetRole", "iam:ListRoleTags", "iam:ListRolePolicies"],
+            Op::Create => &["iam:CreateRole", "iam:TagRole"],
+            Op::Update => &[
+                "iam:UpdateRole",
+                "iam:UpdateAssumeRolePolicy",
+                "iam:TagRole",
+                "iam:UntagRole",
+                "iam:DeleteRolePolicy",
+            ],
+            Op::Delete => &[
+                "iam:ListRolePolicies",
+                "iam:DeleteRolePolicy",
+                "iam:ListAttachedRolePolicies",
+                "iam:DetachRolePolicy",
+                "iam:DeleteRole",
+            ],
+        }
     }
 
     fn desired(&self, name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
@@ -227,6 +248,30 @@ impl Kind for IamRole {
         }
     }
 
+    /// `iam:GetRole`, `iam:ListRoleTags`: a role of this name is ours only with this state's
+    /// ownership tags.
+    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
+        let name = str_attr(desired, "name");
+        let out = match cloud.aws.iam.get_role().role_name(name).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = api_error("iam:GetRole", e);
+                return if e.is_not_found() { Ok(Occupant::Free) } else { Err(e) };
+            }
+        };
+        if crate::provider::owned_by(desired, &list_tags(cloud, name).await?) {
+            return Ok(Occupant::Ours {
+                id: name.to_owned(),
+                why: format!("role {name} carries this state's ownership tags"),
+            });
+        }
+        let what = match out.role() {
+            Some(r) => format!("role {} (created {})", r.arn(), r.create_date()),
+            None => format!("role {name}"),
+        };
+        Ok(Occupant::Foreign { id: name.to_owned(), what })
+    }
+
     /// `iam:ListRolePolicies` + `iam:DeleteRolePolicy`, `iam:ListAttachedRolePolicies` +
     /// `iam:DetachRolePolicy`, then `iam:DeleteRole`: IAM refuses to delete a role that still
     /// has policies.
@@ -334,7 +379,7 @@ fn tags(map: &std::collections::BTreeMap<String, String>) -> Result<Vec<Tag>> {
 }
 
 /// `iam:ListRoleTags`.
-async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap<String, String>> {
+pub(crate) async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap<String, String>> {
     let mut tags = std::collections::BTreeMap::new();
     let mut marker = None;
     loop {

@@ -8,7 +8,10 @@ use serde_json::{Value as Json, json};
 
 use super::{Cloud, api_error, document_field, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
-use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, str_attr};
+use crate::provider::{
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, TAG_LINEAGE, str_attr,
+    unresolved,
+};
 
 pub struct IamRolePolicy;
 
@@ -26,6 +29,15 @@ impl Kind for IamRolePolicy {
 
     fn outputs(&self) -> &'static [&'static str] {
         &["name"]
+    }
+
+    fn permissions(&self, op: Op) -> &'static [&'static str] {
+        match op {
+            Op::Read => &["iam:GetRolePolicy"],
+            Op::Create => &["iam:PutRolePolicy"],
+            Op::Update => &["iam:PutRolePolicy"],
+            Op::Delete => &["iam:DeleteRolePolicy"],
+        }
     }
 
     fn declared_under(&self) -> Option<&'static str> {
@@ -85,6 +97,25 @@ impl Kind for IamRolePolicy {
     async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
         let id = format!("{}:{}", str_attr(desired, "role"), str_attr(desired, "name"));
         Ok(self.read(cloud, &id, desired).await?.map(|_| id))
+    }
+
+    /// `iam:GetRolePolicy`, `iam:ListRoleTags`: an inline policy of this name is ours when its
+    /// role carries this state's lineage (its document is then planned like any update).
+    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, lineage: &str) -> Result<Occupant> {
+        let (role, name) = (str_attr(desired, "role"), str_attr(desired, "name"));
+        if unresolved(role) {
+            return Ok(Occupant::Free);
+        }
+        let id = format!("{role}:{name}");
+        if self.read(cloud, &id, desired).await?.is_none() {
+            return Ok(Occupant::Free);
+        }
+        let tags = super::iam_role::list_tags(cloud, role).await?;
+        Ok(if tags.get(TAG_LINEAGE).map(String::as_str) == Some(lineage) {
+            Occupant::Ours { why: format!("inline policy {name} of role {role}, which this state owns"), id }
+        } else {
+            Occupant::Foreign { what: format!("inline policy {name} of role {role}"), id }
+        })
     }
 
     /// `iam:DeleteRolePolicy`.

@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::{Cloud, api_error, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
-use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Result, str_attr};
+use crate::provider::{
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, Result, str_attr, unresolved,
+};
 
 pub struct KmsAlias;
 
@@ -27,6 +29,15 @@ impl Kind for KmsAlias {
 
     fn outputs(&self) -> &'static [&'static str] {
         &["name", "arn"]
+    }
+
+    fn permissions(&self, op: Op) -> &'static [&'static str] {
+        match op {
+            Op::Read => &["kms:ListAliases"],
+            Op::Create => &["kms:CreateAlias"],
+            Op::Update => &["kms:UpdateAlias"],
+            Op::Delete => &["kms:DeleteAlias"],
+        }
     }
 
     fn desired(&self, _name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
@@ -106,6 +117,19 @@ impl Kind for KmsAlias {
         let name = str_attr(desired, "name");
         let live = self.read(cloud, name, desired).await?;
         Ok(live.filter(|l| l.attrs.get("target_key_id") == desired.get("target_key_id")).map(|_| name.to_owned()))
+    }
+
+    /// `kms:ListAliases`: an alias already pointing at the declared key (one in this state)
+    /// is ours; pointing anywhere else, it belongs to someone else's key.
+    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
+        let name = str_attr(desired, "name");
+        let Some(live) = self.read(cloud, name, desired).await? else { return Ok(Occupant::Free) };
+        let (target, want) = (str_attr(&live.attrs, "target_key_id"), str_attr(desired, "target_key_id"));
+        Ok(if !unresolved(want) && target == want {
+            Occupant::Ours { id: name.to_owned(), why: format!("{name} already points at the declared key {want}") }
+        } else {
+            Occupant::Foreign { id: name.to_owned(), what: format!("{name} → key {target}") }
+        })
     }
 
     /// `kms:DeleteAlias`. The key itself is untouched.

@@ -38,7 +38,7 @@ use serde_json::{Value as Json, json};
 use super::{Cloud, api_error, check_cidr, check_principal, document_field, unless_gone, until_visible};
 use crate::manifest::{Attrs, Block, Validation};
 use crate::provider::{
-    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_json, str_attr, tag_delta,
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Op, ProviderError, Result, map_json, str_attr, tag_delta,
 };
 
 pub struct KmsKey;
@@ -84,6 +84,23 @@ impl Kind for KmsKey {
 
     fn outputs(&self) -> &'static [&'static str] {
         &["key_id", "arn", "public_key", "address"]
+    }
+
+    fn permissions(&self, op: Op) -> &'static [&'static str] {
+        match op {
+            Op::Read => &["kms:DescribeKey", "kms:GetKeyPolicy", "kms:ListResourceTags", "kms:GetPublicKey"],
+            Op::Create => &["kms:CreateKey", "kms:TagResource", "kms:GetPublicKey"],
+            Op::Update => &[
+                "kms:PutKeyPolicy",
+                "kms:TagResource",
+                "kms:UntagResource",
+                "kms:UpdateKeyDescription",
+                "kms:EnableKey",
+                "kms:DisableKey",
+                "kms:CancelKeyDeletion",
+            ],
+            Op::Delete => &["kms:ScheduleKeyDeletion"],
+        }
     }
 
     fn replacement_hazard(&self) -> Option<&'static str> {

@@ -23,8 +23,8 @@ use super::{Cloud, api_error, unless_gone, until_visible};
 use crate::manifest::{Attrs, Block, Validation};
 use crate::package;
 use crate::provider::{
-    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_attr, map_json, str_attr,
-    tag_delta,
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, map_attr, map_json,
+    str_attr, tag_delta,
 };
 
 pub struct LambdaFunction;
@@ -57,6 +57,25 @@ impl Kind for LambdaFunction {
 
     fn outputs(&self) -> &'static [&'static str] {
         &["arn", "name"]
+    }
+
+    fn permissions(&self, op: Op) -> &'static [&'static str] {
+        match op {
+            Op::Read => &["lambda:GetFunction"],
+            Op::Create => {
+                &["lambda:CreateFunction", "lambda:TagResource", "lambda:PutFunctionConcurrency", "iam:PassRole"]
+            }
+            Op::Update => &[
+                "lambda:UpdateFunctionCode",
+                "lambda:UpdateFunctionConfiguration",
+                "lambda:PutFunctionConcurrency",
+                "lambda:DeleteFunctionConcurrency",
+                "lambda:TagResource",
+                "lambda:UntagResource",
+                "iam:PassRole",
+            ],
+            Op::Delete => &["lambda:DeleteFunction"],
+        }
     }
 
     fn desired(&self, _name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
@@ -281,6 +300,24 @@ impl Kind for LambdaFunction {
         let name = str_attr(desired, "name");
         let live = self.read(cloud, name, desired).await?;
         Ok(live.filter(|l| crate::provider::owned_by(desired, &map_attr(&l.attrs, "tags"))).map(|_| name.to_owned()))
+    }
+
+    /// `lambda:GetFunction`: a function of this name is ours only with this state's
+    /// ownership tags.
+    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
+        let name = str_attr(desired, "name");
+        let Some(live) = self.read(cloud, name, desired).await? else { return Ok(Occupant::Free) };
+        Ok(if crate::provider::owned_by(desired, &map_attr(&live.attrs, "tags")) {
+            Occupant::Ours { id: name.to_owned(), why: format!("function {name} carries this state's ownership tags") }
+        } else {
+            let what = format!(
+                "function {} (runtime {}, code {})",
+                str_attr(&live.outputs, "arn"),
+                str_attr(&live.attrs, "runtime"),
+                str_attr(&live.attrs, "code_sha256")
+            );
+            Occupant::Foreign { id: name.to_owned(), what }
+        })
     }
 
     /// `lambda:DeleteFunction`.

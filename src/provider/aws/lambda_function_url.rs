@@ -12,7 +12,10 @@ use serde_json::{Value as Json, json};
 
 use super::{Cloud, api_error, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
-use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Result, str_attr};
+use crate::provider::{
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, Result, TAG_LINEAGE, map_attr, str_attr,
+    unresolved,
+};
 
 pub struct LambdaFunctionUrl;
 
@@ -39,6 +42,15 @@ impl Kind for LambdaFunctionUrl {
 
     fn outputs(&self) -> &'static [&'static str] {
         &["url", "function"]
+    }
+
+    fn permissions(&self, op: Op) -> &'static [&'static str] {
+        match op {
+            Op::Read => &["lambda:GetFunctionUrlConfig", "lambda:GetPolicy"],
+            Op::Create => &["lambda:CreateFunctionUrlConfig", "lambda:AddPermission"],
+            Op::Update => &["lambda:UpdateFunctionUrlConfig", "lambda:AddPermission", "lambda:RemovePermission"],
+            Op::Delete => &["lambda:DeleteFunctionUrlConfig", "lambda:RemovePermission"],
+        }
     }
 
     fn desired(&self, name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
@@ -151,6 +163,25 @@ impl Kind for LambdaFunctionUrl {
     async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
         let function = str_attr(desired, "function");
         Ok(self.read(cloud, function, desired).await?.map(|_| function.to_owned()))
+    }
+
+    /// `lambda:GetFunctionUrlConfig`, `lambda:GetFunction`: a function has at most one URL; it
+    /// is ours when the function carries this state's lineage.
+    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, lineage: &str) -> Result<Occupant> {
+        let function = str_attr(desired, "function");
+        if unresolved(function) {
+            return Ok(Occupant::Free);
+        }
+        let Some(live) = self.read(cloud, function, desired).await? else { return Ok(Occupant::Free) };
+        let owner = super::lambda_function::LambdaFunction.read(cloud, function, &Attrs::new()).await?;
+        let tags = owner.map(|f| map_attr(&f.attrs, "tags")).unwrap_or_default();
+        let url = str_attr(&live.outputs, "url");
+        Ok(if tags.get(TAG_LINEAGE).map(String::as_str) == Some(lineage) {
+            Occupant::Ours { id: function.to_owned(), why: format!("{url}, the URL of a function this state owns") }
+        } else {
+            let what = format!("the URL {url} of function {function} (auth {})", str_attr(&live.attrs, "auth_type"));
+            Occupant::Foreign { id: function.to_owned(), what }
+        })
     }
 
     /// `lambda:DeleteFunctionUrlConfig`, `lambda:RemovePermission`.

@@ -15,7 +15,9 @@ use serde_json::{Value as Json, json};
 use super::{Cloud, api_error, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
 use crate::package;
-use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, str_attr};
+use crate::provider::{
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, str_attr,
+};
 
 pub struct LambdaLayer;
 
@@ -40,6 +42,15 @@ impl Kind for LambdaLayer {
 
     fn outputs(&self) -> &'static [&'static str] {
         &["arn", "version"]
+    }
+
+    fn permissions(&self, op: Op) -> &'static [&'static str] {
+        match op {
+            Op::Read => &["lambda:GetLayerVersion", "lambda:ListLayerVersions"],
+            Op::Create => &["lambda:PublishLayerVersion"],
+            Op::Update => &[],
+            Op::Delete => &["lambda:DeleteLayerVersion"],
+        }
     }
 
     fn desired(&self, _name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {
@@ -91,6 +102,40 @@ impl Kind for LambdaLayer {
         live.attrs.insert("runtimes".into(), json!(runtimes));
         live.outputs = outputs(id, out.version());
         Ok(Some(live))
+    }
+
+    /// `lambda:ListLayerVersions`, `lambda:GetLayerVersion`. Layers carry no tags, so
+    /// ownership cannot be told; the latest version is taken as ours only when its content is
+    /// exactly the declared content (adopting identical bytes changes nothing). Otherwise
+    /// publishing would add a version to someone else's layer.
+    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
+        let name = str_attr(desired, "name");
+        let out = cloud
+            .aws
+            .lambda
+            .list_layer_versions()
+            .layer_name(name)
+            .send()
+            .await
+            .map_err(|e| api_error("lambda:ListLayerVersions", e));
+        let Some(out) = unless_gone(out)? else { return Ok(Occupant::Free) };
+        let Some(latest) = out.layer_versions().first().and_then(|v| v.layer_version_arn()) else {
+            return Ok(Occupant::Free);
+        };
+        let same = self.read(cloud, latest, desired).await?.is_some_and(|l| {
+            l.attrs.get("content_sha256") == desired.get("content_sha256")
+                && l.attrs.get("runtimes") == desired.get("runtimes")
+        });
+        Ok(if same {
+            Occupant::Ours { id: latest.to_owned(), why: format!("{latest} has exactly the declared content") }
+        } else {
+            let n = out.layer_versions().len();
+            let what = format!(
+                "layer {name}, with {n} version{} (latest {latest}) of other content",
+                if n == 1 { "" } else { "s" }
+            );
+            Occupant::Foreign { id: name.to_owned(), what }
+        })
     }
 
     /// `lambda:PublishLayerVersion`.

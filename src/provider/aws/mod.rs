@@ -14,10 +14,12 @@ pub mod kms_key;
 pub mod lambda_function;
 pub mod lambda_function_url;
 pub mod lambda_layer;
+pub mod simulate;
 
 use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
@@ -29,6 +31,7 @@ use tokio::sync::OnceCell;
 
 pub use super::Cloud;
 use super::{CallLog, ProviderError};
+pub use super::{TRANSPORT, unless_gone};
 use crate::manifest::AwsConfig;
 
 /// Who keyrite is talking to AWS as.
@@ -156,86 +159,58 @@ impl Aws {
     }
 }
 
-/// Turns an SDK error into a [`ProviderError`] that keeps the service's error code.
+/// Turns an SDK error into a [`ProviderError`] that keeps the service's error code, with a
+/// one-line message: the error's chain of causes by their `Display`, never a `Debug` dump
+/// (`-v` adds the SDK's full context).
 pub fn api_error<E, R>(operation: &'static str, err: aws_sdk_kms::error::SdkError<E, R>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     use aws_sdk_kms::error::SdkError;
+    let verbose = |message: String| {
+        if crate::provider::verbose() {
+            format!("{message} [{}]", aws_smithy_types::error::display::DisplayErrorContext(&err))
+        } else {
+            message
+        }
+    };
+    if let Some(cause) = credentials_error(&err) {
+        let code = match cause {
+            CredentialsError::CredentialsNotLoaded(_) => NO_CREDENTIALS,
+            _ => CREDENTIALS_FAILED,
+        };
+        let message = verbose(crate::provider::error_chain(cause));
+        return ProviderError::Api { operation, code: code.into(), message };
+    }
     if matches!(err, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)) {
-        let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+        let message = verbose(crate::provider::error_chain(&err));
         return ProviderError::Api { operation, code: TRANSPORT.into(), message };
     }
     let code = err.code().unwrap_or("").to_owned();
-    let message = match err.message() {
+    let message = verbose(match err.message() {
         Some(m) => m.to_owned(),
-        None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
-    };
+        None => crate::provider::error_chain(&err),
+    });
     ProviderError::Api { operation, code: if code.is_empty() { "Error".into() } else { code }, message }
 }
 
-/// `Ok(None)` when the service says the resource does not exist, the value otherwise.
-pub fn unless_gone<T>(result: super::Result<T>) -> super::Result<Option<T>> {
-    match result {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
-}
+/// The code keyrite gives to "no credentials anywhere in the chain".
+pub const NO_CREDENTIALS: &str = "NoCredentials";
+/// The code keyrite gives to a credential provider that failed (SSO token expired, a
+/// profile that does not parse, a process that exits non-zero…).
+pub const CREDENTIALS_FAILED: &str = "CredentialsError";
 
-/// The code given to failures below the API: connection refused or reset, timeouts,
-/// unparseable responses.
-pub const TRANSPORT: &str = "TransportError";
-
-impl ProviderError {
-    /// True for failures worth retrying: throttling, 5xx, transport trouble.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self.code(),
-            Some(
-                TRANSPORT
-                    | "ThrottlingException"
-                    | "Throttling"
-                    | "TooManyRequestsException"
-                    | "RequestLimitExceeded"
-                    | "ServiceUnavailable"
-                    | "ServiceUnavailableException"
-                    | "InternalFailure"
-                    | "InternalError"
-                    | "KMSInternalException"
-                    | "DependencyTimeoutException"
-                    | "ServiceFailure"
-                    // Google's canonical codes.
-                    | "UNAVAILABLE"
-                    | "RESOURCE_EXHAUSTED"
-                    | "DEADLINE_EXCEEDED"
-                    | "INTERNAL"
-            )
-        )
-    }
-
-    /// The service's error code, if this came from an API.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            ProviderError::Api { code, .. } => Some(code),
-            _ => None,
+/// The credentials error somewhere in an SDK error's chain of causes.
+fn credentials_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a CredentialsError> {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(c) = e.downcast_ref::<CredentialsError>() {
+            return Some(c);
         }
+        cause = e.source();
     }
-
-    /// True when the service said the resource does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(
-            self.code(),
-            Some(
-                "NotFoundException"
-                    | "NoSuchEntity"
-                    | "NoSuchEntityException"
-                    | "ResourceNotFoundException"
-                    | "NOT_FOUND"
-            )
-        )
-    }
+    None
 }
 
 /// Reads an optional policy `document:` field: an inline mapping or a JSON string. The

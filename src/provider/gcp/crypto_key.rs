@@ -37,9 +37,9 @@ use serde_json::{Value as Json, json};
 
 use super::{Gcp, check_id, check_label, default_id, enum_name, label_value, public_key, until_generated};
 use crate::manifest::{Attrs, Block, Validation};
-use crate::provider::aws::unless_gone;
 use crate::provider::{
-    AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, ProviderError, Result, map_attr, map_json, str_attr,
+    AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, map_attr,
+    map_json, str_attr, unless_gone, unresolved,
 };
 
 pub struct CryptoKey;
@@ -74,6 +74,24 @@ impl Kind for CryptoKey {
 
     fn outputs(&self) -> &'static [&'static str] {
         &["id", "version_id", "public_key", "address"]
+    }
+
+    fn permissions(&self, op: Op) -> &'static [&'static str] {
+        match op {
+            Op::Read => &[
+                "cloudkms.cryptoKeys.get",
+                "cloudkms.cryptoKeyVersions.list",
+                "cloudkms.cryptoKeyVersions.viewPublicKey",
+            ],
+            Op::Create => &["cloudkms.cryptoKeys.create", "cloudkms.cryptoKeyVersions.get"],
+            Op::Update => &[
+                "cloudkms.cryptoKeys.update",
+                "cloudkms.cryptoKeyVersions.create",
+                "cloudkms.cryptoKeyVersions.update",
+                "cloudkms.cryptoKeyVersions.restore",
+            ],
+            Op::Delete => &["cloudkms.cryptoKeyVersions.destroy"],
+        }
     }
 
     /// In labels, which allow no `:` in keys and only lowercase values.
@@ -406,6 +424,35 @@ impl Kind for CryptoKey {
                  differs); keyrite does not take over keys it did not create"
             )))
         }
+    }
+
+    /// Permission `cloudkms.cryptoKeys.get`: a key of this name is ours only with this state's
+    /// ownership labels. Keys are never deleted, so a name once used stays taken.
+    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
+        let ring = str_attr(desired, "key_ring");
+        if unresolved(ring) {
+            return Ok(Occupant::Free);
+        }
+        let gcp = &cloud.gcp;
+        let kms = gcp.kms().await?;
+        let name = format!("{ring}/cryptoKeys/{}", str_attr(desired, "name"));
+        let Some(key) = unless_gone(gcp.call("GetCryptoKey", kms.get_crypto_key().set_name(&name).send()).await)?
+        else {
+            return Ok(Occupant::Free);
+        };
+        let want = map_attr(desired, "labels");
+        let ours =
+            [LABEL_LINEAGE, LABEL_ADDRESS].iter().all(|k| want.contains_key(*k) && want.get(*k) == key.labels.get(*k));
+        Ok(if ours {
+            Occupant::Ours { why: format!("{name} carries this state's ownership labels"), id: name }
+        } else {
+            let lineage = key
+                .labels
+                .get(LABEL_LINEAGE)
+                .map_or("no keyrite-lineage label".to_owned(), |l| format!("keyrite-lineage {l}"));
+            let purpose = enum_name(key.purpose.name());
+            Occupant::Foreign { what: format!("key {name} ({purpose}, {lineage})"), id: name }
+        })
     }
 }
 

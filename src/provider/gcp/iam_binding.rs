@@ -21,8 +21,9 @@ use serde_json::{Value as Json, json};
 
 use super::Gcp;
 use crate::manifest::{Attrs, Block, Validation};
-use crate::provider::aws::unless_gone;
-use crate::provider::{AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, Result, str_attr};
+use crate::provider::{
+    AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, Op, Result, str_attr, unless_gone,
+};
 
 pub struct CryptoKeyIamBinding;
 
@@ -49,6 +50,15 @@ impl Kind for CryptoKeyIamBinding {
 
     fn outputs(&self) -> &'static [&'static str] {
         &["crypto_key", "etag"]
+    }
+
+    fn permissions(&self, op: Op) -> &'static [&'static str] {
+        match op {
+            Op::Read => &["cloudkms.cryptoKeys.getIamPolicy"],
+            Op::Create => &["cloudkms.cryptoKeys.getIamPolicy", "cloudkms.cryptoKeys.setIamPolicy"],
+            Op::Update => &["cloudkms.cryptoKeys.getIamPolicy", "cloudkms.cryptoKeys.setIamPolicy"],
+            Op::Delete => &["cloudkms.cryptoKeys.getIamPolicy", "cloudkms.cryptoKeys.setIamPolicy"],
+        }
     }
 
     fn desired(&self, _name: &str, b: &mut Block<'_>, cx: &mut Validation) -> Attrs {

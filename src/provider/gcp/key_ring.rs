@@ -10,8 +10,9 @@ use serde_json::json;
 
 use super::{check_id, default_id};
 use crate::manifest::{Attrs, Block, Validation, check_project_id};
-use crate::provider::aws::unless_gone;
-use crate::provider::{AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, Result, str_attr};
+use crate::provider::{
+    AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, Result, str_attr, unless_gone,
+};
 
 pub struct KeyRing;
 
@@ -29,6 +30,15 @@ impl Kind for KeyRing {
 
     fn outputs(&self) -> &'static [&'static str] {
         &["id"]
+    }
+
+    fn permissions(&self, op: Op) -> &'static [&'static str] {
+        match op {
+            Op::Read => &["cloudkms.keyRings.get"],
+            Op::Create => &["cloudkms.keyRings.create"],
+            Op::Update => &[],
+            Op::Delete => &[],
+        }
     }
 
     fn deletion_note(&self) -> Option<&'static str> {
@@ -126,6 +136,18 @@ impl Kind for KeyRing {
             str_attr(desired, "name")
         );
         Ok(self.read(cloud, &name, desired).await?.map(|_| name))
+    }
+
+    /// Permission `cloudkms.keyRings.get`. Rings are never deleted and hold no settings, so an
+    /// existing ring of the declared name is the declared ring.
+    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
+        Ok(match self.adopt(cloud, desired, None).await? {
+            Some(id) => Occupant::Ours {
+                why: format!("{id} exists; Cloud KMS never deletes key rings, so it is the declared ring"),
+                id,
+            },
+            None => Occupant::Free,
+        })
     }
 }
 

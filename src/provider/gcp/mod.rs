@@ -11,6 +11,7 @@
 //! the client's error into a [`ProviderError`] carrying the canonical status code
 //! (`NOT_FOUND`, `ABORTED`, …).
 
+pub mod credentials;
 pub mod crypto_key;
 pub mod iam_binding;
 pub mod key_ring;
@@ -24,8 +25,7 @@ use google_cloud_kms_v1::client::KeyManagementService;
 use google_cloud_kms_v1::model::crypto_key_version::CryptoKeyVersionState;
 use tokio::sync::OnceCell;
 
-use super::aws::TRANSPORT;
-use super::{CallLog, ProviderError, Result};
+use super::{CallLog, ProviderError, Result, TRANSPORT};
 use crate::manifest::GcpConfig;
 
 /// The longest one call may take, its retries included.
@@ -47,6 +47,11 @@ impl Gcp {
         Gcp { settings, client: OnceCell::new(), calls }
     }
 
+    /// True when the manifest chose no credentials (a local stand-in).
+    pub fn anonymous(&self) -> bool {
+        self.settings.anonymous
+    }
+
     /// The client; the first call loads credentials.
     pub async fn kms(&self) -> Result<&KeyManagementService> {
         self.client
@@ -65,9 +70,9 @@ impl Gcp {
                 }
                 builder.build().await.map_err(|e| {
                     ProviderError::Refused(format!(
-                        "cannot set up the Cloud KMS client (Application Default Credentials: \
-                         GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default login`, or the \
-                         metadata server): {e}"
+                        "cannot set up the Cloud KMS client: {}; {}",
+                        crate::provider::error_chain(&e),
+                        credentials::LOGIN_HINT
                     ))
                 })
             })
@@ -92,6 +97,15 @@ impl Gcp {
     }
 }
 
+/// The permissions of `asked` that the caller has on `resource` (a key ring or key), by
+/// Cloud KMS's `testIamPermissions`, which needs no permission of its own. `Ok(None)` when
+/// the resource does not exist.
+pub async fn granted(gcp: &Gcp, resource: &str, asked: &[&str]) -> Result<Option<Vec<String>>> {
+    let kms = gcp.kms().await?;
+    let call = kms.test_iam_permissions().set_resource(resource).set_permissions(asked.iter().copied()).send();
+    Ok(crate::provider::unless_gone(gcp.call("TestIamPermissions", call).await)?.map(|r| r.permissions))
+}
+
 /// Turns a client error into a [`ProviderError`] with the canonical status code.
 pub fn gcp_error(operation: &'static str, e: google_cloud_gax::error::Error) -> ProviderError {
     if let Some(status) = e.status() {
@@ -104,7 +118,7 @@ pub fn gcp_error(operation: &'static str, e: google_cloud_gax::error::Error) -> 
     } else {
         "Error"
     };
-    ProviderError::Api { operation, code: code.into(), message: e.to_string() }
+    ProviderError::Api { operation, code: code.into(), message: crate::provider::error_chain(&e) }
 }
 
 /// The CRC32C Cloud KMS uses to protect data in transit, as its JSON carries it.

@@ -1,0 +1,95 @@
+//! What a plan checks with the cloud after it is built and before anyone sees it: that its
+//! caller holds the permissions its changes need, where the cloud can say so without acting.
+//!
+//! AWS answers through IAM's policy simulator, Cloud KMS through `testIamPermissions` on the
+//! nearest existing ring or key. What cannot be checked is listed as unchecked, with why;
+//! what is missing becomes a plan error, so apply never starts what it cannot finish.
+
+use std::collections::BTreeMap;
+
+use crate::plan::permissions::{self, Cloud as Side, Need};
+use crate::plan::{PermissionCheck, Plan, PlanError, Verdict};
+use crate::provider::{self, Cloud};
+
+/// Fills in `plan.permissions`, and a plan error per cloud with missing permissions.
+pub async fn check_permissions(cloud: &Cloud, plan: &mut Plan) -> anyhow::Result<()> {
+    let needs = permissions::needed(plan);
+    let mut checks = Vec::with_capacity(needs.len());
+    let aws: Vec<&Need> = needs.iter().filter(|n| n.cloud == Side::Aws).collect();
+    if !aws.is_empty() {
+        let asks: Vec<(&str, &str)> =
+            aws.iter().map(|n| (n.permission, n.resource.as_deref().unwrap_or("*"))).collect();
+        match provider::aws::simulate::simulate(cloud, &asks).await? {
+            Ok(allowed) => {
+                for (need, ok) in aws.iter().zip(allowed) {
+                    checks.push((Side::Aws, check(need, if ok { Verdict::Granted } else { Verdict::Missing }, None)));
+                }
+            }
+            Err(why) => checks.extend(aws.iter().map(|n| (Side::Aws, check(n, Verdict::Unchecked, Some(why.clone()))))),
+        }
+    }
+    let mut by_resource: BTreeMap<Option<&str>, Vec<&Need>> = BTreeMap::new();
+    for need in needs.iter().filter(|n| n.cloud == Side::Gcp) {
+        by_resource.entry(need.resource.as_deref()).or_default().push(need);
+    }
+    for (resource, group) in by_resource {
+        let asked: Vec<&str> = group.iter().map(|n| n.permission).collect();
+        let mut answer = None;
+        let mut target = resource;
+        while let Some(name) = target {
+            if let Some(granted) = provider::gcp::granted(&cloud.gcp, name, &asked).await? {
+                answer = Some((name, granted));
+                break;
+            }
+            target = permissions::gcp_ring(name);
+        }
+        match answer {
+            Some((name, granted)) => {
+                for need in group {
+                    let verdict =
+                        if granted.iter().any(|g| g == need.permission) { Verdict::Granted } else { Verdict::Missing };
+                    let mut c = check(need, verdict, None);
+                    c.resource = name.to_owned();
+                    checks.push((Side::Gcp, c));
+                }
+            }
+            None => {
+                let why = "nothing it applies to exists yet, and Cloud KMS tests permissions only on existing key rings \
+                           and keys (key rings are created under a permission on the project)";
+                checks.extend(group.iter().map(|n| (Side::Gcp, check(n, Verdict::Unchecked, Some(why.to_owned())))));
+            }
+        }
+    }
+    for (side, who) in [(Side::Aws, plan.identity.aws.clone()), (Side::Gcp, plan.identity.gcp.clone())] {
+        let missing: Vec<String> = checks
+            .iter()
+            .filter(|(s, c)| *s == side && c.verdict == Verdict::Missing)
+            .map(|(_, c)| format!("{} on {} (for {})", c.permission, c.resource, c.needed_by.join(", ")))
+            .collect();
+        if !missing.is_empty() {
+            plan.errors.push(PlanError {
+                address: None,
+                message: format!(
+                    "{} lacks {} permission{} this plan needs: {}",
+                    who.as_deref().unwrap_or("the caller"),
+                    missing.len(),
+                    if missing.len() == 1 { "" } else { "s" },
+                    missing.join("; ")
+                ),
+                hint: Some("grant them, then plan again; nothing was changed".into()),
+            });
+        }
+    }
+    plan.permissions = checks.into_iter().map(|(_, c)| c).collect();
+    Ok(())
+}
+
+fn check(need: &Need, verdict: Verdict, note: Option<String>) -> PermissionCheck {
+    PermissionCheck {
+        permission: need.permission.to_owned(),
+        resource: need.resource.clone().unwrap_or_else(|| "(not yet created)".into()),
+        needed_by: need.needed_by.clone(),
+        verdict,
+        note,
+    }
+}
