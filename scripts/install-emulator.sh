@@ -4,7 +4,8 @@
 # SHA-256(digest), so keyrite's self-test must report it.
 # Also Google's own Cloud KMS client (google-cloud-kms, pinned), which checks keyrite's
 # Cloud KMS stand-in (tests/gcp_standin/) over REST: there is no Cloud KMS emulator.
-# Idempotent: a second run with the right versions installed does nothing.
+# Also securesystemslib (an independent DSSE verifier for ceremony records) and, if missing,
+# OpenSSH's ssh-keygen (approvals). Idempotent: a second run with the right versions installed does nothing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv/ministack"
@@ -34,4 +35,24 @@ if ! { [ -x "$gcp/bin/python" ] && "$gcp/bin/pip" show google-cloud-kms 2>/dev/n
   "$gcp/bin/pip" install --quiet --disable-pip-version-check "google-cloud-kms==$gcp_kms_version" \
     "google-crc32c==1.9.0" "cryptography==$crypto_version"
   echo "installed google-cloud-kms $gcp_kms_version into $gcp" >&2
+fi
+
+# PyPI securesystemslib (pinned): an independent DSSE verifier for ceremony records.
+ssl="$root/.venv/ssl"
+ssl_version=1.6.0
+if ! { [ -x "$ssl/bin/python" ] && "$ssl/bin/pip" show securesystemslib 2>/dev/null | grep -x "Version: $ssl_version" >/dev/null \
+   && "$ssl/bin/pip" show cryptography 2>/dev/null | grep -x "Version: $crypto_version" >/dev/null; }; then
+  python3 -m venv "$ssl"
+  "$ssl/bin/pip" install --quiet --disable-pip-version-check "securesystemslib==$ssl_version" "cryptography==$crypto_version"
+  echo "installed securesystemslib $ssl_version into $ssl" >&2
+fi
+
+# OpenSSH's ssh-keygen: approvals are made and checked with the real one in the tests.
+if ! command -v ssh-keygen >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >/dev/null
+  fi
+  echo "installed openssh-client (ssh-keygen)" >&2
 fi

@@ -67,6 +67,33 @@ pub enum Command {
         /// Apply a saved plan as another principal than the one it was made (and approved) as
         #[arg(long)]
         allow_identity_change: bool,
+        /// Your Ed25519 OpenSSH key: signs the ceremony record (manifests with `ceremony:`)
+        #[arg(long, env = "KEYRITE_OPERATOR_KEY", value_name = "KEY")]
+        operator_key: Option<PathBuf>,
+    },
+    /// Approve a saved plan for a ceremony: an OpenSSH signature over its exact bytes
+    ///
+    /// Shows the plan, its SHA-256 and the SHA-256 as words to compare out of band, asks on a
+    /// terminal, then writes PLANFILE.<principal>.sig. `ssh-keygen -Y sign -n keyrite-plan@v1 -f
+    /// KEY PLANFILE` makes an equivalent approval.
+    Approve {
+        /// The plan saved with `keyrite plan --out`
+        #[arg(value_name = "PLANFILE")]
+        plan: PathBuf,
+        /// Your OpenSSH private key (ed25519, ecdsa-p256, or a FIDO sk-ssh-ed25519 key file)
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// The principal to approve as, when the key is listed under several
+        #[arg(long)]
+        principal: Option<String>,
+        /// Approve without asking (after reading the plan and its SHA-256)
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Check, show and countersign ceremony records
+    Ceremony {
+        #[command(subcommand)]
+        command: CeremonyCommand,
     },
     /// Compare the cloud with what was last applied, and with the manifest
     ///
@@ -180,6 +207,46 @@ pub enum Command {
         id: String,
         #[command(flatten)]
         manifest: ManifestArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CeremonyCommand {
+    /// Verify a ceremony record offline: signatures, approvals, proofs of possession, chain
+    ///
+    /// Exit status: 0 when everything holds, 1 naming the first thing that does not.
+    Verify {
+        /// The record (a DSSE envelope) written by the ceremony apply
+        record: PathBuf,
+        /// The records directory: check the chain of the record's lineage back to its first
+        #[arg(long, value_name = "DIR")]
+        chain: Option<PathBuf>,
+        /// The manifest file, checked against the record's subject
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// The plan file, checked against the record's subject
+        #[arg(long, value_name = "PLANFILE")]
+        plan: Option<PathBuf>,
+        /// An allowed_signers file of further keys (witnesses) whose envelope signatures count
+        #[arg(long, value_name = "FILE")]
+        trusted_keys: Option<PathBuf>,
+        /// Also check with the cloud (read-only) that each key exists, is enabled and has the
+        /// recorded public key
+        #[arg(long)]
+        live: bool,
+    },
+    /// Print a readable summary of a ceremony record
+    Show {
+        record: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Add your signature to a ceremony record's envelope (witnesses, approvers)
+    Sign {
+        record: PathBuf,
+        /// Your Ed25519 OpenSSH private key
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
     },
 }
 

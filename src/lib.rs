@@ -5,6 +5,7 @@
 //! [`apply`] (ordered, concurrent, [`state`] saved after every change).
 
 pub mod apply;
+pub mod ceremony;
 pub mod cli;
 pub mod commands;
 pub mod crypto;

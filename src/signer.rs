@@ -128,6 +128,14 @@ impl KmsSigner {
         }
     }
 
+    /// Signs `prehash` as given: the DER KMS returned and its r‖s‖v form, verified to recover
+    /// to the key's address.
+    pub async fn sign_prehash(&self, prehash: &[u8; 32]) -> Result<(Vec<u8>, [u8; 65]), SignError> {
+        let der = self.sign_der(prehash).await?;
+        let rsv = crypto::signature_rsv(&self.public_key, prehash, &der)?;
+        Ok((der, rsv))
+    }
+
     /// Signs a request digest: r‖s‖v, low-s, v ∈ {27, 28}, verified to recover to the key's
     /// address. A KMS that signed anything but `prehash` fails here, never downstream.
     pub async fn sign(&self, digest: &[u8; 32], mode: SigningMode) -> Result<[u8; 65], SignError> {
@@ -137,12 +145,15 @@ impl KmsSigner {
     }
 }
 
-fn kms_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    operation: &'static str,
-    key: &str,
-    e: aws_sdk_kms::error::SdkError<E, R>,
-) -> SignError {
-    let message = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
+fn kms_error<E, R>(operation: &'static str, key: &str, e: aws_sdk_kms::error::SdkError<E, R>) -> SignError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let message = match crate::provider::aws::api_error(operation, e) {
+        crate::provider::ProviderError::Api { code, message, .. } => format!("{code}: {message}"),
+        other => other.to_string(),
+    };
     SignError::Kms { operation, key: key.to_owned(), message }
 }
 

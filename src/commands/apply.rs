@@ -22,7 +22,13 @@ pub struct Flags {
     pub allow_identity_change: bool,
 }
 
-pub async fn run(arg: &ManifestArg, saved: Option<&Path>, run: RunArgs, flags: Flags) -> anyhow::Result<Status> {
+pub async fn run(
+    arg: &ManifestArg,
+    saved: Option<&Path>,
+    run: RunArgs,
+    flags: Flags,
+    operator_key: Option<&Path>,
+) -> anyhow::Result<Status> {
     let options = Options {
         parallelism: run.parallelism.into(),
         allow_key_replacement: flags.allow_key_replacement,
@@ -30,8 +36,9 @@ pub async fn run(arg: &ManifestArg, saved: Option<&Path>, run: RunArgs, flags: F
     };
     let (store, plan, manifest) = match saved {
         Some(path) => {
-            let plan = read_plan(path)?;
-            (backend(&plan.state, &plan.aws).await?, Some(plan), None)
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read plan {}", path.display()))?;
+            let plan = parse_plan(path, &bytes)?;
+            (backend(&plan.state, &plan.aws).await?, Some((plan, path.to_owned(), bytes)), None)
         }
         None => {
             let (manifest, store) = load(arg).await?;
@@ -39,7 +46,7 @@ pub async fn run(arg: &ManifestArg, saved: Option<&Path>, run: RunArgs, flags: F
         }
     };
     let lock = store.lock("apply").await?;
-    let result = locked(&store, plan, manifest.as_ref(), flags, options).await;
+    let result = locked(&store, plan, manifest.as_ref(), flags, options, operator_key).await;
     store.unlock(lock).await?;
     result
 }
@@ -47,24 +54,33 @@ pub async fn run(arg: &ManifestArg, saved: Option<&Path>, run: RunArgs, flags: F
 /// Everything apply does while it holds the state lock.
 async fn locked(
     store: &Backend,
-    saved: Option<Plan>,
+    saved: Option<(Plan, std::path::PathBuf, Vec<u8>)>,
     manifest: Option<&crate::manifest::Manifest>,
     flags: Flags,
     options: Options,
+    operator_key: Option<&Path>,
 ) -> anyhow::Result<Status> {
     let state = store.read().await?;
     let from_file = saved.is_some();
+    let mut ceremony = None;
     let (plan, cloud) = match (saved, manifest) {
-        (Some(plan), _) => {
+        (Some((plan, path, bytes)), _) => {
             check_fresh(&plan, state.as_ref())?;
             if !plan.errors.is_empty() {
                 bail!("the saved plan has errors and cannot be applied; nothing was changed");
             }
+            // Approvals are checked before any cloud call.
+            ceremony = super::ceremony::prepare(&path, &bytes, &plan, state.as_ref(), operator_key)?;
             let cloud = Arc::new(Cloud::connect(&plan.aws, &plan.gcp).await);
             check_identity(&plan, &cloud, flags.allow_identity_change).await?;
             (plan, cloud)
         }
         (None, Some(manifest)) => {
+            if manifest.ceremony.is_some() || state.as_ref().is_some_and(|s| s.ceremony.is_some()) {
+                bail!(
+                    "this manifest runs ceremonies: save a plan with `keyrite plan --out FILE`, have it approved with `keyrite approve FILE`, then `keyrite apply FILE`"
+                );
+            }
             let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
             let observed = refresh(&cloud, manifest, state.as_ref(), Reference::Manifest).await?;
             let mut plan = crate::plan::build(manifest, state.as_ref(), &observed, now());
@@ -101,13 +117,16 @@ async fn locked(
         if outcomes.len() == 1 { "" } else { "s" },
         call_summary(&cloud)
     );
-    Ok(Status::Ok)
+    match ceremony {
+        Some(prepared) => super::ceremony::finish(prepared, &plan, &cloud, store).await,
+        None => Ok(Status::Ok),
+    }
 }
 
-fn read_plan(path: &Path) -> anyhow::Result<Plan> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan {}", path.display()))?;
+/// A saved plan's bytes as a plan of this keyrite's format.
+pub fn parse_plan(path: &Path, bytes: &[u8]) -> anyhow::Result<Plan> {
     let plan: Plan =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a keyrite plan", path.display()))?;
+        serde_json::from_slice(bytes).with_context(|| format!("{} is not a keyrite plan", path.display()))?;
     if plan.format_version != PLAN_FORMAT {
         bail!(
             "plan {} has format version {}; this keyrite applies version {PLAN_FORMAT}",

@@ -2,6 +2,7 @@
 
 mod addresses;
 mod apply;
+mod ceremony;
 mod destroy;
 mod drift;
 mod plan;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::task::JoinSet;
 
-use crate::cli::{Cli, Command, ManifestArg, PolicyCommand, SigCommand};
+use crate::cli::{CeremonyCommand, Cli, Command, ManifestArg, PolicyCommand, SigCommand};
 use crate::manifest::{Manifest, StateConfig};
 use crate::plan::{Adopted, Conflict, Identity, Observed};
 use crate::provider::{self, Cloud, Occupant};
@@ -42,10 +43,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Plan { manifest, out, format, detailed_exitcode } => {
             plan::run(&manifest, out.as_deref(), format, detailed_exitcode).await
         }
-        Command::Apply { manifest, plan, auto_approve, run, allow_key_replacement, allow_identity_change } => {
+        Command::Apply {
+            manifest,
+            plan,
+            auto_approve,
+            run,
+            allow_key_replacement,
+            allow_identity_change,
+            operator_key,
+        } => {
             let flags = apply::Flags { auto_approve, allow_key_replacement, allow_identity_change };
-            apply::run(&manifest, plan.as_deref(), run, flags).await
+            apply::run(&manifest, plan.as_deref(), run, flags, operator_key.as_deref()).await
         }
+        Command::Approve { plan, key, principal, yes } => ceremony::approve(&plan, &key, principal.as_deref(), yes),
+        Command::Ceremony { command } => match command {
+            CeremonyCommand::Verify { record, chain, manifest, plan, trusted_keys, live } => {
+                ceremony::verify(
+                    &record,
+                    chain.as_deref(),
+                    manifest.as_deref(),
+                    plan.as_deref(),
+                    trusted_keys.as_deref(),
+                    live,
+                )
+                .await
+            }
+            CeremonyCommand::Show { record, format } => ceremony::show(&record, format),
+            CeremonyCommand::Sign { record, key } => ceremony::sign(&record, &key),
+        },
         Command::Drift { manifest, format } => drift::run(&manifest, format).await,
         Command::Show { manifest, format } => show::run(&manifest, format).await,
         Command::Addresses { manifest, format } => addresses::run(&manifest, format).await,

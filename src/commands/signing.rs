@@ -74,27 +74,7 @@ pub async fn selftest(
         None if manifest.signers.is_empty() => bail!("the manifest declares no `signers:` to test"),
         None => manifest.signers.iter().collect(),
     };
-    let timeout = Duration::from_secs_f64(timeout.max(0.1));
-    let targets: Vec<Vec<crate::selftest::Target>> =
-        specs.iter().map(|spec| crate::selftest::targets(spec, &state, via)).collect();
-    // AWS credentials only when an endpoint needs SigV4.
-    let needs_sigv4 = targets.iter().flatten().any(|t| t.sigv4.is_some());
-    let sigv4 = match cloud.aws.sdk_config.credentials_provider().filter(|_| needs_sigv4) {
-        Some(provider) => {
-            use aws_credential_types::provider::ProvideCredentials;
-            provider
-                .provide_credentials()
-                .await
-                .ok()
-                .map(|credentials| crate::selftest::SigV4 { credentials, region: cloud.aws.region.clone() })
-        }
-        None => None,
-    };
-    let mut reports = Vec::new();
-    for (spec, targets) in specs.into_iter().zip(&targets) {
-        let (kms, spki) = signer(&cloud, &state, spec).await?;
-        reports.push(crate::selftest::run(spec, &kms, spki.as_deref(), targets, sigv4.as_ref(), timeout).await?);
-    }
+    let reports = run_selftests(&cloud, &state, &specs, Duration::from_secs_f64(timeout.max(0.1)), via).await?;
     let passed = reports.iter().all(|r| r.passed());
     match format {
         Format::Json => println!(
@@ -116,6 +96,48 @@ pub async fn selftest(
         }
     }
     Ok(if passed { Status::Ok } else { Status::Error })
+}
+
+/// Runs the live self-test of each signer: its key directly and every endpoint it declares.
+pub async fn run_selftests(
+    cloud: &Cloud,
+    state: &State,
+    specs: &[&SignerSpec],
+    timeout: Duration,
+    via: Option<&str>,
+) -> anyhow::Result<Vec<crate::selftest::Report>> {
+    let targets: Vec<Vec<crate::selftest::Target>> =
+        specs.iter().map(|spec| crate::selftest::targets(spec, state, via)).collect();
+    // AWS credentials only when an endpoint needs SigV4.
+    let needs_sigv4 = targets.iter().flatten().any(|t| t.sigv4.is_some());
+    let sigv4 = match cloud.aws.sdk_config.credentials_provider().filter(|_| needs_sigv4) {
+        Some(provider) => {
+            use aws_credential_types::provider::ProvideCredentials;
+            provider
+                .provide_credentials()
+                .await
+                .ok()
+                .map(|credentials| crate::selftest::SigV4 { credentials, region: cloud.aws.region.clone() })
+        }
+        None => None,
+    };
+    let mut reports = Vec::new();
+    for (spec, targets) in specs.iter().zip(&targets) {
+        let (kms, spki) = signer(cloud, state, spec).await?;
+        reports.push(crate::selftest::run(spec, &kms, spki.as_deref(), targets, sigv4.as_ref(), timeout).await?);
+    }
+    Ok(reports)
+}
+
+/// A signer's key, connected: for a ceremony's proof of possession.
+pub async fn key_signer(cloud: &Cloud, state: &State, address: &str) -> anyhow::Result<KmsSigner> {
+    let spec = SignerSpec {
+        name: address.to_owned(),
+        key: address.to_owned(),
+        mode: SigningMode::Digest,
+        endpoints: Vec::new(),
+    };
+    Ok(signer(cloud, state, &spec).await?.0)
 }
 
 pub async fn serve(

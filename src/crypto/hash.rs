@@ -18,9 +18,33 @@ pub fn eip191_hash(digest: &[u8; 32]) -> [u8; 32] {
     Keccak256::new().chain_update(EIP191_PREFIX_32).chain_update(digest).finalize().into()
 }
 
+/// The hash `personal_sign` signs for a message of any length (EIP-191 version 0x45):
+/// `keccak256("\x19Ethereum Signed Message:\n" || decimal length || message)`, as
+/// `eth_account.messages.encode_defunct` and ethers' `hashMessage` compute it.
+#[must_use]
+pub fn eip191_message_hash(message: &[u8]) -> [u8; 32] {
+    Keccak256::new()
+        .chain_update(b"\x19Ethereum Signed Message:\n")
+        .chain_update(message.len().to_string().as_bytes())
+        .chain_update(message)
+        .finalize()
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_32_byte_message_hashes_as_the_digest_form() {
+        let digest = [7u8; 32];
+        assert_eq!(eip191_message_hash(&digest), eip191_hash(&digest));
+        // ethers v6: hashMessage("hello") (EIP-191 test vector).
+        assert_eq!(
+            hex::encode(eip191_message_hash(b"hello")),
+            "50b2c43fd39106bafbba0da34fc430e1f91e3c96ea2acee2bc34119f92b37750"
+        );
+    }
 
     #[test]
     fn keccak256_of_empty_input_is_the_known_constant() {

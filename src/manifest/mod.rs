@@ -11,6 +11,7 @@
 //! `${aws.partition}` name the caller's account, region and partition. IAM policy variables
 //! such as `${aws:username}` use a colon and are left untouched.
 
+pub mod ceremony;
 pub mod refs;
 pub mod yaml;
 
@@ -22,6 +23,7 @@ use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
 use crate::provider;
+pub use ceremony::CeremonyConfig;
 pub use refs::Reference;
 pub use yaml::{Node, Pos, Value};
 
@@ -200,6 +202,8 @@ pub struct Manifest {
     /// Resources in a dependency-respecting order (dependencies first, then file order).
     pub resources: Vec<ResourceSpec>,
     pub signers: Vec<SignerSpec>,
+    /// `ceremony:`: plans must be approved, and applies leave a signed record.
+    pub ceremony: Option<CeremonyConfig>,
     /// Things that are allowed but deserve attention (a public endpoint); printed by every
     /// command that reads the manifest.
     pub warnings: Vec<Diagnostic>,
@@ -248,6 +252,7 @@ impl Manifest {
             state: parsed.state,
             resources,
             signers: parsed.signers,
+            ceremony: parsed.ceremony,
             warnings: cx.warnings,
         })
     }
@@ -278,6 +283,7 @@ struct Parsed {
     state: StateConfig,
     resources: Vec<(ResourceSpec, Pos)>,
     signers: Vec<SignerSpec>,
+    ceremony: Option<CeremonyConfig>,
 }
 
 /// A resource declared inside another's block, with its position and references.
@@ -393,6 +399,7 @@ impl Validation {
             state: default_state(path),
             resources: Vec::new(),
             signers: Vec::new(),
+            ceremony: None,
         };
         let Some(mut top) = Block::new(self, root, "manifest") else { return parsed };
         match top.get("version") {
@@ -465,6 +472,9 @@ impl Validation {
             if let Some(signer) = self.signer(name, pos, block, &kinds) {
                 parsed.signers.push(signer);
             }
+        }
+        if let Some(block) = top.block(self, "ceremony") {
+            parsed.ceremony = self.ceremony(block, &parsed.state);
         }
         top.finish(self);
         parsed

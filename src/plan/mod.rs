@@ -126,6 +126,9 @@ pub struct Plan {
     /// Who the plan acts as.
     #[serde(default, skip_serializing_if = "Identity::is_empty")]
     pub identity: Identity,
+    /// Set when the manifest runs ceremonies: the plan needs approvals to be applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceremony: Option<crate::manifest::CeremonyConfig>,
     pub changes: Vec<ResourceChange>,
     /// The permissions the changes need, as checked at plan time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -223,6 +226,7 @@ impl Plan {
             state: manifest.state.clone(),
             builtins: observed.builtins.clone(),
             identity: observed.identity.clone(),
+            ceremony: manifest.ceremony.clone(),
             changes,
             permissions: Vec::new(),
             errors: Vec::new(),

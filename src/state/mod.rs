@@ -85,6 +85,19 @@ pub struct State {
     /// Creates in flight, by address.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending: BTreeMap<String, Intent>,
+    /// The last ceremony record of this lineage, once there has been one: the head the next
+    /// record chains to. A state with a head only takes approved ceremony plans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceremony: Option<ChainHead>,
+}
+
+/// The newest ceremony record of a lineage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub sequence: u64,
+    pub record_id: String,
+    /// SHA-256 of the record file's bytes.
+    pub sha256: String,
 }
 
 impl State {
@@ -97,6 +110,7 @@ impl State {
             keyrite_version: env!("CARGO_PKG_VERSION").into(),
             resources: BTreeMap::new(),
             pending: BTreeMap::new(),
+            ceremony: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use super::{Cloud, api_error};
 use crate::provider::Result;
 
 /// What the simulator said about each `(action, resource)` asked, in order: `true` allowed.
-/// `Err(reason)` when the check could not be made.
+/// `Ok(Err(reason))` when the check could not be made.
 pub async fn simulate(cloud: &Cloud, asks: &[(&str, &str)]) -> Result<std::result::Result<Vec<bool>, String>> {
     let caller = cloud.aws.identity().await?.arn.clone();
     let source = match principal_to_simulate(cloud, &caller).await? {
@@ -39,6 +39,8 @@ pub async fn simulate(cloud: &Cloud, asks: &[(&str, &str)]) -> Result<std::resul
                 .send()
                 .await
                 .map_err(|e| api_error("iam:SimulatePrincipalPolicy", e));
+            // The check is advice, not a gate of its own: a simulator that refuses or fails
+            // leaves the permissions unchecked, and the plan says so.
             let out = match out {
                 Ok(out) => out,
                 Err(e) if matches!(e.code(), Some("AccessDenied" | "AccessDeniedException")) => {
@@ -46,7 +48,7 @@ pub async fn simulate(cloud: &Cloud, asks: &[(&str, &str)]) -> Result<std::resul
                         "{caller} may not call iam:SimulatePrincipalPolicy, so AWS permissions were not checked"
                     )));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Ok(Err(format!("the policy simulator could not answer ({e})"))),
             };
             for r in out.evaluation_results() {
                 if *r.eval_decision() == PolicyEvaluationDecisionType::Allowed {
