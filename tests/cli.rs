@@ -37,6 +37,10 @@ fn help_texts() {
         "sig recover",
         "policy diff",
         "force-unlock",
+        "approve",
+        "ceremony verify",
+        "ceremony show",
+        "ceremony sign",
     ] {
         let mut args: Vec<&str> = cmd.split_whitespace().collect();
         args.push("--help");

@@ -74,6 +74,8 @@ pub fn verify_record(bytes: &[u8], inputs: &Inputs) -> Result<Verified, VerifyEr
     let mut known = vec![operator.clone()];
     known.extend(approvers.iter().map(|a| a.key.clone()));
     known.extend(inputs.trusted.iter().cloned());
+    // Envelopes are signed with Ed25519 only; approvers' other keys cannot have signed one.
+    known.retain(|k| k.algorithm() == ssh_key::Algorithm::Ed25519);
     if envelope.signatures.is_empty() {
         return fail("the envelope carries no signature");
     }
@@ -86,7 +88,20 @@ pub fn verify_record(bytes: &[u8], inputs: &Inputs) -> Result<Verified, VerifyEr
     if !verified.contains(&dsse::keyid(&operator)) {
         return fail(format!("the operator's key {} did not sign the envelope", p.operator.keyid));
     }
-    checks.push(format!("{} envelope signature(s) verify, the operator's among them", verified.len()));
+    // The record names its operator's key itself; an auditor who knows the operators pins
+    // them with trusted keys.
+    if !inputs.trusted.is_empty() && !inputs.trusted.iter().any(|k| k.key_data() == operator.key_data()) {
+        return fail(format!("the operator's key {} is not among the trusted keys", p.operator.keyid));
+    }
+    checks.push(format!(
+        "{} envelope signature(s) verify, the operator's among them{}",
+        verified.len(),
+        if inputs.trusted.is_empty() {
+            " (operator key as named in the record; pin it with --trusted-keys)"
+        } else {
+            " (operator key trusted)"
+        }
+    ));
 
     // 3. The plan and the subjects.
     let plan = B64.decode(&p.plan.content).map_err(|e| VerifyError(format!("the embedded plan is not base64: {e}")))?;

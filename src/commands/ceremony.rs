@@ -584,8 +584,15 @@ pub fn show(record_path: &Path, format: Format) -> anyhow::Result<Status> {
     println!("  signed by  {} (operator)", p.operator.keyid);
     println!("  plan       {} (SHA-256 {})", p.plan.path, p.plan.sha256);
     println!("  words      {}", p.plan.words);
-    let names: Vec<&str> = p.approvals.signatures.iter().map(|a| a.principal.as_str()).collect();
-    println!("  approved   by {} (threshold {})", names.join(", "), p.approvals.threshold);
+    let names: std::collections::BTreeSet<&str> = p.approvals.signatures.iter().map(|a| a.principal.as_str()).collect();
+    let names: Vec<&str> = names.into_iter().collect();
+    println!(
+        "  approved   by {} (threshold {}, {} signature{})",
+        names.join(", "),
+        p.approvals.threshold,
+        p.approvals.signatures.len(),
+        if p.approvals.signatures.len() == 1 { "" } else { "s" }
+    );
     for a in &p.applied {
         println!("  applied    {} {} ({})", a.action, a.address, a.kind);
     }

@@ -29,6 +29,11 @@ async fn locked(
         println!("Nothing to destroy: there is no state at {}.", store.describe());
         return Ok(Status::Ok);
     };
+    if manifest.ceremony.is_some() || state.ceremony.is_some() {
+        bail!(
+            "this state's changes are made in ceremonies, and destroy bypasses approvals: remove the resources from the manifest, then plan, approve and apply the removal"
+        );
+    }
     let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
     let observed = refresh(&cloud, manifest, Some(&state), Reference::State).await?;
     let plan = crate::plan::build_destroy(manifest, &state, &observed, now());
