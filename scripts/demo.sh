@@ -3,6 +3,9 @@
 # then, with manifests/treasury-signer.yaml (key, role, signer Lambda, Function URL, API
 # Gateway): plan → apply → plan (no changes) → addresses → selftest (direct KMS, Function
 # URL, API stage; the emulator runs the template with the real AWS SDK as a layer) → drift.
+# A fresh state on the same manifest then shows a plan that fails because its names are
+# taken, and a key ceremony follows: two approvers (one with ssh-keygen, one with keyrite
+# approve), apply with proof of possession, and `keyrite ceremony verify` of the record.
 # Then the same job on Google Cloud KMS, against keyrite's local stand-in for the Cloud KMS
 # REST API (tests/gcp_standin; no Cloud KMS emulator exists): key ring, HSM secp256k1 key,
 # signerVerifier binding → plan → apply → plan → addresses → render-signer (the Cloud Run
@@ -34,6 +37,38 @@ step selftest --via-emulator "$AWS_ENDPOINT_URL"
 "$keyrite" selftest --via-emulator "$AWS_ENDPOINT_URL"                   # live sign-and-recover; exits 1 on failure
 step drift;                         "$keyrite" drift                      # exits 2 on drift
 printf '\nAWS done: applied, converged, addresses derived, self-test passed, no drift. State: %s/keyrite.state.json\n' "$work"
+
+printf '\n\033[1m== A plan that tells the truth: the same manifest with a fresh state finds its names taken\033[0m\n'
+fresh="$tmp/fresh"
+mkdir "$fresh"
+cp "$root/manifests/treasury-signer.yaml" "$fresh/keyrite.yaml"
+cd "$fresh"
+step plan
+if "$keyrite" plan; then echo "expected the plan to fail: its names are taken" >&2; exit 1; fi
+cd "$work"
+
+printf '\n\033[1m== A key ceremony: two approvers, proof of possession, a signed record\033[0m\n'
+cwork="$tmp/ceremony"
+mkdir -p "$cwork/keys"
+cd "$cwork"
+{ cat "$root/manifests/treasury.yaml"; printf '\nceremony:\n  approvers: approvers.allowed_signers\n  threshold: 2\n'; } >keyrite.yaml
+ssh-keygen -q -N '' -t ed25519 -C alice -f keys/alice
+ssh-keygen -q -N '' -t ecdsa -b 256 -C bob -f keys/bob
+ssh-keygen -q -N '' -t ed25519 -C operator -f keys/operator
+{ printf 'alice@example.com %s\n' "$(cut -d' ' -f1,2 keys/alice.pub)"; printf 'bob@example.com %s\n' "$(cut -d' ' -f1,2 keys/bob.pub)"; } >approvers.allowed_signers
+step plan --out ceremony.plan;      "$keyrite" plan --out ceremony.plan
+printf '\n\033[1m$ ssh-keygen -Y sign -n keyrite-plan@v1 -f keys/alice ceremony.plan\033[0m   (alice approves with OpenSSH)\n'
+ssh-keygen -Y sign -n keyrite-plan@v1 -f keys/alice ceremony.plan && mv ceremony.plan.sig ceremony.plan.alice.sig
+step approve ceremony.plan --key keys/bob --yes
+"$keyrite" approve ceremony.plan --key keys/bob --yes                       # bob approves with keyrite
+step apply ceremony.plan --operator-key keys/operator
+"$keyrite" apply ceremony.plan --operator-key keys/operator
+record=$(ls ceremonies/*.json)
+step ceremony show "$record";       "$keyrite" ceremony show "$record"
+step ceremony verify "$record" --chain ceremonies --manifest keyrite.yaml --plan ceremony.plan
+"$keyrite" ceremony verify "$record" --chain ceremonies --manifest keyrite.yaml --plan ceremony.plan
+printf '\nCeremony done: approved by 2 of 2, keys proved, record verified offline: %s\n' "$cwork/$record"
+cd "$work"
 
 printf '\n\033[1m== Google Cloud KMS (against the local Cloud KMS stand-in)\033[0m\n'
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

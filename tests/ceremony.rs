@@ -5,6 +5,8 @@
 //! and ethers (npm) for every proof of possession.
 
 mod common;
+#[path = "ceremony_core/common.rs"]
+mod keygen;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,12 +19,7 @@ use serde_json::Value;
 const NS: &str = "keyrite-plan@v1";
 
 fn ssh_keygen(args: &[&str], stdin: Option<&Path>) -> std::process::Output {
-    let mut cmd = Command::new("ssh-keygen");
-    cmd.args(args);
-    if let Some(file) = stdin {
-        cmd.stdin(std::fs::File::open(file).unwrap());
-    }
-    cmd.output().unwrap_or_else(|e| panic!("cannot run ssh-keygen ({e}): scripts/install-emulator.sh installs it"))
+    keygen::ssh_keygen(args, &stdin.map(|f| std::fs::read(f).unwrap()).unwrap_or_default())
 }
 
 /// Keys of two approvers (ed25519 and ecdsa-p256), an operator and an outsider, made by the
@@ -36,12 +33,7 @@ impl People {
         let dir = work.join("keys");
         std::fs::create_dir_all(&dir).unwrap();
         for (name, kind) in [("alice", "ed25519"), ("bob", "ecdsa"), ("operator", "ed25519"), ("mallory", "ed25519")] {
-            let path = dir.join(name);
-            let mut args = vec!["-q", "-N", "", "-t", kind, "-C", name, "-f", path.to_str().unwrap()];
-            if kind == "ecdsa" {
-                args.extend(["-b", "256"]);
-            }
-            assert!(ssh_keygen(&args, None).status.success());
+            keygen::gen_key(&dir, name, kind, (kind == "ecdsa").then_some("256"), "");
         }
         let line = |name: &str| {
             let public = std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap();

@@ -299,15 +299,14 @@ async fn cloud_errors_read_as_one_line_messages() {
     insta::assert_snapshot!("expired_aws_token", stable(&run.stderr));
 }
 
-fn gcp_manifest(kms: &GcpKms) -> Workdir {
-    let _ = kms;
+fn gcp_manifest() -> Workdir {
     Workdir::with_example("gcp-treasury.yaml")
 }
 
 #[test]
 fn gcp_without_credentials_is_a_plan_error() {
     let kms = GcpKms::start();
-    let w = gcp_manifest(&kms);
+    let w = gcp_manifest();
     let closed = common::free_port();
     let run = w
         .gcp_command(&kms, &["plan"])
@@ -330,7 +329,7 @@ fn gcp_without_credentials_is_a_plan_error() {
 #[test]
 fn gcp_an_existing_ring_is_adopted_and_a_foreign_key_name_is_an_error() {
     let kms = GcpKms::start();
-    let w = gcp_manifest(&kms);
+    let w = gcp_manifest();
     let plan = w.keyrite_gcp(&kms, &["plan", "--format", "json"]).expect(0).json();
     assert!(plan["identity"]["gcp"].as_str().unwrap().starts_with("serviceAccount:"), "{plan:#}");
     // Make the ring (and, by hand, a key under the declared key's name) with the stand-in's
@@ -362,7 +361,7 @@ fn gcp_an_existing_ring_is_adopted_and_a_foreign_key_name_is_an_error() {
 #[test]
 fn gcp_missing_permissions_are_listed_before_any_apply() {
     let kms = GcpKms::start();
-    let w = gcp_manifest(&kms);
+    let w = gcp_manifest();
     kms.create_by_hand("projects/treasury-prod-4711/locations/us-east1/keyRings?keyRingId=treasury", "{}");
     kms.set_faults(GcpFaults { denied_permissions: vec!["cloudkms.cryptoKeys.create".into()], ..GcpFaults::default() });
     let plan = w.keyrite_gcp(&kms, &["plan"]).expect(1);

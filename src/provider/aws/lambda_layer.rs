@@ -104,10 +104,9 @@ impl Kind for LambdaLayer {
         Ok(Some(live))
     }
 
-    /// `lambda:ListLayerVersions`, `lambda:GetLayerVersion`. Layers carry no tags, so
-    /// ownership cannot be told; the latest version is taken as ours only when its content is
-    /// exactly the declared content (adopting identical bytes changes nothing). Otherwise
-    /// publishing would add a version to someone else's layer.
+    /// `lambda:ListLayerVersions`. Layers carry no tags, so whose versions a name holds
+    /// cannot be told: any existing version makes the name someone else's, since publishing
+    /// would add a version to their layer (and a later replacement would delete ours from it).
     async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
         let name = str_attr(desired, "name");
         let out = cloud
@@ -122,20 +121,12 @@ impl Kind for LambdaLayer {
         let Some(latest) = out.layer_versions().first().and_then(|v| v.layer_version_arn()) else {
             return Ok(Occupant::Free);
         };
-        let same = self.read(cloud, latest, desired).await?.is_some_and(|l| {
-            l.attrs.get("content_sha256") == desired.get("content_sha256")
-                && l.attrs.get("runtimes") == desired.get("runtimes")
-        });
-        Ok(if same {
-            Occupant::Ours { id: latest.to_owned(), why: format!("{latest} has exactly the declared content") }
-        } else {
-            let n = out.layer_versions().len();
-            let what = format!(
-                "layer {name}, with {n} version{} (latest {latest}) of other content",
-                if n == 1 { "" } else { "s" }
-            );
-            Occupant::Foreign { id: name.to_owned(), what }
-        })
+        let n = out.layer_versions().len();
+        let what = format!(
+            "layer {name}, with {n} version{} (latest {latest}) that this state did not publish",
+            if n == 1 { "" } else { "s" }
+        );
+        Ok(Occupant::Foreign { id: name.to_owned(), what })
     }
 
     /// `lambda:PublishLayerVersion`.
