@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end on the local cloud: start the AWS emulator on a loopback port,
 # then, with manifests/treasury-signer.yaml (key, role, signer Lambda, Function URL, API
-# Gateway): plan → apply → plan (no changes) → addresses → selftest (direct KMS, Function
+# Gateway): lint → plan → apply → plan (no changes) → addresses → selftest (direct KMS, Function
 # URL, API stage; the emulator runs the template with the real AWS SDK as a layer) → drift.
 # A fresh state on the same manifest then shows a plan that fails because its names are
 # taken, and a key ceremony follows: two approvers (one with ssh-keygen, one with keyrite
@@ -29,6 +29,7 @@ cp manifests/treasury-signer.yaml "$work/keyrite.yaml"
 cd "$work"
 step() { printf '\n\033[1m$ keyrite %s\033[0m\n' "$*"; }
 
+step lint;                          "$keyrite" lint                       # security rules; exits 2 on findings
 step plan;                          "$keyrite" plan
 step apply --auto-approve;          "$keyrite" apply --auto-approve
 step plan --detailed-exitcode;      "$keyrite" plan --detailed-exitcode   # exits 2 if anything is left to do

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::lint::Level;
 use crate::manifest::SigningMode;
-use crate::render::Format;
+use crate::render::{Format, ReportFormat};
 
 /// Declarative key ceremonies for cloud-KMS secp256k1 signers: plan, apply and drift-check
 /// keys, policies and signer endpoints from one YAML manifest.
@@ -33,6 +34,18 @@ pub enum Command {
     Validate {
         #[command(flatten)]
         manifest: ManifestArg,
+    },
+    /// Check a manifest against keyrite's security rules (docs/lint.md)
+    ///
+    /// Exit status: 0 when no finding is at or above --fail-on, 2 when one is, 1 on error.
+    Lint {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
+        format: ReportFormat,
+        /// The lowest level that makes the exit status 2
+        #[arg(long, value_enum, default_value_t = Level::Warning, value_name = "LEVEL")]
+        fail_on: Level,
     },
     /// Show what apply would change, attribute by attribute
     ///
@@ -101,8 +114,8 @@ pub enum Command {
     Drift {
         #[command(flatten)]
         manifest: ManifestArg,
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
+        format: ReportFormat,
     },
     /// Print the state: identifiers, ARNs and public keys of every resource
     Show {

@@ -38,6 +38,7 @@ fn help_texts() {
         "policy diff",
         "force-unlock",
         "approve",
+        "lint",
         "ceremony verify",
         "ceremony show",
         "ceremony sign",

@@ -7,10 +7,10 @@ use anyhow::bail;
 use super::{Reference, Status, load, refresh};
 use crate::cli::ManifestArg;
 use crate::provider::Cloud;
-use crate::render::{Format, human, json};
+use crate::render::{ReportFormat, human, json, sarif};
 use crate::state::now;
 
-pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
+pub async fn run(arg: &ManifestArg, format: ReportFormat) -> anyhow::Result<Status> {
     let (manifest, store) = load(arg).await?;
     let Some(state) = store.read().await? else {
         bail!("no state at {}: nothing has been applied yet, so there is nothing to drift from", store.describe());
@@ -20,8 +20,9 @@ pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
     let items = crate::plan::drift::detect(&state, &observed);
     let pending = crate::plan::build(&manifest, Some(&state), &observed, now());
     match format {
-        Format::Human => print!("{}", human::drift(&items, &pending)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&json::drift(&items, &pending))?),
+        ReportFormat::Human => print!("{}", human::drift(&items, &pending)),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&json::drift(&items, &pending))?),
+        ReportFormat::Sarif => println!("{}", serde_json::to_string_pretty(&sarif::drift(&items, &state))?),
     }
     Ok(if items.is_empty() && !pending.has_changes() { Status::Ok } else { Status::Changes })
 }

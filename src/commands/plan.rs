@@ -13,6 +13,10 @@ use crate::state::now;
 
 pub async fn run(arg: &ManifestArg, out: Option<&Path>, format: Format, detailed: bool) -> anyhow::Result<Status> {
     let (manifest, store) = load(arg).await?;
+    let findings = crate::lint::manifest(&manifest);
+    if !findings.is_empty() {
+        eprint!("{}", crate::render::human::lint(&findings));
+    }
     let state = store.read().await?;
     let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
     let observed = refresh(&cloud, &manifest, state.as_ref(), Reference::Manifest).await?;

@@ -204,6 +204,8 @@ pub struct Manifest {
     pub signers: Vec<SignerSpec>,
     /// `ceremony:`: plans must be approved, and applies leave a signed record.
     pub ceremony: Option<CeremonyConfig>,
+    /// Where each resource's block starts, for findings that point into the manifest.
+    pub positions: BTreeMap<String, Pos>,
     /// Things that are allowed but deserve attention (a public endpoint); printed by every
     /// command that reads the manifest.
     pub warnings: Vec<Diagnostic>,
@@ -239,6 +241,7 @@ impl Manifest {
         };
         let mut cx = Validation::new(file, base);
         let parsed = cx.manifest(path, &root);
+        let positions = parsed.resources.iter().map(|(r, pos)| (r.name.clone(), *pos)).collect();
         let resources = cx.check_references(parsed.resources);
         if !cx.diags.is_empty() {
             cx.diags.sort_by_key(|d| (d.line, d.column));
@@ -253,6 +256,7 @@ impl Manifest {
             resources,
             signers: parsed.signers,
             ceremony: parsed.ceremony,
+            positions,
             warnings: cx.warnings,
         })
     }

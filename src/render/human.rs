@@ -207,3 +207,36 @@ pub fn drift(items: &[DriftItem], pending: &Plan) -> String {
     }
     out
 }
+
+/// Lint findings, one per line as `file:line:column: level[RULE] resource: message`, then a
+/// summary line.
+pub fn lint(findings: &[crate::lint::Finding]) -> String {
+    let mut out = String::new();
+    for f in findings {
+        let _ = writeln!(
+            out,
+            "{}:{}:{}: {}[{}] {}: {}",
+            f.file,
+            f.line,
+            f.column,
+            f.level.as_str(),
+            f.rule,
+            f.resource,
+            f.message
+        );
+    }
+    let count = |l: crate::lint::Level| findings.iter().filter(|f| f.level == l).count();
+    let (e, w, n) =
+        (count(crate::lint::Level::Error), count(crate::lint::Level::Warning), count(crate::lint::Level::Note));
+    if findings.is_empty() {
+        out.push_str("Lint: no findings.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "Lint: {} finding{} ({e} error, {w} warning, {n} note); rules are explained in docs/lint.md.",
+            findings.len(),
+            if findings.len() == 1 { "" } else { "s" }
+        );
+    }
+    out
+}

@@ -6,10 +6,19 @@
 
 pub mod human;
 pub mod json;
+pub mod sarif;
 
 /// Output format chosen with `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Human,
     Json,
+}
+
+/// Output format of reports that code-scanning tools also read (`lint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Human,
+    Json,
+    Sarif,
 }

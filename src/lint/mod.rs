@@ -1,0 +1,101 @@
+//! Security lint: coded rules over what a manifest declares, each with a stable id, a level,
+//! a rationale and a fix (docs/lint.md), so that a security engineer or a CI pipeline can
+//! tell that a signer stack is unsafe before anything is applied.
+//!
+//! Rules read the validated manifest only (its desired attributes, with `${…}` references
+//! left as written) and policies in their canonical form ([`crate::policy`]), so a rule
+//! judges meaning, not spelling. Findings point at the resource's block in the manifest.
+//! Rendering (human, JSON, SARIF) is the renderers' business.
+
+mod rules;
+
+use serde::Serialize;
+
+use crate::manifest::Manifest;
+
+/// How serious a finding is. Ordered: `Note < Warning < Error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Note,
+    Warning,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Note => "note",
+            Level::Warning => "warning",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// A rule: its identity and documentation. `KR1xx` keys, `KR2xx` IAM, `KR3xx` endpoints.
+#[derive(Debug, Serialize)]
+pub struct Rule {
+    pub id: &'static str,
+    /// A short kebab-case name (`sign-without-algorithm-condition`).
+    pub name: &'static str,
+    pub level: Level,
+    /// GitHub code scanning's `security-severity`, "0.0"–"10.0".
+    pub security_severity: &'static str,
+    pub short: &'static str,
+    pub full: &'static str,
+    /// How to fix it.
+    pub help: &'static str,
+}
+
+/// Every rule, in id order.
+pub static RULES: &[Rule] = rules::RULES;
+
+/// The rule with this id.
+pub fn rule(id: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.id == id)
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub level: Level,
+    /// The manifest address of the resource.
+    pub resource: String,
+    pub message: String,
+    /// The manifest file, and where the resource's block starts.
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Finding {
+    /// A stable identity across runs: the rule, the resource and what was found, not where
+    /// the block happens to sit in the file.
+    pub fn fingerprint(&self) -> String {
+        crate::ceremony::record::sha256_hex(format!("{}\0{}\0{}", self.rule, self.resource, self.message).as_bytes())
+    }
+}
+
+/// Lints a validated manifest. Findings are ordered by position, then rule.
+pub fn manifest(m: &Manifest) -> Vec<Finding> {
+    let file = m.path.display().to_string();
+    let mut out = Vec::new();
+    for spec in &m.resources {
+        let pos = m.positions.get(spec.name.split('/').next().unwrap_or_default()).copied().unwrap_or_default();
+        for (rule, message) in rules::check(spec) {
+            let level = self::rule(rule).map_or(Level::Warning, |r| r.level);
+            out.push(Finding {
+                rule,
+                level,
+                resource: spec.name.clone(),
+                message,
+                file: file.clone(),
+                line: pos.line,
+                column: pos.col,
+            });
+        }
+    }
+    out.sort_by(|a, b| (a.line, a.column, a.rule, &a.resource).cmp(&(b.line, b.column, b.rule, &b.resource)));
+    out
+}

@@ -1,0 +1,233 @@
+//! `keyrite lint` on manifests: every rule has a manifest that triggers it and one that does
+//! not, the generated policies and every example are clean, and the SARIF output passes
+//! Microsoft's SARIF validator (`@microsoft/sarif-multitool`, npm), which checks it against
+//! the official SARIF 2.1.0 schema and the SARIF rules.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Run, Workdir, repo_root};
+
+const HEAD: &str =
+    "version: 1\nprovider:\n  aws: {region: us-east-1}\n  gcp: {project: treasury-prod-4711}\nresources:\n";
+
+fn lint(body: &str, format: &str) -> (Workdir, Run) {
+    let w = Workdir::with_text(&format!("{HEAD}{body}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .args(["lint", "--format", format])
+        .current_dir(w.path())
+        .output()
+        .expect("run keyrite");
+    (w, Run::from(out))
+}
+
+fn rules(body: &str) -> Vec<String> {
+    let (_, run) = lint(body, "json");
+    assert!(run.code == 0 || run.code == 2, "lint failed: {}{}", run.stdout, run.stderr);
+    let mut ids: Vec<String> =
+        run.json()["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap().to_owned()).collect();
+    ids.dedup();
+    ids
+}
+
+const ROLE: &str =
+    "  signer_role:\n    type: aws_iam_role\n    name: signer\n    trust: {services: [lambda.amazonaws.com]}\n";
+
+fn key_with(statement: &str) -> String {
+    format!(
+        "{ROLE}  key:\n    type: aws_kms_key\n    policy:\n      document:\n        Version: \"2012-10-17\"\n        Statement:\n          - {{Sid: Admin, Effect: Allow, Principal: {{AWS: \"arn:aws:iam::111122223333:root\"}}, Action: \"kms:*\", Resource: \"*\"}}\n          - {statement}\n"
+    )
+}
+
+const SIGN_OK: &str = r#"{Sid: Sign, Effect: Allow, Principal: {AWS: "${signer_role.arn}"}, Action: "kms:Sign", Resource: "*", Condition: {StringEquals: {"kms:SigningAlgorithm": ECDSA_SHA_256}}}"#;
+
+#[test]
+fn every_rule_fires_on_its_case_and_not_on_the_safe_one() {
+    // (rule, a manifest body that triggers it, one that does not)
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "KR101",
+            key_with(r#"{Sid: Ops, Effect: Allow, Principal: {AWS: "${signer_role.arn}"}, Action: "kms:*", Resource: "*"}"#),
+            key_with(SIGN_OK),
+        ),
+        (
+            "KR102",
+            key_with(r#"{Sid: Sign, Effect: Allow, Principal: {AWS: "${signer_role.arn}"}, Action: "kms:Sign", Resource: "*"}"#),
+            key_with(SIGN_OK),
+        ),
+        (
+            "KR103",
+            key_with(r#"{Sid: AdminSign, Effect: Allow, Principal: {AWS: "${signer_role.arn}"}, Action: ["kms:PutKeyPolicy", "kms:Sign"], Resource: "*", Condition: {StringEquals: {"kms:SigningAlgorithm": ECDSA_SHA_256}}}"#),
+            key_with(SIGN_OK),
+        ),
+        (
+            "KR104",
+            format!("{ROLE}  key:\n    type: aws_kms_key\n    policy:\n      document:\n        Version: \"2012-10-17\"\n        Statement:\n          - {SIGN_OK}\n"),
+            key_with(SIGN_OK),
+        ),
+        (
+            "KR105",
+            "  ring: {type: gcp_kms_key_ring, location: us-east1}\n  k: {type: gcp_kms_crypto_key, key_ring: \"${ring.id}\", protection_level: SOFTWARE}\n".into(),
+            "  ring: {type: gcp_kms_key_ring, location: us-east1}\n  k: {type: gcp_kms_crypto_key, key_ring: \"${ring.id}\"}\n".into(),
+        ),
+        (
+            "KR106",
+            "  ring: {type: gcp_kms_key_ring, location: us-east1}\n  k: {type: gcp_kms_crypto_key, key_ring: \"${ring.id}\"}\n  b: {type: gcp_kms_crypto_key_iam_binding, crypto_key: \"${k.id}\", members: [allUsers], allow_public: true}\n".into(),
+            "  ring: {type: gcp_kms_key_ring, location: us-east1}\n  k: {type: gcp_kms_crypto_key, key_ring: \"${ring.id}\"}\n  b: {type: gcp_kms_crypto_key_iam_binding, crypto_key: \"${k.id}\", members: [\"serviceAccount:s@p.iam.gserviceaccount.com\"]}\n".into(),
+        ),
+        (
+            "KR201",
+            key_with(r#"{Sid: Read, Effect: Allow, Principal: "*", Action: "kms:GetPublicKey", Resource: "*"}"#),
+            key_with(r#"{Sid: Read, Effect: Allow, Principal: "*", Action: "kms:GetPublicKey", Resource: "*", Condition: {StringEquals: {"aws:PrincipalOrgID": o-abc}}}"#),
+        ),
+        (
+            "KR202",
+            format!("{ROLE}    policies:\n      sign:\n        document: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: \"kms:Sign\", Resource: \"*\", Condition: {{StringEquals: {{\"kms:SigningAlgorithm\": ECDSA_SHA_256}}}}}}]}}\n"),
+            format!("{ROLE}    policies:\n      sign:\n        document: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: \"kms:Sign\", Resource: \"arn:aws:kms:us-east-1:111122223333:key/abc\", Condition: {{StringEquals: {{\"kms:SigningAlgorithm\": ECDSA_SHA_256}}}}}}]}}\n"),
+        ),
+        (
+            "KR203",
+            "  r:\n    type: aws_iam_role\n    name: r\n    trust: {principals: [\"444455556666\"]}\n".into(),
+            "  r:\n    type: aws_iam_role\n    name: r\n    trust: {principals: [\"arn:aws:iam::444455556666:role/deployer\"]}\n".into(),
+        ),
+        ("KR301", lambda_stack("    public: true\n", "    reserved_concurrency: 5\n"), lambda_stack("", "    reserved_concurrency: 5\n")),
+        ("KR303", lambda_stack("", "    reserved_concurrency: 5\n    environment: {API_TOKEN: hunter2}\n"), lambda_stack("", "    reserved_concurrency: 5\n    environment: {TEAM: treasury}\n")),
+        ("KR304", lambda_stack("", ""), lambda_stack("", "    reserved_concurrency: 5\n")),
+    ];
+    for (rule, bad, good) in &cases {
+        assert!(rules(bad).iter().any(|r| r == rule), "{rule} did not fire on:\n{bad}\nfound {:?}", rules(bad));
+        assert!(!rules(good).iter().any(|r| r == rule), "{rule} fired on the safe case:\n{good}");
+    }
+    // KR302: an API resource policy open to everyone needs a hand-written policy.
+    let open_api = lambda_stack("", "    reserved_concurrency: 5\n")
+        + "    policy:\n      document: {Version: \"2012-10-17\", Statement: [{Effect: Allow, Principal: \"*\", Action: \"execute-api:Invoke\", Resource: \"*\"}]}\n";
+    assert!(rules(&open_api).iter().any(|r| r == "KR302"), "{open_api}\n{:?}", rules(&open_api));
+    assert!(!rules(&lambda_stack("", "    reserved_concurrency: 5\n")).iter().any(|r| r == "KR302"));
+    let covered: Vec<&str> = cases.iter().map(|c| c.0).chain(["KR302"]).collect();
+    for rule in keyrite::lint::RULES {
+        assert!(covered.contains(&rule.id), "{} has no test case", rule.id);
+    }
+}
+
+/// A signer stack from the built-in template; `url` and `function` add lines to those blocks.
+fn lambda_stack(url: &str, function: &str) -> String {
+    format!(
+        "{ROLE}    policies:\n      sign:\n        generated: {{sign_keys: [\"${{key.arn}}\"]}}\n  key:\n    type: aws_kms_key\n    policy:\n      generated: {{signers: [\"${{signer_role.arn}}\"]}}\n  signer:\n    type: aws_lambda_function\n    name: signer\n    template: aws-lambda-signer\n    role: ${{signer_role.arn}}\n    key: ${{key.key_id}}\n    expected_address: ${{key.address}}\n{function}  url:\n    type: aws_lambda_function_url\n    function: ${{signer.name}}\n{url}  api:\n    type: aws_api_gateway_rest_api\n    name: signer\n    function: ${{signer.arn}}\n"
+    )
+}
+
+#[test]
+fn every_example_and_every_generated_policy_is_clean() {
+    for entry in std::fs::read_dir(repo_root().join("manifests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+            .args(["lint", "--fail-on", "note", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let run = Run::from(out);
+        assert_eq!(run.code, 0, "{} has findings:\n{}{}", path.display(), run.stdout, run.stderr);
+    }
+    assert!(rules(&lambda_stack("", "    reserved_concurrency: 5\n")).is_empty());
+}
+
+#[test]
+fn findings_point_into_the_manifest_and_exit_codes_follow_fail_on() {
+    let bad = lambda_stack("    public: true\n", "");
+    let (_, human) = lint(&bad, "human");
+    assert_eq!(human.code, 2, "{}", human.stdout);
+    assert!(
+        human.stdout.contains("keyrite.yaml:") && human.stdout.contains(": warning[KR301] url:"),
+        "{}",
+        human.stdout
+    );
+    let w = Workdir::with_text(&format!("{HEAD}{bad}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .args(["lint", "--fail-on", "error"])
+        .current_dir(w.path())
+        .output()
+        .unwrap();
+    assert_eq!(Run::from(out).code, 0, "warnings alone do not fail --fail-on error");
+    // validate and plan print findings too.
+    let out = Command::new(env!("CARGO_BIN_EXE_keyrite")).args(["validate"]).current_dir(w.path()).output().unwrap();
+    let run = Run::from(out).expect(0);
+    assert!(run.stderr.contains("warning[KR301]"), "{}", run.stderr);
+}
+
+#[test]
+fn sarif_passes_microsofts_validator() {
+    let body = key_with(
+        r#"{Sid: Ops, Effect: Allow, Principal: {AWS: "${signer_role.arn}"}, Action: "kms:*", Resource: "*"}"#,
+    ) + "  r:\n    type: aws_iam_role\n    name: r\n    trust: {principals: [\"444455556666\"]}\n";
+    let (w, run) = lint(&body, "sarif");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let sarif: serde_json::Value = run.json();
+    assert_eq!(sarif["version"], "2.1.0");
+    let rules = sarif["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), keyrite::lint::RULES.len());
+    assert!(rules.iter().all(|r| r["properties"]["security-severity"].is_string() && r["help"]["text"].is_string()));
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert!(results.iter().any(|r| r["ruleId"] == "KR101"));
+    assert!(
+        results.iter().all(|r| r["partialFingerprints"]["keyriteFinding/v1"].as_str().is_some_and(|f| f.len() == 64))
+    );
+    // Fingerprints survive a change elsewhere in the file.
+    let (_, again) = lint(
+        &format!(
+            "  extra_role:\n    type: aws_iam_role\n    name: extra\n    trust: {{services: [lambda.amazonaws.com]}}\n{body}"
+        ),
+        "sarif",
+    );
+    let prints = |v: &serde_json::Value| -> Vec<String> {
+        v["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["partialFingerprints"]["keyriteFinding/v1"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut a = prints(&sarif);
+    let mut b = prints(&again.json());
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "fingerprints moved with the lines");
+
+    let file = w.path().join("lint.sarif");
+    std::fs::write(&file, &run.stdout).unwrap();
+    sarif_multitool_accepts(&file);
+}
+
+/// Runs Microsoft's validator on a SARIF file; no errors allowed.
+fn sarif_multitool_accepts(file: &std::path::Path) {
+    let tool = repo_root().join("node_modules/.bin/sarif-multitool");
+    assert!(tool.exists(), "@microsoft/sarif-multitool is not installed: run `npm ci` (scripts/test.sh does)");
+    let out = Command::new(&tool).args(["validate"]).arg(file).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && report.contains("Analysis completed successfully"), "{report}");
+    let errors: Vec<&str> = report.lines().filter(|l| l.contains(": error ")).collect();
+    assert!(errors.is_empty(), "SARIF errors: {errors:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_as_sarif_names_the_resource_and_passes_the_validator() {
+    let emu = common::Emulator::start();
+    let w = Workdir::with_example("treasury.yaml");
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    let key = w.id("treasury_key");
+    let open = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Open","Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:*","Resource":"*"}]}"#;
+    emu.kms().await.put_key_policy().key_id(&key).policy_name("default").policy(open).send().await.unwrap();
+    let run = w.keyrite(&emu, &["drift", "--format", "sarif"]).expect(2);
+    let sarif = run.json();
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let broadened = results.iter().find(|r| r["ruleId"] == "KR901").unwrap_or_else(|| panic!("{sarif:#}"));
+    assert_eq!(broadened["level"], "error");
+    assert_eq!(broadened["locations"][0]["logicalLocations"][0]["name"], "treasury_key");
+    assert_eq!(broadened["locations"][0]["logicalLocations"][0]["fullyQualifiedName"], key.as_str());
+    let file = w.path().join("drift.sarif");
+    std::fs::write(&file, &run.stdout).unwrap();
+    sarif_multitool_accepts(&file);
+}
