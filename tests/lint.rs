@@ -231,3 +231,44 @@ async fn drift_as_sarif_names_the_resource_and_passes_the_validator() {
     std::fs::write(&file, &run.stdout).unwrap();
     sarif_multitool_accepts(&file);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_refuses_error_findings_unless_the_manifest_allows_them_with_a_reason() {
+    let emu = common::Emulator::start();
+    let body = "  r:\n    type: aws_iam_role\n    name: partner-signer\n    trust: {principals: [\"444455556666\"]}\n";
+    let w = Workdir::with_text(&format!("{HEAD}{body}"));
+    let plan = w.keyrite(&emu, &["plan", "--out", "p.plan"]).expect(1);
+    assert!(plan.stdout.contains("Error: lint KR203 (cross-account-trust): r:"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("lint: allow: KR203: {r: \"why\"}"), "{}", plan.stdout);
+    let apply = w.keyrite(&emu, &["apply", "--auto-approve"]).expect(1);
+    assert!(apply.stderr.contains("the plan has errors"), "{}", apply.stderr);
+    assert!(emu.iam().await.get_role().role_name("partner-signer").send().await.is_err(), "nothing was created");
+
+    // Accepted with a reason: applied, and the allowance is printed on every run.
+    let allowed = format!(
+        "{HEAD}{body}lint:\n  allow:\n    KR203:\n      r: \"the partner account's CI assumes it; reviewed 2026-11\"\n"
+    );
+    std::fs::write(&w.manifest, &allowed).unwrap();
+    let plan = w.keyrite(&emu, &["plan", "--out", "p.plan"]).expect(0);
+    assert!(plan.stdout.contains("Allowed by the manifest: KR203 on r"), "{}", plan.stdout);
+    let apply = w.keyrite(&emu, &["apply", "p.plan"]).expect(0);
+    assert!(apply.stdout.contains("Allowed by the manifest: KR203 on r"), "{}", apply.stdout);
+    let lint = w.keyrite(&emu, &["lint", "--fail-on", "note"]).expect(0);
+    assert!(lint.stdout.contains("(allowed by the manifest: the partner account's CI assumes it"), "{}", lint.stdout);
+    let sarif = w.keyrite(&emu, &["lint", "--format", "sarif"]).expect(0).json();
+    assert_eq!(sarif["runs"][0]["results"][0]["suppressions"][0]["kind"], "inSource");
+    let file = w.path().join("allowed.sarif");
+    std::fs::write(&file, sarif.to_string()).unwrap();
+    sarif_multitool_accepts(&file);
+
+    // An allowance without a reason, or for a resource that does not exist, is a manifest error.
+    std::fs::write(
+        &w.manifest,
+        format!("{HEAD}{body}lint:\n  allow:\n    KR203: {{r: \"\", nobody: x}}\n    KR9: {{r: y}}\n"),
+    )
+    .unwrap();
+    let bad = w.keyrite(&emu, &["validate"]).expect(1);
+    assert!(bad.stderr.contains("lint.allow.KR203.r: say why"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("lint.allow.KR203: no resource named \"nobody\""), "{}", bad.stderr);
+    assert!(bad.stderr.contains("\"KR9\" is not a rule id"), "{}", bad.stderr);
+}

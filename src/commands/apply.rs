@@ -85,6 +85,7 @@ async fn locked(
             let observed = refresh(&cloud, manifest, state.as_ref(), Reference::Manifest).await?;
             let mut plan = crate::plan::build(manifest, state.as_ref(), &observed, now());
             preflight::check_permissions(&cloud, &mut plan).await?;
+            preflight::check_lint(manifest, &mut plan);
             (plan, cloud)
         }
         (None, None) => bail!("nothing to apply"),

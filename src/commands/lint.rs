@@ -19,5 +19,5 @@ pub fn run(arg: &ManifestArg, format: ReportFormat, fail_on: Level) -> anyhow::R
         ),
         ReportFormat::Sarif => println!("{}", serde_json::to_string_pretty(&sarif::lint(&findings))?),
     }
-    Ok(if findings.iter().any(|f| f.level >= fail_on) { Status::Changes } else { Status::Ok })
+    Ok(if findings.iter().any(|f| f.counts() && f.level >= fail_on) { Status::Changes } else { Status::Ok })
 }

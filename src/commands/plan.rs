@@ -22,6 +22,7 @@ pub async fn run(arg: &ManifestArg, out: Option<&Path>, format: Format, detailed
     let observed = refresh(&cloud, &manifest, state.as_ref(), Reference::Manifest).await?;
     let mut plan = crate::plan::build(&manifest, state.as_ref(), &observed, now());
     preflight::check_permissions(&cloud, &mut plan).await?;
+    preflight::check_lint(&manifest, &mut plan);
     match format {
         Format::Human => println!("{}\n{}", human::plan(&plan).trim_end(), call_summary(&cloud)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&json::plan(&plan))?),

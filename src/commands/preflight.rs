@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::plan::permissions::{self, Cloud as Side, Need};
-use crate::plan::{PermissionCheck, Plan, PlanError, Verdict};
+use crate::plan::{AllowedFinding, PermissionCheck, Plan, PlanError, Verdict};
 use crate::provider::{self, Cloud};
 
 /// Fills in `plan.permissions`, and a plan error per cloud with missing permissions.
@@ -91,5 +91,35 @@ fn check(need: &Need, verdict: Verdict, note: Option<String>) -> PermissionCheck
         needed_by: need.needed_by.clone(),
         verdict,
         note,
+    }
+}
+
+/// Error-level lint findings the manifest does not accept become plan errors; accepted ones
+/// (of any level) are recorded in the plan, which shows them on every run.
+pub fn check_lint(manifest: &crate::manifest::Manifest, plan: &mut Plan) {
+    for f in crate::lint::manifest(manifest) {
+        match &f.allowed {
+            Some(reason) => plan.allowed.push(AllowedFinding {
+                rule: f.rule.to_owned(),
+                resource: f.resource.clone(),
+                message: f.message.clone(),
+                reason: reason.clone(),
+            }),
+            None if f.level == crate::lint::Level::Error => plan.errors.push(PlanError {
+                address: Some(f.resource.clone()),
+                message: format!(
+                    "lint {} ({}): {}: {}",
+                    f.rule,
+                    crate::lint::rule(f.rule).map_or("", |r| r.name),
+                    f.resource,
+                    f.message
+                ),
+                hint: Some(format!(
+                    "fix it (docs/lint.md, {}), or accept it with a reason under `lint: allow: {}: {{{}: \"why\"}}`",
+                    f.rule, f.rule, f.resource
+                )),
+            }),
+            None => {}
+        }
     }
 }

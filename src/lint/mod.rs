@@ -67,9 +67,17 @@ pub struct Finding {
     pub file: String,
     pub line: usize,
     pub column: usize,
+    /// Set when the manifest accepts this finding (`lint.allow`): the reason it gives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<String>,
 }
 
 impl Finding {
+    /// True when the finding counts: not accepted by the manifest.
+    pub fn counts(&self) -> bool {
+        self.allowed.is_none()
+    }
+
     /// A stable identity across runs: the rule, the resource and what was found, not where
     /// the block happens to sit in the file.
     pub fn fingerprint(&self) -> String {
@@ -85,7 +93,10 @@ pub fn manifest(m: &Manifest) -> Vec<Finding> {
         let pos = m.positions.get(spec.name.split('/').next().unwrap_or_default()).copied().unwrap_or_default();
         for (rule, message) in rules::check(spec) {
             let level = self::rule(rule).map_or(Level::Warning, |r| r.level);
+            let allowed =
+                m.allowances.iter().find(|a| a.rule == rule && a.resource == spec.name).map(|a| a.reason.clone());
             out.push(Finding {
+                allowed,
                 rule,
                 level,
                 resource: spec.name.clone(),

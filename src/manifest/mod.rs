@@ -11,6 +11,7 @@
 //! `${aws.partition}` name the caller's account, region and partition. IAM policy variables
 //! such as `${aws:username}` use a colon and are left untouched.
 
+pub mod allow;
 pub mod ceremony;
 pub mod refs;
 pub mod yaml;
@@ -23,6 +24,7 @@ use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
 use crate::provider;
+pub use allow::Allowance;
 pub use ceremony::CeremonyConfig;
 pub use refs::Reference;
 pub use yaml::{Node, Pos, Value};
@@ -206,6 +208,8 @@ pub struct Manifest {
     pub ceremony: Option<CeremonyConfig>,
     /// Where each resource's block starts, for findings that point into the manifest.
     pub positions: BTreeMap<String, Pos>,
+    /// Lint findings the manifest accepts, with reasons (`lint.allow`).
+    pub allowances: Vec<Allowance>,
     /// Things that are allowed but deserve attention (a public endpoint); printed by every
     /// command that reads the manifest.
     pub warnings: Vec<Diagnostic>,
@@ -257,6 +261,7 @@ impl Manifest {
             signers: parsed.signers,
             ceremony: parsed.ceremony,
             positions,
+            allowances: parsed.allowances,
             warnings: cx.warnings,
         })
     }
@@ -288,6 +293,7 @@ struct Parsed {
     resources: Vec<(ResourceSpec, Pos)>,
     signers: Vec<SignerSpec>,
     ceremony: Option<CeremonyConfig>,
+    allowances: Vec<Allowance>,
 }
 
 /// A resource declared inside another's block, with its position and references.
@@ -404,6 +410,7 @@ impl Validation {
             resources: Vec::new(),
             signers: Vec::new(),
             ceremony: None,
+            allowances: Vec::new(),
         };
         let Some(mut top) = Block::new(self, root, "manifest") else { return parsed };
         match top.get("version") {
@@ -479,6 +486,10 @@ impl Validation {
         }
         if let Some(block) = top.block(self, "ceremony") {
             parsed.ceremony = self.ceremony(block, &parsed.state);
+        }
+        if let Some(block) = top.block(self, "lint") {
+            let declared: Vec<(String, Pos)> = parsed.resources.iter().map(|(r, p)| (r.name.clone(), *p)).collect();
+            parsed.allowances = self.lint_allowances(block, &declared);
         }
         top.finish(self);
         parsed

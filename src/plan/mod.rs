@@ -133,6 +133,9 @@ pub struct Plan {
     /// The permissions the changes need, as checked at plan time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<PermissionCheck>,
+    /// Lint findings the manifest accepts, with its reasons; shown on every run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<AllowedFinding>,
     /// Reasons the plan cannot be applied. A plan with errors is never saved or applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<PlanError>,
@@ -148,6 +151,15 @@ pub struct PlanError {
     /// How to proceed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+}
+
+/// A lint finding the manifest accepts on purpose.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowedFinding {
+    pub rule: String,
+    pub resource: String,
+    pub message: String,
+    pub reason: String,
 }
 
 /// Who the plan acts as, per cloud the manifest uses. Approvers approve a plan for these
@@ -229,6 +241,7 @@ impl Plan {
             ceremony: manifest.ceremony.clone(),
             changes,
             permissions: Vec::new(),
+            allowed: Vec::new(),
             errors: Vec::new(),
         }
     }

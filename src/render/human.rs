@@ -12,6 +12,12 @@ use crate::plan::{Action, AttrChange, Plan, ResourceChange, Verdict};
 pub fn plan(plan: &Plan) -> String {
     let mut out = String::new();
     identity(&mut out, plan);
+    for a in &plan.allowed {
+        let _ = writeln!(out, "Allowed by the manifest: {} on {} ({}): {}", a.rule, a.resource, a.message, a.reason);
+    }
+    if !plan.allowed.is_empty() {
+        out.push('\n');
+    }
     if !plan.has_changes() {
         out.push_str("No changes. The cloud matches the manifest.\n");
         errors(&mut out, plan);
@@ -213,9 +219,10 @@ pub fn drift(items: &[DriftItem], pending: &Plan) -> String {
 pub fn lint(findings: &[crate::lint::Finding]) -> String {
     let mut out = String::new();
     for f in findings {
+        let allowed = f.allowed.as_deref().map(|r| format!(" (allowed by the manifest: {r})")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{}:{}:{}: {}[{}] {}: {}",
+            "{}:{}:{}: {}[{}] {}: {}{allowed}",
             f.file,
             f.line,
             f.column,

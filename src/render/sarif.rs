@@ -7,7 +7,8 @@
 use serde_json::{Value as Json, json};
 use serde_sarif::sarif::{
     ArtifactLocation, Location, LogicalLocation, Message, MultiformatMessageString, PhysicalLocation, PropertyBag,
-    Region, ReportingConfiguration, ReportingDescriptor, Result as SarifResult, Run, Sarif, Tool, ToolComponent,
+    Region, ReportingConfiguration, ReportingDescriptor, Result as SarifResult, Run, Sarif, Suppression, Tool,
+    ToolComponent,
 };
 
 use crate::lint::{Finding, Level, RULES, Rule};
@@ -168,6 +169,11 @@ pub fn lint(findings: &[Finding]) -> Json {
                 )]))
                 .build();
             result.rule_index = RULES.iter().position(|r| r.id == f.rule).map(|i| i as i64);
+            // A finding the manifest accepts is reported as suppressed in source, with its reason.
+            if let Some(reason) = &f.allowed {
+                result.suppressions =
+                    Some(vec![Suppression::builder().kind(json!("inSource")).justification(reason.clone()).build()]);
+            }
             result.level = serde_json::from_value(json!(f.level.as_str())).ok();
             result
         })
