@@ -148,8 +148,12 @@ pub fn verify_record(bytes: &[u8], inputs: &Inputs) -> Result<Verified, VerifyEr
         unix_time(&p.started_at).ok_or_else(|| VerifyError(format!("started_at {:?} is not a time", p.started_at)))?;
     let mut approvals = Vec::new();
     for a in &p.approvals.signatures {
-        let v = approval::verify(&a.signature, &plan, approval::PLAN_NAMESPACE, &approvers, at, Some(&a.principal))
+        // The record names every principal the approving key is listed under, comma-separated.
+        let v = approval::verify(&a.signature, &plan, approval::PLAN_NAMESPACE, &approvers, at, None)
             .map_err(|e| VerifyError(format!("approval by {}: {e}", a.principal)))?;
+        if v.principals.join(",") != a.principal {
+            return fail(format!("the approval recorded for {} was made by {}", a.principal, v.principals.join(",")));
+        }
         approvals.push(v);
     }
     let tally = approval::tally(p.approvals.threshold, &approvers, &approvals)
