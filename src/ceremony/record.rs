@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 
 /// The in-toto Statement type.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
@@ -190,9 +189,7 @@ pub fn pop_statement(record_id: &str, plan_sha256: &str, address: &str, evm_addr
     format!("{POP_HEADER}\nceremony: {record_id}\nplan sha256: {plan_sha256}\nkey: {address}\naddress: {evm_address}\n")
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::crypto::sha256_hex;
 
 /// A record file found in a records directory.
 #[derive(Clone, Debug)]

@@ -240,10 +240,12 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
     let plan_sha = record::sha256_hex(&p.plan_bytes);
     let mut keys = Vec::new();
     let mut subjects = vec![
-        Subject::sha256(format!("manifest:{}", plan.manifest_path), &[]),
+        Subject {
+            name: format!("manifest:{}", plan.manifest_path),
+            digest: [("sha256".to_owned(), plan.manifest_sha256.clone())].into(),
+        },
         Subject::sha256(format!("plan:{}", p.plan_path.display()), &p.plan_bytes),
     ];
-    subjects[0].digest.insert("sha256".into(), plan.manifest_sha256.clone());
     for change in &plan.changes {
         let is_key = matches!(change.kind.as_str(), "aws_kms_key" | "gcp_kms_crypto_key");
         if !is_key || matches!(change.action, Action::NoOp | Action::Delete) {

@@ -5,6 +5,13 @@ use sha3::{Digest, Keccak256};
 /// The EIP-191 version-0x45 prefix for a 32-byte message.
 const EIP191_PREFIX_32: &[u8] = b"\x19Ethereum Signed Message:\n32";
 
+/// SHA-256 as lowercase hex (digests of files, records and findings).
+#[must_use]
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
 /// Keccak-256 (the pre-standard SHA-3 used by Ethereum, not NIST SHA3-256).
 #[must_use]
 pub fn keccak256(data: &[u8]) -> [u8; 32] {

@@ -81,7 +81,7 @@ impl Finding {
     /// A stable identity across runs: the rule, the resource and what was found, not where
     /// the block happens to sit in the file.
     pub fn fingerprint(&self) -> String {
-        crate::ceremony::record::sha256_hex(format!("{}\0{}\0{}", self.rule, self.resource, self.message).as_bytes())
+        crate::crypto::sha256_hex(format!("{}\0{}\0{}", self.rule, self.resource, self.message).as_bytes())
     }
 }
 

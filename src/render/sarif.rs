@@ -107,7 +107,7 @@ pub fn drift(items: &[DriftItem], state: &State) -> Json {
                 }]),
                 ..Default::default()
             };
-            let print = crate::ceremony::record::sha256_hex(
+            let print = crate::crypto::sha256_hex(
                 format!("{}\0{}\0{}", item.address, item.attribute.as_deref().unwrap_or_default(), item.message)
                     .as_bytes(),
             );
