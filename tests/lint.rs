@@ -77,6 +77,16 @@ fn every_rule_fires_on_its_case_and_not_on_the_safe_one() {
             "  ring: {type: gcp_kms_key_ring, location: us-east1}\n  k: {type: gcp_kms_crypto_key, key_ring: \"${ring.id}\"}\n  b: {type: gcp_kms_crypto_key_iam_binding, crypto_key: \"${k.id}\", members: [\"serviceAccount:s@p.iam.gserviceaccount.com\"]}\n".into(),
         ),
         (
+            "KR107",
+            format!("{ROLE}  key:\n    type: aws_kms_key\n    slot: recovery\n    policy:\n      document:\n        Version: \"2012-10-17\"\n        Statement:\n          - {{Sid: Admin, Effect: Allow, Principal: {{AWS: \"arn:aws:iam::111122223333:root\"}}, Action: \"kms:*\", Resource: \"*\"}}\n"),
+            format!("{ROLE}  key:\n    type: aws_kms_key\n    slot: recovery\n    policy:\n      generated: {{signers: [\"arn:aws:iam::111122223333:user/recovery-1\"], require_mfa: true}}\n"),
+        ),
+        (
+            "KR108",
+            format!("{ROLE}  key:\n    type: aws_kms_key\n    slot: recovery\n    deletion_window_days: 7\n    policy:\n      generated: {{signers: [\"arn:aws:iam::111122223333:user/recovery-1\"], source_ips: [203.0.113.0/24]}}\n"),
+            format!("{ROLE}  key:\n    type: aws_kms_key\n    deletion_window_days: 7\n    policy:\n      generated: {{signers: [\"${{signer_role.arn}}\"]}}\n"),
+        ),
+        (
             "KR201",
             key_with(r#"{Sid: Read, Effect: Allow, Principal: "*", Action: "kms:GetPublicKey", Resource: "*"}"#),
             key_with(r#"{Sid: Read, Effect: Allow, Principal: "*", Action: "kms:GetPublicKey", Resource: "*", Condition: {StringEquals: {"aws:PrincipalOrgID": o-abc}}}"#),
@@ -133,6 +143,84 @@ fn every_example_and_every_generated_policy_is_clean() {
         assert_eq!(run.code, 0, "{} has findings:\n{}{}", path.display(), run.stdout, run.stderr);
     }
     assert!(rules(&lambda_stack("", "    reserved_concurrency: 5\n")).is_empty());
+}
+
+/// `keyrite validate` on a manifest body: its exit code and its diagnostics.
+fn validate(body: &str) -> Run {
+    let w = Workdir::with_text(&format!("{HEAD}{body}"));
+    Run::from(Command::new(env!("CARGO_BIN_EXE_keyrite")).args(["validate"]).current_dir(w.path()).output().unwrap())
+}
+
+const RECOVERY_KEY: &str = "  recovery_key:\n    type: aws_kms_key\n    slot: recovery\n    policy:\n      generated:\n        signers: [\"arn:aws:iam::111122223333:user/recovery-1\"]\n        require_mfa: true\n";
+
+#[test]
+fn recovery_keys_refuse_endpoints_and_endpoint_roles_at_validation_with_positions() {
+    // The clean case validates, and its signer is a recovery signer.
+    let ok = format!("{RECOVERY_KEY}signers:\n  recovery:\n    key: recovery_key\n");
+    validate(&ok).expect(0);
+
+    // An endpoint for a recovery signer: line 17 is the endpoint (the HEAD has 5 lines).
+    let endpoint = format!("{ok}    endpoints:\n      - url: https://signer.example\n");
+    let run = validate(&endpoint);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("keyrite.yaml:17:7: ") && run.stderr.contains("recovery keys have no endpoints"),
+        "{}",
+        run.stderr
+    );
+
+    // A signer that calls itself operational on a recovery key.
+    let run = validate(&format!("{ok}    slot: operational\n"));
+    assert!(
+        run.stderr.contains("keyrite.yaml:16:11: ") && run.stderr.contains("a signer's slot is its key's"),
+        "{}",
+        run.stderr
+    );
+
+    // A Lambda that names the recovery key, and a recovery key that lets the Lambda's role sign.
+    let lambda = format!(
+        "{ROLE}  recovery_key:\n    type: aws_kms_key\n    slot: recovery\n    policy:\n      generated:\n        signers: [\"${{signer_role.arn}}\"]\n        source_ips: [203.0.113.0/24]\n  signer:\n    type: aws_lambda_function\n    name: signer\n    template: aws-lambda-signer\n    role: ${{signer_role.arn}}\n    key: ${{recovery_key.key_id}}\n    expected_address: ${{recovery_key.address}}\n    reserved_concurrency: 5\n"
+    );
+    let run = validate(&lambda);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("the function names recovery_key, a recovery key"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "the recovery key lets signer_role sign, and signer_role is the role the endpoint signer runs as"
+        ),
+        "{}",
+        run.stderr
+    );
+    // Each points at the line of the reference that makes the link (signers: line 15; key: line 22).
+    assert!(run.stderr.contains("keyrite.yaml:15:"), "{}", run.stderr);
+    assert!(run.stderr.contains("keyrite.yaml:22:"), "{}", run.stderr);
+
+    // A recovery key without its conditions, or with an admin that signs.
+    let bare = "  k:\n    type: aws_kms_key\n    slot: recovery\n    policy:\n      generated: {signers: [\"arn:aws:iam::1:user/a\"], admins: [\"arn:aws:iam::1:user/a\"]}\n";
+    let run = validate(bare);
+    assert!(run.stderr.contains("list `source_ips`, or set `require_mfa: true`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("arn:aws:iam::1:user/a is both an admin and a signer of a recovery key"),
+        "{}",
+        run.stderr
+    );
+    let run = validate("  k:\n    type: aws_kms_key\n    slot: recovery\n");
+    assert!(run.stderr.contains("a recovery key needs `policy: {generated:"), "{}", run.stderr);
+
+    // Cloud KMS: the endpoint's service account may not sign with the recovery key.
+    let sa = "serviceAccount:signer@treasury-prod-4711.iam.gserviceaccount.com";
+    let gcp = format!(
+        "  ring: {{type: gcp_kms_key_ring, location: us-east1}}\n  hot: {{type: gcp_kms_crypto_key, key_ring: \"${{ring.id}}\"}}\n  cold: {{type: gcp_kms_crypto_key, key_ring: \"${{ring.id}}\", slot: recovery}}\n  hot_access: {{type: gcp_kms_crypto_key_iam_binding, crypto_key: \"${{hot.id}}\", members: [\"{sa}\"]}}\n  cold_access: {{type: gcp_kms_crypto_key_iam_binding, crypto_key: \"${{cold.id}}\", members: [\"{sa}\", \"user:alice@example.com\"]}}\nsigners:\n  hot:\n    key: hot\n    endpoints: [{{url: \"https://hot.example\", google_id_token: true}}]\n"
+    );
+    let run = validate(&gcp);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("keyrite.yaml:10:3: ")
+            && run.stderr.contains("it is the service account of the signer endpoint for hot"),
+        "{}",
+        run.stderr
+    );
+    validate(&gcp.replace(&format!("\"{sa}\", \"user:alice"), "\"user:alice")).expect(0);
 }
 
 #[test]
@@ -271,4 +359,61 @@ async fn apply_refuses_error_findings_unless_the_manifest_allows_them_with_a_rea
     assert!(bad.stderr.contains("lint.allow.KR203.r: say why"), "{}", bad.stderr);
     assert!(bad.stderr.contains("lint.allow.KR203: no resource named \"nobody\""), "{}", bad.stderr);
     assert!(bad.stderr.contains("\"KR9\" is not a rule id"), "{}", bad.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generated_recovery_policies_are_applied_and_read_back_as_declared() {
+    let emu = common::Emulator::start();
+    let iam = emu.iam().await;
+    for user in ["recovery-officer-1", "recovery-officer-2"] {
+        iam.create_user().user_name(user).send().await.unwrap();
+    }
+    let w = Workdir::with_example("treasury-recovery.yaml");
+    let plan = w.keyrite(&emu, &["plan"]).expect(0);
+    assert!(
+        plan.stdout.contains("slot") && plan.stdout.contains("\"recovery\""),
+        "the plan shows the slot:\n{}",
+        plan.stdout
+    );
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+
+    // What KMS holds, read with the SDK: the recovery key's signers may only sign with
+    // ECDSA_SHA_256 and MFA, its admins only manage it, and the operational key is untouched.
+    let kms = emu.kms().await;
+    let policy = kms.get_key_policy().key_id(w.id("recovery_key")).policy_name("default").send().await.unwrap();
+    let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    let by_sid =
+        |sid: &str| statements.iter().find(|s| s["Sid"] == sid).unwrap_or_else(|| panic!("no {sid}: {policy}"));
+    let officers = serde_json::json!([
+        "arn:aws:iam::000000000000:user/recovery-officer-1",
+        "arn:aws:iam::000000000000:user/recovery-officer-2"
+    ]);
+    let sign = by_sid("AllowSigning");
+    assert_eq!(sign["Principal"]["AWS"], officers);
+    assert_eq!(sign["Action"], "kms:Sign");
+    assert_eq!(sign["Condition"]["StringEquals"]["kms:SigningAlgorithm"], "ECDSA_SHA_256");
+    assert_eq!(sign["Condition"]["Bool"]["aws:MultiFactorAuthPresent"], "true");
+    let admin = by_sid("KeyAdministration");
+    assert_eq!(admin["Principal"]["AWS"], serde_json::json!(["arn:aws:iam::000000000000:role/keyrite-key-admin"]));
+    let admin_actions: Vec<&str> = admin["Action"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+    assert!(!admin_actions.iter().any(|a| ["kms:Sign", "kms:*", "*"].contains(a)), "{admin_actions:?}");
+    assert_eq!(statements.len(), 3, "{policy}");
+
+    // The slot is recorded and shown; a second plan has nothing to do.
+    let show = w.keyrite(&emu, &["show"]).expect(0);
+    assert!(show.stdout.contains("recovery_key (aws_kms_key, recovery slot)"), "{}", show.stdout);
+    assert!(show.stdout.contains("treasury_key (aws_kms_key, operational slot)"), "{}", show.stdout);
+    let addresses = w.keyrite(&emu, &["addresses", "--format", "json"]).expect(0).json();
+    let slots: Vec<(&str, &str)> = addresses["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["address"].as_str().unwrap(), k["slot"].as_str().unwrap()))
+        .collect();
+    assert_eq!(slots, [("recovery_key", "recovery"), ("treasury_key", "operational")]);
+    w.keyrite(&emu, &["plan", "--detailed-exitcode"]).expect(0);
+    // Serving a recovery signer is refused.
+    let serve = w.keyrite(&emu, &["serve", "--signer", "recovery"]).expect(1);
+    assert!(serve.stderr.contains("recovery keys are never served"), "{}", serve.stderr);
 }

@@ -46,6 +46,7 @@ pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
             "address": address,
             "provider": if gcp { "gcp" } else { "aws" },
             "key_id": key_id,
+            "slot": crate::manifest::Slot::of(&r.attrs).as_str(),
             "evm_address": crypto::evm_address(&key).to_string(),
             "hedera": {"public_key_compressed": hedera.compressed_hex, "public_key_der": hedera.der_hex, "evm_alias": hedera.evm_alias},
             "keystore_uri": keystore_uri,
@@ -60,9 +61,10 @@ pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
         Format::Human => {
             for row in &rows {
                 println!(
-                    "{} ({})",
+                    "{} ({}, {} slot)",
                     row["address"].as_str().unwrap_or_default(),
-                    row["key_id"].as_str().unwrap_or_default()
+                    row["key_id"].as_str().unwrap_or_default(),
+                    row["slot"].as_str().unwrap_or_default()
                 );
                 println!("  EVM address:          {}", row["evm_address"].as_str().unwrap_or_default());
                 println!(

@@ -14,7 +14,15 @@ pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
         Format::Human => {
             println!("state {} (lineage {}, serial {})", store.describe(), state.lineage, state.serial);
             for (address, r) in &state.resources {
-                println!("  {address} ({}): {}", r.kind, r.id);
+                match r.kind.as_str() {
+                    "aws_kms_key" | "gcp_kms_crypto_key" => println!(
+                        "  {address} ({}, {} slot): {}",
+                        r.kind,
+                        crate::manifest::Slot::of(&r.attrs).as_str(),
+                        r.id
+                    ),
+                    _ => println!("  {address} ({}): {}", r.kind, r.id),
+                }
                 for (k, v) in &r.outputs {
                     println!("      {k} = {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
                 }

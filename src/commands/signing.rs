@@ -134,6 +134,7 @@ pub async fn key_signer(cloud: &Cloud, state: &State, address: &str) -> anyhow::
     let spec = SignerSpec {
         name: address.to_owned(),
         key: address.to_owned(),
+        slot: crate::manifest::Slot::Operational,
         mode: SigningMode::Digest,
         endpoints: Vec::new(),
     };
@@ -164,6 +165,14 @@ pub async fn serve(
     }
     let (manifest, state, cloud) = connect(arg).await?;
     let spec = manifest.signer(signer)?;
+    if spec.slot == crate::manifest::Slot::Recovery {
+        bail!(
+            "signer {} uses {}, a recovery key: recovery keys are never served; sign with `keyrite sign` as one of \
+             the key's recovery signers",
+            spec.name,
+            spec.key
+        );
+    }
     let (kms, _) = self::signer(&cloud, &state, spec).await?;
     if !listen.ip().is_loopback() {
         eprintln!(

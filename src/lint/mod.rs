@@ -11,7 +11,7 @@ mod rules;
 
 use serde::Serialize;
 
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, Slot};
 
 /// How serious a finding is. Ordered: `Note < Warning < Error`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -89,9 +89,17 @@ impl Finding {
 pub fn manifest(m: &Manifest) -> Vec<Finding> {
     let file = m.path.display().to_string();
     let mut out = Vec::new();
+    let cx = rules::Context {
+        recovery: m
+            .resources
+            .iter()
+            .filter(|r| Slot::of(&r.desired) == Slot::Recovery)
+            .map(|r| r.name.clone())
+            .collect(),
+    };
     for spec in &m.resources {
         let pos = m.positions.get(spec.name.split('/').next().unwrap_or_default()).copied().unwrap_or_default();
-        for (rule, message) in rules::check(spec) {
+        for (rule, message) in rules::check(&spec.kind, &spec.desired, &cx) {
             let level = self::rule(rule).map_or(Level::Warning, |r| r.level);
             let allowed =
                 m.allowances.iter().find(|a| a.rule == rule && a.resource == spec.name).map(|a| a.reason.clone());

@@ -4,8 +4,10 @@
 
 use serde_json::Value as Json;
 
+use std::collections::BTreeSet;
+
 use super::{Level, Rule};
-use crate::manifest::ResourceSpec;
+use crate::manifest::{Attrs, Slot};
 use crate::policy::{Effect, Policy, Statement};
 
 pub static RULES: &[Rule] = &[
@@ -62,6 +64,24 @@ pub static RULES: &[Rule] = &[
         short: "A Cloud KMS key's IAM policy grants a role to allUsers or allAuthenticatedUsers",
         full: "Anyone on the internet (or with any Google account) holds the granted role on the key.",
         help: "Name the service accounts, users or groups that need the role.",
+    },
+    Rule {
+        id: "KR107",
+        name: "recovery-key-exposed",
+        level: Level::Error,
+        security_severity: "9.0",
+        short: "A recovery key may be used by more than its named signers, or without a condition",
+        full: "Recovery keys enrol a new operational signer after a loss or a compromise, so they get the most restrictive access there is: kms:Sign only for named principals, only with ECDSA_SHA_256, and only from listed networks or with MFA. This key's policy lets a wildcard, the whole account (through IAM) or a principal without those conditions sign, or a Cloud KMS recovery key is granted to a group or a domain.",
+        help: "Use `slot: recovery` with `policy: {generated: {signers: […], source_ips: […]}}` (or `require_mfa: true`); on Cloud KMS, bind the recovery key to named users or service accounts.",
+    },
+    Rule {
+        id: "KR108",
+        name: "recovery-deletion-window",
+        level: Level::Error,
+        security_severity: "6.0",
+        short: "A recovery key's deletion window is shorter than 30 days",
+        full: "A scheduled deletion of a recovery key must be noticed and cancelled before it takes effect; recovery keys are used rarely, so the longest window applies.",
+        help: "Set `deletion_window_days: 30` (the default) on recovery keys.",
     },
     Rule {
         id: "KR201",
@@ -128,15 +148,41 @@ pub static RULES: &[Rule] = &[
     },
 ];
 
-/// The findings of one resource: `(rule id, message)`.
-pub fn check(spec: &ResourceSpec) -> Vec<(&'static str, String)> {
-    let a = &spec.desired;
+/// What a rule needs to know beyond the resource itself.
+#[derive(Debug, Default)]
+pub struct Context {
+    /// Recovery keys: their manifest names, and for live resources their ids and ARNs.
+    pub recovery: BTreeSet<String>,
+}
+
+impl Context {
+    /// Whether a key reference (`${key.id}`, an id or a resource name) is a recovery key's.
+    fn is_recovery(&self, key: &str) -> bool {
+        let name = key.strip_prefix("${").and_then(|k| k.split('.').next()).unwrap_or(key);
+        self.recovery.contains(name)
+    }
+}
+
+/// The findings of one resource, from its attributes (desired or live, which share a shape):
+/// `(rule id, message)`.
+pub fn check(kind: &str, a: &Attrs, cx: &Context) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    match spec.kind.as_str() {
+    let recovery = Slot::of(a) == Slot::Recovery;
+    match kind {
         "aws_kms_key" => {
             if let Some(p) = policy(a.get("policy")) {
                 key_policy(&p, &mut out);
+                if recovery {
+                    recovery_key_policy(&p, &mut out);
+                }
             }
+            recovery_window(a, recovery, &mut out);
+        }
+        "gcp_kms_crypto_key" => {
+            if a.get("protection_level").and_then(Json::as_str) == Some("SOFTWARE") {
+                out.push(("KR105", "protection_level is SOFTWARE".into()));
+            }
+            recovery_window(a, recovery, &mut out);
         }
         "aws_iam_role" => {
             if let Some(p) = policy(a.get("trust_policy")) {
@@ -159,9 +205,6 @@ pub fn check(spec: &ResourceSpec) -> Vec<(&'static str, String)> {
                 }
             }
         }
-        "gcp_kms_crypto_key" if a.get("protection_level").and_then(Json::as_str) == Some("SOFTWARE") => {
-            out.push(("KR105", "protection_level is SOFTWARE".into()));
-        }
         "gcp_kms_crypto_key_iam_binding" => {
             let mut members: Vec<String> = strings(a.get("members"));
             if let Some(Json::Object(other)) = a.get("other_bindings") {
@@ -171,6 +214,13 @@ pub fn check(spec: &ResourceSpec) -> Vec<(&'static str, String)> {
             }
             for m in members.iter().filter(|m| m.starts_with("allUsers") || m.starts_with("allAuthenticatedUsers")) {
                 out.push(("KR106", format!("{m} is granted a role on the key")));
+            }
+            let key = a.get("crypto_key").and_then(Json::as_str).unwrap_or_default();
+            if cx.is_recovery(key) {
+                let broad = ["group:", "domain:", "principalSet://", "allUsers", "allAuthenticatedUsers"];
+                for m in strings(a.get("members")).iter().filter(|m| broad.iter().any(|b| m.starts_with(b))) {
+                    out.push(("KR107", format!("{m} may sign with a recovery key; name users or service accounts")));
+                }
             }
         }
         _ => {}
@@ -190,17 +240,9 @@ fn allows(p: &Policy) -> impl Iterator<Item = &Statement> {
     p.statements().iter().filter(|s| s.effect() == Effect::Allow)
 }
 
-/// The statement allows this action (or a wildcard covering it), and is not a NotAction.
+/// The statement allows this action (or a wildcard covering it).
 fn grants(s: &Statement, action: &str) -> bool {
-    let actions = s.actions();
-    if actions.negated {
-        return true;
-    }
-    actions.values.iter().any(|a| {
-        let a = a.as_str().to_ascii_lowercase();
-        let action = action.to_ascii_lowercase();
-        a == "*" || a == action || a.strip_suffix('*').is_some_and(|prefix| action.starts_with(prefix))
-    })
+    s.grants(action)
 }
 
 fn grants_everything(s: &Statement) -> bool {
@@ -274,6 +316,39 @@ fn key_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
     out.dedup();
 }
 
+/// A recovery key: every statement that lets anyone sign names its principals (no wildcard,
+/// no account root delegating to IAM) and carries the algorithm condition and a network or
+/// MFA condition.
+fn recovery_key_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
+    for s in allows(p).filter(|s| grants(s, "kms:Sign")) {
+        let principals = aws_principals(s);
+        let broad: Vec<&str> = principals.iter().copied().filter(|p| *p == "*" || is_account_root(p)).collect();
+        if !broad.is_empty() || principals.is_empty() {
+            let who = if broad.is_empty() { "any principal".to_owned() } else { broad.join(", ") };
+            out.push(("KR107", format!("{} lets {who} sign with the recovery key", s.label())));
+            continue;
+        }
+        let conditioned = has_condition_key(s, "aws:SourceIp") || has_condition_key(s, "aws:MultiFactorAuthPresent");
+        if !has_condition_key(s, "kms:SigningAlgorithm") || !conditioned {
+            out.push((
+                "KR107",
+                format!(
+                    "{} lets {} sign without the algorithm and a source-IP or MFA condition",
+                    s.label(),
+                    principals.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+fn recovery_window(a: &Attrs, recovery: bool, out: &mut Vec<(&'static str, String)>) {
+    let days = a.get("deletion_window_days").and_then(Json::as_u64);
+    if let Some(days) = days.filter(|d| recovery && *d < 30) {
+        out.push(("KR108", format!("deletion_window_days is {days}; a recovery key's is 30")));
+    }
+}
+
 fn trust_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
     for s in allows(p) {
         if wildcard_principal(s) && s.conditions().is_empty() {
@@ -343,11 +418,10 @@ mod tests {
 
     #[test]
     fn the_generated_key_policy_is_clean() {
-        let p = crate::provider::aws::kms_key::generated_policy(
-            &[],
-            &["arn:aws:iam::111122223333:role/signer".into()],
-            &[],
-        );
+        let p = crate::provider::aws::kms_key::generated_policy(&crate::provider::aws::kms_key::Generated {
+            signers: vec!["arn:aws:iam::111122223333:role/signer".into()],
+            ..Default::default()
+        });
         assert_eq!(key(p), Vec::<&str>::new());
     }
 

@@ -14,6 +14,7 @@
 pub mod allow;
 pub mod ceremony;
 pub mod refs;
+mod slots;
 pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -182,12 +183,54 @@ pub enum Endpoint {
     Api { resource: String },
 }
 
+/// Which kind of signer a key is for. Operational keys sign every day behind endpoints;
+/// recovery keys are used rarely, by named principals only, to enrol a new operational signer
+/// after a loss or a compromise, and never sit behind an endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Slot {
+    #[default]
+    Operational,
+    Recovery,
+}
+
+impl Slot {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slot::Operational => "operational",
+            Slot::Recovery => "recovery",
+        }
+    }
+
+    /// The slot recorded in a key's attributes: `slot: recovery`, or nothing for operational
+    /// (so that keys made before slots existed read as what they are).
+    pub fn of(attrs: &Attrs) -> Slot {
+        match attrs.get("slot").and_then(Json::as_str) {
+            Some("recovery") => Slot::Recovery,
+            _ => Slot::Operational,
+        }
+    }
+
+    /// Reads a key's `slot:` field and records it in `attrs` when it is `recovery`.
+    pub fn field(b: &mut Block<'_>, cx: &mut Validation, attrs: &mut Attrs) -> Slot {
+        match b.choice(cx, "slot", &["operational", "recovery"]).as_deref() {
+            Some("recovery") => {
+                attrs.insert("slot".into(), Json::from("recovery"));
+                Slot::Recovery
+            }
+            _ => Slot::Operational,
+        }
+    }
+}
+
 /// A signer: a key, the mode it signs in, and the endpoints that sign with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignerSpec {
     pub name: String,
     /// The `aws_kms_key` resource.
     pub key: String,
+    /// The key's slot; a recovery signer has no endpoints.
+    pub slot: Slot,
     pub mode: SigningMode,
     pub endpoints: Vec<Endpoint>,
 }
@@ -479,11 +522,14 @@ impl Validation {
         }
         let kinds: BTreeMap<String, String> =
             parsed.resources.iter().map(|(r, _)| (r.name.clone(), r.kind.clone())).collect();
+        let slots: BTreeMap<String, Slot> =
+            parsed.resources.iter().map(|(r, _)| (r.name.clone(), Slot::of(&r.desired))).collect();
         for (name, pos, block) in top.named_blocks(self, "signers") {
-            if let Some(signer) = self.signer(name, pos, block, &kinds) {
+            if let Some(signer) = self.signer(name, pos, block, &kinds, &slots) {
                 parsed.signers.push(signer);
             }
         }
+        self.check_slots(&parsed.resources, &parsed.signers);
         if let Some(block) = top.block(self, "ceremony") {
             parsed.ceremony = self.ceremony(block, &parsed.state);
         }
@@ -557,6 +603,7 @@ impl Validation {
         pos: Pos,
         mut b: Block<'_>,
         kinds: &BTreeMap<String, String>,
+        slots: &BTreeMap<String, Slot>,
     ) -> Option<SignerSpec> {
         if let Err(msg) = refs::check_name(&name) {
             self.error(pos, "name", msg);
@@ -573,13 +620,43 @@ impl Validation {
                 ),
             );
         }
+        let key_slot = slots.get(&key).copied().unwrap_or_default();
+        let slot_pos = b.pos_of("slot");
+        let slot = match b.choice(self, "slot", &["operational", "recovery"]).as_deref() {
+            Some("recovery") => Slot::Recovery,
+            Some(_) => Slot::Operational,
+            None => key_slot,
+        };
+        if slot != key_slot && kinds.contains_key(&key) {
+            self.error(
+                slot_pos,
+                "slot",
+                format!(
+                    "{}: the signer is {} but its key {key} is {}; a signer's slot is its key's",
+                    b.field_path("slot"),
+                    slot.as_str(),
+                    key_slot.as_str()
+                ),
+            );
+        }
         let mode = match b.choice(self, "mode", &["eip191", "digest"]).as_deref() {
             Some("digest") => SigningMode::Digest,
             _ => SigningMode::Eip191,
         };
         let mut endpoints = Vec::new();
+        let endpoints_pos = b.pos_of("endpoints");
         if let Some(node) = b.get("endpoints") {
             let path = b.field_path("endpoints");
+            if slot == Slot::Recovery {
+                self.error(
+                    endpoints_pos,
+                    "slot",
+                    format!(
+                        "{path}: {key} is a recovery key, and recovery keys have no endpoints: sign with \
+                         `keyrite sign` as one of the key's recovery signers"
+                    ),
+                );
+            }
             match &node.value {
                 Value::Seq(items) => {
                     for item in items {
@@ -595,7 +672,7 @@ impl Validation {
         }
         b.finish(self);
         self.refs.clear();
-        Some(SignerSpec { name, key, mode, endpoints })
+        Some(SignerSpec { name, key, slot, mode, endpoints })
     }
 
     fn resources(&mut self, node: &Node) -> Vec<(ResourceSpec, Pos)> {

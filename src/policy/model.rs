@@ -164,6 +164,24 @@ impl Statement {
         &self.condition
     }
 
+    /// True when this is an Allow statement whose actions cover `action` (directly, by a
+    /// wildcard such as `kms:*` or `kms:Sig*`, or by a NotAction that does not exclude it).
+    pub fn grants(&self, action: &str) -> bool {
+        if self.effect() != Effect::Allow {
+            return false;
+        }
+        let action = action.to_ascii_lowercase();
+        let matches = |pattern: &CaseInsensitive| {
+            let pattern = pattern.as_str().to_ascii_lowercase();
+            pattern == "*"
+                || pattern == action
+                || pattern.strip_suffix('*').is_some_and(|prefix| action.starts_with(prefix))
+        };
+        let actions = self.actions();
+        let listed = actions.values.iter().any(matches);
+        if actions.negated { !listed } else { listed }
+    }
+
     /// True when both statements mean the same thing (ignores `Sid` and position).
     pub fn same_meaning(&self, other: &Statement) -> bool {
         self.meaning() == other.meaning()

@@ -51,12 +51,18 @@ pub fn show(state: &State) -> Json {
         "kind": "state",
         "lineage": state.lineage,
         "serial": state.serial,
-        "resources": state.resources.iter().map(|(address, r)| json!({
-            "address": address,
-            "type": r.kind,
-            "id": r.id,
-            "outputs": r.outputs,
-            "updated_at": r.updated_at,
-        })).collect::<Vec<_>>(),
+        "resources": state.resources.iter().map(|(address, r)| {
+            let mut row = json!({
+                "address": address,
+                "type": r.kind,
+                "id": r.id,
+                "outputs": r.outputs,
+                "updated_at": r.updated_at,
+            });
+            if matches!(r.kind.as_str(), "aws_kms_key" | "gcp_kms_crypto_key") {
+                row["slot"] = json!(crate::manifest::Slot::of(&r.attrs).as_str());
+            }
+            row
+        }).collect::<Vec<_>>(),
     })
 }

@@ -36,7 +36,7 @@ use futures_util::TryFutureExt;
 use serde_json::{Value as Json, json};
 
 use super::{Cloud, api_error, check_cidr, check_principal, document_field, unless_gone, until_visible};
-use crate::manifest::{Attrs, Block, Validation};
+use crate::manifest::{Attrs, Block, Slot, Validation};
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Op, ProviderError, Result, map_json, str_attr, tag_delta,
 };
@@ -52,6 +52,7 @@ const ATTRS: &[AttrSpec] = &[
     AttrSpec::policy("policy"),
     AttrSpec::update("tags"),
     AttrSpec::state_only("deletion_window_days"),
+    AttrSpec::state_only("slot"),
 ];
 
 /// Actions of the generated admin statement: full lifecycle management, no use of the key.
@@ -119,7 +120,8 @@ impl Kind for KmsKey {
         a.insert("description".into(), json!(b.string(cx, "description").unwrap_or_default()));
         let enabled = b.bool(cx, "enabled").unwrap_or(true);
         a.insert("key_state".into(), json!(if enabled { "Enabled" } else { "Disabled" }));
-        a.insert("policy".into(), key_policy(b, cx));
+        let slot = Slot::field(b, cx, &mut a);
+        a.insert("policy".into(), key_policy(b, cx, slot));
         a.insert("tags".into(), map_json(&b.string_map(cx, "tags").unwrap_or_default()));
         a.insert("deletion_window_days".into(), json!(b.integer(cx, "deletion_window_days", 7..=30).unwrap_or(30)));
         a
@@ -327,8 +329,21 @@ impl Kind for KmsKey {
 
 /// The `policy:` block: `document:` as given, or `generated:` from admins and signers.
 /// Absent, it is generated with the account root as the only admin and no signers.
-fn key_policy(b: &mut Block<'_>, cx: &mut Validation) -> Json {
-    let Some(mut p) = b.block(cx, "policy") else { return generated_policy(&[], &[], &[]) };
+fn key_policy(b: &mut Block<'_>, cx: &mut Validation, slot: Slot) -> Json {
+    let Some(mut p) = b.block(cx, "policy") else {
+        if slot == Slot::Recovery {
+            cx.error(
+                b.pos(),
+                "slot",
+                format!(
+                    "{}: a recovery key needs `policy: {{generated: {{signers: […], source_ips: […] or require_mfa: \
+                     true}}}}`: only its named recovery signers may sign",
+                    b.field_path("policy")
+                ),
+            );
+        }
+        return generated_policy(&Generated::default());
+    };
     let doc = match (p.has("document"), p.has("generated")) {
         (true, true) => {
             cx.error(
@@ -354,23 +369,71 @@ fn key_policy(b: &mut Block<'_>, cx: &mut Validation) -> Json {
             };
             let admins = list("admins", check_principal, cx);
             let signers = list("signers", check_principal, cx);
-            let ips = list("source_ips", check_cidr, cx);
+            let source_ips = list("source_ips", check_cidr, cx);
+            let require_mfa = g.as_mut().and_then(|g| g.bool(cx, "require_mfa")).unwrap_or(false);
             if let Some(g) = g {
+                let pos = g.pos();
+                if slot == Slot::Recovery {
+                    recovery_rules(cx, pos, &g.field_path("signers"), &admins, &signers, &source_ips, require_mfa);
+                }
                 g.finish(cx);
             }
-            Some(generated_policy(&admins, &signers, &ips))
+            Some(generated_policy(&Generated { admins, signers, source_ips, require_mfa }))
         }
     };
     p.finish(cx);
     doc.unwrap_or(Json::Null)
 }
 
+/// A recovery key's generated policy: named signers, each signature from a listed network
+/// or with MFA, and no principal both administering and signing.
+fn recovery_rules(
+    cx: &mut Validation,
+    pos: crate::manifest::yaml::Pos,
+    path: &str,
+    admins: &[String],
+    signers: &[String],
+    source_ips: &[String],
+    require_mfa: bool,
+) {
+    if signers.is_empty() {
+        cx.error(pos, "slot", format!("{path}: a recovery key names its recovery signers; none are listed"));
+    }
+    if source_ips.is_empty() && !require_mfa {
+        cx.error(
+            pos,
+            "slot",
+            format!(
+                "{path}: a recovery key signs only under a condition: list `source_ips`, or set `require_mfa: true` \
+                 (aws:MultiFactorAuthPresent)"
+            ),
+        );
+    }
+    for both in admins.iter().filter(|a| signers.contains(a)) {
+        cx.error(pos, "slot", format!("{path}: {both} is both an admin and a signer of a recovery key"));
+    }
+}
+
+/// What a generated key policy names.
+#[derive(Debug, Default)]
+pub struct Generated {
+    /// Manage the key, never use it; the account root when empty.
+    pub admins: Vec<String>,
+    /// May sign (ECDSA_SHA_256 only) and read the public key.
+    pub signers: Vec<String>,
+    /// Signing only from these networks (`aws:SourceIp`).
+    pub source_ips: Vec<String>,
+    /// Signing only with MFA (`aws:MultiFactorAuthPresent`).
+    pub require_mfa: bool,
+}
+
 /// The least-privilege key policy keyrite generates.
-pub fn generated_policy(admins: &[String], signers: &[String], source_ips: &[String]) -> Json {
-    let admins: Vec<String> = if admins.is_empty() {
+pub fn generated_policy(g: &Generated) -> Json {
+    let (signers, source_ips) = (&g.signers, &g.source_ips);
+    let admins: Vec<String> = if g.admins.is_empty() {
         vec!["arn:${aws.partition}:iam::${aws.account_id}:root".into()]
     } else {
-        admins.to_vec()
+        g.admins.clone()
     };
     let mut statements = vec![json!({
         "Sid": "KeyAdministration",
@@ -383,6 +446,9 @@ pub fn generated_policy(admins: &[String], signers: &[String], source_ips: &[Str
         let mut condition = json!({"StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256"}});
         if !source_ips.is_empty() {
             condition["IpAddress"] = json!({"aws:SourceIp": source_ips});
+        }
+        if g.require_mfa {
+            condition["Bool"] = json!({"aws:MultiFactorAuthPresent": "true"});
         }
         statements.push(json!({
             "Sid": "AllowSigning",
@@ -524,22 +590,24 @@ mod tests {
 
     #[test]
     fn generated_policy_limits_signing_to_ecdsa_sha256_and_source_ips() {
-        let p = generated_policy(
-            &["arn:aws:iam::1:role/admin".into()],
-            &["arn:aws:iam::1:role/signer".into()],
-            &["203.0.113.0/24".into()],
-        );
+        let p = generated_policy(&Generated {
+            admins: vec!["arn:aws:iam::1:role/admin".into()],
+            signers: vec!["arn:aws:iam::1:role/signer".into()],
+            source_ips: vec!["203.0.113.0/24".into()],
+            require_mfa: true,
+        });
         let sign = &p["Statement"][1];
         assert_eq!(sign["Action"], "kms:Sign");
         assert_eq!(sign["Condition"]["StringEquals"]["kms:SigningAlgorithm"], "ECDSA_SHA_256");
         assert_eq!(sign["Condition"]["IpAddress"]["aws:SourceIp"], json!(["203.0.113.0/24"]));
+        assert_eq!(sign["Condition"]["Bool"]["aws:MultiFactorAuthPresent"], "true");
         let admin = &p["Statement"][0];
         assert!(!admin["Action"].as_array().unwrap().iter().any(|a| a == "kms:Sign" || a == "kms:*"));
     }
 
     #[test]
     fn generated_policy_defaults_admin_to_account_root_and_omits_signing_without_signers() {
-        let p = generated_policy(&[], &[], &[]);
+        let p = generated_policy(&Generated::default());
         assert_eq!(p["Statement"][0]["Principal"]["AWS"], json!(["arn:${aws.partition}:iam::${aws.account_id}:root"]));
         assert_eq!(p["Statement"].as_array().unwrap().len(), 1);
     }

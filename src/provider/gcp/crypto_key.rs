@@ -60,6 +60,7 @@ const ATTRS: &[AttrSpec] = &[
     AttrSpec::update("version"),
     AttrSpec::update("version_state"),
     AttrSpec::update("other_enabled_versions"),
+    AttrSpec::state_only("slot"),
 ];
 
 #[async_trait]
@@ -151,6 +152,7 @@ impl Kind for CryptoKey {
         }
         a.insert("protection_level".into(), json!(protection));
         a.insert("deletion_window_days".into(), json!(b.integer(cx, "deletion_window_days", 1..=120).unwrap_or(30)));
+        crate::manifest::Slot::field(b, cx, &mut a);
         let labels = b.string_map(cx, "labels").unwrap_or_default();
         for (k, v) in &labels {
             if k.starts_with("keyrite-") {
