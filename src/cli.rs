@@ -35,12 +35,25 @@ pub enum Command {
         #[command(flatten)]
         manifest: ManifestArg,
     },
-    /// Check a manifest against keyrite's security rules (docs/lint.md)
+    /// Check a manifest, or what is deployed, against keyrite's security rules (docs/lint.md)
+    ///
+    /// Without --live, the manifest (no cloud call). With --live, what the manifest's state
+    /// records, as the cloud holds it now. With --live --account aws, every secp256k1 key of
+    /// the account and region and the signer stack around it, whoever made them (read-only).
     ///
     /// Exit status: 0 when no finding is at or above --fail-on, 2 when one is, 1 on error.
     Lint {
         #[command(flatten)]
         manifest: ManifestArg,
+        /// Lint what is deployed instead of what is declared
+        #[arg(long)]
+        live: bool,
+        /// With --live: scan this cloud account instead of the manifest's state
+        #[arg(long, value_enum, requires = "live", value_name = "CLOUD")]
+        account: Option<crate::commands::lint::Account>,
+        /// With --account aws: the region (else AWS_REGION)
+        #[arg(long, requires = "account")]
+        region: Option<String>,
         #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
         format: ReportFormat,
         /// The lowest level that makes the exit status 2

@@ -9,6 +9,7 @@ pub mod ceremony;
 pub mod cli;
 pub mod commands;
 pub mod crypto;
+pub mod discover;
 pub mod lint;
 pub mod manifest;
 pub mod package;

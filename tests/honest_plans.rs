@@ -6,12 +6,9 @@
 
 mod common;
 
-use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use common::fault_proxy::{FaultProxy, Faults};
 use common::gcp_kms::{Faults as GcpFaults, GcpKms};
-use common::{Emulator, Workdir};
-
-const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+use common::{Emulator, Workdir, hand_made_stack};
 
 /// True for an operation that only reads, as the proxy logs it.
 fn read_only(op: &str) -> bool {
@@ -20,60 +17,6 @@ fn read_only(op: &str) -> bool {
 
 async fn key_count(emu: &Emulator) -> usize {
     emu.kms().await.list_keys().send().await.unwrap().keys().len()
-}
-
-fn a_zip() -> Vec<u8> {
-    keyrite::package::zip(vec![("index.mjs".into(), b"export const handler = async () => ({});".to_vec())])
-        .unwrap()
-        .bytes
-}
-
-/// The signer stack of the public guides, made by hand under the names
-/// `manifests/treasury-signer.yaml` declares.
-async fn hand_made_stack(emu: &Emulator) -> String {
-    let kms = emu.kms().await;
-    let key =
-        kms.create_key().key_spec(KeySpec::EccSecgP256K1).key_usage(KeyUsageType::SignVerify).send().await.unwrap();
-    let key_id = key.key_metadata().unwrap().key_id().to_owned();
-    kms.create_alias().alias_name("alias/treasury-lambda").target_key_id(&key_id).send().await.unwrap();
-    let iam = emu.iam().await;
-    let role =
-        iam.create_role().role_name("keyrite-treasury-lambda").assume_role_policy_document(TRUST).send().await.unwrap();
-    let sign = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Sign","kms:GetPublicKey"],"Resource":"*"}]}"#;
-    iam.put_role_policy()
-        .role_name("keyrite-treasury-lambda")
-        .policy_name("sign")
-        .policy_document(sign)
-        .send()
-        .await
-        .unwrap();
-    let lambda = emu.lambda().await;
-    let blob = aws_sdk_lambda::primitives::Blob::new(a_zip());
-    lambda
-        .publish_layer_version()
-        .layer_name("keyrite-aws-sdk-kms")
-        .content(aws_sdk_lambda::types::LayerVersionContentInput::builder().zip_file(blob.clone()).build())
-        .send()
-        .await
-        .unwrap();
-    lambda
-        .create_function()
-        .function_name("keyrite-treasury-signer")
-        .runtime(aws_sdk_lambda::types::Runtime::Nodejs20x)
-        .handler("index.handler")
-        .role(role.role().unwrap().arn())
-        .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(blob).build())
-        .send()
-        .await
-        .unwrap();
-    lambda
-        .create_function_url_config()
-        .function_name("keyrite-treasury-signer")
-        .auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None)
-        .send()
-        .await
-        .unwrap();
-    key_id
 }
 
 #[tokio::test(flavor = "multi_thread")]

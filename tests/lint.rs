@@ -87,6 +87,11 @@ fn every_rule_fires_on_its_case_and_not_on_the_safe_one() {
             format!("{ROLE}  key:\n    type: aws_kms_key\n    deletion_window_days: 7\n    policy:\n      generated: {{signers: [\"${{signer_role.arn}}\"]}}\n"),
         ),
         (
+            "KR109",
+            key_with(SIGN_OK),
+            format!("{ROLE}  key:\n    type: aws_kms_key\n    policy:\n      generated: {{signers: [\"${{signer_role.arn}}\"]}}\n"),
+        ),
+        (
             "KR201",
             key_with(r#"{Sid: Read, Effect: Allow, Principal: "*", Action: "kms:GetPublicKey", Resource: "*"}"#),
             key_with(r#"{Sid: Read, Effect: Allow, Principal: "*", Action: "kms:GetPublicKey", Resource: "*", Condition: {StringEquals: {"aws:PrincipalOrgID": o-abc}}}"#),
@@ -416,4 +421,103 @@ async fn generated_recovery_policies_are_applied_and_read_back_as_declared() {
     // Serving a recovery signer is refused.
     let serve = w.keyrite(&emu, &["serve", "--signer", "recovery"]).expect(1);
     assert!(serve.stderr.contains("recovery keys are never served"), "{}", serve.stderr);
+}
+
+/// `(rule, resource, name)` of each finding of a JSON lint report.
+fn live_findings(run: &Run) -> Vec<(String, String, String)> {
+    run.json()["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+            (s("rule"), s("resource"), s("name"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_lint_names_what_was_loosened_out_of_band() {
+    let emu = common::Emulator::start();
+    let w = Workdir::with_example("treasury-signer.yaml");
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    let clean = w.keyrite(&emu, &["lint", "--live", "--format", "json"]);
+    assert_eq!(live_findings(&clean), Vec::new(), "what keyrite deployed is clean:\n{}{}", clean.stdout, clean.stderr);
+
+    // Out of band, through the AWS API: the Function URL goes public, and a wildcard
+    // principal joins the key policy.
+    let lambda = emu.lambda().await;
+    lambda
+        .update_function_url_config()
+        .function_name("keyrite-treasury-signer")
+        .auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None)
+        .send()
+        .await
+        .unwrap();
+    let kms = emu.kms().await;
+    let key = w.id("treasury_key");
+    let policy = kms.get_key_policy().key_id(&key).policy_name("default").send().await.unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+    doc["Statement"].as_array_mut().unwrap().push(serde_json::json!(
+        {"Sid": "Anyone", "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:GetPublicKey", "Resource": "*"}
+    ));
+    kms.put_key_policy().key_id(&key).policy_name("default").policy(doc.to_string()).send().await.unwrap();
+
+    let run = w.keyrite(&emu, &["lint", "--live", "--format", "json"]).expect(2);
+    let found = live_findings(&run);
+    let key_arn = w.state()["resources"]["treasury_key"]["outputs"]["arn"].as_str().unwrap().to_owned();
+    assert!(found.contains(&("KR201".into(), "treasury_key".into(), key_arn.clone())), "{found:?}");
+    let url = found.iter().find(|f| f.0 == "KR301").unwrap_or_else(|| panic!("no KR301: {found:?}"));
+    assert_eq!(url.1, "signer_url");
+    assert!(url.2.starts_with("http") && url.2.contains("lambda-url"), "the URL is named: {url:?}");
+    let human = w.keyrite(&emu, &["lint", "--live"]).expect(2);
+    assert!(
+        human.stdout.contains(&format!("{key_arn}: error[KR201] treasury_key: statement \"Anyone\"")),
+        "{}",
+        human.stdout
+    );
+    // As SARIF: logical locations only, accepted by the validator.
+    let sarif = w.keyrite(&emu, &["lint", "--live", "--format", "sarif"]).expect(2);
+    let results = sarif.json()["runs"][0]["results"].as_array().unwrap().clone();
+    let wildcard = results.iter().find(|r| r["ruleId"] == "KR201").unwrap();
+    assert!(wildcard["locations"][0].get("physicalLocation").is_none(), "{wildcard:#}");
+    assert_eq!(wildcard["locations"][0]["logicalLocations"][0]["fullyQualifiedName"], key_arn.as_str());
+    let file = w.path().join("live.sarif");
+    std::fs::write(&file, &sarif.stdout).unwrap();
+    sarif_multitool_accepts(&file);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_lint_of_an_account_finds_hand_made_stacks_and_only_reads() {
+    let emu = common::Emulator::start();
+    let key_id = common::hand_made_stack(&emu).await;
+    // A key that is not secp256k1 is skipped, with the reason.
+    emu.kms()
+        .await
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap();
+    let w = Workdir::with_text("version: 1\nresources: {}\n");
+    // Through a logging proxy: the calls it sees are reads only.
+    let proxy = common::fault_proxy::FaultProxy::start(&emu.endpoint, common::fault_proxy::Faults::default(), 1);
+    let run = w.keyrite_via(&proxy.endpoint, &["lint", "--live", "--account", "aws", "--format", "json"]).expect(2);
+    let found = live_findings(&run);
+    let rules_for =
+        |needle: &str| -> Vec<String> { found.iter().filter(|f| f.1.contains(needle)).map(|f| f.0.clone()).collect() };
+    // The key keeps the console default policy; the role may sign with any key, without the
+    // algorithm condition; the function has no circuit breaker, and its URL is public.
+    assert!(rules_for(&key_id).contains(&"KR109".to_owned()), "{found:?}\n{}", run.stderr);
+    assert_eq!(rules_for("keyrite-treasury-lambda:sign"), ["KR102", "KR202"], "{found:?}");
+    assert_eq!(rules_for("function:keyrite-treasury-signer"), ["KR304"], "{found:?}");
+    assert!(found.iter().any(|f| f.0 == "KR301" && f.1.contains("lambda-url")), "{found:?}");
+    assert!(run.stderr.contains("key spec ECC_NIST_P256, not ECC_SECG_P256K1"), "{}", run.stderr);
+    assert!(run.stderr.contains("(0 mutating)"), "{}", run.stderr);
+    let operations = proxy.counts.operations();
+    let writes: Vec<&String> =
+        operations.iter().filter(|o| !["Get", "List", "Describe", "GET "].iter().any(|p| o.starts_with(p))).collect();
+    assert!(writes.is_empty(), "the scan made mutating calls: {writes:?}");
+    assert!(operations.iter().any(|o| o == "ListRolePolicies"), "{operations:?}");
 }

@@ -1,14 +1,53 @@
-//! `keyrite lint`: the manifest against keyrite's security rules, as text, JSON or SARIF.
+//! `keyrite lint`: keyrite's security rules over the manifest, over what its state records as
+//! deployed, or over a whole account's signer stacks; as text, JSON or SARIF.
 
-use super::Status;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::{Reference, Status, load, refresh};
 use crate::cli::ManifestArg;
-use crate::lint::{self, Level};
-use crate::manifest::Manifest;
+use crate::discover::{self, Scope};
+use crate::lint::{self, Context, Deployed, Finding, Level};
+use crate::manifest::{AwsConfig, GcpConfig, Manifest, Slot};
+use crate::provider::{self, Cloud};
 use crate::render::{ReportFormat, human, sarif};
 
-pub fn run(arg: &ManifestArg, format: ReportFormat, fail_on: Level) -> anyhow::Result<Status> {
-    let manifest = Manifest::load(&arg.file)?;
-    let findings = lint::manifest(&manifest);
+/// A cloud account `lint --live --account` can scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Account {
+    Aws,
+}
+
+/// What is linted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Manifest,
+    /// What the manifest's state records, read from the cloud.
+    State,
+    /// Every signer stack of an account.
+    Account {
+        cloud: Account,
+        region: Option<String>,
+    },
+}
+
+impl Source {
+    pub fn pick(live: bool, account: Option<Account>, region: Option<String>) -> Source {
+        match (live, account) {
+            (true, Some(cloud)) => Source::Account { cloud, region },
+            (true, None) => Source::State,
+            _ => Source::Manifest,
+        }
+    }
+}
+
+pub async fn run(arg: &ManifestArg, source: Source, format: ReportFormat, fail_on: Level) -> anyhow::Result<Status> {
+    let findings = match &source {
+        Source::Manifest => lint::manifest(&Manifest::load(&arg.file)?),
+        Source::State => state(arg).await?,
+        Source::Account { cloud: Account::Aws, region } => account(region.clone()).await?,
+    };
     match format {
         ReportFormat::Human => print!("{}", human::lint(&findings)),
         ReportFormat::Json => println!(
@@ -20,4 +59,73 @@ pub fn run(arg: &ManifestArg, format: ReportFormat, fail_on: Level) -> anyhow::R
         ReportFormat::Sarif => println!("{}", serde_json::to_string_pretty(&sarif::lint(&findings))?),
     }
     Ok(if findings.iter().any(|f| f.counts() && f.level >= fail_on) { Status::Changes } else { Status::Ok })
+}
+
+/// The state's resources as the cloud holds them, with the slot and deletion window the
+/// state records (the cloud does not know them).
+async fn state(arg: &ManifestArg) -> anyhow::Result<Vec<Finding>> {
+    let (manifest, store) = load(arg).await?;
+    let Some(state) = store.read().await? else {
+        anyhow::bail!("no state at {}: nothing is deployed yet (lint the manifest without --live)", store.describe())
+    };
+    let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
+    let observed = refresh(&cloud, &manifest, Some(&state), Reference::State).await?;
+    let mut deployed = Vec::new();
+    let mut cx = Context { account_id: observed.builtins.get("account_id").cloned(), ..Context::default() };
+    for (address, prior) in &state.resources {
+        let Some(Some(live)) = observed.live.get(address) else {
+            eprintln!("note: {address} ({}) is gone from the cloud; `keyrite drift` shows it", prior.id);
+            continue;
+        };
+        let mut attrs = live.attrs.clone();
+        if let Some(kind) = provider::kind(&prior.kind) {
+            for spec in kind.attrs().iter().filter(|a| a.compare == provider::Compare::StateOnly) {
+                if let Some(v) = prior.attrs.get(spec.name) {
+                    attrs.insert(spec.name.into(), v.clone());
+                }
+            }
+        }
+        if Slot::of(&attrs) == Slot::Recovery {
+            cx.recovery.insert(prior.id.clone());
+        }
+        let name = ["arn", "version_id", "url"]
+            .iter()
+            .find_map(|o| prior.outputs.get(*o).and_then(|v| v.as_str()))
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&prior.id)
+            .to_owned();
+        deployed.push(Deployed { kind: prior.kind.clone(), resource: address.clone(), name, attrs });
+    }
+    Ok(lint::live(&deployed, &cx, &manifest.allowances))
+}
+
+/// Every secp256k1 key of the account and the stack around it, found read-only.
+async fn account(region: Option<String>) -> anyhow::Result<Vec<Finding>> {
+    let settings = AwsConfig { region, ..AwsConfig::default() };
+    let cloud = Cloud::connect(&settings, &GcpConfig::default()).await;
+    let identity = cloud.aws.identity().await.context("cannot identify the AWS caller")?.clone();
+    eprintln!("Scanning account {} in {} as {}", identity.account_id, cloud.aws.region, identity.arn);
+    let scan = discover::aws::scan(&cloud, &Scope::All).await.context("cannot scan the account")?;
+    for s in &scan.skipped {
+        eprintln!("skipped {}: {}", s.name, s.reason);
+    }
+    let deployed: Vec<Deployed> = scan
+        .found
+        .iter()
+        .map(|f| Deployed {
+            kind: f.kind.to_owned(),
+            resource: f.name.clone(),
+            name: f.name.clone(),
+            attrs: f.live.attrs.clone(),
+        })
+        .collect();
+    eprintln!(
+        "Read {} resources around {} secp256k1 keys with {} calls ({} mutating).",
+        deployed.len(),
+        scan.found.iter().filter(|f| f.kind == "aws_kms_key").count(),
+        cloud.calls.snapshot().values().sum::<u64>(),
+        cloud.calls.mutating()
+    );
+    let cx = Context { account_id: Some(identity.account_id), ..Context::default() };
+    Ok(lint::live(&deployed, &cx, &[]))
 }

@@ -5,7 +5,7 @@ mod apply;
 mod ceremony;
 mod destroy;
 mod drift;
-mod lint;
+pub mod lint;
 mod plan;
 mod policy;
 mod preflight;
@@ -41,7 +41,9 @@ pub enum Status {
 pub async fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
         Command::Validate { manifest } => validate::run(&manifest),
-        Command::Lint { manifest, format, fail_on } => lint::run(&manifest, format, fail_on),
+        Command::Lint { manifest, live, account, region, format, fail_on } => {
+            lint::run(&manifest, lint::Source::pick(live, account, region), format, fail_on).await
+        }
         Command::Plan { manifest, out, format, detailed_exitcode } => {
             plan::run(&manifest, out.as_deref(), format, detailed_exitcode).await
         }

@@ -9,6 +9,8 @@
 
 mod rules;
 
+pub use rules::Context;
+
 use serde::Serialize;
 
 use crate::manifest::{Manifest, Slot};
@@ -60,13 +62,20 @@ pub fn rule(id: &str) -> Option<&'static Rule> {
 pub struct Finding {
     pub rule: &'static str,
     pub level: Level,
-    /// The manifest address of the resource.
+    /// The manifest address of the resource, or for a resource no manifest declares, its
+    /// cloud name.
     pub resource: String,
+    /// Live findings: the resource's cloud name (an ARN, or a Cloud KMS resource name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub message: String,
-    /// The manifest file, and where the resource's block starts.
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
+    /// Manifest findings: the manifest file, and where the resource's block starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
     /// Set when the manifest accepts this finding (`lint.allow`): the reason it gives.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed: Option<String>,
@@ -96,6 +105,7 @@ pub fn manifest(m: &Manifest) -> Vec<Finding> {
             .filter(|r| Slot::of(&r.desired) == Slot::Recovery)
             .map(|r| r.name.clone())
             .collect(),
+        account_id: None,
     };
     for spec in &m.resources {
         let pos = m.positions.get(spec.name.split('/').next().unwrap_or_default()).copied().unwrap_or_default();
@@ -108,13 +118,52 @@ pub fn manifest(m: &Manifest) -> Vec<Finding> {
                 rule,
                 level,
                 resource: spec.name.clone(),
+                name: None,
                 message,
-                file: file.clone(),
-                line: pos.line,
-                column: pos.col,
+                file: Some(file.clone()),
+                line: Some(pos.line),
+                column: Some(pos.col),
             });
         }
     }
     out.sort_by(|a, b| (a.line, a.column, a.rule, &a.resource).cmp(&(b.line, b.column, b.rule, &b.resource)));
+    out
+}
+
+/// A resource as deployed.
+#[derive(Clone, Debug)]
+pub struct Deployed {
+    pub kind: String,
+    /// The manifest address when a state records it, else the cloud name.
+    pub resource: String,
+    /// The cloud name: an ARN, or a resource name.
+    pub name: String,
+    /// What the cloud holds, plus what only the state knows (the slot, the deletion window).
+    pub attrs: crate::manifest::Attrs,
+}
+
+/// Lints deployed resources. `allowances` are the manifest's, when there is one. Findings are
+/// ordered by resource, then rule.
+pub fn live(resources: &[Deployed], cx: &Context, allowances: &[crate::manifest::Allowance]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for r in resources {
+        for (rule, message) in rules::check(&r.kind, &r.attrs, cx) {
+            let level = self::rule(rule).map_or(Level::Warning, |r| r.level);
+            let allowed =
+                allowances.iter().find(|a| a.rule == rule && a.resource == r.resource).map(|a| a.reason.clone());
+            out.push(Finding {
+                rule,
+                level,
+                resource: r.resource.clone(),
+                name: Some(r.name.clone()),
+                message,
+                file: None,
+                line: None,
+                column: None,
+                allowed,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.resource, a.rule, &a.message).cmp(&(&b.resource, b.rule, &b.message)));
     out
 }

@@ -84,6 +84,15 @@ pub static RULES: &[Rule] = &[
         help: "Set `deletion_window_days: 30` (the default) on recovery keys.",
     },
     Rule {
+        id: "KR109",
+        name: "key-policy-delegates-signing-to-account",
+        level: Level::Warning,
+        security_severity: "6.0",
+        short: "A key policy gives kms:* to the whole account",
+        full: "The account root is allowed every KMS action on the key, so any IAM policy of the account that allows kms:Sign (on this key or on \"*\") can sign with it, and who may sign is no longer decided by the key. This is the KMS console's default key policy.",
+        help: "Give the account root the administrative actions only, and name the signers in the key policy: `policy: {generated: {signers: […]}}` does both.",
+    },
+    Rule {
         id: "KR201",
         name: "wildcard-principal",
         level: Level::Error,
@@ -153,6 +162,8 @@ pub static RULES: &[Rule] = &[
 pub struct Context {
     /// Recovery keys: their manifest names, and for live resources their ids and ARNs.
     pub recovery: BTreeSet<String>,
+    /// The account being linted, live: its own root is not another account.
+    pub account_id: Option<String>,
 }
 
 impl Context {
@@ -186,7 +197,7 @@ pub fn check(kind: &str, a: &Attrs, cx: &Context) -> Vec<(&'static str, String)>
         }
         "aws_iam_role" => {
             if let Some(p) = policy(a.get("trust_policy")) {
-                trust_policy(&p, &mut out);
+                trust_policy(&p, cx.account_id.as_deref(), &mut out);
             }
         }
         "aws_iam_role_policy" => {
@@ -282,6 +293,10 @@ fn key_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
             out.push(("KR201", format!("{} allows Principal * with no condition", s.label())));
         }
         let others: Vec<&str> = principals.iter().copied().filter(|p| !is_account_root(p)).collect();
+        let roots: Vec<&str> = principals.iter().copied().filter(|p| is_account_root(p)).collect();
+        if grants_everything(s) && !roots.is_empty() {
+            out.push(("KR109", format!("{} allows kms:* to {}", s.label(), roots.join(", "))));
+        }
         if grants_everything(s) && !others.is_empty() {
             out.push(("KR101", format!("{} allows kms:* to {}", s.label(), others.join(", "))));
         }
@@ -349,13 +364,15 @@ fn recovery_window(a: &Attrs, recovery: bool, out: &mut Vec<(&'static str, Strin
     }
 }
 
-fn trust_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
+fn trust_policy(p: &Policy, own_account: Option<&str>, out: &mut Vec<(&'static str, String)>) {
     for s in allows(p) {
         if wildcard_principal(s) && s.conditions().is_empty() {
             out.push(("KR201", format!("trust {} lets any principal assume the role", s.label())));
         }
         for principal in aws_principals(s) {
-            let other_account = is_account_root(principal) && !principal.contains("${aws.account_id}");
+            let own = principal.contains("${aws.account_id}")
+                || own_account.is_some_and(|a| principal == a || principal.ends_with(&format!(":{a}:root")));
+            let other_account = is_account_root(principal) && !own;
             let narrowed = has_condition_key(s, "aws:PrincipalArn") || has_condition_key(s, "sts:ExternalId");
             if other_account && !narrowed {
                 out.push(("KR203", format!("trust {} lets any principal of {principal} assume the role", s.label())));
@@ -429,7 +446,11 @@ mod tests {
     fn the_console_default_key_policy_lacks_only_the_algorithm_condition_when_it_signs() {
         let console = json!({"Version": "2012-10-17", "Statement": [
             {"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"}]});
-        assert_eq!(key(console), Vec::<&str>::new(), "the account root's kms:* is the lockout-prevention statement");
+        assert_eq!(
+            key(console),
+            ["KR109"],
+            "the account root's kms:* keeps the key manageable, and lets IAM grant signing"
+        );
         let broad = json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:role/ops"}, "Action": "kms:*", "Resource": "*"}]});
         assert_eq!(key(broad), ["KR101", "KR102", "KR103"]);
@@ -457,6 +478,7 @@ mod tests {
         let mut out = Vec::new();
         trust_policy(
             &Policy::parse(&json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "444455556666"}, "Action": "sts:AssumeRole"}]})).unwrap(),
+            None,
             &mut out,
         );
         assert_eq!(out.iter().map(|(r, _)| *r).collect::<Vec<_>>(), ["KR203"]);

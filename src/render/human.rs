@@ -220,17 +220,12 @@ pub fn lint(findings: &[crate::lint::Finding]) -> String {
     let mut out = String::new();
     for f in findings {
         let allowed = f.allowed.as_deref().map(|r| format!(" (allowed by the manifest: {r})")).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{}:{}:{}: {}[{}] {}: {}{allowed}",
-            f.file,
-            f.line,
-            f.column,
-            f.level.as_str(),
-            f.rule,
-            f.resource,
-            f.message
-        );
+        let at = match (&f.file, &f.name) {
+            (Some(file), _) => format!("{file}:{}:{}: ", f.line.unwrap_or(1), f.column.unwrap_or(1)),
+            (None, Some(name)) if *name != f.resource => format!("{name}: "),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "{at}{}[{}] {}: {}{allowed}", f.level.as_str(), f.rule, f.resource, f.message);
     }
     let count = |l: crate::lint::Level| findings.iter().filter(|f| f.level == l).count();
     let (e, w, n) =

@@ -142,18 +142,21 @@ pub fn lint(findings: &[Finding]) -> Json {
     let results: Vec<SarifResult> = findings
         .iter()
         .map(|f| {
-            let location = Location {
-                physical_location: Some(PhysicalLocation {
-                    artifact_location: Some(ArtifactLocation { uri: Some(uri(&f.file)), ..Default::default() }),
-                    region: Some(Region {
-                        start_line: Some(f.line.max(1) as i64),
-                        start_column: Some(f.column.max(1) as i64),
-                        ..Default::default()
-                    }),
+            // Manifest findings point into the file; live ones name the resource in its cloud.
+            let physical_location = f.file.as_ref().map(|file| PhysicalLocation {
+                artifact_location: Some(ArtifactLocation { uri: Some(uri(file)), ..Default::default() }),
+                region: Some(Region {
+                    start_line: Some(f.line.unwrap_or(1).max(1) as i64),
+                    start_column: Some(f.column.unwrap_or(1).max(1) as i64),
                     ..Default::default()
                 }),
+                ..Default::default()
+            });
+            let location = Location {
+                physical_location,
                 logical_locations: Some(vec![LogicalLocation {
                     name: Some(f.resource.clone()),
+                    fully_qualified_name: f.name.clone(),
                     kind: Some("resource".into()),
                     ..Default::default()
                 }]),

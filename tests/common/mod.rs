@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -285,4 +287,61 @@ impl Run {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
     }
+}
+
+pub const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
+pub fn a_zip() -> Vec<u8> {
+    keyrite::package::zip(vec![("index.mjs".into(), b"export const handler = async () => ({});".to_vec())])
+        .unwrap()
+        .bytes
+}
+
+/// The signer stack of the public guides, made by hand under the names
+/// `manifests/treasury-signer.yaml` declares.
+pub async fn hand_made_stack(emu: &Emulator) -> String {
+    let kms = emu.kms().await;
+    let key =
+        kms.create_key().key_spec(KeySpec::EccSecgP256K1).key_usage(KeyUsageType::SignVerify).send().await.unwrap();
+    let key_id = key.key_metadata().unwrap().key_id().to_owned();
+    kms.create_alias().alias_name("alias/treasury-lambda").target_key_id(&key_id).send().await.unwrap();
+    let iam = emu.iam().await;
+    let role =
+        iam.create_role().role_name("keyrite-treasury-lambda").assume_role_policy_document(TRUST).send().await.unwrap();
+    let sign = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Sign","kms:GetPublicKey"],"Resource":"*"}]}"#;
+    iam.put_role_policy()
+        .role_name("keyrite-treasury-lambda")
+        .policy_name("sign")
+        .policy_document(sign)
+        .send()
+        .await
+        .unwrap();
+    let lambda = emu.lambda().await;
+    let blob = aws_sdk_lambda::primitives::Blob::new(a_zip());
+    lambda
+        .publish_layer_version()
+        .layer_name("keyrite-aws-sdk-kms")
+        .content(aws_sdk_lambda::types::LayerVersionContentInput::builder().zip_file(blob.clone()).build())
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .create_function()
+        .function_name("keyrite-treasury-signer")
+        .runtime(aws_sdk_lambda::types::Runtime::Nodejs20x)
+        .handler("index.handler")
+        .role(role.role().unwrap().arn())
+        .environment(aws_sdk_lambda::types::Environment::builder().variables("KMS_KEY_ID", &key_id).build())
+        .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(blob).build())
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .create_function_url_config()
+        .function_name("keyrite-treasury-signer")
+        .auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None)
+        .send()
+        .await
+        .unwrap();
+    key_id
 }
