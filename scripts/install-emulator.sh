@@ -4,7 +4,8 @@
 # SHA-256(digest), so keyrite's self-test must report it.
 # Also Google's own Cloud KMS client (google-cloud-kms, pinned), which checks keyrite's
 # Cloud KMS stand-in (tests/gcp_standin/) over REST: there is no Cloud KMS emulator.
-# Also securesystemslib (an independent DSSE verifier for ceremony records) and, if missing,
+# Also securesystemslib (an independent DSSE verifier for ceremony records), parliament (an
+# IAM policy linter that judges the policies keyrite generates) and, if missing,
 # OpenSSH's ssh-keygen (approvals). Idempotent: a second run with the right versions installed does nothing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,6 +46,17 @@ if ! { [ -x "$ssl/bin/python" ] && "$ssl/bin/pip" show securesystemslib 2>/dev/n
   python3 -m venv "$ssl"
   "$ssl/bin/pip" install --quiet --disable-pip-version-check "securesystemslib==$ssl_version" "cryptography==$crypto_version"
   echo "installed securesystemslib $ssl_version into $ssl" >&2
+fi
+
+# PyPI parliament (pinned): Duo Labs' IAM policy linter, an independent judge of the
+# policies keyrite generates.
+parliament="$root/.venv/parliament"
+parliament_version=1.6.4
+if ! { [ -x "$parliament/bin/parliament" ] \
+   && "$parliament/bin/pip" show parliament 2>/dev/null | grep -x "Version: $parliament_version" >/dev/null; }; then
+  python3 -m venv "$parliament"
+  "$parliament/bin/pip" install --quiet --disable-pip-version-check "parliament==$parliament_version"
+  echo "installed parliament $parliament_version into $parliament" >&2
 fi
 
 # OpenSSH's ssh-keygen: approvals are made and checked with the real one in the tests.
