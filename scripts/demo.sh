@@ -2,7 +2,8 @@
 # The main job, end to end on the local cloud: start the AWS emulator on a loopback port,
 # then, with manifests/treasury-signer.yaml (key, role, signer Lambda, Function URL, API
 # Gateway): lint → plan → apply → plan (no changes) → addresses → selftest (direct KMS, Function
-# URL, API stage; the emulator runs the template with the real AWS SDK as a layer) → drift.
+# URL, API stage; the emulator runs the template with the real AWS SDK as a layer) → drift →
+# lint --live (the state's resources as deployed) → lint --live --account aws (the account).
 # A fresh state on the same manifest then shows a plan that fails because its names are
 # taken, and a key ceremony follows: two approvers (one with ssh-keygen, one with keyrite
 # approve), apply with proof of possession, and `keyrite ceremony verify` of the record.
@@ -37,6 +38,8 @@ step addresses;                     "$keyrite" addresses
 step selftest --via-emulator "$AWS_ENDPOINT_URL"
 "$keyrite" selftest --via-emulator "$AWS_ENDPOINT_URL"                   # live sign-and-recover; exits 1 on failure
 step drift;                         "$keyrite" drift                      # exits 2 on drift
+step lint --live;                   "$keyrite" lint --live                # what is deployed, as the cloud holds it
+step lint --live --account aws;     "$keyrite" lint --live --account aws  # every secp256k1 key's stack, read-only
 printf '\nAWS done: applied, converged, addresses derived, self-test passed, no drift. State: %s/keyrite.state.json\n' "$work"
 
 printf '\n\033[1m== A plan that tells the truth: the same manifest with a fresh state finds its names taken\033[0m\n'

@@ -590,3 +590,12 @@ async fn every_policy_keyrite_generates_satisfies_parliament() {
         assert!(findings.is_empty(), "parliament on {what}:\n{policy}\n{findings:#?}");
     }
 }
+
+#[test]
+fn docs_explain_every_rule_as_the_code_states_it() {
+    let docs = std::fs::read_to_string(repo_root().join("docs/lint.md")).unwrap();
+    for rule in keyrite::lint::RULES {
+        let heading = format!("## {} `{}`\n\n{} · security-severity {}\n\n**{}.** {}\n\n*Fix:* {}\n", rule.id, rule.name, rule.level.as_str(), rule.security_severity, rule.short, rule.full, rule.help);
+        assert!(docs.contains(&heading), "docs/lint.md does not state {} as the code does:\n{heading}", rule.id);
+    }
+}
