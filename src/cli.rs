@@ -38,8 +38,9 @@ pub enum Command {
     /// Check a manifest, or what is deployed, against keyrite's security rules (docs/lint.md)
     ///
     /// Without --live, the manifest (no cloud call). With --live, what the manifest's state
-    /// records, as the cloud holds it now. With --live --account aws, every secp256k1 key of
-    /// the account and region and the signer stack around it, whoever made them (read-only).
+    /// records, as the cloud holds it now. With --live --account aws (or gcp), every secp256k1
+    /// key of the account and region (or project and location) and the signer stack around it,
+    /// whoever made them (read-only).
     ///
     /// Exit status: 0 when no finding is at or above --fail-on, 2 when one is, 1 on error.
     Lint {
@@ -54,6 +55,12 @@ pub enum Command {
         /// With --account aws: the region (else AWS_REGION)
         #[arg(long, requires = "account")]
         region: Option<String>,
+        /// With --account gcp: the project
+        #[arg(long, requires = "account")]
+        project: Option<String>,
+        /// With --account gcp: the location (us-east1, global, …)
+        #[arg(long, requires = "account")]
+        location: Option<String>,
         #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
         format: ReportFormat,
         /// The lowest level that makes the exit status 2

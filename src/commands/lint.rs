@@ -1,5 +1,5 @@
 //! `keyrite lint`: keyrite's security rules over the manifest, over what its state records as
-//! deployed, or over a whole account's signer stacks; as text, JSON or SARIF.
+//! deployed, or over a whole account's (or project's) signer stacks; as text, JSON or SARIF.
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use super::{Reference, Status, load, refresh};
 use crate::cli::ManifestArg;
-use crate::discover::{self, Scope};
+use crate::discover;
 use crate::lint::{self, Context, Deployed, Finding, Level};
 use crate::manifest::{AwsConfig, GcpConfig, Manifest, Slot};
 use crate::provider::{self, Cloud};
@@ -17,6 +17,15 @@ use crate::render::{ReportFormat, human, sarif};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Account {
     Aws,
+    Gcp,
+}
+
+/// Where an account scan looks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub region: Option<String>,
+    pub project: Option<String>,
+    pub location: Option<String>,
 }
 
 /// What is linted.
@@ -25,20 +34,30 @@ pub enum Source {
     Manifest,
     /// What the manifest's state records, read from the cloud.
     State,
-    /// Every signer stack of an account.
-    Account {
-        cloud: Account,
+    /// Every signer stack of an AWS account and region.
+    Aws {
         region: Option<String>,
+    },
+    /// Every signer stack of a Google Cloud project and location.
+    Gcp {
+        project: String,
+        location: String,
     },
 }
 
 impl Source {
-    pub fn pick(live: bool, account: Option<Account>, region: Option<String>) -> Source {
-        match (live, account) {
-            (true, Some(cloud)) => Source::Account { cloud, region },
+    pub fn pick(live: bool, account: Option<Account>, scope: Scope) -> anyhow::Result<Source> {
+        Ok(match (live, account) {
+            (true, Some(Account::Aws)) => Source::Aws { region: scope.region },
+            (true, Some(Account::Gcp)) => {
+                let (Some(project), Some(location)) = (scope.project, scope.location) else {
+                    anyhow::bail!("--account gcp needs --project and --location")
+                };
+                Source::Gcp { project, location }
+            }
             (true, None) => Source::State,
             _ => Source::Manifest,
-        }
+        })
     }
 }
 
@@ -46,7 +65,8 @@ pub async fn run(arg: &ManifestArg, source: Source, format: ReportFormat, fail_o
     let findings = match &source {
         Source::Manifest => lint::manifest(&Manifest::load(&arg.file)?),
         Source::State => state(arg).await?,
-        Source::Account { cloud: Account::Aws, region } => account(region.clone()).await?,
+        Source::Aws { region } => aws_account(region.clone()).await?,
+        Source::Gcp { project, location } => gcp_project(project, location).await?,
     };
     match format {
         ReportFormat::Human => print!("{}", human::lint(&findings)),
@@ -100,12 +120,29 @@ async fn state(arg: &ManifestArg) -> anyhow::Result<Vec<Finding>> {
 }
 
 /// Every secp256k1 key of the account and the stack around it, found read-only.
-async fn account(region: Option<String>) -> anyhow::Result<Vec<Finding>> {
+async fn aws_account(region: Option<String>) -> anyhow::Result<Vec<Finding>> {
     let settings = AwsConfig { region, ..AwsConfig::default() };
     let cloud = Cloud::connect(&settings, &GcpConfig::default()).await;
     let identity = cloud.aws.identity().await.context("cannot identify the AWS caller")?.clone();
     eprintln!("Scanning account {} in {} as {}", identity.account_id, cloud.aws.region, identity.arn);
-    let scan = discover::aws::scan(&cloud, &Scope::All).await.context("cannot scan the account")?;
+    let scan = discover::aws::scan(&cloud, &discover::Scope::All).await.context("cannot scan the account")?;
+    let cx = Context { account_id: Some(identity.account_id), ..Context::default() };
+    Ok(lint::live(&scanned(&scan, &cloud, "aws_kms_key"), &cx, &[]))
+}
+
+/// Every secp256k1 key of the project and location, its ring and its IAM policy.
+async fn gcp_project(project: &str, location: &str) -> anyhow::Result<Vec<Finding>> {
+    let settings = GcpConfig { project: Some(project.to_owned()), ..GcpConfig::default() };
+    let cloud = Cloud::connect(&AwsConfig::default(), &settings).await;
+    let principal =
+        provider::gcp::credentials::principal(&cloud.gcp).await.context("cannot identify the Google principal")?;
+    eprintln!("Scanning projects/{project}/locations/{location} as {principal}");
+    let scan = discover::gcp::scan(&cloud, project, location, None).await.context("cannot scan the project")?;
+    Ok(lint::live(&scanned(&scan, &cloud, "gcp_kms_crypto_key"), &Context::default(), &[]))
+}
+
+/// What a scan found, to lint; prints what was skipped, what was read and at what cost.
+fn scanned(scan: &discover::Scan, cloud: &Cloud, key_kind: &str) -> Vec<Deployed> {
     for s in &scan.skipped {
         eprintln!("skipped {}: {}", s.name, s.reason);
     }
@@ -119,13 +156,12 @@ async fn account(region: Option<String>) -> anyhow::Result<Vec<Finding>> {
             attrs: f.live.attrs.clone(),
         })
         .collect();
+    let keys = scan.found.iter().filter(|f| f.kind == key_kind).count();
     eprintln!(
-        "Read {} resources around {} secp256k1 keys with {} calls ({} mutating).",
+        "Read {} resource(s) around {keys} secp256k1 key(s) with {} calls ({} mutating).",
         deployed.len(),
-        scan.found.iter().filter(|f| f.kind == "aws_kms_key").count(),
         cloud.calls.snapshot().values().sum::<u64>(),
         cloud.calls.mutating()
     );
-    let cx = Context { account_id: Some(identity.account_id), ..Context::default() };
-    Ok(lint::live(&deployed, &cx, &[]))
+    deployed
 }

@@ -41,8 +41,9 @@ pub enum Status {
 pub async fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
         Command::Validate { manifest } => validate::run(&manifest),
-        Command::Lint { manifest, live, account, region, format, fail_on } => {
-            lint::run(&manifest, lint::Source::pick(live, account, region), format, fail_on).await
+        Command::Lint { manifest, live, account, region, project, location, format, fail_on } => {
+            let source = lint::Source::pick(live, account, lint::Scope { region, project, location })?;
+            lint::run(&manifest, source, format, fail_on).await
         }
         Command::Plan { manifest, out, format, detailed_exitcode } => {
             plan::run(&manifest, out.as_deref(), format, detailed_exitcode).await

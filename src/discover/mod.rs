@@ -8,6 +8,7 @@
 //! mutating call, which the call log shows.
 
 pub mod aws;
+pub mod gcp;
 
 use crate::provider::Live;
 
