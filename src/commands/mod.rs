@@ -242,9 +242,26 @@ async fn look_before_creating(
                 let why = format!(
                     "found in the cloud by its ownership tags: {id} was created by an interrupted apply and is adopted, not created again"
                 );
-                observed.adopted.insert(spec.name.clone(), Adopted { id, live, why });
+                observed.adopted.insert(spec.name.clone(), Adopted { id, live, why, imported: false });
             }
             continue;
+        }
+        if let (Some(given), None, true) = (&spec.import, recorded, check_names) {
+            // A declared resource inside an imported one (an inline policy of an imported
+            // role) is imported where it exists, and created where it does not.
+            let inside = spec.name.contains('/');
+            match import(cloud, kind, &spec.name, given, &desired, state).await? {
+                Ok(adopted) => {
+                    known.insert(&spec.name, adopted.live.outputs.clone());
+                    observed.adopted.insert(spec.name.clone(), adopted);
+                    continue;
+                }
+                Err(_) if inside => {}
+                Err(e) => {
+                    observed.import_errors.insert(spec.name.clone(), e);
+                    continue;
+                }
+            }
         }
         let recorded_here = recorded.filter(|r| r.kind == spec.kind);
         let gone = matches!(observed.live.get(&spec.name), Some(None));
@@ -262,7 +279,7 @@ async fn look_before_creating(
                     known.insert(&spec.name, live.outputs.clone());
                     observed.adopted.insert(
                         spec.name.clone(),
-                        Adopted { id, live, why: format!("{why}: adopted, not created again") },
+                        Adopted { id, live, why: format!("{why}: adopted, not created again"), imported: false },
                     );
                 }
             }
@@ -272,6 +289,49 @@ async fn look_before_creating(
         }
     }
     Ok(())
+}
+
+/// Reads what an `import:` names. The outer error is a failed read; the inner one a plan
+/// error: nothing there, or already in the state under another address.
+async fn import(
+    cloud: &Cloud,
+    kind: &dyn provider::Kind,
+    address: &str,
+    given: &str,
+    desired: &crate::manifest::Attrs,
+    state: Option<&State>,
+) -> anyhow::Result<Result<Adopted, crate::plan::PlanError>> {
+    let refused = |message: String, hint: &str| crate::plan::PlanError {
+        address: Some(address.to_owned()),
+        message,
+        hint: Some(hint.to_owned()),
+    };
+    let lookup = kind.import_lookup(given);
+    let found = match kind.read(cloud, &lookup, desired).await {
+        Ok(found) => found,
+        // A read that refuses (a Cloud KMS key that is not for signing, say) says why.
+        Err(provider::ProviderError::Refused(why)) => {
+            return Ok(Err(refused(format!("{address}: cannot import {given}: {why}"), "import a signing key")));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {given}, which {address} imports"))),
+    };
+    let Some(live) = found else {
+        return Ok(Err(refused(
+            format!("{address}: import {given}: no {} with this id exists", kind.name()),
+            "check the id, the account or project, and the region or location",
+        )));
+    };
+    let id = kind.import_id(&lookup, &live);
+    let taken = state
+        .and_then(|s| s.resources.iter().find(|(a, r)| a.as_str() != address && r.kind == kind.name() && r.id == id));
+    if let Some((other, _)) = taken {
+        return Ok(Err(refused(
+            format!("{address}: import {given}: {id} is already in the state as {other}"),
+            "one resource has one address: remove the import, or the other declaration",
+        )));
+    }
+    let why = if id == given { format!("import: {given}") } else { format!("import: {given} ({id})") };
+    Ok(Ok(Adopted { id, live, why: format!("{why}: recorded as it is, not created"), imported: true }))
 }
 
 /// Asks a yes/no question on the terminal.

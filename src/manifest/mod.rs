@@ -147,6 +147,10 @@ pub struct ResourceSpec {
     pub desired: Attrs,
     /// Resources this one references, directly.
     pub depends_on: BTreeSet<String>,
+    /// `import: <id>`: an existing resource to record instead of creating one (no effect once
+    /// the address is in the state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<String>,
 }
 
 /// What a signer signs: the EIP-191 personal-message hash of the 32 bytes, or the bytes as
@@ -431,7 +435,7 @@ impl Validation {
 
     /// Declares an additional resource derived from the one being validated.
     pub fn declare_child(&mut self, name: String, kind: &str, pos: Pos, desired: Attrs, refs: Vec<(Reference, Pos)>) {
-        let spec = ResourceSpec { name, kind: kind.to_owned(), desired, depends_on: BTreeSet::new() };
+        let spec = ResourceSpec { name, kind: kind.to_owned(), desired, depends_on: BTreeSet::new(), import: None };
         self.children.push((spec, pos, refs));
     }
 
@@ -691,10 +695,18 @@ impl Validation {
                 self.error(key.pos, "name", msg);
                 continue;
             }
+            let mut imported_role = None;
             if let Some(spec) = self.resource(name, body) {
+                if spec.import.is_some() {
+                    imported_role = spec.desired.get("name").and_then(Json::as_str).map(str::to_owned);
+                }
                 out.push((spec, key.pos));
             }
             for (mut child, pos, refs) in std::mem::take(&mut self.children) {
+                // An imported role brings the inline policies it declares, where they exist.
+                if let (Some(role), Some(policy)) = (&imported_role, child.desired.get("name").and_then(Json::as_str)) {
+                    child.import = Some(format!("{role}:{policy}"));
+                }
                 child.depends_on = refs.iter().map(|(r, _)| r.resource.clone()).filter(|r| r != "aws").collect();
                 child.desired.insert(REFS_KEY.into(), refs_json(&refs));
                 out.push((child, pos));
@@ -736,12 +748,19 @@ impl Validation {
             return None;
         }
         self.refs.clear();
+        let import_pos = block.pos_of("import");
+        let import = block.string(self, "import");
+        if let Some(id) = &import
+            && let Err(msg) = kind.check_import(id)
+        {
+            self.error(import_pos, "import", format!("{path}.import: {msg}"));
+        }
         let mut desired = kind.desired(name, &mut block, self);
         block.finish(self);
         let refs = self.take_refs();
         let depends_on = refs.iter().map(|(r, _)| r.resource.clone()).filter(|r| r != "aws").collect();
         desired.insert(REFS_KEY.into(), refs_json(&refs));
-        Some(ResourceSpec { name: name.to_owned(), kind: type_name.to_owned(), desired, depends_on })
+        Some(ResourceSpec { name: name.to_owned(), kind: type_name.to_owned(), desired, depends_on, import })
     }
 
     /// Checks every reference's target and attribute, finds cycles, and orders resources.

@@ -288,6 +288,8 @@ pub struct Observed {
     pub adopted: BTreeMap<String, Adopted>,
     /// Declared names already taken by resources this state does not own.
     pub conflicts: BTreeMap<String, Conflict>,
+    /// `import:` ids that cannot be imported, and why.
+    pub import_errors: BTreeMap<String, PlanError>,
 }
 
 /// A resource the plan adopts.
@@ -297,6 +299,8 @@ pub struct Adopted {
     pub live: Live,
     /// How it was found, for the plan's reason line.
     pub why: String,
+    /// Named by the manifest's `import:`: never replaced.
+    pub imported: bool,
 }
 
 /// A declared name someone else's resource holds.
@@ -383,6 +387,16 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
                 if let Some(a) = adopted {
                     change.reason = Some(a.why.clone());
                 }
+                // What an import found has no record of how it was made: judge against that.
+                let before = adopted.filter(|a| a.imported).map_or(&p.attrs, |a| &a.live.attrs);
+                if change.action == Action::Update
+                    && let Some(note) = kind.change_note(before, &desired)
+                {
+                    change.reason = Some(match change.reason.take() {
+                        Some(r) => format!("{r}; {note}"),
+                        None => note,
+                    });
+                }
                 if change.action != Action::Replace {
                     known.insert(&spec.name, merged_outputs(&l.outputs, &p.outputs));
                 }
@@ -395,6 +409,28 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
                 }
             }
             (None, _) => change.changes = creation_attrs(kind, &desired, &unknown),
+        }
+        if let Some(e) = observed.import_errors.get(&spec.name) {
+            errors.push(e.clone());
+        }
+        if adopted.is_some_and(|a| a.imported) && change.action == Action::Replace {
+            let forced: Vec<String> = change
+                .changes
+                .iter()
+                .filter(|c| c.forces_replacement)
+                .map(|c| format!("{}: {} → {}", c.name, short(&c.before), short(&c.after)))
+                .collect();
+            let id = adopted.map(|a| a.id.as_str()).unwrap_or_default();
+            errors.push(PlanError {
+                address: Some(spec.name.clone()),
+                message: format!(
+                    "importing {id} as {} would replace it ({}); keyrite never replaces an imported resource{}",
+                    spec.name,
+                    forced.join(", "),
+                    kind.replacement_hazard().map(|h| format!(": {h}")).unwrap_or_default()
+                ),
+                hint: Some(format!("declare {} as it exists, or import another resource", spec.name)),
+            });
         }
         if let Some(c) = observed.conflicts.get(&spec.name) {
             errors.push(PlanError {
@@ -655,3 +691,12 @@ pub fn compare(mode: Compare, from: Option<&Json>, to: Option<&Json>) -> (bool, 
 
 #[cfg(test)]
 mod tests;
+
+/// A value for a one-line message: a string as itself, anything else as JSON, absent as "-".
+fn short(v: &Option<Json>) -> String {
+    match v {
+        Some(Json::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "-".into(),
+    }
+}

@@ -380,6 +380,28 @@ pub trait Kind: Send + Sync {
         let _ = (cloud, desired, lineage);
         Ok(Occupant::Free)
     }
+    /// A sentence the plan shows for an update from `before` (the recorded or imported
+    /// attributes) to `desired`, when the change deserves one. Default: none.
+    fn change_note(&self, before: &Attrs, desired: &Attrs) -> Option<String> {
+        let _ = (before, desired);
+        None
+    }
+    /// Checks the form of an `import:` id, before any call: `Err` says why it cannot name a
+    /// resource of this kind (an ARN of another service, say). Default: any id.
+    fn check_import(&self, given: &str) -> std::result::Result<(), String> {
+        let _ = given;
+        Ok(())
+    }
+    /// The id an `import:` names, in the form `read` takes. Default: as given.
+    fn import_lookup(&self, given: &str) -> String {
+        given.to_owned()
+    }
+    /// The id the state records for an imported resource, from what its read found (a key's
+    /// id when the import named its alias, say). Default: the looked-up id.
+    fn import_id(&self, looked_up: &str, live: &Live) -> String {
+        let _ = live;
+        looked_up.to_owned()
+    }
     /// The permissions an operation of this kind needs, as the cloud names them
     /// (`kms:CreateAlias`, `cloudkms.cryptoKeys.create`), for the plan's permission check.
     fn permissions(&self, op: Op) -> &'static [&'static str];

@@ -52,6 +52,14 @@ impl Kind for ApiGateway {
         &["api_id", "arn", "execution_arn", "stage", "path", "stage_url"]
     }
 
+    /// The REST API's id (as in `https://{id}.execute-api…`).
+    fn check_import(&self, given: &str) -> std::result::Result<(), String> {
+        if given.is_empty() || !given.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!("{given:?} is not a REST API id (the 10 characters before .execute-api in its URL)"));
+        }
+        Ok(())
+    }
+
     fn permissions(&self, op: Operation) -> &'static [&'static str] {
         match op {
             Operation::Read => &["apigateway:GET"],

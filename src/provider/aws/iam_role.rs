@@ -46,6 +46,16 @@ impl Kind for IamRole {
         &["arn", "name", "role_id"]
     }
 
+    /// A role name or a role ARN.
+    fn check_import(&self, given: &str) -> std::result::Result<(), String> {
+        super::arn_of(given, "iam", &["role/"], "an IAM role")
+    }
+
+    /// The role's name: an ARN's last path segment.
+    fn import_lookup(&self, given: &str) -> String {
+        if given.starts_with("arn:") { given.rsplit('/').next().unwrap_or(given).to_owned() } else { given.to_owned() }
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["iam:GetRole", "iam:ListRoleTags", "iam:ListRolePolicies"],

@@ -31,6 +31,14 @@ impl Kind for IamRolePolicy {
         &["name"]
     }
 
+    /// `role:policy`.
+    fn check_import(&self, given: &str) -> std::result::Result<(), String> {
+        match given.split_once(':') {
+            Some((role, name)) if !given.starts_with("arn:") && !role.is_empty() && !name.is_empty() => Ok(()),
+            _ => Err(format!("{given:?} is not an inline role policy: write it as role:policy")),
+        }
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["iam:GetRolePolicy"],

@@ -31,6 +31,19 @@ impl Kind for KmsAlias {
         &["name", "arn"]
     }
 
+    /// `alias/…` or an alias ARN.
+    fn check_import(&self, given: &str) -> std::result::Result<(), String> {
+        super::arn_of(given, "kms", &["alias/"], "a KMS alias")?;
+        if !given.starts_with("arn:") && !given.starts_with("alias/") {
+            return Err(format!("{given:?} is not an alias (alias/… or its ARN)"));
+        }
+        Ok(())
+    }
+
+    fn import_lookup(&self, given: &str) -> String {
+        given.split_once(":alias/").map_or_else(|| given.to_owned(), |(_, name)| format!("alias/{name}"))
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["kms:ListAliases"],

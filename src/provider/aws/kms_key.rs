@@ -35,7 +35,7 @@ use base64::Engine;
 use futures_util::TryFutureExt;
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, check_cidr, check_principal, document_field, unless_gone, until_visible};
+use super::{Cloud, api_error, arn_of, check_cidr, check_principal, document_field, unless_gone, until_visible};
 use crate::manifest::{Attrs, Block, Slot, Validation};
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Op, ProviderError, Result, map_json, str_attr, tag_delta,
@@ -102,6 +102,15 @@ impl Kind for KmsKey {
             ],
             Op::Delete => &["kms:ScheduleKeyDeletion"],
         }
+    }
+
+    /// A key id, a key ARN, an alias (`alias/…`) or an alias ARN.
+    fn check_import(&self, given: &str) -> std::result::Result<(), String> {
+        arn_of(given, "kms", &["key/", "alias/"], "a KMS key")
+    }
+
+    fn import_id(&self, looked_up: &str, live: &Live) -> String {
+        live.outputs.get("key_id").and_then(Json::as_str).unwrap_or(looked_up).to_owned()
     }
 
     fn replacement_hazard(&self) -> Option<&'static str> {

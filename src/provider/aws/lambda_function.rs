@@ -59,6 +59,33 @@ impl Kind for LambdaFunction {
         &["arn", "name"]
     }
 
+    /// A function name or ARN.
+    fn check_import(&self, given: &str) -> std::result::Result<(), String> {
+        super::arn_of(given, "lambda", &["function:"], "a Lambda function")
+    }
+
+    fn import_id(&self, looked_up: &str, live: &Live) -> String {
+        live.attrs.get("name").and_then(Json::as_str).unwrap_or(looked_up).to_owned()
+    }
+
+    /// An apply that puts the template over code keyrite did not write says so plainly.
+    fn change_note(&self, before: &Attrs, desired: &Attrs) -> Option<String> {
+        let (had, want) = (str_attr(before, "code_sha256"), str_attr(desired, "code_sha256"));
+        let template = str_attr(desired, "template");
+        if template.is_empty() || had == want {
+            return None;
+        }
+        Some(if str_attr(before, "template") == template {
+            format!(
+                "the template {template} is not what was deployed (a different keyrite, or an edit): the apply replaces the signer code"
+            )
+        } else {
+            format!(
+                "the apply REPLACES the function's current code (CodeSha256 {had}), which keyrite did not write, with the template {template}"
+            )
+        })
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["lambda:GetFunction"],
@@ -82,23 +109,56 @@ impl Kind for LambdaFunction {
         let mut a = Attrs::new();
         let pos = b.pos();
         a.insert("name".into(), json!(b.required_string(cx, "name").unwrap_or_default()));
-        a.insert(
-            "runtime".into(),
-            json!(b.choice(cx, "runtime", &["nodejs20.x", "nodejs22.x"]).unwrap_or_else(|| "nodejs20.x".into())),
-        );
+        // `code: {keep: <CodeSha256>}`: code keyrite did not write, managed without replacing it.
+        let kept = match b.block(cx, "code") {
+            Some(mut code) => {
+                let sha = code.required_string(cx, "keep");
+                code.finish(cx);
+                if b.has("template") {
+                    cx.error(
+                        b.pos_of("template"),
+                        "value",
+                        format!("{}: give `template` or `code: {{keep: …}}`, not both", b.field_path("template")),
+                    );
+                }
+                sha
+            }
+            None => None,
+        };
+        let runtime = if kept.is_some() {
+            // Kept code runs on whatever runtime it was written for.
+            let r = b.string(cx, "runtime").unwrap_or_else(|| "nodejs20.x".into());
+            if r.is_empty() || !r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.') {
+                cx.error(
+                    b.pos_of("runtime"),
+                    "value",
+                    format!("{}: {r:?} is not a Lambda runtime", b.field_path("runtime")),
+                );
+            }
+            r
+        } else {
+            b.choice(cx, "runtime", &["nodejs20.x", "nodejs22.x"]).unwrap_or_else(|| "nodejs20.x".into())
+        };
+        a.insert("runtime".into(), json!(runtime));
         a.insert("handler".into(), json!(b.string(cx, "handler").unwrap_or_else(|| "index.handler".into())));
         a.insert("role".into(), json!(b.required_string(cx, "role").unwrap_or_default()));
         a.insert("memory_mb".into(), json!(b.integer(cx, "memory_mb", 128..=10240).unwrap_or(256)));
         a.insert("timeout_seconds".into(), json!(b.integer(cx, "timeout_seconds", 1..=900).unwrap_or(10)));
         let mut env: BTreeMap<String, String> = b.string_map(cx, "environment").unwrap_or_default();
-        if let Some(key) = b.required_string(cx, "key") {
+        // The template is configured by these; kept code has the environment it declares.
+        let key = if kept.is_some() { b.string(cx, "key") } else { b.required_string(cx, "key") };
+        if let Some(key) = key {
             env.insert("KMS_KEY_ID".into(), key);
         }
-        if let Some(address) = b.required_string(cx, "expected_address") {
+        let address =
+            if kept.is_some() { b.string(cx, "expected_address") } else { b.required_string(cx, "expected_address") };
+        if let Some(address) = address {
             env.insert("EXPECTED_ADDRESS".into(), address);
         }
-        let mode = b.choice(cx, "mode", &["eip191", "digest"]).unwrap_or_else(|| "eip191".into());
-        env.insert("SIGNING_MODE".into(), mode);
+        let mode = b.choice(cx, "mode", &["eip191", "digest"]);
+        if kept.is_none() || mode.is_some() {
+            env.insert("SIGNING_MODE".into(), mode.unwrap_or_else(|| "eip191".into()));
+        }
         a.insert("environment".into(), map_json(&env));
         a.insert("layers".into(), json!(b.string_list(cx, "layers").unwrap_or_default()));
         a.insert(
@@ -106,6 +166,12 @@ impl Kind for LambdaFunction {
             b.integer(cx, "reserved_concurrency", 0..=1000).map_or(Json::Null, |n| json!(n)),
         );
         a.insert("tags".into(), map_json(&b.string_map(cx, "tags").unwrap_or_default()));
+        if let Some(sha) = kept {
+            a.insert("code_sha256".into(), json!(sha));
+            a.insert("template".into(), json!(""));
+            a.insert("template_base".into(), json!(""));
+            return a;
+        }
         let template = b.string(cx, "template").unwrap_or_else(|| "aws-lambda-signer".into());
         let base = cx.base_dir().to_path_buf();
         match package::template_files(&template, &base).and_then(package::zip) {
@@ -154,6 +220,13 @@ impl Kind for LambdaFunction {
     /// `lambda:CreateFunction` (with tags), `lambda:PutFunctionConcurrency`, and
     /// `iam:PassRole` on the role. Retries while the new role is not yet assumable.
     async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+        if str_attr(desired, "template").is_empty() {
+            return Err(ProviderError::Refused(format!(
+                "function {} keeps code keyrite did not write (code: keep), so keyrite cannot create it: import it, or \
+                 give a template",
+                str_attr(desired, "name")
+            )));
+        }
         let code = build(desired)?;
         let name = str_attr(desired, "name");
         let out = until_visible(
@@ -204,6 +277,14 @@ impl Kind for LambdaFunction {
         changed: &[String],
     ) -> Result<Attrs> {
         let has = |a: &str| changed.iter().any(|c| c == a);
+        if has("code_sha256") && str_attr(desired, "template").is_empty() {
+            return Err(ProviderError::Refused(format!(
+                "function {id} keeps its own code (code: keep, CodeSha256 {}), but it is now {}: keyrite never uploads \
+                 code it did not write; restore the code, or pin the new CodeSha256 after reviewing it",
+                str_attr(desired, "code_sha256"),
+                str_attr(live, "code_sha256")
+            )));
+        }
         if has("code_sha256") {
             let code = build(desired)?;
             retry_conflict(|| {

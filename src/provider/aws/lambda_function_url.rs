@@ -44,6 +44,15 @@ impl Kind for LambdaFunctionUrl {
         &["url", "function"]
     }
 
+    /// The function's name or ARN: a function has one URL.
+    fn check_import(&self, given: &str) -> std::result::Result<(), String> {
+        super::arn_of(given, "lambda", &["function:"], "a Lambda function (a URL is imported by its function)")
+    }
+
+    fn import_lookup(&self, given: &str) -> String {
+        given.split_once(":function:").map_or_else(|| given.to_owned(), |(_, name)| name.to_owned())
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["lambda:GetFunctionUrlConfig", "lambda:GetPolicy"],

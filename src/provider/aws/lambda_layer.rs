@@ -44,6 +44,12 @@ impl Kind for LambdaLayer {
         &["arn", "version"]
     }
 
+    fn check_import(&self, _: &str) -> std::result::Result<(), String> {
+        Err("layer versions are not imported: keyrite publishes its own from `source:`, and a layer carries no \
+             ownership tags"
+            .into())
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["lambda:GetLayerVersion", "lambda:ListLayerVersions"],

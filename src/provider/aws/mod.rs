@@ -243,6 +243,25 @@ pub fn document_field(
     Some(doc)
 }
 
+/// For `import:` ids: an ARN must be of `service`, with a resource starting with one of
+/// `resources`; anything that is not an ARN is left to the read. `what` names the kind.
+pub fn arn_of(given: &str, service: &str, resources: &[&str], what: &str) -> Result<(), String> {
+    if !given.starts_with("arn:") {
+        return Ok(());
+    }
+    let parts: Vec<&str> = given.splitn(6, ':').collect();
+    let (found_service, resource) =
+        (parts.get(2).copied().unwrap_or_default(), parts.get(5).copied().unwrap_or_default());
+    if found_service == service && resources.iter().any(|r| resource.starts_with(r)) {
+        return Ok(());
+    }
+    let found = match resource.split_once(['/', ':']) {
+        Some((kind, _)) => format!("{found_service} {kind}"),
+        None => found_service.to_owned(),
+    };
+    Err(format!("{given} is the ARN of a {found}, not of {what}"))
+}
+
 /// Checks an IPv4/IPv6 address or CIDR block, as `aws:SourceIp` accepts.
 pub fn check_cidr(text: &str) -> Result<(), String> {
     let (addr, prefix) = match text.split_once('/') {

@@ -77,6 +77,16 @@ impl Kind for CryptoKey {
         &["id", "version_id", "public_key", "address"]
     }
 
+    /// A resource name: `projects/…/cryptoKeys/…`.
+    fn check_import(&self, given: &str) -> std::result::Result<(), String> {
+        let p: Vec<&str> = given.split('/').collect();
+        if p.len() == 8 && p[0] == "projects" && p[2] == "locations" && p[8 - 2] == "cryptoKeys" {
+            Ok(())
+        } else {
+            Err(format!("{given:?} is not a crypto key (projects/P/locations/L/keyRings/R/cryptoKeys/K)"))
+        }
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &[

@@ -52,6 +52,16 @@ impl Kind for CryptoKeyIamBinding {
         &["crypto_key", "etag"]
     }
 
+    /// A resource name: `projects/…/cryptoKeys/…`.
+    fn check_import(&self, given: &str) -> std::result::Result<(), String> {
+        let p: Vec<&str> = given.split('/').collect();
+        if p.len() == 8 && p[0] == "projects" && p[2] == "locations" && p[8 - 2] == "cryptoKeys" {
+            Ok(())
+        } else {
+            Err(format!("{given:?} is not a crypto key (the binding is imported by its key's resource name)"))
+        }
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["cloudkms.cryptoKeys.getIamPolicy"],

@@ -32,6 +32,16 @@ impl Kind for KeyRing {
         &["id"]
     }
 
+    /// A resource name: `projects/…/keyRings/…`.
+    fn check_import(&self, given: &str) -> std::result::Result<(), String> {
+        let p: Vec<&str> = given.split('/').collect();
+        if p.len() == 6 && p[0] == "projects" && p[2] == "locations" && p[6 - 2] == "keyRings" {
+            Ok(())
+        } else {
+            Err(format!("{given:?} is not a key ring (projects/P/locations/L/keyRings/R)"))
+        }
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["cloudkms.keyRings.get"],

@@ -1,0 +1,219 @@
+//! Bringing a hand-made signer stack under keyrite with `import:`: the stack of the public
+//! guides is built on ministack through the AWS API, as a person would in the console; a
+//! manifest imports it; the plan shows the imports and nothing but keyrite's ownership
+//! marks; apply keeps the key, its address and the function's code; drift then works as for
+//! any stack. Bad imports are plan errors that name the resource and the id.
+
+mod common;
+
+use common::{Emulator, TRUST, Workdir, hand_made_stack};
+
+const SIGN: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Sign","kms:GetPublicKey"],"Resource":"*"}]}"#;
+
+/// A manifest that declares the hand-made stack as it is, importing every resource.
+async fn manifest_for(emu: &Emulator, key_import: &str) -> String {
+    let kms = emu.kms().await;
+    let key_id =
+        kms.describe_key().key_id(key_import).send().await.unwrap().key_metadata().unwrap().key_id().to_owned();
+    let policy = kms.get_key_policy().key_id(&key_id).policy_name("default").send().await.unwrap();
+    let f = emu.lambda().await.get_function().function_name("keyrite-treasury-signer").send().await.unwrap();
+    let c = f.configuration().unwrap();
+    format!(
+        r#"version: 1
+provider:
+  aws: {{region: us-east-1}}
+resources:
+  treasury_key:
+    type: aws_kms_key
+    import: {key_import}
+    policy:
+      document: '{policy}'
+  treasury_alias:
+    type: aws_kms_alias
+    import: alias/treasury-lambda
+    name: alias/treasury-lambda
+    target_key: ${{treasury_key.key_id}}
+  signer_role:
+    type: aws_iam_role
+    import: arn:aws:iam::000000000000:role/keyrite-treasury-lambda
+    name: keyrite-treasury-lambda
+    trust:
+      document: '{TRUST}'
+    policies:
+      sign:
+        document: '{SIGN}'
+  signer:
+    type: aws_lambda_function
+    import: keyrite-treasury-signer
+    name: keyrite-treasury-signer
+    code: {{keep: "{sha}"}}
+    runtime: nodejs20.x
+    handler: index.handler
+    role: ${{signer_role.arn}}
+    memory_mb: {memory}
+    timeout_seconds: {timeout}
+    environment: {{KMS_KEY_ID: "{key_id}"}}
+  signer_url:
+    type: aws_lambda_function_url
+    import: keyrite-treasury-signer
+    function: ${{signer.name}}
+    public: true
+lint:
+  allow:
+    KR202:
+      signer_role/sign: "the guide's policy; narrowed to the key after the import"
+"#,
+        policy = policy.policy().unwrap(),
+        sha = c.code_sha256().unwrap(),
+        memory = c.memory_size().unwrap(),
+        timeout = c.timeout().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hand_made_stack_is_imported_without_replacing_anything() {
+    let emu = Emulator::start();
+    let key_id = hand_made_stack(&emu).await;
+    let lambda = emu.lambda().await;
+    let code_before = lambda
+        .get_function()
+        .function_name("keyrite-treasury-signer")
+        .send()
+        .await
+        .unwrap()
+        .configuration()
+        .unwrap()
+        .code_sha256()
+        .unwrap()
+        .to_owned();
+    // The key by its alias; the role by its ARN; the function and URL by name.
+    let w = Workdir::with_text(&manifest_for(&emu, "alias/treasury-lambda").await);
+    w.keyrite(&emu, &["validate"]).expect(0);
+
+    let plan = w.keyrite(&emu, &["plan", "--format", "json"]).expect(0).json();
+    let changes = plan["changes"].as_array().unwrap();
+    let key = changes.iter().find(|c| c["address"] == "treasury_key").unwrap();
+    assert!(
+        key["reason"].as_str().unwrap().starts_with(&format!("import: alias/treasury-lambda ({key_id})")),
+        "{key:#}"
+    );
+    for c in changes {
+        assert_ne!(c["action"], "create", "nothing is created: {c:#}");
+        let attrs: Vec<&str> =
+            c["attributes"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+        // Only keyrite's ownership tags, and the URL's public-access statements that keyrite
+        // keeps under its own statement ids.
+        assert!(attrs.iter().all(|a| ["tags", "public_permissions"].contains(a)), "{}: {attrs:?}", c["address"]);
+    }
+    let human = w.keyrite(&emu, &["plan"]).expect(0);
+    assert!(human.stdout.contains("import: keyrite-treasury-signer"), "{}", human.stdout);
+    // The findings name the public URL and the broad key policy; the allowance is printed.
+    assert!(
+        human.stderr.contains("warning[KR301]") || human.stdout.contains("KR301"),
+        "{}{}",
+        human.stdout,
+        human.stderr
+    );
+    assert!(human.stderr.contains("KR109") || human.stdout.contains("KR109"), "{}{}", human.stdout, human.stderr);
+
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    assert_eq!(w.id("treasury_key"), key_id, "the same key");
+    let address = w.state()["resources"]["treasury_key"]["outputs"]["address"].as_str().unwrap().to_owned();
+    let spki = emu.kms().await.get_public_key().key_id(&key_id).send().await.unwrap();
+    let derived = keyrite::crypto::evm_address(
+        &keyrite::crypto::public_key_from_spki_der(spki.public_key().unwrap().as_ref()).unwrap(),
+    );
+    assert_eq!(address, derived.to_string(), "the same address");
+    let code_after = lambda.get_function().function_name("keyrite-treasury-signer").send().await.unwrap();
+    assert_eq!(code_after.configuration().unwrap().code_sha256().unwrap(), code_before, "the same code");
+    w.keyrite(&emu, &["plan", "--detailed-exitcode"]).expect(0);
+    w.keyrite(&emu, &["drift"]).expect(0);
+
+    // Out of band afterwards: new code and a bigger function are drift; apply restores the
+    // configuration, and refuses to upload code it did not write.
+    lambda
+        .update_function_code()
+        .function_name("keyrite-treasury-signer")
+        .zip_file(aws_sdk_lambda::primitives::Blob::new(
+            keyrite::package::zip(vec![(
+                "index.mjs".into(),
+                b"export const handler = async () => ({statusCode: 200});".to_vec(),
+            )])
+            .unwrap()
+            .bytes,
+        ))
+        .send()
+        .await
+        .unwrap();
+    let drift = w.keyrite(&emu, &["drift"]).expect(2);
+    assert!(drift.stdout.contains("code_sha256"), "{}", drift.stdout);
+    let apply = w.keyrite(&emu, &["apply", "--auto-approve"]).expect(1);
+    assert!(apply.stderr.contains("keyrite never uploads code it did not write"), "{}", apply.stderr);
+
+    // The import line has no effect once the address is in the state: without it, the plan is
+    // the same.
+    let text = std::fs::read_to_string(&w.manifest).unwrap();
+    let without: String =
+        text.lines().filter(|l| !l.trim_start().starts_with("import:")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&w.manifest, without).unwrap();
+    let plan = w.keyrite(&emu, &["plan"]).expect(0);
+    assert!(plan.stdout.contains("code_sha256"), "only the code drift is left: {}", plan.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_imports_are_plan_errors_that_name_the_resource_and_the_id() {
+    let emu = Emulator::start();
+    hand_made_stack(&emu).await;
+    let head = "version: 1\nprovider:\n  aws: {region: us-east-1}\nresources:\n";
+    let plan_error = |body: &str| {
+        let w = Workdir::with_text(&format!("{head}{body}"));
+        let run = w.keyrite(&emu, &["plan"]);
+        assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+        format!("{}{}", run.stdout, run.stderr)
+    };
+    // An id that does not exist.
+    let out = plan_error("  k:\n    type: aws_kms_key\n    import: alias/nothing-here\n");
+    assert!(
+        out.contains("k: import alias/nothing-here: no aws_kms_key with this id exists")
+            || out.contains("alias/nothing-here"),
+        "{out}"
+    );
+    // The wrong kind, by ARN: a manifest error, before any call.
+    let w = Workdir::with_text(&format!(
+        "{head}  r:\n    type: aws_iam_role\n    import: arn:aws:kms:us-east-1:000000000000:key/abc\n    name: r\n    trust: {{services: [lambda.amazonaws.com]}}\n"
+    ));
+    let run = w.keyrite(&emu, &["validate"]).expect(1);
+    assert!(
+        run.stderr.contains("keyrite.yaml:7:13: ")
+            && run.stderr.contains("is the ARN of a kms key, not of an IAM role"),
+        "{}",
+        run.stderr
+    );
+    // A key that is not secp256k1, for an EVM signer: importing it would replace it.
+    let p256 = emu
+        .kms()
+        .await
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap();
+    let p256 = p256.key_metadata().unwrap().key_id().to_owned();
+    let out = plan_error(&format!("  k:\n    type: aws_kms_key\n    import: {p256}\n"));
+    assert!(
+        out.contains(&format!("importing {p256} as k would replace it (key_spec: ECC_NIST_P256 → ECC_SECG_P256K1)")),
+        "{out}"
+    );
+    assert!(out.contains("keyrite never replaces an imported resource"), "{out}");
+    // An id already in the state under another address.
+    let w = Workdir::with_text(&format!(
+        "{head}  k:\n    type: aws_kms_key\n    import: alias/treasury-lambda\n    policy: {{generated: {{}}}}\n"
+    ));
+    w.keyrite(&emu, &["apply", "--auto-approve"]);
+    let text = std::fs::read_to_string(&w.manifest).unwrap();
+    std::fs::write(&w.manifest, format!("{text}  again:\n    type: aws_kms_key\n    import: alias/treasury-lambda\n"))
+        .unwrap();
+    let run = w.keyrite(&emu, &["plan"]).expect(1);
+    assert!(run.stdout.contains("is already in the state as k"), "{}", run.stdout);
+}
