@@ -208,6 +208,16 @@ pub enum Command {
         #[arg(long, env = "KEYRITE_VIA_EMULATOR", value_name = "URL")]
         via_emulator: Option<String>,
     },
+    /// Read an account's hand-made signer stacks and write a manifest that imports them
+    ///
+    /// Follows the stack around each secp256k1 key (aliases, signing roles and their inline
+    /// policies, functions that name the key, their URLs and APIs; on Cloud KMS the ring and
+    /// the key's IAM policy), with read calls only. Every resource carries `import:`, and a
+    /// plan of the manifest shows no change but keyrite's ownership marks.
+    Discover {
+        #[command(subcommand)]
+        cloud: DiscoverCloud,
+    },
     /// Serve the signer contract over HTTP, backed by KMS
     Serve {
         #[command(flatten)]
@@ -333,5 +343,42 @@ pub enum PolicyCommand {
         a: PathBuf,
         /// The policy to compare with it
         b: PathBuf,
+    },
+}
+
+/// Where `keyrite discover` looks.
+#[derive(Debug, Subcommand)]
+pub enum DiscoverCloud {
+    /// An AWS account and region
+    Aws {
+        /// The region (else AWS_REGION)
+        #[arg(long)]
+        region: Option<String>,
+        /// One key: its id, ARN or alias (alias/…)
+        #[arg(long, conflicts_with_all = ["tag", "all"], required_unless_present_any = ["tag", "all"])]
+        key: Option<String>,
+        /// Keys carrying this tag (KEY=VALUE)
+        #[arg(long, value_name = "KEY=VALUE", conflicts_with = "all")]
+        tag: Option<String>,
+        /// Every secp256k1 key of the account and region
+        #[arg(long)]
+        all: bool,
+        /// Write the manifest here instead of to standard output (an existing file is kept)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// A Google Cloud project and location
+    Gcp {
+        #[arg(long)]
+        project: String,
+        /// us-east1, global, …
+        #[arg(long)]
+        location: String,
+        /// Only this key ring
+        #[arg(long, value_name = "RING")]
+        key_ring: Option<String>,
+        /// Write the manifest here instead of to standard output (an existing file is kept)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }

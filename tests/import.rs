@@ -217,3 +217,102 @@ async fn bad_imports_are_plan_errors_that_name_the_resource_and_the_id() {
     let run = w.keyrite(&emu, &["plan"]).expect(1);
     assert!(run.stdout.contains("is already in the state as k"), "{}", run.stdout);
 }
+
+/// `(address, attribute names)` of every change a JSON plan would make.
+fn planned(plan: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let attrs =
+                c["attributes"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_owned()).collect();
+            (c["address"].as_str().unwrap().to_owned(), attrs)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discover_writes_a_manifest_that_imports_the_guides_stack_as_it_is() {
+    let emu = Emulator::start();
+    let key_id = hand_made_stack(&emu).await;
+    let lambda = emu.lambda().await;
+    let code = |f: aws_sdk_lambda::operation::get_function::GetFunctionOutput| {
+        f.configuration().unwrap().code_sha256().unwrap().to_owned()
+    };
+    let code_before = code(lambda.get_function().function_name("keyrite-treasury-signer").send().await.unwrap());
+    let w = Workdir::with_text("version: 1\nresources: {}\n");
+
+    // Discovery only reads: the logging proxy sees no mutating call, and keyrite counts none.
+    let proxy = common::fault_proxy::FaultProxy::start(&emu.endpoint, common::fault_proxy::Faults::default(), 1);
+    let run = w.keyrite_via(&proxy.endpoint, &["discover", "aws", "--all", "--out", "discovered.yaml"]).expect(0);
+    let operations = proxy.counts.operations();
+    let writes: Vec<&String> =
+        operations.iter().filter(|o| !["Get", "List", "Describe", "GET "].iter().any(|p| o.starts_with(p))).collect();
+    assert!(writes.is_empty(), "discovery made mutating calls: {writes:?}");
+    let text = std::fs::read_to_string(w.path().join("discovered.yaml")).unwrap();
+    assert!(text.contains("(0 mutating)"), "{text}");
+    // The findings stand out: the public URL and the key policy giving kms:* to the account.
+    assert!(run.stderr.contains("warning[KR301]") && run.stderr.contains("warning[KR109]"), "{}", run.stderr);
+    assert!(text.contains("# review: warning[KR301]") && text.contains("# review: warning[KR109]"), "{text}");
+    for kind in [
+        "aws_kms_key",
+        "aws_kms_alias",
+        "aws_iam_role",
+        "aws_lambda_function",
+        "aws_lambda_function_url",
+        "aws_api_gateway_rest_api",
+    ] {
+        assert!(text.contains(&format!("type: \"{kind}\"")), "{kind} missing:\n{text}");
+    }
+    assert!(text.contains(&format!("import: \"{key_id}\"")), "{text}");
+
+    std::fs::rename(w.path().join("discovered.yaml"), &w.manifest).unwrap();
+    w.keyrite(&emu, &["validate"]).expect(0);
+    let plan = w.keyrite(&emu, &["plan", "--format", "json"]).expect(0).json();
+    for (address, attrs) in planned(&plan) {
+        assert!(
+            attrs.iter().all(|a| a == "tags"),
+            "{address} would change {attrs:?} (only ownership tags may):\n{text}"
+        );
+    }
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    let key =
+        w.state()["resources"].as_object().unwrap().values().find(|r| r["type"] == "aws_kms_key").unwrap().clone();
+    assert_eq!(key["id"], key_id.as_str(), "the same key");
+    assert_eq!(code(lambda.get_function().function_name("keyrite-treasury-signer").send().await.unwrap()), code_before);
+    w.keyrite(&emu, &["plan", "--detailed-exitcode"]).expect(0);
+    w.keyrite(&emu, &["drift"]).expect(0);
+    // An out-of-band change afterwards is caught.
+    let open = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Open","Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:*","Resource":"*"}]}"#;
+    emu.kms().await.put_key_policy().key_id(&key_id).policy_name("default").policy(open).send().await.unwrap();
+    let drift = w.keyrite(&emu, &["drift"]).expect(2);
+    assert!(drift.stdout.contains("policy"), "{}", drift.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discover_over_a_stack_keyrite_made_gives_an_empty_plan() {
+    let emu = Emulator::start();
+    let made = Workdir::with_example("treasury-signer.yaml");
+    made.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    let w = Workdir::with_text("version: 1\nresources: {}\n");
+    w.keyrite(&emu, &["discover", "aws", "--key", "alias/treasury-lambda", "--out", "again.yaml"]).expect(0);
+    std::fs::rename(w.path().join("again.yaml"), &w.manifest).unwrap();
+    let text = std::fs::read_to_string(&w.manifest).unwrap();
+    // Addresses come back from keyrite's own marks.
+    // (An alias and a Function URL carry no tags, so they get new addresses; they have no
+    // ownership marks to change either.)
+    for address in ["treasury_key:", "signer_role:", "signer:", "signer_api:"] {
+        assert!(text.contains(&format!("  {address}\n")), "{address} missing:\n{text}");
+    }
+    // The plan records every resource as it is and changes nothing; once applied, nothing is
+    // left to do.
+    let plan = w.keyrite(&emu, &["plan", "--format", "json"]).expect(0).json();
+    for c in plan["changes"].as_array().unwrap() {
+        assert_eq!(c["action"], "adopt", "{c:#}\n{text}");
+        assert_eq!(c["attributes"], serde_json::json!([]), "{c:#}\n{text}");
+    }
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    w.keyrite(&emu, &["plan", "--detailed-exitcode"]).expect(0);
+    assert_eq!(w.state()["lineage"], made.state()["lineage"], "the lost state's lineage continues");
+}

@@ -4,6 +4,7 @@ mod addresses;
 mod apply;
 mod ceremony;
 mod destroy;
+mod discover;
 mod drift;
 pub mod lint;
 mod plan;
@@ -84,6 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Sign { manifest, signer, hash, mode } => {
             signing::sign(&manifest, signer.as_deref(), &hash, mode).await
         }
+        Command::Discover { cloud } => discover::run(cloud).await,
         Command::RenderSigner { manifest, signer, out } => render::run(&manifest, signer.as_deref(), &out).await,
         Command::Selftest { manifest, signer, format, timeout, via_emulator } => {
             signing::selftest(&manifest, signer.as_deref(), format, timeout, via_emulator.as_deref()).await
@@ -198,6 +200,9 @@ async fn refresh(
     let lineage = state.map_or_else(|| uuid::Uuid::new_v4().to_string(), |s| s.lineage.clone());
     let mut observed = Observed { lineage, live, builtins, identity, ..Observed::default() };
     look_before_creating(cloud, manifest, state, &mut observed, against == Reference::Manifest).await?;
+    if state.is_none() {
+        continue_lineage(manifest, &mut observed);
+    }
     Ok(observed)
 }
 
@@ -289,6 +294,32 @@ async fn look_before_creating(
         }
     }
     Ok(())
+}
+
+/// A new state whose imports all carry one keyrite lineage (a stack keyrite made, whose state
+/// was lost, brought back by `keyrite discover`) continues that lineage, so that the
+/// resources' ownership marks stay as they are.
+fn continue_lineage(manifest: &Manifest, observed: &mut Observed) {
+    let mut lineages = std::collections::BTreeSet::new();
+    let mut marked = Vec::new();
+    for (address, a) in observed.adopted.iter().filter(|(_, a)| a.imported) {
+        let Some(kind) = manifest.resource(address).and_then(|s| provider::kind(&s.kind)) else { continue };
+        // Kinds without ownership marks (aliases, URLs) have no say.
+        let Some((attr, marks)) = kind.ownership("", "") else { continue };
+        let lineage = a.live.attrs.get(attr).and_then(|t| t.get(marks[0].0)).and_then(|v| v.as_str());
+        lineages.insert(lineage.unwrap_or_default().to_owned());
+        marked.push(address.clone());
+    }
+    if let [only] = lineages.into_iter().collect::<Vec<_>>().as_slice()
+        && !only.is_empty()
+    {
+        observed.lineage = only.clone();
+        for address in marked {
+            if let Some(a) = observed.adopted.get_mut(&address) {
+                a.why.push_str(&format!("; it carries keyrite lineage {only}, which the new state continues"));
+            }
+        }
+    }
 }
 
 /// Reads what an `import:` names. The outer error is a failed read; the inner one a plan

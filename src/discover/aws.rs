@@ -105,6 +105,11 @@ async fn keys(cloud: &Cloud, scope: &Scope, scan: &mut Scan) -> Result<Vec<Key>>
             scan.skipped.push(Skipped { name: arn, reason: format!("key spec {spec}, not {SECP256K1}") });
             continue;
         }
+        let usage = meta.key_usage().map(|u| u.as_str()).unwrap_or_default();
+        if usage != "SIGN_VERIFY" {
+            scan.skipped.push(Skipped { name: arn, reason: format!("key usage {usage}, not SIGN_VERIFY") });
+            continue;
+        }
         if meta.key_manager().is_some_and(|m| m.as_str() == "AWS") {
             scan.skipped.push(Skipped { name: arn, reason: "an AWS managed key".into() });
             continue;
@@ -170,7 +175,7 @@ async fn roles(cloud: &Cloud, keys: &[Key], scan: &mut Scan) -> Result<()> {
         if path.starts_with("/aws-service-role/") {
             continue;
         }
-        let mut signing = Vec::new();
+        let (mut signing, mut others) = (Vec::new(), Vec::new());
         let mut marker = None;
         loop {
             let out = iam
@@ -200,7 +205,10 @@ async fn roles(cloud: &Cloud, keys: &[Key], scan: &mut Scan) -> Result<()> {
                             .collect()
                     })
                     .unwrap_or_default();
-                if !signs_with.is_empty() {
+                if signs_with.is_empty() {
+                    let why = format!("an inline policy of {role}");
+                    others.push(Found { kind: "aws_iam_role_policy", id: id.clone(), name: id, live, why });
+                } else {
                     let why = format!("grants kms:Sign on {}", signs_with.join(", "));
                     signing.push(Found { kind: "aws_iam_role_policy", id: id.clone(), name: id, live, why });
                 }
@@ -215,6 +223,9 @@ async fn roles(cloud: &Cloud, keys: &[Key], scan: &mut Scan) -> Result<()> {
             (None, Some(p)) => format!("its inline policy {} {}", p.id, p.why),
             (None, None) => continue,
         };
+        // Every inline policy of the role comes along: a manifest that left one out would
+        // have apply remove it.
+        signing.extend(others);
         let declared: Vec<Json> = signing.iter().map(|p| json!(p.id.split_once(':').map_or("", |(_, n)| n))).collect();
         let reference: Attrs = [("inline_policies".to_owned(), Json::Array(declared))].into_iter().collect();
         if let Some(live) = read(cloud, "aws_iam_role", &role, &reference).await? {

@@ -380,6 +380,14 @@ pub trait Kind: Send + Sync {
         let _ = (cloud, desired, lineage);
         Ok(Occupant::Free)
     }
+    /// The manifest fields (without `type:` and `import:`) that declare `live` as it is, for
+    /// `keyrite discover`, so that a plan of them shows no change. `refer` turns an id or ARN
+    /// into a `${…}` reference when what it names is declared too. Default: the kind is not
+    /// discovered.
+    fn declare(&self, live: &Live, refer: &dyn Fn(&str) -> Option<String>) -> Option<Json> {
+        let _ = (live, refer);
+        None
+    }
     /// A sentence the plan shows for an update from `before` (the recorded or imported
     /// attributes) to `desired`, when the change deserves one. Default: none.
     fn change_note(&self, before: &Attrs, desired: &Attrs) -> Option<String> {
@@ -468,4 +476,24 @@ pub fn tag_delta(desired: &Attrs, live: &Attrs) -> (BTreeMap<String, String>, Ve
     let set = want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let unset = have.keys().filter(|k| !want.contains_key(*k)).cloned().collect();
     (set, unset)
+}
+
+/// For [`Kind::declare`]: a string attribute of `live`, as a reference when `refer` knows it.
+pub fn declared_ref(live: &Attrs, name: &str, refer: &dyn Fn(&str) -> Option<String>) -> Json {
+    let value = str_attr(live, name);
+    Json::String(refer(value).unwrap_or_else(|| value.to_owned()))
+}
+
+/// For [`Kind::declare`]: the `tags` (or `labels`) of `live` without keyrite's own marks;
+/// None when nothing is left.
+pub fn declared_tags(live: &Attrs, name: &str) -> Option<Json> {
+    let tags: serde_json::Map<String, Json> = live
+        .get(name)
+        .and_then(Json::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !k.starts_with("keyrite:") && !k.starts_with("keyrite-"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!tags.is_empty()).then_some(Json::Object(tags))
 }

@@ -7,6 +7,7 @@
 pub mod human;
 pub mod json;
 pub mod sarif;
+pub mod yaml;
 
 /// Output format chosen with `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -343,5 +343,50 @@ pub async fn hand_made_stack(emu: &Emulator) -> String {
         .send()
         .await
         .unwrap();
+    // What the console adds for a URL with auth NONE: anyone may invoke it.
+    for (sid, action) in [
+        ("FunctionURLAllowPublicAccess", "lambda:InvokeFunctionUrl"),
+        ("FunctionURLAllowInvokeAction", "lambda:InvokeFunction"),
+    ] {
+        let mut permission = lambda
+            .add_permission()
+            .function_name("keyrite-treasury-signer")
+            .statement_id(sid)
+            .action(action)
+            .principal("*");
+        if action == "lambda:InvokeFunctionUrl" {
+            permission = permission.function_url_auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None);
+        }
+        permission.send().await.unwrap();
+    }
+    // A REST API with IAM auth and an account-scoped resource policy, POST /sign → the function.
+    let function_arn = format!("arn:aws:lambda:us-east-1:000000000000:function:keyrite-treasury-signer");
+    let gw = emu.apigateway().await;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":"execute-api:Invoke","Resource":"execute-api:/*"}]}"#;
+    let api = gw.create_rest_api().name("treasury-signer-api").policy(policy).send().await.unwrap();
+    let api_id = api.id().unwrap().to_owned();
+    let resources = gw.get_resources().rest_api_id(&api_id).send().await.unwrap();
+    let root = resources.items().iter().find(|r| r.path() == Some("/")).unwrap().id().unwrap().to_owned();
+    let sign = gw.create_resource().rest_api_id(&api_id).parent_id(root).path_part("sign").send().await.unwrap();
+    let sign = sign.id().unwrap().to_owned();
+    gw.put_method()
+        .rest_api_id(&api_id)
+        .resource_id(&sign)
+        .http_method("POST")
+        .authorization_type("AWS_IAM")
+        .send()
+        .await
+        .unwrap();
+    gw.put_integration()
+        .rest_api_id(&api_id)
+        .resource_id(&sign)
+        .http_method("POST")
+        .r#type(aws_sdk_apigateway::types::IntegrationType::AwsProxy)
+        .integration_http_method("POST")
+        .uri(format!("arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{function_arn}/invocations"))
+        .send()
+        .await
+        .unwrap();
+    gw.create_deployment().rest_api_id(&api_id).stage_name("prod").send().await.unwrap();
     key_id
 }

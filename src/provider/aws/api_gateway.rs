@@ -60,6 +60,31 @@ impl Kind for ApiGateway {
         Ok(())
     }
 
+    fn declare(&self, live: &Live, refer: &dyn Fn(&str) -> Option<String>) -> Option<Json> {
+        let a = &live.attrs;
+        let mut out = json!({
+            "name": str_attr(a, "name"),
+            "function": crate::provider::declared_ref(a, "function_arn", refer),
+            "path": str_attr(a, "path"),
+            "stage": str_attr(a, "stage"),
+        });
+        let rate = a.get("throttle_rate").and_then(Json::as_f64);
+        let burst = a.get("throttle_burst").and_then(Json::as_i64);
+        out["throttle"] = match (rate, burst) {
+            (Some(rate), Some(burst)) if rate >= 1.0 && burst >= 1 && rate.fract() == 0.0 => {
+                json!({"rate": rate as i64, "burst": burst})
+            }
+            _ => json!("none"),
+        };
+        if let Some(p) = a.get("policy").filter(|p| !p.is_null()) {
+            out["policy"] = json!({"document": p});
+        }
+        if let Some(tags) = crate::provider::declared_tags(a, "tags") {
+            out["tags"] = tags;
+        }
+        Some(out)
+    }
+
     fn permissions(&self, op: Operation) -> &'static [&'static str] {
         match op {
             Operation::Read => &["apigateway:GET"],
@@ -98,17 +123,21 @@ impl Kind for ApiGateway {
         }
         a.insert("stage".into(), json!(stage));
         a.insert("authorization".into(), json!("AWS_IAM"));
-        let (rate, burst) = match b.block(cx, "throttle") {
-            Some(mut t) => {
+        // `throttle: none` declares a stage without a throttle (as a hand-made one may be).
+        let unthrottled = b.get("throttle").and_then(|n| n.as_scalar()) == Some("none");
+        let (rate, burst) = match (unthrottled, unthrottled.then_some(None).unwrap_or_else(|| b.block(cx, "throttle")))
+        {
+            (true, _) => (Json::Null, Json::Null),
+            (false, Some(mut t)) => {
                 let rate = t.integer(cx, "rate", 1..=10_000).unwrap_or(10);
                 let burst = t.integer(cx, "burst", 1..=5_000).unwrap_or(20);
                 t.finish(cx);
-                (rate, burst)
+                (json!(rate as f64), json!(burst))
             }
-            None => (10, 20),
+            (false, None) => (json!(10.0), json!(20)),
         };
-        a.insert("throttle_rate".into(), json!(rate as f64));
-        a.insert("throttle_burst".into(), json!(burst));
+        a.insert("throttle_rate".into(), rate);
+        a.insert("throttle_burst".into(), burst);
         a.insert("policy".into(), resource_policy(b, cx));
         a.insert("tags".into(), map_json(&b.string_map(cx, "tags").unwrap_or_default()));
         a
@@ -141,10 +170,21 @@ impl Kind for ApiGateway {
             _ => Json::Null,
         };
         live.attrs.insert("policy".into(), policy);
+        // Tags from GetTags, which reflects TagResource everywhere (an emulator's GetRestApi
+        // may show only the tags given at creation).
+        let tags = cloud
+            .aws
+            .apigateway
+            .get_tags()
+            .resource_arn(api_arn(cloud, id))
+            .send()
+            .await
+            .map_err(|e| api_error("apigateway:GetTags", e))?;
         live.attrs.insert(
             "tags".into(),
             map_json(
-                &api.tags()
+                &tags
+                    .tags()
                     .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>())
                     .unwrap_or_default(),
             ),
@@ -193,12 +233,10 @@ impl Kind for ApiGateway {
             Ok(s) => {
                 let all = s.method_settings().and_then(|m| m.get("*/*"));
                 live.attrs.insert("stage".into(), json!(stage));
+                // No stage-wide method settings: no throttle.
+                live.attrs.insert("throttle_rate".into(), all.map_or(Json::Null, |m| json!(m.throttling_rate_limit())));
                 live.attrs
-                    .insert("throttle_rate".into(), json!(all.map(|m| m.throttling_rate_limit()).unwrap_or_default()));
-                live.attrs.insert(
-                    "throttle_burst".into(),
-                    json!(all.map(|m| m.throttling_burst_limit()).unwrap_or_default()),
-                );
+                    .insert("throttle_burst".into(), all.map_or(Json::Null, |m| json!(m.throttling_burst_limit())));
             }
             Err(e) => {
                 let e = api_error("apigateway:GetStage", e);
@@ -429,6 +467,9 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         .send()
         .await
         .map_err(|e| api_error("apigateway:CreateDeployment", e))?;
+    if desired.get("throttle_rate").is_some_and(Json::is_null) {
+        return Ok(());
+    }
     throttle(cloud, id, desired).await
 }
 
@@ -475,8 +516,13 @@ async fn integrate(cloud: &Cloud, id: &str, resource_id: &str, desired: &Attrs) 
 }
 
 async fn throttle(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
-    let rate = desired.get("throttle_rate").and_then(Json::as_f64).unwrap_or(10.0);
-    let burst = desired.get("throttle_burst").and_then(Json::as_i64).unwrap_or(20);
+    let (Some(rate), Some(burst)) =
+        (desired.get("throttle_rate").and_then(Json::as_f64), desired.get("throttle_burst").and_then(Json::as_i64))
+    else {
+        return Err(ProviderError::Refused(format!(
+            "API {id}: keyrite does not remove a stage's throttle (`throttle: none`); remove it by hand, or declare one"
+        )));
+    };
     cloud
         .aws
         .apigateway

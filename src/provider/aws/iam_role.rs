@@ -56,6 +56,23 @@ impl Kind for IamRole {
         if given.starts_with("arn:") { given.rsplit('/').next().unwrap_or(given).to_owned() } else { given.to_owned() }
     }
 
+    /// The role; its inline policies are declared under `policies:` by the caller.
+    fn declare(&self, live: &Live, _: &dyn Fn(&str) -> Option<String>) -> Option<Json> {
+        let a = &live.attrs;
+        let mut out = json!({"name": str_attr(a, "name")});
+        if str_attr(a, "path") != "/" {
+            out["path"] = json!(str_attr(a, "path"));
+        }
+        if !str_attr(a, "description").is_empty() {
+            out["description"] = json!(str_attr(a, "description"));
+        }
+        out["trust"] = json!({"document": a.get("trust_policy").cloned().unwrap_or(Json::Null)});
+        if let Some(tags) = crate::provider::declared_tags(a, "tags") {
+            out["tags"] = tags;
+        }
+        Some(out)
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["iam:GetRole", "iam:ListRoleTags", "iam:ListRolePolicies"],

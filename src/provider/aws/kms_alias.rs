@@ -44,6 +44,13 @@ impl Kind for KmsAlias {
         given.split_once(":alias/").map_or_else(|| given.to_owned(), |(_, name)| format!("alias/{name}"))
     }
 
+    fn declare(&self, live: &Live, refer: &dyn Fn(&str) -> Option<String>) -> Option<serde_json::Value> {
+        Some(json!({
+            "name": str_attr(&live.attrs, "name"),
+            "target_key": crate::provider::declared_ref(&live.attrs, "target_key_id", refer),
+        }))
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["kms:ListAliases"],

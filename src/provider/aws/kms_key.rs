@@ -87,6 +87,22 @@ impl Kind for KmsKey {
         &["key_id", "arn", "public_key", "address"]
     }
 
+    fn declare(&self, live: &Live, _: &dyn Fn(&str) -> Option<String>) -> Option<Json> {
+        let a = &live.attrs;
+        let mut out = json!({"key_spec": str_attr(a, "key_spec")});
+        if !str_attr(a, "description").is_empty() {
+            out["description"] = json!(str_attr(a, "description"));
+        }
+        if str_attr(a, "key_state") == "Disabled" {
+            out["enabled"] = json!(false);
+        }
+        out["policy"] = json!({"document": a.get("policy").cloned().unwrap_or(Json::Null)});
+        if let Some(tags) = crate::provider::declared_tags(a, "tags") {
+            out["tags"] = tags;
+        }
+        Some(out)
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["kms:DescribeKey", "kms:GetKeyPolicy", "kms:ListResourceTags", "kms:GetPublicKey"],

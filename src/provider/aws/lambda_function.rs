@@ -86,6 +86,49 @@ impl Kind for LambdaFunction {
         })
     }
 
+    /// The function with its own code kept (`code: {keep: CodeSha256}`).
+    fn declare(&self, live: &Live, refer: &dyn Fn(&str) -> Option<String>) -> Option<Json> {
+        let a = &live.attrs;
+        let environment: serde_json::Map<String, Json> = a
+            .get("environment")
+            .and_then(Json::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                let v = v.as_str().unwrap_or_default();
+                (k.clone(), json!(refer(v).unwrap_or_else(|| v.to_owned())))
+            })
+            .collect();
+        let mut out = json!({
+            "name": str_attr(a, "name"),
+            "code": {"keep": str_attr(a, "code_sha256")},
+            "runtime": str_attr(a, "runtime"),
+            "handler": str_attr(a, "handler"),
+            "role": crate::provider::declared_ref(a, "role", refer),
+            "memory_mb": a.get("memory_mb").cloned().unwrap_or(json!(128)),
+            "timeout_seconds": a.get("timeout_seconds").cloned().unwrap_or(json!(3)),
+            "environment": environment,
+        });
+        let layers: Vec<Json> = a
+            .get("layers")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_str)
+            .map(|l| json!(refer(l).unwrap_or_else(|| l.to_owned())))
+            .collect();
+        if !layers.is_empty() {
+            out["layers"] = json!(layers);
+        }
+        if let Some(n) = a.get("reserved_concurrency").filter(|n| !n.is_null()) {
+            out["reserved_concurrency"] = n.clone();
+        }
+        if let Some(tags) = crate::provider::declared_tags(a, "tags") {
+            out["tags"] = tags;
+        }
+        Some(out)
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["lambda:GetFunction"],

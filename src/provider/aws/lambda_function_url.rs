@@ -53,6 +53,18 @@ impl Kind for LambdaFunctionUrl {
         given.split_once(":function:").map_or_else(|| given.to_owned(), |(_, name)| name.to_owned())
     }
 
+    fn declare(&self, live: &Live, refer: &dyn Fn(&str) -> Option<String>) -> Option<Json> {
+        let a = &live.attrs;
+        let mut out = json!({"function": crate::provider::declared_ref(a, "function", refer)});
+        if str_attr(a, "auth_type") == "NONE" {
+            out["public"] = json!(true);
+        }
+        if let Some(c) = a.get("cors").filter(|c| !c.is_null()) {
+            out["cors"] = c.clone();
+        }
+        Some(out)
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["lambda:GetFunctionUrlConfig", "lambda:GetPolicy"],
@@ -267,15 +279,15 @@ async fn public_permissions(cloud: &Cloud, function: &str) -> Result<bool> {
             return if e.is_not_found() { Ok(false) } else { Err(e) };
         }
     };
-    let doc = crate::policy::decode_policy_text(&policy).unwrap_or(Json::Null);
-    let sids: Vec<&str> = doc
-        .get("Statement")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.get("Sid")?.as_str())
-        .collect();
-    Ok(PUBLIC_SIDS.iter().all(|(sid, _)| sids.contains(sid)))
+    // By meaning, not by statement id: the console's own statements count as much as ours.
+    let Ok(policy) = crate::policy::Policy::from_text(&policy) else { return Ok(false) };
+    let public = |action: &str| {
+        policy.statements().iter().any(|s| {
+            s.grants(action)
+                && s.principals().is_some_and(|p| !p.negated && p.principals.values().flatten().any(|p| p == "*"))
+        })
+    };
+    Ok(PUBLIC_SIDS.iter().all(|(_, action)| public(action)))
 }
 
 async fn add_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {

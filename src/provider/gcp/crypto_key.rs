@@ -87,6 +87,22 @@ impl Kind for CryptoKey {
         }
     }
 
+    /// The key at the version it signs with.
+    fn declare(&self, live: &Live, refer: &dyn Fn(&str) -> Option<String>) -> Option<Json> {
+        let a = &live.attrs;
+        let mut out = json!({
+            "key_ring": crate::provider::declared_ref(a, "key_ring", refer),
+            "name": str_attr(a, "name"),
+            "protection_level": str_attr(a, "protection_level"),
+            "deletion_window_days": a.get("deletion_window_days").cloned().unwrap_or(json!(30)),
+            "version": a.get("version").cloned().unwrap_or(json!(1)),
+        });
+        if let Some(labels) = crate::provider::declared_tags(a, "labels") {
+            out["labels"] = labels;
+        }
+        Some(out)
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &[

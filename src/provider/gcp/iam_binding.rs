@@ -62,6 +62,24 @@ impl Kind for CryptoKeyIamBinding {
         }
     }
 
+    fn declare(&self, live: &Live, refer: &dyn Fn(&str) -> Option<String>) -> Option<Json> {
+        let a = &live.attrs;
+        let mut out = json!({"crypto_key": crate::provider::declared_ref(a, "crypto_key", refer)});
+        if str_attr(a, "iam_role") != SIGNER_ROLE {
+            out["role"] = json!(str_attr(a, "iam_role"));
+        }
+        out["members"] = a.get("members").cloned().unwrap_or(json!([]));
+        if let Some(o) = a.get("other_bindings").and_then(Json::as_object).filter(|o| !o.is_empty()) {
+            out["other_bindings"] = Json::Object(o.clone());
+        }
+        if serde_json::to_string(a).unwrap_or_default().contains("allUsers")
+            || serde_json::to_string(a).unwrap_or_default().contains("allAuthenticatedUsers")
+        {
+            out["allow_public"] = json!(true);
+        }
+        Some(out)
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["cloudkms.cryptoKeys.getIamPolicy"],

@@ -42,6 +42,13 @@ impl Kind for KeyRing {
         }
     }
 
+    fn declare(&self, live: &Live, _: &dyn Fn(&str) -> Option<String>) -> Option<serde_json::Value> {
+        let a = &live.attrs;
+        Some(
+            json!({"project": str_attr(a, "project"), "location": str_attr(a, "location"), "name": str_attr(a, "name")}),
+        )
+    }
+
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
             Op::Read => &["cloudkms.keyRings.get"],
