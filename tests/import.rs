@@ -161,6 +161,37 @@ async fn a_hand_made_stack_is_imported_without_replacing_anything() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn keys_import_by_arn_as_by_alias_and_functions_by_arn() {
+    let emu = Emulator::start();
+    let key_id = hand_made_stack(&emu).await;
+    let key_arn = format!("arn:aws:kms:us-east-1:000000000000:key/{key_id}");
+    let text = manifest_for(&emu, &key_arn)
+        .await
+        .replace(
+            "import: keyrite-treasury-signer\n    name:",
+            "import: arn:aws:lambda:us-east-1:000000000000:function:keyrite-treasury-signer\n    name:",
+        )
+        .replace(
+            "import: alias/treasury-lambda\n    name: alias",
+            "import: arn:aws:kms:us-east-1:000000000000:alias/treasury-lambda\n    name: alias",
+        );
+    let w = Workdir::with_text(&text);
+    let plan = w.keyrite(&emu, &["plan"]).expect(0);
+    for expected in [
+        format!("# import: {key_arn} ({key_id})"),
+        "# import: arn:aws:lambda:us-east-1:000000000000:function:keyrite-treasury-signer (keyrite-treasury-signer)"
+            .to_owned(),
+        "# import: arn:aws:kms:us-east-1:000000000000:alias/treasury-lambda (alias/treasury-lambda)".to_owned(),
+    ] {
+        assert!(plan.stdout.contains(&expected), "{expected}\n{}", plan.stdout);
+    }
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    assert_eq!(w.id("treasury_key"), key_id);
+    assert_eq!(w.id("signer"), "keyrite-treasury-signer");
+    assert_eq!(w.id("treasury_alias"), "alias/treasury-lambda");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_imports_are_plan_errors_that_name_the_resource_and_the_id() {
     let emu = Emulator::start();
     hand_made_stack(&emu).await;
@@ -173,11 +204,7 @@ async fn bad_imports_are_plan_errors_that_name_the_resource_and_the_id() {
     };
     // An id that does not exist.
     let out = plan_error("  k:\n    type: aws_kms_key\n    import: alias/nothing-here\n");
-    assert!(
-        out.contains("k: import alias/nothing-here: no aws_kms_key with this id exists")
-            || out.contains("alias/nothing-here"),
-        "{out}"
-    );
+    assert!(out.contains("k: import alias/nothing-here: no aws_kms_key with this id exists"), "{out}");
     // The wrong kind, by ARN: a manifest error, before any call.
     let w = Workdir::with_text(&format!(
         "{head}  r:\n    type: aws_iam_role\n    import: arn:aws:kms:us-east-1:000000000000:key/abc\n    name: r\n    trust: {{services: [lambda.amazonaws.com]}}\n"
@@ -315,4 +342,57 @@ async fn discover_over_a_stack_keyrite_made_gives_an_empty_plan() {
     w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
     w.keyrite(&emu, &["plan", "--detailed-exitcode"]).expect(0);
     assert_eq!(w.state()["lineage"], made.state()["lineage"], "the lost state's lineage continues");
+}
+
+#[test]
+fn discover_brings_a_hand_made_cloud_kms_signer_under_keyrite() {
+    let kms = common::gcp_kms::GcpKms::start();
+    let parent = "projects/treasury-prod-4711/locations/us-east1";
+    let ring = format!("{parent}/keyRings/by-hand");
+    kms.create_by_hand(&format!("{parent}/keyRings?keyRingId=by-hand"), "{}");
+    kms.create_by_hand(
+        &format!("{ring}/cryptoKeys?cryptoKeyId=hot"),
+        r#"{"purpose":"ASYMMETRIC_SIGN","labels":{"team":"treasury"},"versionTemplate":{"algorithm":"EC_SIGN_SECP256K1_SHA256","protectionLevel":"HSM"}}"#,
+    );
+    kms.create_by_hand(
+        &format!("{ring}/cryptoKeys/hot:setIamPolicy"),
+        r#"{"policy":{"bindings":[{"role":"roles/cloudkms.signerVerifier","members":["serviceAccount:signer@treasury-prod-4711.iam.gserviceaccount.com"]}]}}"#,
+    );
+    let w = Workdir::with_text("version: 1\nresources: {}\n");
+    let before = kms.mutating_calls().len();
+    let args = ["discover", "gcp", "--project", "treasury-prod-4711", "--location", "us-east1", "--out", "found.yaml"];
+    w.keyrite_gcp(&kms, &args).expect(0);
+    assert_eq!(kms.mutating_calls()[before..], [] as [String; 0], "discovery only read");
+    std::fs::rename(w.path().join("found.yaml"), &w.manifest).unwrap();
+    let text = std::fs::read_to_string(&w.manifest).unwrap();
+    assert!(text.contains(&format!("import: \"{ring}/cryptoKeys/hot\"")) && text.contains("version: 1\n"), "{text}");
+    w.keyrite_gcp(&kms, &["validate"]).expect(0);
+    let plan = w.keyrite_gcp(&kms, &["plan", "--format", "json"]).expect(0).json();
+    for (address, attrs) in planned(&plan) {
+        assert!(
+            attrs.iter().all(|a| a == "labels"),
+            "{address} would change {attrs:?} (only ownership labels may):\n{text}"
+        );
+    }
+    let key_before = w.keyrite_gcp(&kms, &["plan", "--format", "json"]).expect(0).json();
+    assert!(key_before["changes"].as_array().unwrap().iter().all(|c| c["action"] != "create"), "{key_before:#}");
+    w.keyrite_gcp(&kms, &["apply", "--auto-approve"]).expect(0);
+    let key = w.state()["resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| r["type"] == "gcp_kms_crypto_key")
+        .unwrap()
+        .clone();
+    assert_eq!(key["id"], format!("{ring}/cryptoKeys/hot"));
+    assert!(key["outputs"]["version_id"].as_str().unwrap().ends_with("/cryptoKeyVersions/1"), "{key:#}");
+    w.keyrite_gcp(&kms, &["plan", "--detailed-exitcode"]).expect(0);
+    w.keyrite_gcp(&kms, &["drift"]).expect(0);
+    // Afterwards, a member granted by hand is drift.
+    kms.create_by_hand(
+        &format!("{ring}/cryptoKeys/hot:setIamPolicy"),
+        r#"{"policy":{"bindings":[{"role":"roles/cloudkms.signerVerifier","members":["serviceAccount:signer@treasury-prod-4711.iam.gserviceaccount.com","user:mallory@example.com"]}]}}"#,
+    );
+    let drift = w.keyrite_gcp(&kms, &["drift"]).expect(2);
+    assert!(drift.stdout.contains("mallory@example.com"), "{}", drift.stdout);
 }

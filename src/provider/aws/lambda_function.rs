@@ -256,7 +256,7 @@ impl Kind for LambdaFunction {
         );
         live.attrs.insert("code_sha256".into(), json!(c.code_sha256().unwrap_or_default()));
         live.attrs.insert("tags".into(), map_json(&tags));
-        live.outputs = outputs(c.function_arn().unwrap_or_default(), id);
+        live.outputs = outputs(c.function_arn().unwrap_or_default(), c.function_name().unwrap_or(id));
         Ok(Some(live))
     }
 
