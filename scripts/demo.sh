@@ -5,7 +5,8 @@
 # URL, API stage; the emulator runs the template with the real AWS SDK as a layer) → drift →
 # lint --live (the state's resources as deployed) → lint --live --account aws (the account).
 # A fresh state on the same manifest then shows a plan that fails because its names are
-# taken, and a key ceremony follows: two approvers (one with ssh-keygen, one with keyrite
+# taken; `keyrite discover` then writes a manifest that imports the stack, and its plan
+# records every resource as it is. A key ceremony follows: two approvers (one with ssh-keygen, one with keyrite
 # approve), apply with proof of possession, and `keyrite ceremony verify` of the record.
 # Then the same job on Google Cloud KMS, against keyrite's local stand-in for the Cloud KMS
 # REST API (tests/gcp_standin; no Cloud KMS emulator exists): key ring, HSM secp256k1 key,
@@ -49,6 +50,17 @@ cp "$root/manifests/treasury-signer.yaml" "$fresh/keyrite.yaml"
 cd "$fresh"
 step plan
 if "$keyrite" plan; then echo "expected the plan to fail: its names are taken" >&2; exit 1; fi
+cd "$work"
+
+printf '\n\033[1m== Discovery: a manifest that imports what the account holds, read-only\033[0m\n'
+dwork="$tmp/discover"
+mkdir "$dwork"
+cd "$dwork"
+step discover aws --key alias/treasury-lambda --out keyrite.yaml
+"$keyrite" discover aws --key alias/treasury-lambda --out keyrite.yaml
+sed -n '1,12p' keyrite.yaml
+step validate;                      "$keyrite" validate
+step plan;                          "$keyrite" plan                       # records each resource as it is; changes nothing
 cd "$work"
 
 printf '\n\033[1m== A key ceremony: two approvers, proof of possession, a signed record\033[0m\n'
