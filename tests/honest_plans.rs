@@ -8,12 +8,7 @@ mod common;
 
 use common::fault_proxy::{FaultProxy, Faults};
 use common::gcp_kms::{Faults as GcpFaults, GcpKms};
-use common::{Emulator, Workdir, hand_made_stack};
-
-/// True for an operation that only reads, as the proxy logs it.
-fn read_only(op: &str) -> bool {
-    ["Get", "List", "Describe", "Simulate", "GET "].iter().any(|p| op.starts_with(p))
-}
+use common::{Emulator, Workdir, hand_made_stack, read_only};
 
 async fn key_count(emu: &Emulator) -> usize {
     emu.kms().await.list_keys().send().await.unwrap().keys().len()

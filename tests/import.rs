@@ -129,6 +129,27 @@ async fn a_hand_made_stack_is_imported_without_replacing_anything() {
     w.keyrite(&emu, &["plan", "--detailed-exitcode"]).expect(0);
     w.keyrite(&emu, &["drift"]).expect(0);
 
+    // Moving the function to keyrite's template: the plan says plainly that the code goes.
+    let kept = std::fs::read_to_string(&w.manifest).unwrap();
+    let start = kept.find("    code: {keep:").unwrap();
+    let end = start + kept[start..].find('\n').unwrap() + 1;
+    let templated = format!(
+        "{}    template: aws-lambda-signer\n    key: ${{treasury_key.key_id}}\n    expected_address: ${{treasury_key.address}}\n{}",
+        &kept[..start],
+        &kept[end..]
+    )
+    .replace(&format!("    environment: {{KMS_KEY_ID: \"{key_id}\"}}\n"), "");
+    std::fs::write(&w.manifest, &templated).unwrap();
+    let plan = w.keyrite(&emu, &["plan"]).expect(0);
+    assert!(
+        plan.stdout.contains(&format!(
+            "the apply REPLACES the function's current code (CodeSha256 {code_before}), which keyrite did not write, with the template aws-lambda-signer"
+        )),
+        "{}",
+        plan.stdout
+    );
+    std::fs::write(&w.manifest, &kept).unwrap();
+
     // Out of band afterwards: new code and a bigger function are drift; apply restores the
     // configuration, and refuses to upload code it did not write.
     lambda
@@ -217,16 +238,7 @@ async fn bad_imports_are_plan_errors_that_name_the_resource_and_the_id() {
         run.stderr
     );
     // A key that is not secp256k1, for an EVM signer: importing it would replace it.
-    let p256 = emu
-        .kms()
-        .await
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap();
-    let p256 = p256.key_metadata().unwrap().key_id().to_owned();
+    let p256 = common::p256_key(&emu).await;
     let out = plan_error(&format!("  k:\n    type: aws_kms_key\n    import: {p256}\n"));
     assert!(
         out.contains(&format!("importing {p256} as k would replace it (key_spec: ECC_NIST_P256 → ECC_SECG_P256K1)")),
@@ -274,8 +286,7 @@ async fn discover_writes_a_manifest_that_imports_the_guides_stack_as_it_is() {
     let proxy = common::fault_proxy::FaultProxy::start(&emu.endpoint, common::fault_proxy::Faults::default(), 1);
     let run = w.keyrite_via(&proxy.endpoint, &["discover", "aws", "--all", "--out", "discovered.yaml"]).expect(0);
     let operations = proxy.counts.operations();
-    let writes: Vec<&String> =
-        operations.iter().filter(|o| !["Get", "List", "Describe", "GET "].iter().any(|p| o.starts_with(p))).collect();
+    let writes: Vec<&String> = operations.iter().filter(|o| !common::read_only(o)).collect();
     assert!(writes.is_empty(), "discovery made mutating calls: {writes:?}");
     let text = std::fs::read_to_string(w.path().join("discovered.yaml")).unwrap();
     assert!(text.contains("(0 mutating)"), "{text}");

@@ -492,14 +492,7 @@ async fn live_lint_of_an_account_finds_hand_made_stacks_and_only_reads() {
     let emu = common::Emulator::start();
     let key_id = common::hand_made_stack(&emu).await;
     // A key that is not secp256k1 is skipped, with the reason.
-    emu.kms()
-        .await
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-        .send()
-        .await
-        .unwrap();
+    common::p256_key(&emu).await;
     let w = Workdir::with_text("version: 1\nresources: {}\n");
     // Through a logging proxy: the calls it sees are reads only.
     let proxy = common::fault_proxy::FaultProxy::start(&emu.endpoint, common::fault_proxy::Faults::default(), 1);
@@ -516,8 +509,7 @@ async fn live_lint_of_an_account_finds_hand_made_stacks_and_only_reads() {
     assert!(run.stderr.contains("key spec ECC_NIST_P256, not ECC_SECG_P256K1"), "{}", run.stderr);
     assert!(run.stderr.contains("(0 mutating)"), "{}", run.stderr);
     let operations = proxy.counts.operations();
-    let writes: Vec<&String> =
-        operations.iter().filter(|o| !["Get", "List", "Describe", "GET "].iter().any(|p| o.starts_with(p))).collect();
+    let writes: Vec<&String> = operations.iter().filter(|o| !common::read_only(o)).collect();
     assert!(writes.is_empty(), "the scan made mutating calls: {writes:?}");
     assert!(operations.iter().any(|o| o == "ListRolePolicies"), "{operations:?}");
 }

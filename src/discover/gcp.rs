@@ -116,29 +116,11 @@ pub async fn scan(cloud: &Cloud, project: &str, location: &str, ring: Option<&st
 
 /// The number of the key's newest enabled version.
 async fn newest_enabled(cloud: &Cloud, key: &str) -> Result<Option<u64>> {
-    let gcp = &cloud.gcp;
-    let kms = gcp.kms().await?;
-    let mut newest = None;
-    let mut token = String::new();
-    loop {
-        let page = gcp
-            .call(
-                "ListCryptoKeyVersions",
-                kms.list_crypto_key_versions().set_parent(key).set_page_size(100).set_page_token(&token).send(),
-            )
-            .await?;
-        for v in page.crypto_key_versions {
-            // A version still being generated will be enabled; the key's read waits for it.
-            let enabled = matches!(v.state, CryptoKeyVersionState::Enabled | CryptoKeyVersionState::PendingGeneration);
-            let n = v.name.rsplit_once("/cryptoKeyVersions/").and_then(|(_, n)| n.parse::<u64>().ok());
-            if let Some(n) = n.filter(|_| enabled) {
-                newest = newest.max(Some(n));
-            }
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    Ok(newest)
+    let versions = crate::provider::gcp::crypto_key::list_versions(&cloud.gcp, key).await?;
+    // A version still being generated will be enabled; the key's read waits for it.
+    Ok(versions
+        .iter()
+        .filter(|(_, v)| matches!(v.state, CryptoKeyVersionState::Enabled | CryptoKeyVersionState::PendingGeneration))
+        .map(|(n, _)| *n)
+        .max())
 }

@@ -390,3 +390,15 @@ pub async fn hand_made_stack(emu: &Emulator) -> String {
     gw.create_deployment().rest_api_id(&api_id).stage_name("prod").send().await.unwrap();
     key_id
 }
+
+/// True for an operation that only reads, as the fault proxy logs it.
+pub fn read_only(op: &str) -> bool {
+    ["Get", "List", "Describe", "Simulate", "GET "].iter().any(|p| op.starts_with(p))
+}
+
+/// A NIST P-256 signing key, made through the KMS API: not a key an EVM signer can use.
+pub async fn p256_key(emu: &Emulator) -> String {
+    let key =
+        emu.kms().await.create_key().key_spec(KeySpec::EccNistP256).key_usage(KeyUsageType::SignVerify).send().await;
+    key.unwrap().key_metadata().unwrap().key_id().to_owned()
+}

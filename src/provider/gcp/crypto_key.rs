@@ -485,7 +485,7 @@ impl Kind for CryptoKey {
 }
 
 /// Every version of a key, by number, oldest first (`cryptoKeyVersions.list`, all pages).
-async fn list_versions(gcp: &Gcp, key: &str) -> Result<Vec<(u64, CryptoKeyVersion)>> {
+pub(crate) async fn list_versions(gcp: &Gcp, key: &str) -> Result<Vec<(u64, CryptoKeyVersion)>> {
     let kms = gcp.kms().await?;
     let mut out = Vec::new();
     let mut token = String::new();
