@@ -219,14 +219,26 @@ pub enum Command {
         cloud: DiscoverCloud,
     },
     /// Serve the signer contract over HTTP, backed by KMS
+    ///
+    /// POST /sign/<signer> (or POST / with one signer), GET /upcheck, GET /healthcheck.
+    /// SIGTERM or Ctrl-C stops accepting, lets requests in flight finish (up to
+    /// --drain-seconds) and exits 0.
     Serve {
         #[command(flatten)]
         manifest: ManifestArg,
+        /// Serve only these signers (repeatable); default: every operational signer
+        #[arg(long = "signer", value_name = "NAME")]
+        signers: Vec<String>,
+        /// Address to listen on (default 127.0.0.1:8080, or 0.0.0.0:$PORT when PORT is set, as
+        /// on Cloud Run)
         #[arg(long)]
-        signer: Option<String>,
-        /// Address to listen on (loopback by default)
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
+        listen: Option<std::net::SocketAddr>,
+        /// Seconds between background health checks of each signer's key
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        health_interval: u64,
+        /// Seconds that requests in flight may take to finish after SIGTERM
+        #[arg(long, default_value_t = 10)]
+        drain_seconds: u64,
         /// Require `Authorization: Bearer <token>`, the token read from this file
         #[arg(long, value_name = "FILE", conflicts_with = "token_env")]
         token_file: Option<PathBuf>,

@@ -145,6 +145,78 @@ impl KmsSigner {
     }
 }
 
+/// What a health check of a signer's key found.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KeyHealth {
+    /// KMS answered.
+    pub reachable: bool,
+    /// The key (AWS) or the pinned version (Cloud KMS) can sign.
+    pub enabled: bool,
+    /// KMS gives the public key this signer started with, which matched the state's record.
+    pub public_key_matches: bool,
+    /// What went wrong, in one line; never a credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl KeyHealth {
+    pub fn ok(&self) -> bool {
+        self.reachable && self.enabled && self.public_key_matches
+    }
+}
+
+impl KmsSigner {
+    /// Reads the key's state and public key, without signing: `kms:DescribeKey` and
+    /// `kms:GetPublicKey`, or Cloud KMS `GetCryptoKeyVersion` and `GetPublicKey`.
+    pub async fn health(&self) -> KeyHealth {
+        let down = |error: String| KeyHealth {
+            reachable: false,
+            enabled: false,
+            public_key_matches: false,
+            error: Some(error),
+        };
+        match &self.backend {
+            Backend::Aws { kms, key_id } => {
+                let described = match kms.describe_key().key_id(key_id).send().await {
+                    Ok(d) => d,
+                    Err(e) => return down(kms_error("kms:DescribeKey", key_id, e).to_string()),
+                };
+                let state = described.key_metadata().and_then(|m| m.key_state()).map(|s| s.as_str().to_owned());
+                let enabled = state.as_deref() == Some("Enabled");
+                let matches = match kms.get_public_key().key_id(key_id).send().await {
+                    Ok(out) => out.public_key().map(|b| b.as_ref()) == Some(self.spki.as_slice()),
+                    // A disabled key refuses GetPublicKey; that is the state, not a mismatch.
+                    Err(_) if !enabled => true,
+                    Err(e) => return down(kms_error("kms:GetPublicKey", key_id, e).to_string()),
+                };
+                let error = (!enabled)
+                    .then(|| format!("key {key_id} is {}", state.unwrap_or_else(|| "in an unknown state".into())))
+                    .or_else(|| (!matches).then(|| format!("key {key_id} now gives another public key")));
+                KeyHealth { reachable: true, enabled, public_key_matches: matches, error }
+            }
+            Backend::Gcp { kms, version } => {
+                let v = match kms.get_crypto_key_version().set_name(version).send().await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return down(crate::provider::gcp::gcp_error("cloudkms.GetCryptoKeyVersion", e).to_string());
+                    }
+                };
+                let state = crate::provider::gcp::enum_name(v.state.name());
+                let enabled = state == "ENABLED";
+                let matches = match kms.get_public_key().set_name(version).send().await {
+                    Ok(out) => crypto::public_key_from_pem(&out.pem).is_ok_and(|k| k == self.public_key),
+                    Err(_) if !enabled => true,
+                    Err(e) => return down(crate::provider::gcp::gcp_error("cloudkms.GetPublicKey", e).to_string()),
+                };
+                let error = (!enabled)
+                    .then(|| format!("{version} is {state}"))
+                    .or_else(|| (!matches).then(|| format!("{version} now gives another public key")));
+                KeyHealth { reachable: true, enabled, public_key_matches: matches, error }
+            }
+        }
+    }
+}
+
 fn kms_error<E, R>(operation: &'static str, key: &str, e: aws_sdk_kms::error::SdkError<E, R>) -> SignError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,

@@ -198,3 +198,118 @@ fn post(port: u16, token: &str, body: &str) -> (u16, String) {
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
     (status, body)
 }
+
+/// A minimal HTTP/1.1 request over a plain socket: (status, body).
+fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}
+
+/// Polls /healthcheck until its status is `want`, for at most 20 s.
+fn health_until(port: u16, want: u16) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, body) = request(port, "GET", "/healthcheck", "");
+        if status == want {
+            return serde_json::from_str(&body).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "healthcheck still {status}: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_holds_several_signers_reports_health_and_drains_on_sigterm() {
+    let emu = Emulator::start();
+    let text = std::fs::read_to_string(common::repo_root().join("manifests/treasury.yaml"))
+        .unwrap()
+        .replace("signers:\n", "  ops_key:\n    type: aws_kms_key\n    policy:\n      generated:\n        signers: [\"${signer_role.arn}\"]\n\nsigners:\n  ops:\n    key: ops_key\n    mode: digest\n");
+    let w = Workdir::with_text(&text);
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    let addresses = w.keyrite(&emu, &["addresses", "--format", "json"]).expect(0).json();
+    let address = |key: &str| {
+        addresses["keys"].as_array().unwrap().iter().find(|k| k["address"] == key).unwrap()["evm_address"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+    };
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--health-interval", "1"])
+        .current_dir(w.path())
+        .envs(emu.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, "keyrite serve");
+
+    // Each signer at its own path, in its own mode; the signatures recover independently.
+    let digest = [0x42u8; 32];
+    let hash = format!("0x{}", hex::encode(digest));
+    let signature = |body: &str| -> Vec<u8> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        hex::decode(v["signature"].as_str().unwrap().trim_start_matches("0x")).unwrap()
+    };
+    let (status, body) = request(port, "POST", "/sign/treasury", &json!({"userOpHash": hash}).to_string());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(recover(&eip191(&digest), &signature(&body)), address("treasury_key"));
+    let (status, body) = request(port, "POST", "/sign/ops", &json!({"hash": hash}).to_string());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(recover(&digest, &signature(&body)), address("ops_key"));
+    // Another signer's address is refused; POST / needs a name when there are several.
+    let other = json!({"hash": hash, "signerAddress": address("treasury_key")}).to_string();
+    let (status, body) = request(port, "POST", "/sign/ops", &other);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = request(port, "POST", "/", &json!({"hash": hash}).to_string());
+    assert!(status == 404 && body.contains("POST /sign/<signer>, one of ops, treasury"), "{status} {body}");
+    assert_eq!(request(port, "POST", "/sign/nobody", "{}").0, 404);
+
+    // Health: up, then down when a key is disabled out of band, then up again.
+    assert_eq!(request(port, "GET", "/upcheck", ""), (200, "OK".to_owned()));
+    let up = health_until(port, 200);
+    assert_eq!(up["status"], "UP");
+    assert_eq!(up["checks"].as_array().unwrap().len(), 2, "{up:#}");
+    let kms = emu.kms().await;
+    let ops = w.id("ops_key");
+    kms.disable_key().key_id(&ops).send().await.unwrap();
+    let down = health_until(port, 503);
+    let ops_check = down["checks"].as_array().unwrap().iter().find(|c| c["id"] == "signer:ops").unwrap().clone();
+    assert_eq!(
+        (ops_check["status"].as_str(), ops_check["key_enabled"].as_bool()),
+        (Some("DOWN"), Some(false)),
+        "{down:#}"
+    );
+    assert!(ops_check["error"].as_str().unwrap().contains("Disabled"), "{down:#}");
+    let treasury_check =
+        down["checks"].as_array().unwrap().iter().find(|c| c["id"] == "signer:treasury").unwrap().clone();
+    assert_eq!(treasury_check["status"], "UP", "{down:#}");
+    kms.enable_key().key_id(&ops).send().await.unwrap();
+    health_until(port, 200);
+
+    // SIGTERM: it stops accepting and exits 0.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "keyrite serve did not stop after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("keyrite serve: stopped"), "{stderr}");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "no longer listening");
+}

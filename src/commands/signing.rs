@@ -1,7 +1,6 @@
 //! `keyrite sign`, `selftest` and `serve`: everything that uses a signer's key.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,14 +140,18 @@ pub async fn key_signer(cloud: &Cloud, state: &State, address: &str) -> anyhow::
     Ok(signer(cloud, state, &spec).await?.0)
 }
 
-pub async fn serve(
-    arg: &ManifestArg,
-    signer: Option<&str>,
-    listen: SocketAddr,
-    token_file: Option<&Path>,
-    token_env: Option<&str>,
-) -> anyhow::Result<Status> {
-    let token = match (token_file, token_env) {
+/// How `keyrite serve` runs.
+pub struct ServeOptions {
+    pub signers: Vec<String>,
+    pub listen: Option<SocketAddr>,
+    pub health_interval: Duration,
+    pub drain: Duration,
+    pub token_file: Option<std::path::PathBuf>,
+    pub token_env: Option<String>,
+}
+
+pub async fn serve(arg: &ManifestArg, options: ServeOptions) -> anyhow::Result<Status> {
+    let token = match (&options.token_file, &options.token_env) {
         (Some(path), _) => Some(
             std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read token file {}", path.display()))?
@@ -164,35 +167,81 @@ pub async fn serve(
         bail!("the bearer token is empty");
     }
     let (manifest, state, cloud) = connect(arg).await?;
-    let spec = manifest.signer(signer)?;
-    if spec.slot == crate::manifest::Slot::Recovery {
-        bail!(
-            "signer {} uses {}, a recovery key: recovery keys are never served; sign with `keyrite sign` as one of \
-             the key's recovery signers",
-            spec.name,
-            spec.key
-        );
+    // The signers to serve: those named, or every operational one. A recovery signer is never
+    // served.
+    let specs: Vec<&SignerSpec> = if options.signers.is_empty() {
+        if manifest.signers.is_empty() {
+            bail!("the manifest declares no `signers:`");
+        }
+        for s in manifest.signers.iter().filter(|s| s.slot == crate::manifest::Slot::Recovery) {
+            eprintln!("keyrite serve: not serving {}, a recovery signer", s.name);
+        }
+        manifest.signers.iter().filter(|s| s.slot != crate::manifest::Slot::Recovery).collect()
+    } else {
+        options.signers.iter().map(|n| manifest.signer(Some(n))).collect::<anyhow::Result<_>>()?
+    };
+    for spec in &specs {
+        if spec.slot == crate::manifest::Slot::Recovery {
+            bail!(
+                "signer {} uses {}, a recovery key: recovery keys are never served; sign with `keyrite sign` as one of \
+                 the key's recovery signers",
+                spec.name,
+                spec.key
+            );
+        }
     }
-    let (kms, _) = self::signer(&cloud, &state, spec).await?;
+    if specs.is_empty() {
+        bail!("no operational signer to serve");
+    }
+    // Ready only once every signer's public key is loaded and equal to the state's record.
+    let mut signers = Vec::new();
+    for spec in &specs {
+        let (kms, recorded) = self::signer(&cloud, &state, spec).await?;
+        if recorded.as_deref().is_some_and(|r| r != kms.spki.as_slice()) {
+            bail!("signer {}: KMS gives a public key other than the one the state records for {}", spec.name, spec.key);
+        }
+        signers.push(crate::serve::Signer { name: spec.name.clone(), signer: kms, mode: spec.mode });
+    }
+    let service = Arc::new(crate::serve::Service::new(signers, token));
+    crate::serve::health::check_all(&service).await;
+    let listen = match (options.listen, std::env::var("PORT").ok()) {
+        (Some(l), _) => l,
+        (None, Some(port)) => {
+            let port: u16 = port.parse().with_context(|| format!("PORT={port:?} is not a port number"))?;
+            SocketAddr::from(([0, 0, 0, 0], port))
+        }
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+    };
     if !listen.ip().is_loopback() {
         eprintln!(
             "warning: listening on {listen}, which is reachable from other hosts{}",
-            if token.is_none() { " WITHOUT authentication" } else { "" }
+            if service.token.is_none() { " WITHOUT authentication" } else { "" }
         );
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    for s in &service.signers {
+        eprintln!(
+            "keyrite serve: signer {} ({}, mode {:?}) at http://{local}/sign/{}",
+            s.name, s.signer.address, s.mode, s.name
+        );
+    }
     eprintln!(
-        "keyrite serve: signer {} ({}, mode {:?}) on http://{}{}",
-        spec.name,
-        kms.address,
-        spec.mode,
-        listener.local_addr()?,
-        if token.is_some() { " (bearer token required)" } else { "" }
+        "keyrite serve: ready on http://{local}{}; health every {}s at /healthcheck",
+        if service.token.is_some() { " (bearer token required)" } else { "" },
+        options.health_interval.as_secs()
     );
-    let service = Arc::new(crate::serve::Service { signer: kms, mode: spec.mode, token });
+    let checks = crate::serve::health::spawn(service.clone(), options.health_interval);
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        eprintln!("keyrite serve: stopping; requests in flight may finish");
     };
-    crate::serve::run(listener, service, shutdown).await?;
+    crate::serve::run(listener, service, shutdown, options.drain).await?;
+    checks.abort();
+    eprintln!("keyrite serve: stopped");
     Ok(Status::Ok)
 }

@@ -1,5 +1,12 @@
 //! `keyrite serve`: the signer contract over HTTP, backed by KMS, for teams that run the
-//! signer on EC2, ECS or Kubernetes instead of Lambda.
+//! signer on EC2, ECS, Kubernetes or Cloud Run instead of Lambda.
+//!
+//! Routes:
+//! - `POST /sign/<signer>`: sign with the named signer; `POST /` (or `/sign`) when the
+//!   process serves one signer.
+//! - `GET /upcheck`: 200 while the process runs.
+//! - `GET /healthcheck`: each signer's last background check (key reachable, enabled, public
+//!   key as recorded); 503 when any fails. It never waits on KMS ([`health`]).
 //!
 //! Contract (drop-in for wallet platforms): POST JSON with the 32-byte hash in `userOpHash`,
 //! `useropHash`, `hash` or `digest` (0x-hex or base64), and `signerAddress`; the answer is
@@ -20,6 +27,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
+pub mod health;
+
 use crate::crypto::{self, Address};
 use crate::manifest::SigningMode;
 use crate::signer::KmsSigner;
@@ -30,39 +39,84 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Field names that may carry the hash, in order of precedence.
 pub const HASH_FIELDS: [&str; 4] = ["userOpHash", "useropHash", "hash", "digest"];
 
-/// What the server needs to answer requests.
-pub struct Service {
+/// One signer the process serves.
+pub struct Signer {
+    pub name: String,
     pub signer: KmsSigner,
     pub mode: SigningMode,
-    pub token: Option<String>,
 }
 
-/// Serves until `shutdown` completes.
+/// What the server needs to answer requests.
+pub struct Service {
+    /// In the manifest's order; names are unique.
+    pub signers: Vec<Signer>,
+    pub token: Option<String>,
+    pub health: health::Board,
+}
+
+impl Service {
+    pub fn new(signers: Vec<Signer>, token: Option<String>) -> Service {
+        let health = health::Board::new(signers.iter().map(|s| s.name.clone()));
+        Service { signers, token, health }
+    }
+
+    fn signer(&self, name: &str) -> Option<&Signer> {
+        self.signers.iter().find(|s| s.name == name)
+    }
+}
+
+/// Serves until `shutdown` completes, then stops accepting and lets requests in flight
+/// finish for up to `drain`; connections still open after that are dropped.
 pub async fn run(
     listener: tokio::net::TcpListener,
     service: Arc<Service>,
     shutdown: impl std::future::Future<Output = ()>,
+    drain: std::time::Duration,
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => accepted?,
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => break,
         };
         let service = service.clone();
-        tokio::spawn(async move {
+        let mut stopped = stopped.clone();
+        connections.spawn(async move {
             let handler = hyper::service::service_fn(move |req| {
                 let service = service.clone();
                 async move { Ok::<_, Infallible>(handle(&service, req, peer).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), handler).await;
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), handler);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stopped.changed() => {
+                    // Finish the request in flight, then close.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
         });
+        while connections.try_join_next().is_some() {}
     }
+    drop(listener);
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(drain, async { while connections.join_next().await.is_some() {} }).await;
+    Ok(())
 }
 
 async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
-    if req.method() != Method::POST {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "use POST with a JSON body"}));
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/upcheck") => return text(StatusCode::OK, "OK"),
+        (&Method::GET, "/healthcheck") => {
+            let (healthy, body) = service.health.report();
+            return reply(if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body);
+        }
+        (&Method::POST, _) => {}
+        _ => return reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "use POST with a JSON body"})),
     }
     if let Some(token) = &service.token {
         let given = req
@@ -75,6 +129,22 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
             return reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));
         }
     }
+    let signer = match path.as_str() {
+        "" | "/sign" => match service.signers.as_slice() {
+            [only] => only,
+            _ => {
+                let names: Vec<&str> = service.signers.iter().map(|s| s.name.as_str()).collect();
+                return reply(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": format!("this server has several signers: POST /sign/<signer>, one of {}", names.join(", "))}),
+                );
+            }
+        },
+        other => match other.strip_prefix("/sign/").and_then(|name| service.signer(name)) {
+            Some(s) => s,
+            None => return reply(StatusCode::NOT_FOUND, json!({"error": format!("no signer at {other}")})),
+        },
+    };
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -84,14 +154,14 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
             );
         }
     };
-    let digest = match parse_request(&body, &service.signer.address) {
+    let digest = match parse_request(&body, &signer.signer.address) {
         Ok(d) => d,
         Err(msg) => return reply(StatusCode::BAD_REQUEST, json!({"error": msg})),
     };
-    match service.signer.sign(&digest, service.mode).await {
-        Ok(sig) => reply(StatusCode::OK, response_body(&sig, &service.signer.address)),
+    match signer.signer.sign(&digest, signer.mode).await {
+        Ok(sig) => reply(StatusCode::OK, response_body(&sig, &signer.signer.address)),
         Err(e) => {
-            eprintln!("keyrite serve: signing for {peer} failed: {e}");
+            eprintln!("keyrite serve: signer {} failed for {peer}: {e}", signer.name);
             reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error"}))
         }
     }
@@ -126,6 +196,13 @@ pub fn response_body(sig: &[u8; 65], address: &Address) -> Value {
         "v": sig[64],
         "address": address.to_string(),
     })
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    response
 }
 
 fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
