@@ -59,6 +59,16 @@ if ! { [ -x "$parliament/bin/parliament" ] \
   echo "installed parliament $parliament_version into $parliament" >&2
 fi
 
+# PyPI prometheus-client (pinned): the Prometheus project's own parser reads what
+# `keyrite serve --metrics-listen` exposes.
+prom="$root/.venv/prom"
+prom_version=0.26.0
+if ! { [ -x "$prom/bin/python" ] && "$prom/bin/pip" show prometheus-client 2>/dev/null | grep -x "Version: $prom_version" >/dev/null; }; then
+  python3 -m venv "$prom"
+  "$prom/bin/pip" install --quiet --disable-pip-version-check "prometheus-client==$prom_version"
+  echo "installed prometheus-client $prom_version into $prom" >&2
+fi
+
 # OpenSSH's ssh-keygen: approvals are made and checked with the real one in the tests.
 if ! command -v ssh-keygen >/dev/null; then
   if [ "$(id -u)" = 0 ]; then

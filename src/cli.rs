@@ -239,6 +239,10 @@ pub enum Command {
         /// Seconds that requests in flight may take to finish after SIGTERM
         #[arg(long, default_value_t = 10)]
         drain_seconds: u64,
+        /// Serve Prometheus metrics at http://ADDR/metrics (keep it on loopback or a private
+        /// network; off unless given)
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
         /// Require `Authorization: Bearer <token>`, the token read from this file
         #[arg(long, value_name = "FILE", conflicts_with = "token_env")]
         token_file: Option<PathBuf>,

@@ -242,9 +242,10 @@ async fn serve_holds_several_signers_reports_health_and_drains_on_sigterm() {
             .unwrap()
             .to_lowercase()
     };
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyrite"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--health-interval", "1"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .current_dir(w.path())
         .envs(emu.env())
         .stdout(Stdio::null())
@@ -274,6 +275,36 @@ async fn serve_holds_several_signers_reports_health_and_drains_on_sigterm() {
     assert!(status == 404 && body.contains("POST /sign/<signer>, one of ops, treasury"), "{status} {body}");
     assert_eq!(request(port, "POST", "/sign/nobody", "{}").0, 404);
 
+    // Metrics, parsed by the Prometheus project's own Python parser: the counters match the
+    // requests sent, and a client's path never becomes a label.
+    let (status, text) = request(metrics_port, "GET", "/metrics", "");
+    assert_eq!(status, 200, "{text}");
+    let mut parser = Command::new(common::repo_root().join(".venv/prom/bin/python"))
+        .arg(common::repo_root().join("tests/serve/parse_metrics.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the prometheus-client venv: run scripts/install-emulator.sh");
+    parser.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let parsed = parser.wait_with_output().unwrap();
+    assert!(parsed.status.success(), "the Prometheus parser refused:\n{text}");
+    let samples: Vec<(String, std::collections::BTreeMap<String, String>, f64)> =
+        serde_json::from_slice(&parsed.stdout).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        samples
+            .iter()
+            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .map(|(_, _, v)| *v)
+            .sum()
+    };
+    assert_eq!(value("keyrite_sign_requests_total", &[("signer", "treasury"), ("outcome", "signed")]), 1.0, "{text}");
+    assert_eq!(value("keyrite_sign_requests_total", &[("signer", "ops"), ("outcome", "signed")]), 1.0, "{text}");
+    assert_eq!(value("keyrite_sign_requests_total", &[("signer", "ops"), ("outcome", "bad_request")]), 1.0, "{text}");
+    assert_eq!(value("keyrite_sign_requests_total", &[("signer", "-"), ("outcome", "not_found")]), 2.0, "{text}");
+    assert_eq!(value("keyrite_kms_sign_seconds_count", &[("signer", "treasury")]), 1.0, "{text}");
+    assert_eq!(value("keyrite_request_seconds_count", &[("signer", "ops")]), 2.0, "{text}");
+    assert!(!text.contains("nobody"), "{text}");
+
     // Health: up, then down when a key is disabled out of band, then up again.
     assert_eq!(request(port, "GET", "/upcheck", ""), (200, "OK".to_owned()));
     let up = health_until(port, 200);
@@ -293,6 +324,8 @@ async fn serve_holds_several_signers_reports_health_and_drains_on_sigterm() {
     let treasury_check =
         down["checks"].as_array().unwrap().iter().find(|c| c["id"] == "signer:treasury").unwrap().clone();
     assert_eq!(treasury_check["status"], "UP", "{down:#}");
+    let (_, text) = request(metrics_port, "GET", "/metrics", "");
+    assert!(text.contains("keyrite_signer_healthy{signer=\"ops\"} 0"), "{text}");
     kms.enable_key().key_id(&ops).send().await.unwrap();
     health_until(port, 200);
 

@@ -146,6 +146,7 @@ pub struct ServeOptions {
     pub listen: Option<SocketAddr>,
     pub health_interval: Duration,
     pub drain: Duration,
+    pub metrics_listen: Option<SocketAddr>,
     pub token_file: Option<std::path::PathBuf>,
     pub token_env: Option<String>,
 }
@@ -232,6 +233,21 @@ pub async fn serve(arg: &ManifestArg, options: ServeOptions) -> anyhow::Result<S
         options.health_interval.as_secs()
     );
     let checks = crate::serve::health::spawn(service.clone(), options.health_interval);
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = match options.metrics_listen {
+        Some(addr) => {
+            if !addr.ip().is_loopback() {
+                eprintln!("warning: metrics on {addr} are reachable from other hosts; they name every signer");
+            }
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            eprintln!("keyrite serve: metrics at http://{}/metrics", l.local_addr()?);
+            let service = service.clone();
+            Some(tokio::spawn(crate::serve::serve_metrics(l, service, async {
+                let _ = metrics_stopped.await;
+            })))
+        }
+        None => None,
+    };
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
@@ -242,6 +258,10 @@ pub async fn serve(arg: &ManifestArg, options: ServeOptions) -> anyhow::Result<S
     };
     crate::serve::run(listener, service, shutdown, options.drain).await?;
     checks.abort();
+    let _ = metrics_stop.send(());
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     eprintln!("keyrite serve: stopped");
     Ok(Status::Ok)
 }

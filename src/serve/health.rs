@@ -69,6 +69,7 @@ pub async fn check_all(service: &Service) {
     )
     .await;
     for (name, health) in results {
+        service.metrics.health(&name, health.ok());
         service.health.record(&name, health);
     }
 }

@@ -28,6 +28,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 pub mod health;
+pub mod metrics;
 
 use crate::crypto::{self, Address};
 use crate::manifest::SigningMode;
@@ -52,12 +53,13 @@ pub struct Service {
     pub signers: Vec<Signer>,
     pub token: Option<String>,
     pub health: health::Board,
+    pub metrics: metrics::Metrics,
 }
 
 impl Service {
     pub fn new(signers: Vec<Signer>, token: Option<String>) -> Service {
         let health = health::Board::new(signers.iter().map(|s| s.name.clone()));
-        Service { signers, token, health }
+        Service { signers, token, health, metrics: metrics::Metrics::default() }
     }
 
     fn signer(&self, name: &str) -> Option<&Signer> {
@@ -118,6 +120,17 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
         (&Method::POST, _) => {}
         _ => return reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "use POST with a JSON body"})),
     }
+    let started = std::time::Instant::now();
+    // Metrics label requests by a signer this server holds, never by what a client sent.
+    let named = match path.as_str() {
+        "" | "/sign" if service.signers.len() == 1 => Some(service.signers[0].name.as_str()),
+        other => other.strip_prefix("/sign/").and_then(|n| service.signer(n)).map(|s| s.name.as_str()),
+    };
+    let label = named.unwrap_or("-").to_owned();
+    let done = |outcome: &'static str, response: Response<Full<Bytes>>| {
+        service.metrics.request(&label, outcome, started.elapsed());
+        response
+    };
     if let Some(token) = &service.token {
         let given = req
             .headers()
@@ -126,7 +139,10 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-            return reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));
+            return done(
+                "unauthorized",
+                reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"})),
+            );
         }
     }
     let signer = match path.as_str() {
@@ -134,36 +150,101 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
             [only] => only,
             _ => {
                 let names: Vec<&str> = service.signers.iter().map(|s| s.name.as_str()).collect();
-                return reply(
-                    StatusCode::NOT_FOUND,
-                    json!({"error": format!("this server has several signers: POST /sign/<signer>, one of {}", names.join(", "))}),
+                return done(
+                    "not_found",
+                    reply(
+                        StatusCode::NOT_FOUND,
+                        json!({"error": format!("this server has several signers: POST /sign/<signer>, one of {}", names.join(", "))}),
+                    ),
                 );
             }
         },
         other => match other.strip_prefix("/sign/").and_then(|name| service.signer(name)) {
             Some(s) => s,
-            None => return reply(StatusCode::NOT_FOUND, json!({"error": format!("no signer at {other}")})),
+            None => {
+                return done(
+                    "not_found",
+                    reply(StatusCode::NOT_FOUND, json!({"error": format!("no signer at {other}")})),
+                );
+            }
         },
     };
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return reply(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"error": format!("request body over {MAX_BODY} bytes")}),
+            return done(
+                "bad_request",
+                reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("request body over {MAX_BODY} bytes")})),
             );
         }
     };
     let digest = match parse_request(&body, &signer.signer.address) {
         Ok(d) => d,
-        Err(msg) => return reply(StatusCode::BAD_REQUEST, json!({"error": msg})),
+        Err(msg) => return done("bad_request", reply(StatusCode::BAD_REQUEST, json!({"error": msg}))),
     };
-    match signer.signer.sign(&digest, signer.mode).await {
-        Ok(sig) => reply(StatusCode::OK, response_body(&sig, &signer.signer.address)),
+    let kms_started = std::time::Instant::now();
+    let signed = signer.signer.sign(&digest, signer.mode).await;
+    service.metrics.kms_sign(&signer.name, kms_started.elapsed());
+    match signed {
+        Ok(sig) => done("signed", reply(StatusCode::OK, response_body(&sig, &signer.signer.address))),
+        Err(e) if throttled(&e.to_string()) => {
+            // KMS is at its quota: tell the client when to come back, never a 500.
+            service.metrics.throttled(&signer.name);
+            eprintln!("keyrite serve: signer {}: KMS throttled the request from {peer}", signer.name);
+            let mut response = reply(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"error": "KMS is throttling signing requests; retry after a second"}),
+            );
+            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            done("throttled", response)
+        }
         Err(e) => {
             eprintln!("keyrite serve: signer {} failed for {peer}: {e}", signer.name);
-            reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error"}))
+            done("kms_error", reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error"})))
         }
+    }
+}
+
+/// A KMS answer that means "over the request quota": AWS `ThrottlingException`, Cloud KMS
+/// `RESOURCE_EXHAUSTED`.
+fn throttled(error: &str) -> bool {
+    ["ThrottlingException", "RESOURCE_EXHAUSTED", "TooManyRequestsException"].iter().any(|t| error.contains(t))
+}
+
+/// Answers `GET /metrics` on the metrics listener until `shutdown` completes.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    service: Arc<Service>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = &mut shutdown => return Ok(()),
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            let handler = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let service = service.clone();
+                async move {
+                    let response = if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                        let mut r = Response::new(Full::new(Bytes::from(service.metrics.encode())));
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static(
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            ),
+                        );
+                        r
+                    } else {
+                        reply(StatusCode::NOT_FOUND, json!({"error": "GET /metrics"}))
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), handler).await;
+        });
     }
 }
 
