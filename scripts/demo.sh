@@ -3,7 +3,8 @@
 # then, with manifests/treasury-signer.yaml (key, role, signer Lambda, Function URL, API
 # Gateway): lint → plan → apply → plan (no changes) → addresses → selftest (direct KMS, Function
 # URL, API stage; the emulator runs the template with the real AWS SDK as a layer) → drift →
-# lint --live (the state's resources as deployed) → lint --live --account aws (the account).
+# lint --live (the state's resources as deployed) → lint --live --account aws (the account)
+# → keyrite serve (a signature, /healthcheck, /metrics, SIGTERM).
 # A fresh state on the same manifest then shows a plan that fails because its names are
 # taken; `keyrite discover` then writes a manifest that imports the stack, and its plan
 # records every resource as it is. A key ceremony follows: two approvers (one with ssh-keygen, one with keyrite
@@ -41,6 +42,24 @@ step selftest --via-emulator "$AWS_ENDPOINT_URL"
 step drift;                         "$keyrite" drift                      # exits 2 on drift
 step lint --live;                   "$keyrite" lint --live                # what is deployed, as the cloud holds it
 step lint --live --account aws;     "$keyrite" lint --live --account aws  # every secp256k1 key's stack, read-only
+# keyrite serve: the contract at /sign/<signer>, health, metrics, then SIGTERM drains it.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+http() { python3 -c '
+import sys, urllib.request, urllib.error
+req = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode() if len(sys.argv) > 2 else None, method="POST" if len(sys.argv) > 2 else "GET")
+try:
+    with urllib.request.urlopen(req, timeout=20) as r: print(r.status, r.read().decode())
+except urllib.error.HTTPError as e: print(e.code, e.read().decode())
+' "$@"; }
+sport=$(free_port); mport=$(free_port)
+step serve --listen "127.0.0.1:$sport" --metrics-listen "127.0.0.1:$mport" '&'
+"$keyrite" serve --listen "127.0.0.1:$sport" --metrics-listen "127.0.0.1:$mport" &
+spid=$!
+for _ in $(seq 100); do python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $sport), 0.2)" 2>/dev/null && break; sleep 0.2; done
+http "http://127.0.0.1:$sport/healthcheck"
+http "http://127.0.0.1:$sport/sign/treasury" '{"userOpHash":"0x1111111111111111111111111111111111111111111111111111111111111111"}'
+http "http://127.0.0.1:$mport/metrics" | grep -E '^(200|keyrite_sign_requests_total|keyrite_signer_healthy)'
+kill -TERM "$spid"; wait "$spid"                                         # drains, exits 0
 printf '\nAWS done: applied, converged, addresses derived, self-test passed, no drift. State: %s/keyrite.state.json\n' "$work"
 
 printf '\n\033[1m== A plan that tells the truth: the same manifest with a fresh state finds its names taken\033[0m\n'
