@@ -346,3 +346,43 @@ async fn serve_holds_several_signers_reports_health_and_drains_on_sigterm() {
     assert!(stderr.contains("keyrite serve: stopped"), "{stderr}");
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "no longer listening");
 }
+
+#[test]
+fn a_kms_throttle_answers_429_with_retry_after_never_500() {
+    let emu = Emulator::start();
+    let w = Workdir::with_example("treasury.yaml");
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    // Every kms:Sign through the proxy is throttled (the SDK's retries included); the public
+    // key loads.
+    let proxy = common::fault_proxy::FaultProxy::start(
+        &emu.endpoint,
+        common::fault_proxy::Faults { throttle_only: Some("Sign"), ..Default::default() },
+        1,
+    );
+    let port = free_port();
+    let mut child = w
+        .command(&proxy.endpoint, &["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, "keyrite serve");
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = json!({"hash": format!("0x{}", "22".repeat(32))}).to_string();
+    write!(
+        stream,
+        "POST /sign/treasury HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(response.starts_with("HTTP/1.1 429"), "{response}");
+    assert!(response.to_ascii_lowercase().contains("retry-after: 1"), "{response}");
+    // The proxy throttled every Sign it saw (the SDK retried), and nothing else.
+    let signs = proxy.counts.operations().iter().filter(|o| *o == "Sign").count() as u64;
+    assert!(signs >= 1);
+    assert_eq!(proxy.counts.throttle.load(std::sync::atomic::Ordering::Relaxed), signs);
+}

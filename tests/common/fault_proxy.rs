@@ -34,6 +34,8 @@ pub struct Faults {
     pub deny: Option<&'static str>,
     /// Answer every request with the service's expired-token error.
     pub expired_token: bool,
+    /// Throttle every request for this operation (its name, e.g. `Sign`), and nothing else.
+    pub throttle_only: Option<&'static str>,
 }
 
 /// How often each fate was drawn.
@@ -189,7 +191,7 @@ async fn handle(
             "ServiceUnavailable",
         ));
     }
-    if !targeted && next(faults.throttle) {
+    if !targeted && (next(faults.throttle) || faults.throttle_only.is_some_and(|t| t == operation)) {
         counts.throttle.fetch_add(1, Ordering::Relaxed);
         let (status, code) = protocol.throttle();
         return Ok(respond(status, protocol.error_body(code, "Rate exceeded (injected)"), protocol, code));
