@@ -243,6 +243,9 @@ pub enum Command {
         /// network; off unless given)
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Append the audit log (a JSON line per signing request) to FILE instead of stderr
+        #[arg(long, value_name = "FILE")]
+        audit_log: Option<PathBuf>,
         /// Require `Authorization: Bearer <token>`, the token read from this file
         #[arg(long, value_name = "FILE", conflicts_with = "token_env")]
         token_file: Option<PathBuf>,

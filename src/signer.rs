@@ -83,49 +83,60 @@ impl KmsSigner {
     /// CRC32C are checked (a mismatch is an error, never a silent pass). Permission
     /// `cloudkms.cryptoKeyVersions.useToSign` on GCP.
     pub async fn sign_der(&self, prehash: &[u8; 32]) -> Result<Vec<u8>, SignError> {
+        self.sign_der_traced(prehash).await.0
+    }
+
+    /// [`KmsSigner::sign_der`], with the KMS request id when KMS gives one (AWS does, in
+    /// answers and in errors).
+    pub async fn sign_der_traced(&self, prehash: &[u8; 32]) -> (Result<Vec<u8>, SignError>, Option<String>) {
+        use aws_sdk_kms::operation::RequestId;
         match &self.backend {
             Backend::Aws { kms, key_id } => {
-                let out = kms
+                let sent = kms
                     .sign()
                     .key_id(key_id)
                     .message(Blob::new(prehash.to_vec()))
                     .message_type(MessageType::Digest)
                     .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
                     .send()
-                    .await
-                    .map_err(|e| kms_error("kms:Sign", key_id, e))?;
-                Ok(out.signature().map(|b| b.as_ref().to_vec()).unwrap_or_default())
+                    .await;
+                let id = sent.request_id().map(str::to_owned);
+                let der = sent
+                    .map(|out| out.signature().map(|b| b.as_ref().to_vec()).unwrap_or_default())
+                    .map_err(|e| kms_error("kms:Sign", key_id, e));
+                (der, id)
             }
-            Backend::Gcp { kms, version } => {
-                use crate::provider::gcp::{check_crc, crc32c};
-                let failed = |message: String| SignError::Kms {
-                    operation: "cloudkms.AsymmetricSign",
-                    key: version.clone(),
-                    message,
-                };
-                let out = kms
-                    .asymmetric_sign()
-                    .set_name(version)
-                    .set_digest(
-                        google_cloud_kms_v1::model::Digest::new().set_sha256(bytes::Bytes::copy_from_slice(prehash)),
-                    )
-                    .set_digest_crc32c(crc32c(prehash))
-                    .send()
-                    .await
-                    .map_err(|e| failed(crate::provider::gcp::gcp_error("cloudkms.AsymmetricSign", e).to_string()))?;
-                if !out.verified_digest_crc32c {
-                    return Err(failed(
-                        "Cloud KMS did not confirm the digest's CRC32C, so it may have signed other bytes".into(),
-                    ));
-                }
-                if out.name != *version {
-                    return Err(failed(format!("Cloud KMS answered for {}, not the pinned version", out.name)));
-                }
-                check_crc("cloudkms.AsymmetricSign", "the signature", &out.signature, out.signature_crc32c)
-                    .map_err(|e| failed(e.to_string()))?;
-                Ok(out.signature.to_vec())
-            }
+            Backend::Gcp { kms, version } => (Self::sign_der_gcp(kms, version, prehash).await, None),
         }
+    }
+
+    async fn sign_der_gcp(
+        kms: &google_cloud_kms_v1::client::KeyManagementService,
+        version: &str,
+        prehash: &[u8; 32],
+    ) -> Result<Vec<u8>, SignError> {
+        use crate::provider::gcp::{check_crc, crc32c};
+        let failed =
+            |message: String| SignError::Kms { operation: "cloudkms.AsymmetricSign", key: version.to_owned(), message };
+        let out = kms
+            .asymmetric_sign()
+            .set_name(version)
+            .set_digest(google_cloud_kms_v1::model::Digest::new().set_sha256(bytes::Bytes::copy_from_slice(prehash)))
+            .set_digest_crc32c(crc32c(prehash))
+            .send()
+            .await
+            .map_err(|e| failed(crate::provider::gcp::gcp_error("cloudkms.AsymmetricSign", e).to_string()))?;
+        if !out.verified_digest_crc32c {
+            return Err(failed(
+                "Cloud KMS did not confirm the digest's CRC32C, so it may have signed other bytes".into(),
+            ));
+        }
+        if out.name != version {
+            return Err(failed(format!("Cloud KMS answered for {}, not the pinned version", out.name)));
+        }
+        check_crc("cloudkms.AsymmetricSign", "the signature", &out.signature, out.signature_crc32c)
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(out.signature.to_vec())
     }
 
     /// Signs `prehash` as given: the DER KMS returned and its r‖s‖v form, verified to recover
@@ -139,9 +150,18 @@ impl KmsSigner {
     /// Signs a request digest: r‖s‖v, low-s, v ∈ {27, 28}, verified to recover to the key's
     /// address. A KMS that signed anything but `prehash` fails here, never downstream.
     pub async fn sign(&self, digest: &[u8; 32], mode: SigningMode) -> Result<[u8; 65], SignError> {
+        self.sign_traced(digest, mode).await.0
+    }
+
+    /// [`KmsSigner::sign`], with the KMS request id when KMS gives one.
+    pub async fn sign_traced(
+        &self,
+        digest: &[u8; 32],
+        mode: SigningMode,
+    ) -> (Result<[u8; 65], SignError>, Option<String>) {
         let prehash = prehash(mode, digest);
-        let der = self.sign_der(&prehash).await?;
-        Ok(crypto::signature_rsv(&self.public_key, &prehash, &der)?)
+        let (der, id) = self.sign_der_traced(&prehash).await;
+        (der.and_then(|der| Ok(crypto::signature_rsv(&self.public_key, &prehash, &der)?)), id)
     }
 }
 

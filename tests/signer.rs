@@ -115,6 +115,27 @@ fn selftest_passes_directly_and_through_serve_and_names_each_failure() {
     assert_eq!(status, 400);
     assert!(body.contains("hash:"), "{body}");
 
+    // The audit log: a line per signing request, with the documented fields, and no token.
+    let log = std::fs::read_to_string(w.path().join("audit.jsonl")).unwrap();
+    assert!(!log.contains("s3cret-token") && !log.contains("wrong"), "{log}");
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let outcomes: Vec<&str> = lines.iter().map(|l| l["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["signed", "unauthorized", "signed", "bad_request", "bad_request"], "{log}");
+    let signed = &lines[2];
+    for field in
+        ["time", "client", "auth", "signer", "digest", "mode", "address", "status", "kms_request_id", "latency_ms"]
+    {
+        assert!(signed.get(field).is_some(), "no {field}: {signed}");
+    }
+    assert_eq!(signed["digest"], hash.as_str());
+    assert_eq!(
+        (signed["signer"].as_str(), signed["mode"].as_str(), signed["auth"].as_str()),
+        (Some("treasury"), Some("eip191"), Some("bearer"))
+    );
+    assert_eq!(signed["address"].as_str().unwrap().to_lowercase(), address.to_lowercase());
+    assert!(!signed["kms_request_id"].as_str().unwrap().is_empty(), "{signed}");
+    assert_eq!(lines[1]["status"], 401);
+
     // The endpoint gone: a transport failure, reported, not a hang.
     server.stop();
     let report = selftest(&w, &emu, "s3cret-token").expect(1).json();
@@ -160,6 +181,7 @@ impl Server {
     fn start(w: &Workdir, emu: &Emulator, port: u16, token: &str) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_keyrite"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--token-env", "SIGNER_TOKEN"])
+            .args(["--audit-log", "audit.jsonl"])
             .current_dir(w.path())
             .envs(emu.env())
             .env("SIGNER_TOKEN", token)

@@ -97,6 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
             health_interval,
             drain_seconds,
             metrics_listen,
+            audit_log,
             token_file,
             token_env,
         } => {
@@ -106,6 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
                 health_interval: std::time::Duration::from_secs(health_interval),
                 drain: std::time::Duration::from_secs(drain_seconds),
                 metrics_listen,
+                audit_log,
                 token_file,
                 token_env,
             };

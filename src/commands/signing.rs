@@ -147,6 +147,7 @@ pub struct ServeOptions {
     pub health_interval: Duration,
     pub drain: Duration,
     pub metrics_listen: Option<SocketAddr>,
+    pub audit_log: Option<std::path::PathBuf>,
     pub token_file: Option<std::path::PathBuf>,
     pub token_env: Option<String>,
 }
@@ -203,7 +204,12 @@ pub async fn serve(arg: &ManifestArg, options: ServeOptions) -> anyhow::Result<S
         }
         signers.push(crate::serve::Signer { name: spec.name.clone(), signer: kms, mode: spec.mode });
     }
-    let service = Arc::new(crate::serve::Service::new(signers, token));
+    let audit = match &options.audit_log {
+        Some(path) => crate::serve::audit::Audit::file(path)
+            .with_context(|| format!("cannot open the audit log {}", path.display()))?,
+        None => crate::serve::audit::Audit::stderr(),
+    };
+    let service = Arc::new(crate::serve::Service::new(signers, token, audit));
     crate::serve::health::check_all(&service).await;
     let listen = match (options.listen, std::env::var("PORT").ok()) {
         (Some(l), _) => l,

@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
+pub mod audit;
 pub mod health;
 pub mod metrics;
 
@@ -54,12 +55,13 @@ pub struct Service {
     pub token: Option<String>,
     pub health: health::Board,
     pub metrics: metrics::Metrics,
+    pub audit: audit::Audit,
 }
 
 impl Service {
-    pub fn new(signers: Vec<Signer>, token: Option<String>) -> Service {
+    pub fn new(signers: Vec<Signer>, token: Option<String>, audit: audit::Audit) -> Service {
         let health = health::Board::new(signers.iter().map(|s| s.name.clone()));
-        Service { signers, token, health, metrics: metrics::Metrics::default() }
+        Service { signers, token, health, metrics: metrics::Metrics::default(), audit }
     }
 
     fn signer(&self, name: &str) -> Option<&Signer> {
@@ -127,8 +129,24 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
         other => other.strip_prefix("/sign/").and_then(|n| service.signer(n)).map(|s| s.name.as_str()),
     };
     let label = named.unwrap_or("-").to_owned();
-    let done = |outcome: &'static str, response: Response<Full<Bytes>>| {
-        service.metrics.request(&label, outcome, started.elapsed());
+    let auth = if service.token.is_some() { "bearer" } else { "none" };
+    let mut trace = Trace::default();
+    let done = |outcome: &'static str, response: Response<Full<Bytes>>, trace: &Trace| {
+        let elapsed = started.elapsed();
+        service.metrics.request(&label, outcome, elapsed);
+        service.audit.record(&audit::Entry {
+            time: crate::state::now(),
+            client: peer.to_string(),
+            auth,
+            signer: label.clone(),
+            digest: trace.digest.clone(),
+            mode: trace.mode,
+            address: trace.address.clone(),
+            outcome,
+            status: response.status().as_u16(),
+            kms_request_id: trace.kms_request_id.clone(),
+            latency_ms: elapsed.as_secs_f64() * 1000.0,
+        });
         response
     };
     if let Some(token) = &service.token {
@@ -142,6 +160,7 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
             return done(
                 "unauthorized",
                 reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"})),
+                &trace,
             );
         }
     }
@@ -156,6 +175,7 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
                         StatusCode::NOT_FOUND,
                         json!({"error": format!("this server has several signers: POST /sign/<signer>, one of {}", names.join(", "))}),
                     ),
+                    &trace,
                 );
             }
         },
@@ -165,28 +185,37 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
                 return done(
                     "not_found",
                     reply(StatusCode::NOT_FOUND, json!({"error": format!("no signer at {other}")})),
+                    &trace,
                 );
             }
         },
     };
+    trace.mode = Some(match signer.mode {
+        SigningMode::Eip191 => "eip191",
+        SigningMode::Digest => "digest",
+    });
+    trace.address = Some(signer.signer.address.to_string());
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
             return done(
                 "bad_request",
                 reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("request body over {MAX_BODY} bytes")})),
+                &trace,
             );
         }
     };
     let digest = match parse_request(&body, &signer.signer.address) {
         Ok(d) => d,
-        Err(msg) => return done("bad_request", reply(StatusCode::BAD_REQUEST, json!({"error": msg}))),
+        Err(msg) => return done("bad_request", reply(StatusCode::BAD_REQUEST, json!({"error": msg})), &trace),
     };
+    trace.digest = Some(format!("0x{}", hex::encode(digest)));
     let kms_started = std::time::Instant::now();
-    let signed = signer.signer.sign(&digest, signer.mode).await;
+    let (signed, request_id) = signer.signer.sign_traced(&digest, signer.mode).await;
     service.metrics.kms_sign(&signer.name, kms_started.elapsed());
+    trace.kms_request_id = request_id;
     match signed {
-        Ok(sig) => done("signed", reply(StatusCode::OK, response_body(&sig, &signer.signer.address))),
+        Ok(sig) => done("signed", reply(StatusCode::OK, response_body(&sig, &signer.signer.address)), &trace),
         Err(e) if throttled(&e.to_string()) => {
             // KMS is at its quota: tell the client when to come back, never a 500.
             service.metrics.throttled(&signer.name);
@@ -196,13 +225,22 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
                 json!({"error": "KMS is throttling signing requests; retry after a second"}),
             );
             response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-            done("throttled", response)
+            done("throttled", response, &trace)
         }
         Err(e) => {
             eprintln!("keyrite serve: signer {} failed for {peer}: {e}", signer.name);
-            done("kms_error", reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error"})))
+            done("kms_error", reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error"})), &trace)
         }
     }
+}
+
+/// What the audit log says of a request, filled in as it is handled.
+#[derive(Default)]
+struct Trace {
+    digest: Option<String>,
+    mode: Option<&'static str>,
+    address: Option<String>,
+    kms_request_id: Option<String>,
 }
 
 /// A KMS answer that means "over the request quota": AWS `ThrottlingException`, Cloud KMS
