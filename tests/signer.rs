@@ -205,35 +205,34 @@ impl Drop for Server {
     }
 }
 
-/// A minimal HTTP/1.1 POST over a plain socket.
-fn post(port: u16, token: &str, body: &str) -> (u16, String) {
+/// A minimal HTTP/1.1 exchange over a plain socket: the whole response, headers included.
+fn exchange(port: u16, method: &str, path: &str, headers: &str, body: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         stream,
-        "POST /sign HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
+    response
 }
 
-/// A minimal HTTP/1.1 request over a plain socket: (status, body).
-fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+/// `(status, body)` of a response.
+fn split(response: &str) -> (u16, String) {
     let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}
+
+/// POST /sign with a bearer token.
+fn post(port: u16, token: &str, body: &str) -> (u16, String) {
+    split(&exchange(port, "POST", "/sign", &format!("Authorization: Bearer {token}\r\n"), body))
+}
+
+/// A request without credentials: (status, body).
+fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    split(&exchange(port, method, path, "", body))
 }
 
 /// Polls /healthcheck until its status is `want`, for at most 20 s.
@@ -389,16 +388,8 @@ fn a_kms_throttle_answers_429_with_retry_after_never_500() {
         .spawn()
         .unwrap();
     wait_for_port(port, "keyrite serve");
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let body = json!({"hash": format!("0x{}", "22".repeat(32))}).to_string();
-    write!(
-        stream,
-        "POST /sign/treasury HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = exchange(port, "POST", "/sign/treasury", "", &body);
     let _ = child.kill();
     let _ = child.wait();
     assert!(response.starts_with("HTTP/1.1 429"), "{response}");
