@@ -18,7 +18,7 @@ use crate::cli::DiscoverCloud;
 use crate::discover::{self, Found, Scan, Scope};
 use crate::lint::{self, Deployed, Finding, Level};
 use crate::manifest::{AwsConfig, GcpConfig};
-use crate::provider::{self, Cloud};
+use crate::provider::{self, Cloud, Mark};
 use crate::render::{human, yaml};
 
 pub async fn run(cloud: DiscoverCloud) -> anyhow::Result<Status> {
@@ -108,11 +108,12 @@ fn address(base: &str, suffix: &str, taken: &mut BTreeSet<String>) -> String {
 /// The address a found resource gets: the one keyrite's ownership marks record (a stack
 /// keyrite made keeps its addresses), else one made from its name.
 fn address_for(f: &Found, scan: &Scan, taken: &mut BTreeSet<String>) -> String {
-    if let Some(recorded) = ownership_mark(f, 1)
-        && crate::manifest::refs::check_name(&recorded).is_ok()
-        && taken.insert(recorded.clone())
+    if let Some(recorded) =
+        provider::kind(f.kind).and_then(|k| provider::ownership_mark(k, &f.live.attrs, Mark::Address))
+        && crate::manifest::refs::check_name(recorded).is_ok()
+        && taken.insert(recorded.to_owned())
     {
-        return recorded;
+        return recorded.to_owned();
     }
     let last = |s: &str| s.rsplit(['/', ':']).next().unwrap_or(s).to_owned();
     match f.kind {
@@ -309,11 +310,4 @@ fn manifest(scan: &Scan, provider_block: &Json, header: &[String], cx: &lint::Co
         }
     }
     (out, findings)
-}
-
-/// The `i`th ownership mark (0: lineage, 1: address) a found resource carries.
-fn ownership_mark(f: &Found, i: usize) -> Option<String> {
-    let (attr, marks) = provider::kind(f.kind)?.ownership("", "")?;
-    let key = marks.get(i)?.0;
-    f.live.attrs.get(attr)?.get(key)?.as_str().filter(|v| !v.is_empty()).map(str::to_owned)
 }

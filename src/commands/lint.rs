@@ -97,14 +97,10 @@ async fn state(arg: &ManifestArg) -> anyhow::Result<Vec<Finding>> {
             eprintln!("note: {address} ({}) is gone from the cloud; `keyrite drift` shows it", prior.id);
             continue;
         };
-        let mut attrs = live.attrs.clone();
-        if let Some(kind) = provider::kind(&prior.kind) {
-            for spec in kind.attrs().iter().filter(|a| a.compare == provider::Compare::StateOnly) {
-                if let Some(v) = prior.attrs.get(spec.name) {
-                    attrs.insert(spec.name.into(), v.clone());
-                }
-            }
-        }
+        let attrs = match provider::kind(&prior.kind) {
+            Some(kind) => provider::with_state_only(kind, &live.attrs, &prior.attrs),
+            None => live.attrs.clone(),
+        };
         if Slot::of(&attrs) == Slot::Recovery {
             cx.recovery.insert(prior.id.clone());
         }

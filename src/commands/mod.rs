@@ -325,8 +325,10 @@ fn continue_lineage(manifest: &Manifest, observed: &mut Observed) {
     for (address, a) in observed.adopted.iter().filter(|(_, a)| a.imported) {
         let Some(kind) = manifest.resource(address).and_then(|s| provider::kind(&s.kind)) else { continue };
         // Kinds without ownership marks (aliases, URLs) have no say.
-        let Some((attr, marks)) = kind.ownership("", "") else { continue };
-        let lineage = a.live.attrs.get(attr).and_then(|t| t.get(marks[0].0)).and_then(|v| v.as_str());
+        if kind.ownership("", "").is_none() {
+            continue;
+        }
+        let lineage = provider::ownership_mark(kind, &a.live.attrs, provider::Mark::Lineage);
         lineages.insert(lineage.unwrap_or_default().to_owned());
         marked.push(address.clone());
     }

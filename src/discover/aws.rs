@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value as Json, json};
 
-use super::{Found, Scan, Scope, Skipped, arn_matches};
+use super::{Found, Scan, Scope, Skipped, arn_matches, read};
 use crate::manifest::Attrs;
 use crate::policy::Policy;
 use crate::provider::aws::api_error;
@@ -35,11 +35,6 @@ impl Key {
         }
         out
     }
-}
-
-async fn read(cloud: &Cloud, kind: &'static str, id: &str, reference: &Attrs) -> Result<Option<Live>> {
-    let k = crate::provider::kind(kind).expect("a built-in kind");
-    k.read(cloud, id, reference).await
 }
 
 /// Scans the account for the signer stacks of the keys in `scope`.

@@ -9,17 +9,12 @@
 use google_cloud_kms_v1::model::crypto_key_version::CryptoKeyVersionState;
 use serde_json::{Value as Json, json};
 
-use super::{Found, Scan, Skipped};
+use super::{Found, Scan, Skipped, read};
 use crate::manifest::Attrs;
 use crate::provider::gcp::iam_binding::SIGNER_ROLE;
-use crate::provider::{Cloud, Live, Result};
+use crate::provider::{Cloud, Result};
 
 const SECP256K1: &str = "EC_SIGN_SECP256K1_SHA256";
-
-async fn read(cloud: &Cloud, kind: &'static str, id: &str, reference: &Attrs) -> Result<Option<Live>> {
-    let k = crate::provider::kind(kind).expect("a built-in kind");
-    k.read(cloud, id, reference).await
-}
 
 /// Scans `projects/{project}/locations/{location}`, or only `ring` when given.
 pub async fn scan(cloud: &Cloud, project: &str, location: &str, ring: Option<&str>) -> Result<Scan> {

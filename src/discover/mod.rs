@@ -10,7 +10,8 @@
 pub mod aws;
 pub mod gcp;
 
-use crate::provider::Live;
+use crate::manifest::Attrs;
+use crate::provider::{Cloud, Live, Result};
 
 /// Which keys a scan starts from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +56,13 @@ impl Scan {
     pub fn contains(&self, kind: &str, id: &str) -> bool {
         self.found.iter().any(|f| f.kind == kind && f.id == id)
     }
+}
+
+/// Reads a resource through its kind's own read, so that what is found has the shape plans,
+/// drift and lint know.
+async fn read(cloud: &Cloud, kind: &'static str, id: &str, reference: &Attrs) -> Result<Option<Live>> {
+    let k = crate::provider::kind(kind).expect("a built-in kind");
+    k.read(cloud, id, reference).await
 }
 
 /// True when an IAM resource pattern (`*` and `?` wildcards) matches `text`. IAM matches

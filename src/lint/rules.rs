@@ -251,11 +251,6 @@ fn allows(p: &Policy) -> impl Iterator<Item = &Statement> {
     p.statements().iter().filter(|s| s.effect() == Effect::Allow)
 }
 
-/// The statement allows this action (or a wildcard covering it).
-fn grants(s: &Statement, action: &str) -> bool {
-    s.grants(action)
-}
-
 fn grants_everything(s: &Statement) -> bool {
     let actions = s.actions();
     !actions.negated && actions.values.iter().any(|a| matches!(a.as_str().to_ascii_lowercase().as_str(), "*" | "kms:*"))
@@ -302,14 +297,14 @@ fn key_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
         }
         // The account root delegates to IAM: its kms:* is the lockout-prevention statement,
         // and what it may sign is decided by IAM policies (which KR202 and KR102 check).
-        if grants(s, "kms:Sign") && !others.is_empty() && !has_condition_key(s, "kms:SigningAlgorithm") {
+        if s.grants("kms:Sign") && !others.is_empty() && !has_condition_key(s, "kms:SigningAlgorithm") {
             out.push(("KR102", format!("{} allows kms:Sign without a kms:SigningAlgorithm condition", s.label())));
         }
         for principal in &principals {
-            if ADMIN_ACTIONS.iter().any(|a| grants(s, a)) {
+            if ADMIN_ACTIONS.iter().any(|a| s.grants(a)) {
                 admins.push((principal, s.label()));
             }
-            if grants(s, "kms:Sign") {
+            if s.grants("kms:Sign") {
                 signers.push((principal, s.label()));
             }
         }
@@ -325,7 +320,7 @@ fn key_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
             ));
         }
     }
-    if !allows(p).any(|s| grants(s, "kms:PutKeyPolicy") && !aws_principals(s).is_empty()) {
+    if !allows(p).any(|s| s.grants("kms:PutKeyPolicy") && !aws_principals(s).is_empty()) {
         out.push(("KR104", "no statement allows kms:PutKeyPolicy to an administrator or the account".into()));
     }
     out.dedup();
@@ -335,7 +330,7 @@ fn key_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
 /// no account root delegating to IAM) and carries the algorithm condition and a network or
 /// MFA condition.
 fn recovery_key_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
-    for s in allows(p).filter(|s| grants(s, "kms:Sign")) {
+    for s in allows(p).filter(|s| s.grants("kms:Sign")) {
         let principals = aws_principals(s);
         let broad: Vec<&str> = principals.iter().copied().filter(|p| *p == "*" || is_account_root(p)).collect();
         if !broad.is_empty() || principals.is_empty() {
@@ -383,7 +378,7 @@ fn trust_policy(p: &Policy, own_account: Option<&str>, out: &mut Vec<(&'static s
 
 fn role_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
     for s in allows(p) {
-        if !grants(s, "kms:Sign") {
+        if !s.grants("kms:Sign") {
             continue;
         }
         let any_key = s.resources().is_none_or(|r| r.negated || r.values.iter().any(|v| v == "*"));

@@ -350,7 +350,8 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
             .map(|a| ResourceState {
                 kind: spec.kind.clone(),
                 id: a.id.clone(),
-                attrs: adopted_attrs(kind, &a.live.attrs, &template),
+                // An adoption takes what the cloud cannot show (a deletion window) as declared.
+                attrs: provider::with_state_only(kind, &a.live.attrs, &template),
                 outputs: a.live.outputs.clone(),
                 depends_on: spec.depends_on.clone(),
                 updated_at: created_at.clone(),
@@ -452,19 +453,6 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
     let mut plan = Plan::new(Mode::Apply, manifest, lineage, state.map(|s| s.serial), observed, created_at, changes);
     plan.errors = errors;
     plan
-}
-
-/// What the state records for an adopted resource: what the cloud shows, plus the declared
-/// values of attributes the cloud cannot show (state-only ones, such as a deletion window),
-/// which an adoption takes as declared rather than as changed.
-fn adopted_attrs(kind: &dyn Kind, live: &Attrs, desired: &Attrs) -> Attrs {
-    let mut attrs = live.clone();
-    for spec in kind.attrs().iter().filter(|a| a.compare == Compare::StateOnly) {
-        if let Some(v) = desired.get(spec.name) {
-            attrs.insert(spec.name.to_owned(), v.clone());
-        }
-    }
-    attrs
 }
 
 /// Plans the removal of everything in state (keys: scheduled deletion), dependents first.

@@ -497,3 +497,29 @@ pub fn declared_tags(live: &Attrs, name: &str) -> Option<Json> {
         .collect();
     (!tags.is_empty()).then_some(Json::Object(tags))
 }
+
+/// What the cloud shows, plus the values of the attributes it cannot show (state-only ones,
+/// such as a deletion window or a slot) taken from `recorded` (declared or last applied).
+pub fn with_state_only(kind: &dyn Kind, live: &Attrs, recorded: &Attrs) -> Attrs {
+    let mut attrs = live.clone();
+    for spec in kind.attrs().iter().filter(|a| a.compare == Compare::StateOnly) {
+        if let Some(v) = recorded.get(spec.name) {
+            attrs.insert(spec.name.to_owned(), v.clone());
+        }
+    }
+    attrs
+}
+
+/// Which of keyrite's ownership marks ([`Kind::ownership`]) to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    Lineage,
+    Address,
+}
+
+/// The ownership mark `attrs` (live attributes of a `kind`) carry, if any.
+pub fn ownership_mark<'a>(kind: &dyn Kind, attrs: &'a Attrs, mark: Mark) -> Option<&'a str> {
+    let (attr, marks) = kind.ownership("", "")?;
+    let key = marks.get(mark as usize)?.0;
+    attrs.get(attr)?.get(key)?.as_str().filter(|v| !v.is_empty())
+}

@@ -123,12 +123,13 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
         _ => return reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "use POST with a JSON body"})),
     }
     let started = std::time::Instant::now();
-    // Metrics label requests by a signer this server holds, never by what a client sent.
-    let named = match path.as_str() {
-        "" | "/sign" if service.signers.len() == 1 => Some(service.signers[0].name.as_str()),
-        other => other.strip_prefix("/sign/").and_then(|n| service.signer(n)).map(|s| s.name.as_str()),
+    // The signer asked for; metrics and the audit log name requests by a signer this server
+    // holds, never by what a client sent.
+    let target = match path.as_str() {
+        "" | "/sign" if service.signers.len() == 1 => service.signers.first(),
+        other => other.strip_prefix("/sign/").and_then(|n| service.signer(n)),
     };
-    let label = named.unwrap_or("-").to_owned();
+    let label = target.map_or("-", |s| s.name.as_str()).to_owned();
     let auth = if service.token.is_some() { "bearer" } else { "none" };
     let mut trace = Trace::default();
     let done = |outcome: &'static str, response: Response<Full<Bytes>>, trace: &Trace| {
@@ -164,31 +165,14 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
             );
         }
     }
-    let signer = match path.as_str() {
-        "" | "/sign" => match service.signers.as_slice() {
-            [only] => only,
-            _ => {
-                let names: Vec<&str> = service.signers.iter().map(|s| s.name.as_str()).collect();
-                return done(
-                    "not_found",
-                    reply(
-                        StatusCode::NOT_FOUND,
-                        json!({"error": format!("this server has several signers: POST /sign/<signer>, one of {}", names.join(", "))}),
-                    ),
-                    &trace,
-                );
-            }
-        },
-        other => match other.strip_prefix("/sign/").and_then(|name| service.signer(name)) {
-            Some(s) => s,
-            None => {
-                return done(
-                    "not_found",
-                    reply(StatusCode::NOT_FOUND, json!({"error": format!("no signer at {other}")})),
-                    &trace,
-                );
-            }
-        },
+    let Some(signer) = target else {
+        let error = if matches!(path.as_str(), "" | "/sign") {
+            let names: Vec<&str> = service.signers.iter().map(|s| s.name.as_str()).collect();
+            format!("this server has several signers: POST /sign/<signer>, one of {}", names.join(", "))
+        } else {
+            format!("no signer at {path}")
+        };
+        return done("not_found", reply(StatusCode::NOT_FOUND, json!({"error": error})), &trace);
     };
     trace.mode = Some(match signer.mode {
         SigningMode::Eip191 => "eip191",

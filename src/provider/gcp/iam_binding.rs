@@ -72,9 +72,14 @@ impl Kind for CryptoKeyIamBinding {
         if let Some(o) = a.get("other_bindings").and_then(Json::as_object).filter(|o| !o.is_empty()) {
             out["other_bindings"] = Json::Object(o.clone());
         }
-        if serde_json::to_string(a).unwrap_or_default().contains("allUsers")
-            || serde_json::to_string(a).unwrap_or_default().contains("allAuthenticatedUsers")
-        {
+        let public = a
+            .get("members")
+            .into_iter()
+            .chain(a.get("other_bindings").and_then(Json::as_object).into_iter().flat_map(|o| o.values()))
+            .filter_map(Json::as_array)
+            .flatten()
+            .any(|m| m.as_str().is_some_and(|m| PUBLIC_MEMBERS.contains(&m)));
+        if public {
             out["allow_public"] = json!(true);
         }
         Some(out)
