@@ -226,32 +226,8 @@ pub enum Command {
     Serve {
         #[command(flatten)]
         manifest: ManifestArg,
-        /// Serve only these signers (repeatable); default: every operational signer
-        #[arg(long = "signer", value_name = "NAME")]
-        signers: Vec<String>,
-        /// Address to listen on (default 127.0.0.1:8080, or 0.0.0.0:$PORT when PORT is set, as
-        /// on Cloud Run)
-        #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
-        /// Seconds between background health checks of each signer's key
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-        health_interval: u64,
-        /// Seconds that requests in flight may take to finish after SIGTERM
-        #[arg(long, default_value_t = 10)]
-        drain_seconds: u64,
-        /// Serve Prometheus metrics at http://ADDR/metrics (keep it on loopback or a private
-        /// network; off unless given)
-        #[arg(long, value_name = "ADDR")]
-        metrics_listen: Option<std::net::SocketAddr>,
-        /// Append the audit log (a JSON line per signing request) to FILE instead of stderr
-        #[arg(long, value_name = "FILE")]
-        audit_log: Option<PathBuf>,
-        /// Require `Authorization: Bearer <token>`, the token read from this file
-        #[arg(long, value_name = "FILE", conflicts_with = "token_env")]
-        token_file: Option<PathBuf>,
-        /// Require `Authorization: Bearer <token>`, the token read from this environment variable
-        #[arg(long, value_name = "VAR")]
-        token_env: Option<String>,
+        #[command(flatten)]
+        options: ServeArgs,
     },
     /// Signature tools that work offline
     Sig {
@@ -400,4 +376,62 @@ pub enum DiscoverCloud {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+/// How `keyrite serve` runs: what it serves, where, who may call and how often.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Serve only these signers (repeatable); default: every operational signer
+    #[arg(long = "signer", value_name = "NAME")]
+    pub signers: Vec<String>,
+    /// Address to listen on (default 127.0.0.1:8080, or 0.0.0.0:$PORT when PORT is set, as
+    /// on Cloud Run)
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Seconds between background health checks of each signer's key
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub health_interval: u64,
+    /// Seconds that requests in flight may take to finish after SIGTERM
+    #[arg(long, default_value_t = 10)]
+    pub drain_seconds: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (keep it on loopback or a private
+    /// network; off unless given)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Append the audit log (a JSON line per signing request) to FILE instead of stderr
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Require `Authorization: Bearer <token>` for every signer, the token read from this file
+    #[arg(long, value_name = "FILE", conflicts_with = "token_env")]
+    pub token_file: Option<PathBuf>,
+    /// Require `Authorization: Bearer <token>` for every signer, the token read from this
+    /// environment variable
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); reloaded on SIGHUP
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert; reloaded on SIGHUP
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates that chain to these PEM CA certificates (mTLS)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// The access list: which client certificates and bearer tokens may use which signers
+    /// (YAML; see `keyrite serve` in README)
+    #[arg(long, value_name = "FILE")]
+    pub access: Option<PathBuf>,
+    /// Signing requests per second per signer (a token bucket; 0 turns it off). The default
+    /// keeps ten signers inside AWS KMS's shared ECC quota of 1,000 per second
+    #[arg(long, default_value_t = 100.0, value_name = "N")]
+    pub rate: f64,
+    /// Requests a signer's bucket holds (default: twice --rate)
+    #[arg(long, value_name = "N")]
+    pub burst: Option<f64>,
+    /// Signing requests per second per client (default: --rate; 0 turns it off)
+    #[arg(long, value_name = "N")]
+    pub client_rate: Option<f64>,
+    /// Requests a client's bucket holds (default: twice --client-rate)
+    #[arg(long, value_name = "N")]
+    pub client_burst: Option<f64>,
 }

@@ -90,29 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Selftest { manifest, signer, format, timeout, via_emulator } => {
             signing::selftest(&manifest, signer.as_deref(), format, timeout, via_emulator.as_deref()).await
         }
-        Command::Serve {
-            manifest,
-            signers,
-            listen,
-            health_interval,
-            drain_seconds,
-            metrics_listen,
-            audit_log,
-            token_file,
-            token_env,
-        } => {
-            let options = signing::ServeOptions {
-                signers,
-                listen,
-                health_interval: std::time::Duration::from_secs(health_interval),
-                drain: std::time::Duration::from_secs(drain_seconds),
-                metrics_listen,
-                audit_log,
-                token_file,
-                token_env,
-            };
-            signing::serve(&manifest, options).await
-        }
+        Command::Serve { manifest, options } => signing::serve(&manifest, options).await,
         Command::Sig { command: SigCommand::FromDer { der, digest, address, pubkey } } => {
             sig::from_der(&der, &digest, address.as_deref(), pubkey.as_deref())
         }

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use base64::Engine;
 
 use super::{Status, load};
-use crate::cli::ManifestArg;
+use crate::cli::{ManifestArg, ServeArgs};
 use crate::crypto;
 use crate::manifest::{Manifest, SignerSpec, SigningMode};
 use crate::provider::Cloud;
@@ -140,19 +140,22 @@ pub async fn key_signer(cloud: &Cloud, state: &State, address: &str) -> anyhow::
     Ok(signer(cloud, state, &spec).await?.0)
 }
 
-/// How `keyrite serve` runs.
-pub struct ServeOptions {
-    pub signers: Vec<String>,
-    pub listen: Option<SocketAddr>,
-    pub health_interval: Duration,
-    pub drain: Duration,
-    pub metrics_listen: Option<SocketAddr>,
-    pub audit_log: Option<std::path::PathBuf>,
-    pub token_file: Option<std::path::PathBuf>,
-    pub token_env: Option<String>,
+/// A rate and its burst from the command line; a rate of 0 is no limit.
+fn rate(per_second: f64, burst: Option<f64>, flag: &str) -> anyhow::Result<Option<crate::serve::limit::Rate>> {
+    if !per_second.is_finite() || per_second < 0.0 {
+        bail!("--{flag} must be a number of requests per second, 0 or more");
+    }
+    if per_second == 0.0 {
+        return Ok(None);
+    }
+    let burst = burst.unwrap_or(2.0 * per_second);
+    if !burst.is_finite() || burst < 1.0 {
+        bail!("the burst of --{flag} must be at least 1 request");
+    }
+    Ok(Some(crate::serve::limit::Rate { per_second, burst }))
 }
 
-pub async fn serve(arg: &ManifestArg, options: ServeOptions) -> anyhow::Result<Status> {
+pub async fn serve(arg: &ManifestArg, options: ServeArgs) -> anyhow::Result<Status> {
     let token = match (&options.token_file, &options.token_env) {
         (Some(path), _) => Some(
             std::fs::read_to_string(path)
@@ -168,6 +171,17 @@ pub async fn serve(arg: &ManifestArg, options: ServeOptions) -> anyhow::Result<S
     if token.as_deref() == Some("") {
         bail!("the bearer token is empty");
     }
+    let signer_rate = rate(options.rate, options.burst, "rate")?;
+    let client_rate = rate(options.client_rate.unwrap_or(options.rate), options.client_burst, "client-rate")?;
+    // TLS first: a bad certificate fails before any KMS call.
+    let tls = match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(crate::serve::tls::Tls::load(crate::serve::tls::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: options.client_ca.clone(),
+        })?)),
+        _ => None,
+    };
     let (manifest, state, cloud) = connect(arg).await?;
     // The signers to serve: those named, or every operational one. A recovery signer is never
     // served.
@@ -195,6 +209,11 @@ pub async fn serve(arg: &ManifestArg, options: ServeOptions) -> anyhow::Result<S
     if specs.is_empty() {
         bail!("no operational signer to serve");
     }
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let access = options.access.as_deref().map(|path| crate::serve::access::Access::load(path, &names)).transpose()?;
+    if access.as_ref().is_some_and(|a| a.uses_certificates()) && options.client_ca.is_none() {
+        bail!("the access list names client certificates: give --client-ca (and --tls-cert, --tls-key) to verify them");
+    }
     // Ready only once every signer's public key is loaded and equal to the state's record.
     let mut signers = Vec::new();
     for spec in &specs {
@@ -209,7 +228,8 @@ pub async fn serve(arg: &ManifestArg, options: ServeOptions) -> anyhow::Result<S
             .with_context(|| format!("cannot open the audit log {}", path.display()))?,
         None => crate::serve::audit::Audit::stderr(),
     };
-    let service = Arc::new(crate::serve::Service::new(signers, token, audit));
+    let policy = crate::serve::Policy { token, access, signer_rate, client_rate };
+    let service = Arc::new(crate::serve::Service::new(signers, policy, audit));
     crate::serve::health::check_all(&service).await;
     let listen = match (options.listen, std::env::var("PORT").ok()) {
         (Some(l), _) => l,
@@ -219,26 +239,53 @@ pub async fn serve(arg: &ManifestArg, options: ServeOptions) -> anyhow::Result<S
         }
         (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
     };
+    let mutual = tls.as_ref().is_some_and(|t| t.mutual());
     if !listen.ip().is_loopback() {
         eprintln!(
-            "warning: listening on {listen}, which is reachable from other hosts{}",
-            if service.token.is_none() { " WITHOUT authentication" } else { "" }
+            "warning: listening on {listen}, which is reachable from other hosts{}{}",
+            if service.authenticates() || mutual { "" } else { " WITHOUT authentication" },
+            if tls.is_none() { ", over plain HTTP (give --tls-cert and --tls-key)" } else { "" }
         );
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     for s in &service.signers {
         eprintln!(
-            "keyrite serve: signer {} ({}, mode {:?}) at http://{local}/sign/{}",
+            "keyrite serve: signer {} ({}, mode {:?}) at {scheme}://{local}/sign/{}",
             s.name, s.signer.address, s.mode, s.name
         );
     }
+    let mut guards = Vec::new();
+    if mutual {
+        guards.push("client certificate required");
+    }
+    if service.access.is_some() {
+        guards.push("access list");
+    } else if service.token.is_some() {
+        guards.push("bearer token required");
+    }
     eprintln!(
-        "keyrite serve: ready on http://{local}{}; health every {}s at /healthcheck",
-        if service.token.is_some() { " (bearer token required)" } else { "" },
-        options.health_interval.as_secs()
+        "keyrite serve: ready on {scheme}://{local}{}; health every {}s at /healthcheck",
+        if guards.is_empty() { String::new() } else { format!(" ({})", guards.join(", ")) },
+        options.health_interval
     );
-    let checks = crate::serve::health::spawn(service.clone(), options.health_interval);
+    let health_interval = Duration::from_secs(options.health_interval);
+    let checks = crate::serve::health::spawn(service.clone(), health_interval);
+    // SIGHUP reads the TLS files again; connections open keep their configuration.
+    let reloads = tls.clone().map(|tls| {
+        tokio::spawn(async move {
+            let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                return;
+            };
+            while hangup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => eprintln!("keyrite serve: TLS certificate reloaded"),
+                    Err(e) => eprintln!("keyrite serve: TLS reload failed, keeping the certificate in use: {e:#}"),
+                }
+            }
+        })
+    });
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = match options.metrics_listen {
         Some(addr) => {
@@ -262,8 +309,11 @@ pub async fn serve(arg: &ManifestArg, options: ServeOptions) -> anyhow::Result<S
         }
         eprintln!("keyrite serve: stopping; requests in flight may finish");
     };
-    crate::serve::run(listener, service, shutdown, options.drain).await?;
+    crate::serve::run(listener, service, tls, shutdown, Duration::from_secs(options.drain_seconds)).await?;
     checks.abort();
+    if let Some(r) = reloads {
+        r.abort();
+    }
     let _ = metrics_stop.send(());
     if let Some(m) = metrics {
         let _ = m.await;

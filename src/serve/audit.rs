@@ -4,12 +4,14 @@
 //! | field | what |
 //! |---|---|
 //! | `time` | when the answer was sent (RFC 3339, UTC) |
-//! | `client` | the peer's address; `auth` says how it authenticated (`bearer`, `none`) |
+//! | `client` | who asked: the access list's client name; else the client certificate's subject; else the peer's IP address |
+//! | `peer` | the peer's address and port |
+//! | `auth` | how the request authenticated: `mtls` (an access-list certificate, or any verified certificate without an access list), `bearer`, `none` |
 //! | `signer` | the signer asked for (`-` when the server holds no such signer) |
 //! | `digest` | the 32-byte hash the client sent, 0x-hex (absent when the body had none) |
 //! | `mode` | `eip191` or `digest` |
 //! | `address` | the address the signer signs as |
-//! | `outcome` | as the metrics count it: `signed`, `bad_request`, `unauthorized`, `not_found`, `kms_error`, `throttled` |
+//! | `outcome` | as the metrics count it: `signed`, `bad_request`, `unauthorized`, `forbidden`, `not_found`, `rate_limited`, `kms_error`, `throttled` |
 //! | `status` | the HTTP status sent |
 //! | `kms_request_id` | the KMS request id, when KMS gives one (AWS) |
 //! | `latency_ms` | from the request's arrival to its answer |
@@ -26,6 +28,7 @@ use serde::Serialize;
 pub struct Entry {
     pub time: String,
     pub client: String,
+    pub peer: String,
     pub auth: &'static str,
     pub signer: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,11 +2,14 @@
 //! their own (`--metrics-listen`), with the official `prometheus-client` crate.
 //!
 //! - `keyrite_sign_requests_total{signer, outcome}`: signing requests, by how they ended
-//!   (`signed`, `bad_request`, `unauthorized`, `not_found`, `kms_error`, `throttled`);
+//!   (`signed`, `bad_request`, `unauthorized`, `forbidden`, `not_found`, `rate_limited`,
+//!   `kms_error`, `throttled`);
 //! - `keyrite_kms_sign_seconds{signer}`: the KMS sign call, with the DER → r‖s‖v check;
 //! - `keyrite_request_seconds{signer}`: a signing request from its arrival to its answer;
 //! - `keyrite_kms_throttles_total{signer}`: KMS throttling answers (ThrottlingException,
 //!   RESOURCE_EXHAUSTED);
+//! - `keyrite_rate_limited_total{signer}`: requests refused by a token bucket (`--rate`,
+//!   `--client-rate`);
 //! - `keyrite_signer_healthy{signer}`: the last background health check, 1 or 0.
 
 use std::time::Duration;
@@ -40,6 +43,7 @@ pub struct Metrics {
     kms: Family<Signer, Histogram, fn() -> Histogram>,
     end_to_end: Family<Signer, Histogram, fn() -> Histogram>,
     throttles: Family<Signer, Counter>,
+    rate_limited: Family<Signer, Counter>,
     healthy: Family<Signer, Gauge>,
 }
 
@@ -52,6 +56,7 @@ impl Default for Metrics {
             Family::<Signer, Histogram, fn() -> Histogram>::new_with_constructor(latency as fn() -> Histogram);
         let throttles = Family::<Signer, Counter>::default();
         let healthy = Family::<Signer, Gauge>::default();
+        let rate_limited = Family::<Signer, Counter>::default();
         registry.register("sign_requests", "Signing requests, by signer and outcome", requests.clone());
         registry.register("kms_sign_seconds", "The KMS sign call, in seconds", kms.clone());
         registry.register(
@@ -60,12 +65,13 @@ impl Default for Metrics {
             end_to_end.clone(),
         );
         registry.register("kms_throttles", "KMS throttling answers", throttles.clone());
+        registry.register("rate_limited", "Requests refused by a token bucket", rate_limited.clone());
         registry.register(
             "signer_healthy",
             "The last background health check of the signer's key (1 healthy)",
             healthy.clone(),
         );
-        Metrics { registry, requests, kms, end_to_end, throttles, healthy }
+        Metrics { registry, requests, kms, end_to_end, throttles, rate_limited, healthy }
     }
 }
 
@@ -82,6 +88,10 @@ impl Metrics {
 
     pub fn throttled(&self, signer: &str) {
         self.throttles.get_or_create(&Signer { signer: signer.to_owned() }).inc();
+    }
+
+    pub fn rate_limited(&self, signer: &str) {
+        self.rate_limited.get_or_create(&Signer { signer: signer.to_owned() }).inc();
     }
 
     pub fn health(&self, signer: &str, healthy: bool) {

@@ -13,8 +13,13 @@
 //! `{"signature": "0x" r‖s‖v, "r", "s", "recid", "v", "address"}` with low-s and v ∈ {27, 28}.
 //! The expected address comes from the key, never from the request: a request naming
 //! another `signerAddress` is refused with 400. Internal faults answer 500 with no detail
-//! (the detail goes to stderr). Listens on loopback unless told otherwise; an optional
-//! bearer token is compared in constant time.
+//! (the detail goes to stderr). Listens on loopback unless told otherwise.
+//!
+//! Who may sign: an optional bearer token for every signer, TLS with optional client
+//! certificates ([`tls`]), and an access list mapping certificates and tokens to signers
+//! ([`access`]). A request that may not use the signer it asks for answers 403 before any
+//! KMS call. Token buckets per signer and per client ([`limit`]) answer 429 with
+//! `Retry-After`, as does a KMS throttling error.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,9 +32,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
+pub mod access;
 pub mod audit;
 pub mod health;
+pub mod limit;
 pub mod metrics;
+pub mod tls;
 
 use crate::crypto::{self, Address};
 use crate::manifest::SigningMode;
@@ -52,16 +60,88 @@ pub struct Signer {
 pub struct Service {
     /// In the manifest's order; names are unique.
     pub signers: Vec<Signer>,
+    /// A bearer token that may use every signer.
     pub token: Option<String>,
+    pub access: Option<access::Access>,
     pub health: health::Board,
     pub metrics: metrics::Metrics,
     pub audit: audit::Audit,
+    per_signer: limit::Buckets,
+    per_client: limit::Buckets,
+}
+
+/// Who may call, and how often.
+#[derive(Default)]
+pub struct Policy {
+    pub token: Option<String>,
+    pub access: Option<access::Access>,
+    /// Per signer; `None` is no limit.
+    pub signer_rate: Option<limit::Rate>,
+    /// Per client; `None` is no limit.
+    pub client_rate: Option<limit::Rate>,
 }
 
 impl Service {
-    pub fn new(signers: Vec<Signer>, token: Option<String>, audit: audit::Audit) -> Service {
+    pub fn new(signers: Vec<Signer>, policy: Policy, audit: audit::Audit) -> Service {
         let health = health::Board::new(signers.iter().map(|s| s.name.clone()));
-        Service { signers, token, health, metrics: metrics::Metrics::default(), audit }
+        let off = limit::Rate { per_second: 0.0, burst: 0.0 };
+        Service {
+            signers,
+            token: policy.token,
+            access: policy.access,
+            health,
+            metrics: metrics::Metrics::default(),
+            audit,
+            per_signer: limit::Buckets::new(policy.signer_rate.unwrap_or(off)),
+            per_client: limit::Buckets::new(policy.client_rate.unwrap_or(off)),
+        }
+    }
+
+    /// True when a request must present a credential.
+    pub fn authenticates(&self) -> bool {
+        self.token.is_some() || self.access.is_some()
+    }
+
+    /// Who the caller is, and whether it may use `signer`. `cert` is the client certificate
+    /// the TLS layer verified, if any.
+    fn authorize(&self, peer: &Peer, bearer: Option<&str>, signer: Option<&str>) -> Result<Caller, Denied> {
+        let cert = peer.cert.as_deref();
+        let anonymous = || cert.map_or_else(|| peer.addr.ip().to_string(), |c| c.subject.clone());
+        let everything =
+            self.token.as_deref().is_some_and(|t| bearer.is_some_and(|b| constant_time_eq(b.as_bytes(), t.as_bytes())));
+        let Some(access) = &self.access else {
+            return match (&self.token, everything) {
+                (Some(_), false) => Err(Denied::unauthorized("missing or wrong bearer token")),
+                _ => Ok(Caller { client: anonymous(), auth: auth_of(cert, everything) }),
+            };
+        };
+        // Every credential presented, in order of strength; the first that may use the signer wins.
+        let mut known = Vec::new();
+        if let Some(client) = cert.and_then(|c| access.by_certificate(c)) {
+            known.push((client.name.as_str(), "mtls", Some(client)));
+        }
+        if let Some(client) = bearer.and_then(|b| access.by_token(b)) {
+            known.push((client.name.as_str(), "bearer", Some(client)));
+        }
+        if everything {
+            known.push(("bearer", "bearer", None));
+        }
+        let Some(first) = known.first() else {
+            return Err(match cert {
+                Some(c) => Denied::forbidden(format!("client certificate {} is not in the access list", c.subject)),
+                None => Denied::unauthorized(
+                    "missing or unknown credentials: present a client certificate or a bearer token",
+                ),
+            });
+        };
+        let Some(signer) = signer else {
+            // The signer does not exist: the caller is known, the route answers 404.
+            return Ok(Caller { client: first.0.to_owned(), auth: first.1 });
+        };
+        match known.iter().find(|(_, _, client)| client.is_none_or(|c| c.may_use(signer))) {
+            Some((name, auth, _)) => Ok(Caller { client: (*name).to_owned(), auth }),
+            None => Err(Denied::forbidden(format!("client {} may not use signer {signer}", first.0))),
+        }
     }
 
     fn signer(&self, name: &str) -> Option<&Signer> {
@@ -69,11 +149,56 @@ impl Service {
     }
 }
 
+/// The other end of a connection.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client certificate, verified against `--client-ca`.
+    pub cert: Option<Arc<tls::ClientCert>>,
+}
+
+/// Who made a request, as the audit log and the per-client limit name it.
+struct Caller {
+    /// The access list's client name; else the certificate subject; else the peer's IP.
+    client: String,
+    /// `mtls`, `bearer` or `none`.
+    auth: &'static str,
+}
+
+fn auth_of(cert: Option<&tls::ClientCert>, bearer: bool) -> &'static str {
+    match (cert, bearer) {
+        (_, true) => "bearer",
+        (Some(_), false) => "mtls",
+        (None, false) => "none",
+    }
+}
+
+struct Denied {
+    status: StatusCode,
+    outcome: &'static str,
+    message: String,
+}
+
+impl Denied {
+    fn unauthorized(message: &str) -> Denied {
+        Denied { status: StatusCode::UNAUTHORIZED, outcome: "unauthorized", message: message.to_owned() }
+    }
+
+    fn forbidden(message: String) -> Denied {
+        Denied { status: StatusCode::FORBIDDEN, outcome: "forbidden", message }
+    }
+}
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves until `shutdown` completes, then stops accepting and lets requests in flight
-/// finish for up to `drain`; connections still open after that are dropped.
+/// finish for up to `drain`; connections still open after that are dropped. With `tls`,
+/// every connection is TLS, with the configuration current when it was accepted.
 pub async fn run(
     listener: tokio::net::TcpListener,
     service: Arc<Service>,
+    tls: Option<Arc<tls::Tls>>,
     shutdown: impl std::future::Future<Output = ()>,
     drain: std::time::Duration,
 ) -> std::io::Result<()> {
@@ -81,27 +206,39 @@ pub async fn run(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of file descriptors and the like: keep serving the connections open.
+                Err(e) => {
+                    eprintln!("keyrite serve: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
             () = &mut shutdown => break,
         };
+        let _ = stream.set_nodelay(true);
         let service = service.clone();
-        let mut stopped = stopped.clone();
+        let stopped = stopped.clone();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         connections.spawn(async move {
-            let handler = hyper::service::service_fn(move |req| {
-                let service = service.clone();
-                async move { Ok::<_, Infallible>(handle(&service, req, peer).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), handler);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stopped.changed() => {
-                    // Finish the request in flight, then close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            let Some(acceptor) = acceptor else {
+                return connection(TokioIo::new(stream), service, Peer { addr, cert: None }, stopped).await;
+            };
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return eprintln!("keyrite serve: TLS handshake with {addr} failed: {e}"),
+                Err(_) => return eprintln!("keyrite serve: TLS handshake with {addr} timed out"),
+            };
+            let cert = match stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                Some(der) => match tls::ClientCert::from_der(der) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(e) => return eprintln!("keyrite serve: client certificate of {addr}: {e:#}"),
+                },
+                None => None,
+            };
+            connection(TokioIo::new(stream), service, Peer { addr, cert }, stopped).await
         });
         while connections.try_join_next().is_some() {}
     }
@@ -111,7 +248,33 @@ pub async fn run(
     Ok(())
 }
 
-async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+/// Serves HTTP/1.1 on one connection until it closes or the server stops.
+async fn connection<I>(io: I, service: Arc<Service>, peer: Peer, mut stopped: tokio::sync::watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let handler = hyper::service::service_fn(move |req| {
+        let service = service.clone();
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(handle(&service, req, &peer).await) }
+    });
+    // A client has 10 s to send a request's headers (slow-loris connections are closed).
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .serve_connection(io, handler);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stopped.changed() => {
+            // Finish the request in flight, then close.
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn handle(service: &Service, req: http::Request<Incoming>, peer: &Peer) -> Response<Full<Bytes>> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/upcheck") => return text(StatusCode::OK, "OK"),
@@ -130,14 +293,24 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
         other => other.strip_prefix("/sign/").and_then(|n| service.signer(n)),
     };
     let label = target.map_or("-", |s| s.name.as_str()).to_owned();
-    let auth = if service.token.is_some() { "bearer" } else { "none" };
     let mut trace = Trace::default();
+    let bearer = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let caller = service.authorize(peer, bearer, target.map(|s| s.name.as_str()));
+    let (client, auth) = match &caller {
+        Ok(c) => (c.client.clone(), c.auth),
+        Err(_) => (peer.cert.as_ref().map_or_else(|| peer.addr.ip().to_string(), |c| c.subject.clone()), "none"),
+    };
     let done = |outcome: &'static str, response: Response<Full<Bytes>>, trace: &Trace| {
         let elapsed = started.elapsed();
         service.metrics.request(&label, outcome, elapsed);
         service.audit.record(&audit::Entry {
             time: crate::state::now(),
-            client: peer.to_string(),
+            client: client.clone(),
+            peer: peer.addr.to_string(),
             auth,
             signer: label.clone(),
             digest: trace.digest.clone(),
@@ -150,20 +323,8 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
         });
         response
     };
-    if let Some(token) = &service.token {
-        let given = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-            return done(
-                "unauthorized",
-                reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"})),
-                &trace,
-            );
-        }
+    if let Err(denied) = caller {
+        return done(denied.outcome, reply(denied.status, json!({"error": denied.message})), &trace);
     }
     let Some(signer) = target else {
         let error = if matches!(path.as_str(), "" | "/sign") {
@@ -179,6 +340,14 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
         SigningMode::Digest => "digest",
     });
     trace.address = Some(signer.signer.address.to_string());
+    // The client's bucket, then the signer's: a client over its share is refused before it
+    // takes from what the signer's other clients share.
+    if let Err(wait) = service.per_client.take(&client).and_then(|()| service.per_signer.take(&signer.name)) {
+        service.metrics.rate_limited(&signer.name);
+        let mut response = reply(StatusCode::TOO_MANY_REQUESTS, json!({"error": "rate limit reached; retry later"}));
+        response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(limit::retry_after(wait)));
+        return done("rate_limited", response, &trace);
+    }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -203,7 +372,7 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
         Err(e) if throttled(&e.to_string()) => {
             // KMS is at its quota: tell the client when to come back, never a 500.
             service.metrics.throttled(&signer.name);
-            eprintln!("keyrite serve: signer {}: KMS throttled the request from {peer}", signer.name);
+            eprintln!("keyrite serve: signer {}: KMS throttled the request from {client}", signer.name);
             let mut response = reply(
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({"error": "KMS is throttling signing requests; retry after a second"}),
@@ -212,7 +381,7 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: SocketAdd
             done("throttled", response, &trace)
         }
         Err(e) => {
-            eprintln!("keyrite serve: signer {} failed for {peer}: {e}", signer.name);
+            eprintln!("keyrite serve: signer {} failed for {client}: {e}", signer.name);
             done("kms_error", reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error"})), &trace)
         }
     }
