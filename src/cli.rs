@@ -425,13 +425,13 @@ pub struct ServeArgs {
     /// keeps ten signers inside AWS KMS's shared ECC quota of 1,000 per second
     #[arg(long, default_value_t = 100.0, value_name = "N")]
     pub rate: f64,
-    /// Requests a signer's bucket holds (default: twice --rate)
+    /// Requests a signer's bucket holds (default: twice --rate, at least 1)
     #[arg(long, value_name = "N")]
     pub burst: Option<f64>,
-    /// Signing requests per second per client (default: --rate; 0 turns it off)
+    /// Signing requests per second per client (default: --rate and --burst; 0 turns it off)
     #[arg(long, value_name = "N")]
     pub client_rate: Option<f64>,
-    /// Requests a client's bucket holds (default: twice --client-rate)
+    /// Requests a client's bucket holds (default: twice --client-rate, at least 1)
     #[arg(long, value_name = "N")]
     pub client_burst: Option<f64>,
 }

@@ -2,6 +2,8 @@
 //! through `keyrite serve`), and a faulty KMS (moto) that the self-test must catch.
 
 mod common;
+#[path = "serve/tls.rs"]
+mod tls;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -248,21 +250,30 @@ fn health_until(port: u16, want: u16) -> serde_json::Value {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn serve_holds_several_signers_reports_health_and_drains_on_sigterm() {
-    let emu = Emulator::start();
-    let text = std::fs::read_to_string(common::repo_root().join("manifests/treasury.yaml"))
+/// The treasury example with a second key and signer, `ops`, in digest mode.
+fn two_signers() -> String {
+    std::fs::read_to_string(common::repo_root().join("manifests/treasury.yaml"))
         .unwrap()
-        .replace("signers:\n", "  ops_key:\n    type: aws_kms_key\n    policy:\n      generated:\n        signers: [\"${signer_role.arn}\"]\n\nsigners:\n  ops:\n    key: ops_key\n    mode: digest\n");
-    let w = Workdir::with_text(&text);
-    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
-    let addresses = w.keyrite(&emu, &["addresses", "--format", "json"]).expect(0).json();
-    let address = |key: &str| {
+        .replace("signers:\n", "  ops_key:\n    type: aws_kms_key\n    policy:\n      generated:\n        signers: [\"${signer_role.arn}\"]\n\nsigners:\n  ops:\n    key: ops_key\n    mode: digest\n")
+}
+
+/// Each key's EVM address, lowercase, by its address in the manifest.
+fn addresses(w: &Workdir, emu: &Emulator) -> impl Fn(&str) -> String {
+    let addresses = w.keyrite(emu, &["addresses", "--format", "json"]).expect(0).json();
+    move |key: &str| {
         addresses["keys"].as_array().unwrap().iter().find(|k| k["address"] == key).unwrap()["evm_address"]
             .as_str()
             .unwrap()
             .to_lowercase()
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_holds_several_signers_reports_health_and_drains_on_sigterm() {
+    let emu = Emulator::start();
+    let w = Workdir::with_text(&two_signers());
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    let address = addresses(&w, &emu);
     let (port, metrics_port) = (free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyrite"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--health-interval", "1"])
@@ -398,4 +409,60 @@ fn a_kms_throttle_answers_429_with_retry_after_never_500() {
     let signs = proxy.counts.operations().iter().filter(|o| *o == "Sign").count() as u64;
     assert!(signs >= 1);
     assert_eq!(proxy.counts.throttle.load(std::sync::atomic::Ordering::Relaxed), signs);
+}
+
+#[test]
+fn sigterm_lets_a_slow_request_finish_refuses_new_connections_and_a_burst_gets_429() {
+    let emu = Emulator::start();
+    let w = Workdir::with_example("treasury.yaml");
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    let address = addresses(&w, &emu)("treasury_key");
+    // KMS answers every Sign after 4 s.
+    let proxy = common::fault_proxy::FaultProxy::start(
+        &emu.endpoint,
+        common::fault_proxy::Faults { slow: Some(("Sign", 4000)), ..Default::default() },
+        1,
+    );
+    let port = free_port();
+    let mut child = w
+        .command(&proxy.endpoint, &["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--rate", "0.01", "--burst", "2", "--drain-seconds", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, "keyrite serve");
+    let digest = [0x33u8; 32];
+    let body = json!({"hash": format!("0x{}", hex::encode(digest))}).to_string();
+    let slow = std::thread::spawn(move || split(&exchange(port, "POST", "/sign/treasury", "", &body)));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !proxy.counts.operations().iter().any(|o| o == "Sign") {
+        assert!(std::time::Instant::now() < deadline, "the signing request never reached KMS");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The signer's bucket holds 2: the slow request took one, a bad request the other.
+    assert_eq!(request(port, "POST", "/sign/treasury", "{}").0, 400);
+    let refused = exchange(port, "POST", "/sign/treasury", "", "{}");
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.to_ascii_lowercase().contains("retry-after: "), "{refused}");
+
+    // SIGTERM while the slow request is in flight: new connections are refused...
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "still accepting connections after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!slow.is_finished(), "the slow request ended before the listener closed");
+    // ... and the request in flight completes with its signature.
+    let (status, answer) = slow.join().unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let signature = hex::decode(v["signature"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    assert_eq!(recover(&eip191(&digest), &signature), address);
+    let exit = child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(exit.success(), "{exit}: {stderr}");
+    assert!(stderr.contains("keyrite serve: stopped"), "{stderr}");
 }

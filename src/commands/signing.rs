@@ -148,7 +148,7 @@ fn rate(per_second: f64, burst: Option<f64>, flag: &str) -> anyhow::Result<Optio
     if per_second == 0.0 {
         return Ok(None);
     }
-    let burst = burst.unwrap_or(2.0 * per_second);
+    let burst = burst.unwrap_or((2.0 * per_second).max(1.0));
     if !burst.is_finite() || burst < 1.0 {
         bail!("the burst of --{flag} must be at least 1 request");
     }
@@ -172,7 +172,11 @@ pub async fn serve(arg: &ManifestArg, options: ServeArgs) -> anyhow::Result<Stat
         bail!("the bearer token is empty");
     }
     let signer_rate = rate(options.rate, options.burst, "rate")?;
-    let client_rate = rate(options.client_rate.unwrap_or(options.rate), options.client_burst, "client-rate")?;
+    // A client's bucket is, unless told otherwise, the size of a signer's.
+    let client_rate = match options.client_rate {
+        Some(r) => rate(r, options.client_burst, "client-rate")?,
+        None => rate(options.rate, options.client_burst.or(options.burst), "client-rate")?,
+    };
     // TLS first: a bad certificate fails before any KMS call.
     let tls = match (&options.tls_cert, &options.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(crate::serve::tls::Tls::load(crate::serve::tls::Files {

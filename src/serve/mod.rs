@@ -140,7 +140,10 @@ impl Service {
         };
         match known.iter().find(|(_, _, client)| client.is_none_or(|c| c.may_use(signer))) {
             Some((name, auth, _)) => Ok(Caller { client: (*name).to_owned(), auth }),
-            None => Err(Denied::forbidden(format!("client {} may not use signer {signer}", first.0))),
+            None => Err(Denied {
+                caller: Some(Caller { client: first.0.to_owned(), auth: first.1 }),
+                ..Denied::forbidden(format!("client {} may not use signer {signer}", first.0))
+            }),
         }
     }
 
@@ -177,15 +180,17 @@ struct Denied {
     status: StatusCode,
     outcome: &'static str,
     message: String,
+    /// Who was refused, when a credential named a client.
+    caller: Option<Caller>,
 }
 
 impl Denied {
     fn unauthorized(message: &str) -> Denied {
-        Denied { status: StatusCode::UNAUTHORIZED, outcome: "unauthorized", message: message.to_owned() }
+        Denied { status: StatusCode::UNAUTHORIZED, outcome: "unauthorized", message: message.to_owned(), caller: None }
     }
 
     fn forbidden(message: String) -> Denied {
-        Denied { status: StatusCode::FORBIDDEN, outcome: "forbidden", message }
+        Denied { status: StatusCode::FORBIDDEN, outcome: "forbidden", message, caller: None }
     }
 }
 
@@ -301,7 +306,7 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: &Peer) ->
         .and_then(|v| v.strip_prefix("Bearer "));
     let caller = service.authorize(peer, bearer, target.map(|s| s.name.as_str()));
     let (client, auth) = match &caller {
-        Ok(c) => (c.client.clone(), c.auth),
+        Ok(c) | Err(Denied { caller: Some(c), .. }) => (c.client.clone(), c.auth),
         Err(_) => (peer.cert.as_ref().map_or_else(|| peer.addr.ip().to_string(), |c| c.subject.clone()), "none"),
     };
     let done = |outcome: &'static str, response: Response<Full<Bytes>>, trace: &Trace| {

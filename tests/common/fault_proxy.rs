@@ -36,6 +36,9 @@ pub struct Faults {
     pub expired_token: bool,
     /// Throttle every request for this operation (its name, e.g. `Sign`), and nothing else.
     pub throttle_only: Option<&'static str>,
+    /// Hold the answer to every request for this operation for this many milliseconds
+    /// (forwarded at once): a slow KMS.
+    pub slow: Option<(&'static str, u64)>,
 }
 
 /// How often each fate was drawn.
@@ -224,6 +227,9 @@ async fn handle(
     if late {
         counts.delay_after.fetch_add(1, Ordering::Relaxed);
         let ms = (dice.roll() * faults.max_delay_ms as f64) as u64;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some((_, ms)) = faults.slow.filter(|(op, _)| *op == operation) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     Ok(hyper::Response::from_parts(rparts, Full::new(rbody)))
