@@ -227,7 +227,7 @@ pub enum Command {
         #[command(flatten)]
         manifest: ManifestArg,
         #[command(flatten)]
-        options: ServeArgs,
+        options: Box<ServeArgs>,
     },
     /// Signature tools that work offline
     Sig {

@@ -90,7 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Selftest { manifest, signer, format, timeout, via_emulator } => {
             signing::selftest(&manifest, signer.as_deref(), format, timeout, via_emulator.as_deref()).await
         }
-        Command::Serve { manifest, options } => signing::serve(&manifest, options).await,
+        Command::Serve { manifest, options } => signing::serve(&manifest, *options).await,
         Command::Sig { command: SigCommand::FromDer { der, digest, address, pubkey } } => {
             sig::from_der(&der, &digest, address.as_deref(), pubkey.as_deref())
         }

@@ -360,7 +360,7 @@ pub async fn hand_made_stack(emu: &Emulator) -> String {
         permission.send().await.unwrap();
     }
     // A REST API with IAM auth and an account-scoped resource policy, POST /sign → the function.
-    let function_arn = format!("arn:aws:lambda:us-east-1:000000000000:function:keyrite-treasury-signer");
+    let function_arn = "arn:aws:lambda:us-east-1:000000000000:function:keyrite-treasury-signer".to_owned();
     let gw = emu.apigateway().await;
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":"execute-api:Invoke","Resource":"execute-api:/*"}]}"#;
     let api = gw.create_rest_api().name("treasury-signer-api").policy(policy).send().await.unwrap();

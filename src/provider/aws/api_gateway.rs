@@ -125,8 +125,7 @@ impl Kind for ApiGateway {
         a.insert("authorization".into(), json!("AWS_IAM"));
         // `throttle: none` declares a stage without a throttle (as a hand-made one may be).
         let unthrottled = b.get("throttle").and_then(|n| n.as_scalar()) == Some("none");
-        let (rate, burst) = match (unthrottled, unthrottled.then_some(None).unwrap_or_else(|| b.block(cx, "throttle")))
-        {
+        let (rate, burst) = match (unthrottled, if unthrottled { None } else { b.block(cx, "throttle") }) {
             (true, _) => (Json::Null, Json::Null),
             (false, Some(mut t)) => {
                 let rate = t.integer(cx, "rate", 1..=10_000).unwrap_or(10);
