@@ -188,6 +188,10 @@ pub enum Command {
         /// Directory to write the function's source to (created; existing files are replaced)
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Write a container that runs `keyrite serve` instead of the Node.js function: this
+        /// binary, the manifest, its state and a Dockerfile, for `gcloud run deploy --source`
+        #[arg(long)]
+        serve: bool,
     },
     /// Live sign-and-recover self-test of a signer's key and endpoints
     ///

@@ -300,6 +300,59 @@ impl Drop for CloudRun {
     }
 }
 
+/// The container `render-signer --serve` writes: its directory and its Dockerfile's
+/// ENTRYPOINT.
+struct ServeContainer {
+    dir: std::path::PathBuf,
+    entrypoint: Vec<String>,
+}
+
+impl ServeContainer {
+    fn render(w: &Workdir, kms: &GcpKms) -> ServeContainer {
+        let dir = w.path().join("serve-container");
+        let out = w.keyrite_gcp(kms, &["render-signer", "--serve", "--out", dir.to_str().unwrap()]).expect(0);
+        assert!(out.stdout.contains("gcloud run deploy keyrite-treasury"), "{}", out.stdout);
+        for flag in ["--project=treasury-prod-4711", "--region=us-east1", "--no-allow-unauthenticated"] {
+            assert!(out.stdout.contains(flag), "{flag}: {}", out.stdout);
+        }
+        assert!(out.stdout.contains("--service-account=kms-signer@treasury-prod-4711.iam.gserviceaccount.com"));
+        let dockerfile = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+        assert!(dockerfile.contains("FROM gcr.io/distroless/cc-debian12:nonroot\n"), "{dockerfile}");
+        assert!(dockerfile.contains("WORKDIR /srv/keyrite\nCOPY keyrite keyrite.yaml ./\n"), "{dockerfile}");
+        assert!(dockerfile.contains("USER nonroot\n"), "{dockerfile}");
+        // Every file the image copies is there; the state is the one apply wrote.
+        for file in ["keyrite", "keyrite.yaml", "keyrite.state.json"] {
+            assert!(dir.join(file).is_file(), "{file} missing from {}", dir.display());
+        }
+        assert_eq!(
+            std::fs::read(dir.join("keyrite.state.json")).unwrap(),
+            std::fs::read(w.path().join("keyrite.state.json")).unwrap()
+        );
+        let line = dockerfile.lines().find_map(|l| l.strip_prefix("ENTRYPOINT ")).expect("an ENTRYPOINT");
+        let entrypoint: Vec<String> = serde_json::from_str(line).unwrap();
+        assert_eq!(entrypoint[..2], ["/srv/keyrite/keyrite", "serve"]);
+        ServeContainer { dir, entrypoint }
+    }
+
+    /// The ENTRYPOINT, run in the container's directory (its WORKDIR) with the environment
+    /// Cloud Run gives: credentials from the metadata server only, and PORT.
+    fn command(&self, w: &Workdir, kms: &GcpKms) -> Command {
+        let mut cmd = w.gcp_command(kms, &[]);
+        cmd.current_dir(&self.dir);
+        let mut args = self.entrypoint.iter();
+        let program = args.next().unwrap().replace("/srv/keyrite", self.dir.to_str().unwrap());
+        let mut container = Command::new(program);
+        container.args(args).current_dir(&self.dir).stdout(Stdio::null()).stderr(Stdio::null());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => container.env(k, v),
+                None => container.env_remove(k),
+            };
+        }
+        container
+    }
+}
+
 fn selftest(w: &Workdir, kms: &GcpKms) -> Run {
     w.keyrite_gcp(kms, &["selftest", "--format", "json", "--timeout", "30"])
 }
@@ -316,14 +369,11 @@ async fn sign_and_selftest_work_through_kms_and_the_cloud_run_template_with_an_i
     assert_eq!(recover(&digest, sig.stdout.trim()), address, "mode digest signs the bytes as given");
 
     let function = CloudRun::start(&w, &kms);
-    // `keyrite serve` in front of the same Cloud KMS key, as a second endpoint.
+    // `keyrite serve` in front of the same Cloud KMS key, as a second endpoint, run from the
+    // container recipe `render-signer --serve` writes, as Cloud Run would run it.
     let serve_port = common::free_port();
-    let mut serve = w
-        .gcp_command(&kms, &["serve", "--listen", &format!("127.0.0.1:{serve_port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut serve =
+        ServeContainer::render(&w, &kms).command(&w, &kms).env("PORT", serve_port.to_string()).spawn().unwrap();
     common::wait_for_port(serve_port, "keyrite serve");
     let serve_url = format!("http://127.0.0.1:{serve_port}/");
     let text = std::fs::read_to_string(&w.manifest).unwrap().replace("http://127.0.0.1:1", &function.url).replace(

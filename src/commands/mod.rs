@@ -86,7 +86,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
             signing::sign(&manifest, signer.as_deref(), &hash, mode).await
         }
         Command::Discover { cloud } => discover::run(cloud).await,
-        Command::RenderSigner { manifest, signer, out } => render::run(&manifest, signer.as_deref(), &out).await,
+        Command::RenderSigner { manifest, signer, out, serve } => {
+            render::run(&manifest, signer.as_deref(), &out, serve).await
+        }
         Command::Selftest { manifest, signer, format, timeout, via_emulator } => {
             signing::selftest(&manifest, signer.as_deref(), format, timeout, via_emulator.as_deref()).await
         }
