@@ -3,8 +3,8 @@
 //! KMS signers return DER signatures without a recovery id and with `s`
 //! in either half of the group order. Ethereum-style verifiers need
 //! `r || s || v` with low `s` (EIP-2), so we normalise `s` and find `v`
-//! by trial recovery against the known public key. All curve arithmetic is
-//! delegated to `k256`.
+//! from the nonce point that verification computes against the known
+//! public key. All curve arithmetic is delegated to `k256`.
 
 use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
 use k256::elliptic_curve::scalar::IsHigh;
@@ -36,19 +36,37 @@ pub fn normalize_low_s(s: [u8; 32]) -> ([u8; 32], bool) {
 ///
 /// A high `s` is normalised first, so the id returned always belongs to
 /// `(r, low_s)`. Recovery ids 2 and 3 (nonce x-coordinate >= n, probability
-/// ~2^-128) cannot be expressed in `v = 27/28` and are not tried.
+/// ~2^-128) cannot be expressed in `v = 27/28` and are refused.
+///
+/// One double-scalar multiplication, the one ECDSA verification makes:
+/// `R = (z/s)·G + (r/s)·Q`. The signature is valid for `pk` exactly when
+/// `R.x ≡ r (mod n)`, and then `R` is the nonce point, whose `y` parity is
+/// the recovery id. Trial recovery would cost up to two recoveries, each a
+/// multiplication and a verification.
 ///
 /// # Errors
 /// [`CryptoError::SignatureScalarOutOfRange`] if `r` or `s` is not in `1..n`;
-/// [`CryptoError::RecoveryIdNotFound`] if neither id recovers `pk`.
+/// [`CryptoError::RecoveryIdNotFound`] if the signature is not `pk`'s over `prehash`.
 pub fn recovery_id(pk: &PublicKey, prehash: &[u8; 32], r: &[u8; 32], s: &[u8; 32]) -> Result<u8, CryptoError> {
+    use k256::elliptic_curve::group::Group;
+    use k256::elliptic_curve::ops::{Invert, LinearCombination, Reduce};
+    use k256::elliptic_curve::point::AffineCoordinates;
+    use k256::{ProjectivePoint, Scalar, U256};
     let signature = signature_from_parts(r, s)?;
     let signature = signature.normalize_s().unwrap_or(signature);
-    let expected = VerifyingKey::from(pk);
-    [0u8, 1]
-        .into_iter()
-        .find(|&id| recovers_to(&expected, prehash, &signature, id))
-        .ok_or(CryptoError::RecoveryIdNotFound)
+    let (r, s) = (signature.r(), signature.s());
+    let z = <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(*prehash));
+    let s_inv: Scalar = *s.invert();
+    let nonce = ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &(z * s_inv), &pk.to_projective(), &(*r * s_inv));
+    if bool::from(nonce.is_identity()) {
+        return Err(CryptoError::RecoveryIdNotFound);
+    }
+    let nonce = nonce.to_affine();
+    // R.x must be r itself: R.x ≡ r (mod n) with R.x ≥ n would need recovery id 2 or 3.
+    if nonce.x() != r.as_ref().to_bytes() {
+        return Err(CryptoError::RecoveryIdNotFound);
+    }
+    Ok(nonce.y_is_odd().unwrap_u8())
 }
 
 /// Converts a KMS DER signature into the 65-byte `r || s || v` form with
@@ -122,12 +140,6 @@ fn ensure_scalar(bytes: &[u8; 32], component: SigComponent) -> Result<(), Crypto
     NonZeroScalar::try_from(&bytes[..]).map(|_| ()).map_err(|_| CryptoError::SignatureScalarOutOfRange { component })
 }
 
-/// True when recovery id `id` recovers `expected` from `signature`.
-fn recovers_to(expected: &VerifyingKey, prehash: &[u8; 32], signature: &Signature, id: u8) -> bool {
-    RecoveryId::from_byte(id)
-        .and_then(|id| VerifyingKey::recover_from_prehash(prehash, signature, id).ok())
-        .is_some_and(|recovered| recovered == *expected)
-}
 
 #[cfg(test)]
 mod tests {
@@ -297,6 +309,32 @@ mod tests {
     fn signature_rsv_propagates_der_errors() {
         let pk: PublicKey = signing_key(1).verifying_key().into();
         assert_eq!(signature_rsv(&pk, &[0u8; 32], &[0x31, 0x00]), Err(CryptoError::DerNotSequence { found: 0x31 }));
+    }
+
+    #[test]
+    fn the_recovery_id_is_k256s_trial_recovery_for_low_and_high_s() {
+        let mut seen = [0usize; 2];
+        for i in 0..300u64 {
+            let key = signing_key(5_000 + i);
+            let pk: PublicKey = key.verifying_key().into();
+            let prehash = keccak256(&i.to_be_bytes());
+            let (signature, k256_id) = key.sign_prehash_recoverable(&prehash).unwrap();
+            let trial = RecoveryId::trial_recovery_from_prehash(key.verifying_key(), &prehash, &signature).unwrap();
+            assert_eq!(trial, k256_id, "case {i}");
+            let (r, s) = signature.split_bytes();
+            let (r, s): ([u8; 32], [u8; 32]) = (r.into(), s.into());
+            let id = recovery_id(&pk, &prehash, &r, &s).unwrap();
+            assert_eq!(id, trial.to_byte(), "case {i}");
+            // The high-s twin has the same low-s form, so the same id.
+            assert_eq!(recovery_id(&pk, &prehash, &r, &negate(&s)).unwrap(), id, "case {i}");
+            // Another digest, or another key, has none.
+            let other = keccak256(&(i + 1).to_be_bytes());
+            assert_eq!(recovery_id(&pk, &other, &r, &s), Err(CryptoError::RecoveryIdNotFound), "case {i}");
+            let stranger: PublicKey = signing_key(9_000 + i).verifying_key().into();
+            assert_eq!(recovery_id(&stranger, &prehash, &r, &s), Err(CryptoError::RecoveryIdNotFound), "case {i}");
+            seen[usize::from(id)] += 1;
+        }
+        assert!(seen[0] > 100 && seen[1] > 100, "{seen:?}");
     }
 
     #[test]
