@@ -4,7 +4,8 @@
 # Gateway): lint → plan → apply → plan (no changes) → addresses → selftest (direct KMS, Function
 # URL, API stage; the emulator runs the template with the real AWS SDK as a layer) → drift →
 # lint --live (the state's resources as deployed) → lint --live --account aws (the account)
-# → keyrite serve (a signature, /healthcheck, /metrics, SIGTERM).
+# → keyrite serve over mTLS with an access list (a signature, a refused client, /healthcheck,
+# /metrics, the audit log, SIGTERM).
 # A fresh state on the same manifest then shows a plan that fails because its names are
 # taken; `keyrite discover` then writes a manifest that imports the stack, and its plan
 # records every resource as it is. A key ceremony follows: two approvers (one with ssh-keygen, one with keyrite
@@ -42,24 +43,50 @@ step selftest --via-emulator "$AWS_ENDPOINT_URL"
 step drift;                         "$keyrite" drift                      # exits 2 on drift
 step lint --live;                   "$keyrite" lint --live                # what is deployed, as the cloud holds it
 step lint --live --account aws;     "$keyrite" lint --live --account aws  # every secp256k1 key's stack, read-only
-# keyrite serve: the contract at /sign/<signer>, health, metrics, then SIGTERM drains it.
+# keyrite serve over mTLS: a CA, a server and a client certificate made with openssl, an
+# access list that lets the client use the treasury signer; health, a signature, a client the
+# list does not name (403, no KMS call), metrics, then SIGTERM drains it.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-http() { python3 -c '
-import sys, urllib.request, urllib.error
-req = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode() if len(sys.argv) > 2 else None, method="POST" if len(sys.argv) > 2 else "GET")
+https() { python3 -c '
+import ssl, sys, urllib.request, urllib.error
+url, cert = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context(cafile="pki/ca.pem")
+if cert != "-": ctx.load_cert_chain(f"pki/{cert}.pem", f"pki/{cert}.key")
+data = sys.argv[3].encode() if len(sys.argv) > 3 else None
+req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
 try:
-    with urllib.request.urlopen(req, timeout=20) as r: print(r.status, r.read().decode())
+    with urllib.request.urlopen(req, timeout=20, context=ctx if url.startswith("https") else None) as r: print(r.status, r.read().decode())
 except urllib.error.HTTPError as e: print(e.code, e.read().decode())
 ' "$@"; }
+mkdir -p pki
+cert() {  # name, subject, SAN, extended key usage; signed by the CA
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "pki/$1.key" -subj "$2" -out "pki/$1.csr" 2>/dev/null
+  printf 'subjectAltName=%s\nextendedKeyUsage=%s\n' "$3" "$4" > "pki/$1.ext"
+  openssl x509 -req -in "pki/$1.csr" -CA pki/ca.pem -CAkey pki/ca.key -CAcreateserial -days 1 -extfile "pki/$1.ext" -out "pki/$1.pem" 2>/dev/null
+}
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout pki/ca.key -subj "/CN=demo CA" -days 1 -out pki/ca.pem 2>/dev/null
+cert server "/CN=keyrite serve" "DNS:localhost,IP:127.0.0.1" serverAuth
+cert bundler "/CN=bundler" "DNS:bundler.internal" clientAuth
+cert intruder "/CN=intruder" "DNS:intruder.internal" clientAuth
+cat > access.yaml <<'ACCESS'
+clients:
+  bundler:
+    certificate: {san: dns:bundler.internal}
+    signers: [treasury]
+ACCESS
 sport=$(free_port); mport=$(free_port)
-step serve --listen "127.0.0.1:$sport" --metrics-listen "127.0.0.1:$mport" '&'
-"$keyrite" serve --listen "127.0.0.1:$sport" --metrics-listen "127.0.0.1:$mport" &
+step serve --listen "127.0.0.1:$sport" --tls-cert pki/server.pem --tls-key pki/server.key --client-ca pki/ca.pem --access access.yaml --metrics-listen "127.0.0.1:$mport" '&'
+"$keyrite" serve --listen "127.0.0.1:$sport" --tls-cert pki/server.pem --tls-key pki/server.key \
+  --client-ca pki/ca.pem --access access.yaml --metrics-listen "127.0.0.1:$mport" --audit-log audit.jsonl &
 spid=$!
 for _ in $(seq 100); do python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $sport), 0.2)" 2>/dev/null && break; sleep 0.2; done
-http "http://127.0.0.1:$sport/healthcheck"
-http "http://127.0.0.1:$sport/sign/treasury" '{"userOpHash":"0x1111111111111111111111111111111111111111111111111111111111111111"}'
-http "http://127.0.0.1:$mport/metrics" | grep -E '^(200|keyrite_sign_requests_total|keyrite_signer_healthy)'
+https "https://localhost:$sport/healthcheck" bundler
+https "https://localhost:$sport/sign/treasury" bundler '{"userOpHash":"0x1111111111111111111111111111111111111111111111111111111111111111"}'
+refused=$(https "https://localhost:$sport/sign/treasury" intruder '{"userOpHash":"0x1111111111111111111111111111111111111111111111111111111111111111"}')
+echo "$refused"; grep -q '^403 ' <<<"$refused"                           # not in the access list: no KMS call
+https "http://127.0.0.1:$mport/metrics" - | grep -E '^(200|keyrite_sign_requests_total|keyrite_signer_healthy)'
 kill -TERM "$spid"; wait "$spid"                                         # drains, exits 0
+echo "audit log:"; cat audit.jsonl
 printf '\nAWS done: applied, converged, addresses derived, self-test passed, no drift. State: %s/keyrite.state.json\n' "$work"
 
 printf '\n\033[1m== A plan that tells the truth: the same manifest with a fresh state finds its names taken\033[0m\n'
@@ -125,6 +152,9 @@ step apply --auto-approve;          "$keyrite" apply --auto-approve
 step plan --detailed-exitcode;      "$keyrite" plan --detailed-exitcode
 step addresses;                     "$keyrite" addresses
 step render-signer --out signer-fn; "$keyrite" render-signer --out signer-fn
+step render-signer --serve --out serve-container   # the same signer as a keyrite serve container
+"$keyrite" render-signer --serve --out serve-container
+cat serve-container/Dockerfile
 ln -s "$root/node_modules" signer-fn/node_modules
 state="$gwork/keyrite.state.json"
 KMS_API_ENDPOINT="$KEYRITE_GCP_KMS_ENDPOINT" \

@@ -69,12 +69,15 @@ if ! { [ -x "$prom/bin/python" ] && "$prom/bin/pip" show prometheus-client 2>/de
   echo "installed prometheus-client $prom_version into $prom" >&2
 fi
 
-# OpenSSH's ssh-keygen: approvals are made and checked with the real one in the tests.
-if ! command -v ssh-keygen >/dev/null; then
+apt_install() {
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
   else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >/dev/null
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
   fi
-  echo "installed openssh-client (ssh-keygen)" >&2
-fi
+  echo "installed $*" >&2
+}
+# OpenSSH's ssh-keygen: approvals are made and checked with the real one in the tests.
+command -v ssh-keygen >/dev/null || apt_install openssh-client
+# OpenSSL's command line: the demo makes the certificates of its mTLS `keyrite serve` with it.
+command -v openssl >/dev/null || apt_install openssl

@@ -233,6 +233,8 @@ pub async fn run(
             };
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => s,
+                // A TCP probe (a load balancer's, Kubernetes') closes before a ClientHello.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
                 Ok(Err(e)) => return eprintln!("keyrite serve: TLS handshake with {addr} failed: {e}"),
                 Err(_) => return eprintln!("keyrite serve: TLS handshake with {addr} timed out"),
             };
