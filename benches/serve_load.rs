@@ -465,11 +465,12 @@ fn answer(
         ),
         "TrentService.Sign" => {
             let message = body["Message"].as_str().and_then(|m| B64.decode(m).ok()).unwrap_or_default();
-            let found = <[u8; 32]>::try_from(message.as_slice())
-                .ok()
-                .and_then(|d| signatures.lock().unwrap().get(&d).cloned());
+            let found =
+                <[u8; 32]>::try_from(message.as_slice()).ok().and_then(|d| signatures.lock().unwrap().get(&d).cloned());
             match found {
-                Some(der) => (200, json!({"KeyId": arn, "Signature": B64.encode(der), "SigningAlgorithm": "ECDSA_SHA_256"})),
+                Some(der) => {
+                    (200, json!({"KeyId": arn, "Signature": B64.encode(der), "SigningAlgorithm": "ECDSA_SHA_256"}))
+                }
                 None => (400, json!({"__type": "ValidationException", "message": "digest not prepared by the bench"})),
             }
         }

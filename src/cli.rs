@@ -402,6 +402,10 @@ pub struct ServeArgs {
     /// network; off unless given)
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Peers that may read the metrics: an address or a network (10.0.0.0/8), repeatable;
+    /// default: loopback only
+    #[arg(long, value_name = "NETWORK", requires = "metrics_listen")]
+    pub metrics_allow: Vec<String>,
     /// Append the audit log (a JSON line per signing request) to FILE instead of stderr
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,

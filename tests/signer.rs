@@ -423,15 +423,19 @@ fn sigterm_lets_a_slow_request_finish_refuses_new_connections_and_a_burst_gets_4
         common::fault_proxy::Faults { slow: Some(("Sign", 4000)), ..Default::default() },
         1,
     );
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let mut child = w
         .command(&proxy.endpoint, &["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--rate", "0.01", "--burst", "2", "--drain-seconds", "20"])
+        // Metrics for one private network only: this loopback client is refused.
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}"), "--metrics-allow", "10.0.0.0/8"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_for_port(port, "keyrite serve");
+    let (status, body) = request(metrics_port, "GET", "/metrics", "");
+    assert!(status == 403 && body.contains("--metrics-allow"), "{status} {body}");
     let digest = [0x33u8; 32];
     let body = json!({"hash": format!("0x{}", hex::encode(digest))}).to_string();
     let slow = std::thread::spawn(move || split(&exchange(port, "POST", "/sign/treasury", "", &body)));

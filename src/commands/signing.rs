@@ -293,13 +293,18 @@ pub async fn serve(arg: &ManifestArg, options: ServeArgs) -> anyhow::Result<Stat
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = match options.metrics_listen {
         Some(addr) => {
-            if !addr.ip().is_loopback() {
-                eprintln!("warning: metrics on {addr} are reachable from other hosts; they name every signer");
+            let allowed = crate::serve::metrics::Allowed::parse(&options.metrics_allow).map_err(anyhow::Error::msg)?;
+            if allowed.is_public() {
+                eprintln!("warning: --metrics-allow admits every address; the metrics name every signer");
+            } else if !addr.ip().is_loopback() && options.metrics_allow.is_empty() {
+                eprintln!(
+                    "keyrite serve: metrics on {addr} answer loopback peers only; admit scrapers with --metrics-allow NETWORK"
+                );
             }
             let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             eprintln!("keyrite serve: metrics at http://{}/metrics", l.local_addr()?);
             let service = service.clone();
-            Some(tokio::spawn(crate::serve::serve_metrics(l, service, async {
+            Some(tokio::spawn(crate::serve::serve_metrics(l, service, allowed, async {
                 let _ = metrics_stopped.await;
             })))
         }

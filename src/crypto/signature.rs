@@ -140,7 +140,6 @@ fn ensure_scalar(bytes: &[u8; 32], component: SigComponent) -> Result<(), Crypto
     NonZeroScalar::try_from(&bytes[..]).map(|_| ()).map_err(|_| CryptoError::SignatureScalarOutOfRange { component })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@
 //!   `--client-rate`);
 //! - `keyrite_signer_healthy{signer}`: the last background health check, 1 or 0.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -104,5 +105,81 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Who may scrape the metrics listener: peers in one of these networks (`10.0.0.0/8`,
+/// `192.168.1.7`, `fd00::/8`). With none given, only loopback peers may.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allowed {
+    networks: Vec<(IpAddr, u8)>,
+}
+
+impl Allowed {
+    pub fn parse(specs: &[String]) -> Result<Allowed, String> {
+        let mut networks = Vec::new();
+        for spec in specs {
+            let (addr, bits) = spec.split_once('/').map_or((spec.as_str(), None), |(a, b)| (a, Some(b)));
+            let addr: IpAddr =
+                addr.parse().map_err(|_| format!("--metrics-allow {spec}: not an IP address or network"))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let bits = match bits {
+                Some(b) => b
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|b| *b <= max)
+                    .ok_or_else(|| format!("--metrics-allow {spec}: the prefix length must be 0 to {max}"))?,
+                None => max,
+            };
+            networks.push((addr, bits));
+        }
+        Ok(Allowed { networks })
+    }
+
+    /// True when a network that admits every address was given.
+    pub fn is_public(&self) -> bool {
+        self.networks.iter().any(|(_, bits)| *bits == 0)
+    }
+
+    pub fn admits(&self, peer: IpAddr) -> bool {
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+            v4 => v4,
+        };
+        if self.networks.is_empty() {
+            return peer.is_loopback();
+        }
+        self.networks.iter().any(|(net, bits)| match (net, peer) {
+            (IpAddr::V4(n), IpAddr::V4(p)) => {
+                prefix(u128::from(n.to_bits()) << 96, u128::from(p.to_bits()) << 96, *bits)
+            }
+            (IpAddr::V6(n), IpAddr::V6(p)) => prefix(n.to_bits(), p.to_bits(), *bits),
+            _ => false,
+        })
+    }
+}
+
+/// True when the first `bits` bits of `a` and `b` agree.
+fn prefix(a: u128, b: u128, bits: u8) -> bool {
+    bits == 0 || (a ^ b) >> (128 - u32::from(bits)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_admit_their_addresses_and_loopback_is_the_default() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let none = Allowed::parse(&[]).unwrap();
+        assert!(none.admits(ip("127.0.0.1")) && none.admits(ip("::1")) && !none.admits(ip("10.0.0.1")));
+        let some = Allowed::parse(&["10.0.0.0/8".into(), "192.168.1.7".into(), "fd00::/8".into()]).unwrap();
+        assert!(some.admits(ip("10.255.0.3")) && some.admits(ip("::ffff:10.1.2.3")));
+        assert!(some.admits(ip("192.168.1.7")) && !some.admits(ip("192.168.1.8")));
+        assert!(some.admits(ip("fd12::1")) && !some.admits(ip("fe80::1")) && !some.admits(ip("127.0.0.1")));
+        assert!(!some.is_public() && Allowed::parse(&["0.0.0.0/0".into()]).unwrap().is_public());
+        assert!(Allowed::parse(&["0.0.0.0/0".into()]).unwrap().admits(ip("8.8.8.8")));
+        assert!(Allowed::parse(&["10.0.0.0/33".into()]).unwrap_err().contains("0 to 32"));
+        assert!(Allowed::parse(&["ten".into()]).unwrap_err().contains("not an IP address"));
     }
 }

@@ -409,24 +409,33 @@ fn throttled(error: &str) -> bool {
     ["ThrottlingException", "RESOURCE_EXHAUSTED", "TooManyRequestsException"].iter().any(|t| error.contains(t))
 }
 
-/// Answers `GET /metrics` on the metrics listener until `shutdown` completes.
+/// Answers `GET /metrics` on the metrics listener until `shutdown` completes, to the peers
+/// `allowed` admits; others get 403.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     service: Arc<Service>,
+    allowed: metrics::Allowed,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
+    let allowed = Arc::new(allowed);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => accepted?,
             () = &mut shutdown => return Ok(()),
         };
+        let admitted = allowed.admits(peer.ip());
         let service = service.clone();
         tokio::spawn(async move {
             let handler = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let service = service.clone();
                 async move {
-                    let response = if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                    let response = if !admitted {
+                        reply(
+                            StatusCode::FORBIDDEN,
+                            json!({"error": "this address may not read the metrics (--metrics-allow)"}),
+                        )
+                    } else if req.method() == Method::GET && req.uri().path() == "/metrics" {
                         let mut r = Response::new(Full::new(Bytes::from(service.metrics.encode())));
                         r.headers_mut().insert(
                             http::header::CONTENT_TYPE,
