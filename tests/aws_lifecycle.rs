@@ -1,7 +1,7 @@
 //! End-to-end lifecycle against the local AWS emulator with the real SDK: apply, converge,
 //! drift of every kind made through the AWS API, healing, saved plans, locking, destroy.
 
-mod common;
+use crate::common;
 
 use common::{Emulator, Workdir};
 use serde_json::{Value, json};

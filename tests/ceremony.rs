@@ -4,9 +4,8 @@
 //! wrote: `ssh-keygen -Y verify` for approvals, PyPI securesystemslib for the DSSE envelope,
 //! and ethers (npm) for every proof of possession.
 
-mod common;
-#[path = "ceremony_core/common.rs"]
-mod keygen;
+use crate::ceremony_core::common as keygen;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! securesystemslib.
 
 #[path = "ceremony_core/common.rs"]
-mod common;
+pub mod common;
 #[path = "ceremony_core/securesystemslib.rs"]
 mod securesystemslib;
 #[path = "ceremony_core/ssh_keygen.rs"]

@@ -8,7 +8,7 @@
 //! the real `@google-cloud/kms` client (REST) talking to the stand-in, behind a local check
 //! of the Google ID token that Cloud Run would make.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 

@@ -4,7 +4,7 @@
 //! client cannot talk to the stand-in, the stand-in is wrong, and so would be every GCP test
 //! that runs against it.
 
-mod common;
+use crate::common;
 
 use common::gcp_kms::GcpKms;
 use common::repo_root;

@@ -4,7 +4,7 @@
 //! errors read as one-line messages. Against ministack through the real SDK, and the Cloud
 //! KMS stand-in judged elsewhere by Google's own client.
 
-mod common;
+use crate::common;
 
 use common::fault_proxy::{FaultProxy, Faults};
 use common::gcp_kms::{Faults as GcpFaults, GcpKms};

@@ -4,7 +4,7 @@
 //! marks; apply keeps the key, its address and the function's code; drift then works as for
 //! any stack. Bad imports are plan errors that name the resource and the id.
 
-mod common;
+use crate::common;
 
 use common::{Emulator, TRUST, Workdir, hand_made_stack};
 

@@ -3,7 +3,7 @@
 //! Microsoft's SARIF validator (`@microsoft/sarif-multitool`, npm), which checks it against
 //! the official SARIF 2.1.0 schema and the SARIF rules.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -5,7 +5,7 @@
 //! orphaned, and an empty plan. Trial counts and outcomes are printed (run with
 //! `--nocapture` to see them) and recorded in RELIABILITY.md.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::process::Stdio;

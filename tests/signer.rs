@@ -1,7 +1,7 @@
 //! Signing through KMS on the local emulator: `sign`, `sig`, the live self-test (direct and
 //! through `keyrite serve`), and a faulty KMS (moto) that the self-test must catch.
 
-mod common;
+use crate::common;
 #[path = "serve/tls.rs"]
 mod tls;
 

@@ -3,7 +3,7 @@
 //! Function URL and API Gateway stage, the live self-test through both, independent
 //! verification of the returned signatures, and drift on every signer-specific attribute.
 
-mod common;
+use crate::common;
 
 use common::{Emulator, Workdir};
 use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};

@@ -2,7 +2,7 @@
 //! emulator). Two concurrent applies on the same state: exactly one proceeds, the other
 //! fails at once naming the lock holder. Plus S3's optimistic writes and force-unlock.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
