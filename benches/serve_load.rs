@@ -91,6 +91,9 @@ async fn main() -> anyhow::Result<()> {
     let plain = Serve::start(&binary, work.path(), &kms.url, &[])?;
     let tls = Serve::start(&binary, work.path(), &kms.url, &pki.server_args(false))?;
     let mtls = Serve::start(&binary, work.path(), &kms.url, &pki.server_args(true))?;
+    let mut two_workers = pki.server_args(true);
+    two_workers.extend(["--workers".to_owned(), "2".to_owned()]);
+    let mtls2 = Serve::start(&binary, work.path(), &kms.url, &two_workers)?;
 
     println!(
         "{requests} sequential requests per path, interleaved in rounds of 500; {} cores; KMS stand-in answers at once",
@@ -101,9 +104,11 @@ async fn main() -> anyhow::Result<()> {
         ("serve, HTTP", Some(&plain), Vec::new(), 0.0),
         ("serve, HTTPS (TLS 1.3)", Some(&tls), Vec::new(), 0.0),
         ("serve, mTLS + access list", Some(&mtls), Vec::new(), 0.0),
+        ("serve, mTLS + access list, --workers 2", Some(&mtls2), Vec::new(), 0.0),
     ];
     let mut conns = vec![None, Some(plain.connect(None).await?), Some(tls.connect(Some(&pki.client(false))).await?)];
     conns.push(Some(mtls.connect(Some(&pki.client(true))).await?));
+    conns.push(Some(mtls2.connect(Some(&pki.client(true))).await?));
     // Warm-up: connections, SDK clients, allocator.
     for (i, conn) in conns.iter_mut().enumerate() {
         for d in &digests[..200] {
@@ -156,13 +161,44 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    // A fixed 1,000 requests/s over mTLS, from 8 connections, for `seconds`.
+    // A fixed 1,000 requests/s over mTLS, from 8 connections, for `seconds`: one worker
+    // (the default), then two.
+    for (serve, name) in [(&mtls, "1 worker"), (&mtls2, "--workers 2")] {
+        fixed_rate(serve, &pki, &digests, seconds, name).await?;
+    }
+    // As many as 8 connections get answered, for `seconds`: the throughput ceiling.
+    for (serve, name) in [(&mtls, "1 worker"), (&mtls2, "--workers 2")] {
+        let mut tasks = tokio::task::JoinSet::new();
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        for w in 0..8usize {
+            let mut conn = serve.connect(Some(&pki.client(true))).await?;
+            let digests = digests.clone();
+            tasks.spawn(async move {
+                let mut n = 0usize;
+                while Instant::now() < deadline {
+                    conn.sign(&digests[(w * 7919 + n) % digests.len()]).await?;
+                    n += 1;
+                }
+                anyhow::Ok(n)
+            });
+        }
+        let mut total = 0;
+        while let Some(n) = tasks.join_next().await {
+            total += n??;
+        }
+        println!("\nthroughput over mTLS, {name}, 8 connections: {:.0} signatures/s", total as f64 / seconds as f64);
+    }
+    Ok(())
+}
+
+/// Holds 1,000 requests/s against `serve` from 8 connections for `seconds`.
+async fn fixed_rate(serve: &Serve, pki: &Pki, digests: &[[u8; 32]], seconds: u64, name: &str) -> anyhow::Result<()> {
     let mut pool = Vec::new();
     for _ in 0..8 {
-        pool.push(Arc::new(tokio::sync::Mutex::new(mtls.connect(Some(&pki.client(true))).await?)));
+        pool.push(Arc::new(tokio::sync::Mutex::new(serve.connect(Some(&pki.client(true))).await?)));
     }
     let total = 1000 * seconds as usize;
-    let (cpu, wall) = (mtls.cpu(), Instant::now());
+    let (cpu, wall) = (serve.cpu(), Instant::now());
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut sent = tokio::task::JoinSet::new();
@@ -183,9 +219,9 @@ async fn main() -> anyhow::Result<()> {
     while let Some(r) = sent.join_next().await {
         ok += usize::from(r.unwrap_or(false));
     }
-    let (cpu, wall) = (mtls.cpu() - cpu, wall.elapsed().as_secs_f64());
+    let (cpu, wall) = (serve.cpu() - cpu, wall.elapsed().as_secs_f64());
     println!(
-        "\nfixed rate over mTLS: {ok} of {total} signed in {wall:.2} s ({:.0} req/s); serve used {:.1}% of one core \
+        "\nfixed rate over mTLS, {name}: {ok} of {total} signed in {wall:.2} s ({:.0} req/s); serve used {:.1}% of one core \
          ({:.3} ms CPU per request); {} answers took over 50 ms",
         ok as f64 / wall,
         cpu / wall * 100.0,

@@ -392,6 +392,11 @@ pub struct ServeArgs {
     /// on Cloud Run)
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Threads that handle requests. One answered over 5,000 signatures a second over mTLS in
+    /// the benchmark (BENCHMARKS.md), five times AWS KMS's default ECC quota, and spends no
+    /// CPU on waking other threads
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
     /// Seconds between background health checks of each signer's key
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub health_interval: u64,

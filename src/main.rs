@@ -10,7 +10,11 @@ use keyrite::commands;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     keyrite::provider::set_verbose(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let keyrite::cli::Command::Serve { options, .. } = &cli.command {
+        builder.worker_threads(usize::from(options.workers));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
