@@ -157,6 +157,7 @@ async fn serve_over_mtls_lets_each_client_use_only_its_signers_and_reloads_its_c
 
     let digest = [0x5au8; 32];
     let body = json!({"userOpHash": format!("0x{}", hex::encode(digest))}).to_string();
+    let digest_body = json!({"hash": format!("0x{}", hex::encode(digest))}).to_string();
     // The bundler's certificate may use treasury, and the signature recovers to its address.
     let mut as_bundler = connect(port, client(&authority, Some(&bundler))).await.unwrap();
     assert_eq!(as_bundler.server_cert, server.0.der().to_vec());
@@ -176,14 +177,7 @@ async fn serve_over_mtls_lets_each_client_use_only_its_signers_and_reloads_its_c
     let (status, _, _) = post(&mut as_stranger, "/sign/ops", Some("not-the-token"), &body).await.unwrap();
     assert_eq!(status, 403);
     // The ci token may use ops, and only ops.
-    let (status, _, answer) = post(
-        &mut as_stranger,
-        "/sign/ops",
-        Some(token),
-        &json!({"hash": format!("0x{}", hex::encode(digest))}).to_string(),
-    )
-    .await
-    .unwrap();
+    let (status, _, answer) = post(&mut as_stranger, "/sign/ops", Some(token), &digest_body).await.unwrap();
     assert_eq!(status, 200, "{answer}");
     let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     let signature = hex::decode(v["signature"].as_str().unwrap().trim_start_matches("0x")).unwrap();
@@ -231,14 +225,7 @@ async fn serve_over_mtls_lets_each_client_use_only_its_signers_and_reloads_its_c
         assert!(std::time::Instant::now() < deadline, "the renewed certificate was not served after SIGHUP");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let (status, _, answer) = post(
-        &mut as_stranger,
-        "/sign/ops",
-        Some(token),
-        &json!({"hash": format!("0x{}", hex::encode(digest))}).to_string(),
-    )
-    .await
-    .unwrap();
+    let (status, _, answer) = post(&mut as_stranger, "/sign/ops", Some(token), &digest_body).await.unwrap();
     assert_eq!(status, 200, "the connection opened before SIGHUP: {answer}");
     let _ = child.kill();
     let _ = child.wait();
