@@ -13,12 +13,15 @@
 //! serve's CPU is read from `/proc/<pid>/task/*/schedstat` (nanoseconds on CPU, every
 //! thread) around each phase, so the load generator's and the stand-in's CPU are not in it.
 
+#[allow(dead_code)] // the Sign counter is for the tests
+#[path = "../tests/common/kms_standin.rs"]
+mod kms_standin;
+
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -27,9 +30,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use k256::ecdsa::SigningKey;
 use keyrite::signer::KmsSigner;
-use serde_json::{Value, json};
+use kms_standin::{KEY_ID, KmsStandIn};
+use serde_json::json;
 
-const KEY_ID: &str = "0b5e1c1a-5e7e-4b1e-9a1e-000000000001";
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 #[tokio::main]
@@ -74,20 +77,18 @@ async fn main() -> anyhow::Result<()> {
             trial * 1e6
         );
     }
-    let kms = StandIn::start(&key, signatures)?;
+    let kms = {
+        use k256::pkcs8::EncodePublicKey;
+        let spki = k256::PublicKey::from(key.verifying_key()).to_public_key_der()?;
+        KmsStandIn::start(spki.as_bytes(), "ECC_SECG_P256K1", Arc::new(move |d: &[u8; 32]| signatures.get(d).cloned()))
+    };
 
     // A manifest with one key and one signer in digest mode (KMS signs the digest sent), and
     // the state apply would have written for it.
     write_stack(work.path(), &key)?;
     let pki = Pki::new(work.path())?;
 
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&kms.url)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "bench"))
-        .load()
-        .await;
-    let bare = Arc::new(KmsSigner::connect(aws_sdk_kms::Client::new(&config), KEY_ID).await?);
+    let bare = Arc::new(KmsSigner::connect(kms.client().await, KEY_ID).await?);
     let plain = Serve::start(&binary, work.path(), &kms.url, &[])?;
     let tls = Serve::start(&binary, work.path(), &kms.url, &pki.server_args(false))?;
     let mtls = Serve::start(&binary, work.path(), &kms.url, &pki.server_args(true))?;
@@ -429,92 +430,4 @@ impl Conn {
         anyhow::ensure!(status.is_success(), "HTTP {status}: {}", String::from_utf8_lossy(&body));
         Ok(())
     }
-}
-
-/// KMS on loopback, answering at once from signatures made in advance.
-struct StandIn {
-    url: String,
-}
-
-impl StandIn {
-    fn start(key: &SigningKey, signatures: HashMap<[u8; 32], Vec<u8>>) -> anyhow::Result<StandIn> {
-        use k256::pkcs8::EncodePublicKey;
-        let spki = B64.encode(k256::PublicKey::from(key.verifying_key()).to_public_key_der()?.as_bytes());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let signatures = Arc::new(Mutex::new(signatures));
-        // Its own runtime on its own thread, so that it never waits on the load generator.
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
-                    let _ = stream.set_nodelay(true);
-                    let (signatures, spki) = (signatures.clone(), spki.clone());
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                            let (signatures, spki) = (signatures.clone(), spki.clone());
-                            async move {
-                                let target = req
-                                    .headers()
-                                    .get("x-amz-target")
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or_default()
-                                    .to_owned();
-                                let body: Value = serde_json::from_slice(
-                                    &req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default(),
-                                )
-                                .unwrap_or(Value::Null);
-                                Ok::<_, Infallible>(answer(&target, &body, &signatures, &spki))
-                            }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-        });
-        Ok(StandIn { url })
-    }
-}
-
-fn answer(
-    target: &str,
-    body: &Value,
-    signatures: &Mutex<HashMap<[u8; 32], Vec<u8>>>,
-    spki: &str,
-) -> http::Response<Full<Bytes>> {
-    let arn = format!("arn:aws:kms:us-east-1:000000000000:key/{KEY_ID}");
-    let (status, value) = match target {
-        "TrentService.GetPublicKey" => (
-            200,
-            json!({"KeyId": arn, "PublicKey": spki, "KeySpec": "ECC_SECG_P256K1", "KeyUsage": "SIGN_VERIFY",
-                   "SigningAlgorithms": ["ECDSA_SHA_256"]}),
-        ),
-        "TrentService.DescribeKey" => (
-            200,
-            json!({"KeyMetadata": {"KeyId": KEY_ID, "Arn": arn, "KeyState": "Enabled", "Enabled": true,
-                   "KeySpec": "ECC_SECG_P256K1", "KeyUsage": "SIGN_VERIFY", "AWSAccountId": "000000000000"}}),
-        ),
-        "TrentService.Sign" => {
-            let message = body["Message"].as_str().and_then(|m| B64.decode(m).ok()).unwrap_or_default();
-            let found =
-                <[u8; 32]>::try_from(message.as_slice()).ok().and_then(|d| signatures.lock().unwrap().get(&d).cloned());
-            match found {
-                Some(der) => {
-                    (200, json!({"KeyId": arn, "Signature": B64.encode(der), "SigningAlgorithm": "ECDSA_SHA_256"}))
-                }
-                None => (400, json!({"__type": "ValidationException", "message": "digest not prepared by the bench"})),
-            }
-        }
-        _ => (400, json!({"__type": "UnsupportedOperationException", "message": target})),
-    };
-    let mut response = http::Response::new(Full::new(Bytes::from(value.to_string())));
-    *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
-    response.headers_mut().insert("content-type", http::HeaderValue::from_static("application/x-amz-json-1.1"));
-    response.headers_mut().insert("x-amzn-requestid", http::HeaderValue::from_static("bench-request"));
-    response
 }

@@ -55,8 +55,18 @@ impl KmsSigner {
     pub async fn connect(kms: aws_sdk_kms::Client, key_id: &str) -> Result<KmsSigner, SignError> {
         let out =
             kms.get_public_key().key_id(key_id).send().await.map_err(|e| kms_error("kms:GetPublicKey", key_id, e))?;
+        if let Some(spec) = out.key_spec().filter(|s| **s != aws_sdk_kms::types::KeySpec::EccSecgP256K1) {
+            return Err(SignError::Kms {
+                operation: "kms:GetPublicKey",
+                key: key_id.to_owned(),
+                message: format!("the key is {}, not ECC_SECG_P256K1 (secp256k1)", spec.as_str()),
+            });
+        }
         let spki = out.public_key().map(|b| b.as_ref().to_vec()).unwrap_or_default();
-        KmsSigner::new(Backend::Aws { kms, key_id: key_id.to_owned() }, spki)
+        // Sign with the key GetPublicKey resolved (its ARN), so that an alias pointed at another
+        // key later cannot swap the key under a signer that checked this one.
+        let resolved = out.key_id().unwrap_or(key_id).to_owned();
+        KmsSigner::new(Backend::Aws { kms, key_id: resolved }, spki)
     }
 
     /// Fetches a Cloud KMS key version's public key, checking its CRC32C. Permission

@@ -13,6 +13,7 @@ mod gcp_standin_conformance;
 mod honest_plans;
 mod import;
 mod invalid_manifests;
+mod lambda_handler;
 mod lint;
 mod reliability;
 mod signer;

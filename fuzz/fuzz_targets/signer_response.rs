@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = keyrite::signer::parse_hex(&signature);
     }
     let expected: keyrite::crypto::Address = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23".parse().unwrap();
-    if let Ok(digest) = keyrite::serve::parse_request(data, &expected) {
+    if let Ok(digest) = keyrite::contract::parse_request(data, &expected) {
         assert_eq!(digest.len(), 32);
     }
 });

@@ -8,7 +8,7 @@
 //! - `GET /healthcheck`: each signer's last background check (key reachable, enabled, public
 //!   key as recorded); 503 when any fails. It never waits on KMS ([`health`]).
 //!
-//! Contract (drop-in for wallet platforms): POST JSON with the 32-byte hash in `userOpHash`,
+//! Contract ([`crate::contract`], drop-in for wallet platforms): POST JSON with the 32-byte hash in `userOpHash`,
 //! `useropHash`, `hash` or `digest` (0x-hex or base64), and `signerAddress`; the answer is
 //! `{"signature": "0x" r‖s‖v, "r", "s", "recid", "v", "address"}` with low-s and v ∈ {27, 28}.
 //! The expected address comes from the key, never from the request: a request naming
@@ -39,15 +39,12 @@ pub mod limit;
 pub mod metrics;
 pub mod tls;
 
-use crate::crypto::{self, Address};
+use crate::contract::{parse_request, response_body};
 use crate::manifest::SigningMode;
 use crate::signer::KmsSigner;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
-
-/// Field names that may carry the hash, in order of precedence.
-pub const HASH_FIELDS: [&str; 4] = ["userOpHash", "useropHash", "hash", "digest"];
 
 /// One signer the process serves.
 pub struct Signer {
@@ -455,37 +452,6 @@ pub async fn serve_metrics(
     }
 }
 
-/// Extracts the 32-byte hash from a request body, refusing another signer's address.
-pub fn parse_request(body: &[u8], expected: &Address) -> Result<[u8; 32], String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
-    let object = value.as_object().ok_or("body must be a JSON object")?;
-    let (field, raw) = HASH_FIELDS
-        .iter()
-        .find_map(|f| object.get(*f).map(|v| (*f, v)))
-        .ok_or_else(|| format!("missing hash: send the 32-byte hash in one of {}", HASH_FIELDS.join(", ")))?;
-    let text = raw.as_str().ok_or_else(|| format!("{field} must be a string (0x-hex or base64)"))?;
-    let digest = crypto::parse_digest(text).map_err(|e| format!("{field}: {e}"))?;
-    if let Some(addr) = object.get("signerAddress") {
-        let addr = addr.as_str().ok_or("signerAddress must be a string")?;
-        if !addr.eq_ignore_ascii_case(&expected.to_string()) {
-            return Err(format!("signerAddress {addr} is not this signer ({expected})"));
-        }
-    }
-    Ok(digest)
-}
-
-/// The contract's success body.
-pub fn response_body(sig: &[u8; 65], address: &Address) -> Value {
-    json!({
-        "signature": format!("0x{}", hex::encode(sig)),
-        "r": format!("0x{}", hex::encode(&sig[..32])),
-        "s": format!("0x{}", hex::encode(&sig[32..64])),
-        "recid": sig[64] - 27,
-        "v": sig[64],
-        "address": address.to_string(),
-    })
-}
-
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
@@ -508,41 +474,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn addr() -> Address {
-        "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23".parse().unwrap()
-    }
-
     #[test]
-    fn accepts_every_hash_field_in_hex_and_base64() {
-        let hex = format!("0x{}", "ab".repeat(32));
-        for field in HASH_FIELDS {
-            let body = json!({field: hex, "signerAddress": "0x2c7536e3605d9c16a7a3d7b1898e529396a65c23"}).to_string();
-            assert_eq!(parse_request(body.as_bytes(), &addr()).unwrap(), [0xab; 32], "{field}");
-        }
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD.encode([0xab; 32]);
-        assert_eq!(parse_request(json!({"digest": b64}).to_string().as_bytes(), &addr()).unwrap(), [0xab; 32]);
-    }
-
-    #[test]
-    fn refuses_bad_requests_with_clear_messages() {
-        let err = |body: &str| parse_request(body.as_bytes(), &addr()).unwrap_err();
-        assert!(err("{").contains("not valid JSON"));
-        assert!(err("[]").contains("JSON object"));
-        assert!(err("{}").contains("missing hash"));
-        assert!(err(r#"{"hash": 5}"#).contains("hash must be a string"));
-        assert!(err(&json!({"hash": format!("0x{}", "ab".repeat(31))}).to_string()).starts_with("hash:"));
-        let other = json!({"hash": format!("0x{}", "ab".repeat(32)), "signerAddress": "0x0000000000000000000000000000000000000001"}).to_string();
-        assert!(err(&other).contains("is not this signer"));
-    }
-
-    #[test]
-    fn response_has_the_contract_fields() {
-        let mut sig = [1u8; 65];
-        sig[64] = 28;
-        let body = response_body(&sig, &addr());
-        assert_eq!(body["signature"].as_str().unwrap().len(), 2 + 130);
-        assert_eq!((body["v"].as_u64(), body["recid"].as_u64()), (Some(28), Some(1)));
+    fn tokens_compare_in_full() {
         assert!(
             constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab")
         );

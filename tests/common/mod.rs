@@ -9,6 +9,7 @@
 pub mod fault_proxy;
 #[path = "../gcp_standin/mod.rs"]
 pub mod gcp_kms;
+pub mod kms_standin;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

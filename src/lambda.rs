@@ -1,0 +1,167 @@
+//! The Lambda signer in Rust: the handler of a Function URL (payload 2.0) or API Gateway
+//! REST (`AWS_PROXY`) event, on keyrite's own signer core. The request is read by
+//! [`crate::contract`], as `keyrite serve` reads it, and a signature goes through
+//! [`KmsSigner`], as every signature keyrite hands out does: DER → low-s → recovery id,
+//! checked to be the configured address's.
+//!
+//! Configuration is the Node template's (`templates/aws-lambda-signer`): `KMS_KEY_ID` (key
+//! id, ARN or alias), `EXPECTED_ADDRESS` (EIP-55 checked when mixed-case) and
+//! `SIGNING_MODE` (`eip191`, the default, or `digest`). At cold start [`Handler::init`]
+//! fetches the public key once, refuses a key that is not secp256k1 or whose address is not
+//! `EXPECTED_ADDRESS` (the function then signs nothing), and keeps one KMS client for the
+//! container's life.
+//!
+//! Answers: 200 with the contract's body; 400 (or 405 for another method) with
+//! `{"error": what is wrong with the request}`; 500 with `{"error": "internal error"}` for a
+//! KMS fault or a signature that does not check out, the detail on stderr (CloudWatch).
+//!
+//! Issue 13's first part: the runtime loop on `provided.al2023` and the packaging follow.
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::crypto::Address;
+use crate::manifest::SigningMode;
+use crate::signer::KmsSigner;
+
+/// The function's configuration, from its environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub key_id: String,
+    pub address: Address,
+    pub mode: SigningMode,
+}
+
+impl Config {
+    /// Reads `KMS_KEY_ID`, `EXPECTED_ADDRESS` and `SIGNING_MODE` through `var`.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let get = |name: &str| var(name).map(|v| v.trim().to_owned()).unwrap_or_default();
+        let key_id = get("KMS_KEY_ID");
+        anyhow::ensure!(!key_id.is_empty(), "KMS_KEY_ID is not set");
+        let text = get("EXPECTED_ADDRESS");
+        let address: Address = text.parse().map_err(|e| {
+            anyhow::anyhow!("EXPECTED_ADDRESS is not a 0x-prefixed 20-byte hex address: {text:?} ({e})")
+        })?;
+        let digits = &text[2..];
+        let mixed = digits != digits.to_lowercase() && digits != digits.to_uppercase();
+        anyhow::ensure!(!mixed || address.to_string() == text, "EXPECTED_ADDRESS fails its EIP-55 checksum: {text}");
+        let mode = match get("SIGNING_MODE").to_lowercase().as_str() {
+            "" | "eip191" => SigningMode::Eip191,
+            "digest" => SigningMode::Digest,
+            other => anyhow::bail!("SIGNING_MODE must be one of eip191, digest: {other:?}"),
+        };
+        Ok(Config { key_id, address, mode })
+    }
+}
+
+/// One container's signer: the key, checked once, and its KMS client.
+pub struct Handler {
+    signer: KmsSigner,
+    mode: SigningMode,
+}
+
+impl Handler {
+    /// Cold start: GetPublicKey, the key's spec and curve, and its address against
+    /// `EXPECTED_ADDRESS`. An error here means the function signs nothing.
+    pub async fn init(kms: aws_sdk_kms::Client, config: &Config) -> anyhow::Result<Handler> {
+        let signer = KmsSigner::connect(kms, &config.key_id).await?;
+        anyhow::ensure!(
+            signer.address == config.address,
+            "KMS key {} signs for {}, not EXPECTED_ADDRESS {}; refusing to sign",
+            config.key_id,
+            signer.address,
+            config.address
+        );
+        Ok(Handler { signer, mode: config.mode })
+    }
+
+    /// Answers one event with the API Gateway / Function URL response object.
+    pub async fn handle(&self, event: &Value) -> Value {
+        let digest = match request(event)
+            .and_then(|body| crate::contract::parse_request(&body, &self.signer.address).map_err(|m| (400, m)))
+        {
+            Ok(d) => d,
+            Err((status, message)) => return reply(status, &json!({ "error": message })),
+        };
+        match self.signer.sign(&digest, self.mode).await {
+            Ok(sig) => reply(200, &crate::contract::response_body(&sig, &self.signer.address)),
+            Err(e) => {
+                eprintln!("keyrite signer: internal error: {e}");
+                reply(500, &json!({"error": "internal error"}))
+            }
+        }
+    }
+}
+
+/// The body of a POST event: Function URL / HTTP API (`requestContext.http.method`) or REST
+/// API (`httpMethod`), base64 when `isBase64Encoded`.
+fn request(event: &Value) -> Result<Vec<u8>, (u16, String)> {
+    let method = event
+        .pointer("/requestContext/http/method")
+        .or_else(|| event.get("httpMethod"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if method != "POST" {
+        return Err((405, "method not allowed: send a POST with a JSON body".into()));
+    }
+    let body = event.get("body").and_then(Value::as_str).unwrap_or_default();
+    if event.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false) {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|_| (400, "the request body is marked base64 but is not base64".into()))
+    } else {
+        Ok(body.as_bytes().to_vec())
+    }
+}
+
+fn reply(status: u16, body: &Value) -> Value {
+    json!({"statusCode": status, "headers": {"content-type": "application/json"}, "body": body.to_string()})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn reads_the_node_templates_configuration() {
+        let address = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
+        let config =
+            Config::from_env(env(&[("KMS_KEY_ID", " alias/treasury "), ("EXPECTED_ADDRESS", address)])).unwrap();
+        assert_eq!(
+            (config.key_id.as_str(), config.address.to_string(), config.mode),
+            ("alias/treasury", address.to_owned(), SigningMode::Eip191)
+        );
+        let lower = address.to_lowercase();
+        let digest =
+            Config::from_env(env(&[("KMS_KEY_ID", "k"), ("EXPECTED_ADDRESS", &lower), ("SIGNING_MODE", "DIGEST")]));
+        assert_eq!(digest.unwrap().mode, SigningMode::Digest);
+        let err = |pairs: &[(&str, &str)]| Config::from_env(env(pairs)).unwrap_err().to_string();
+        assert_eq!(err(&[("EXPECTED_ADDRESS", address)]), "KMS_KEY_ID is not set");
+        assert!(err(&[("KMS_KEY_ID", "k"), ("EXPECTED_ADDRESS", "0x12")]).starts_with("EXPECTED_ADDRESS is not"));
+        let bad_case = address.replace('E', "e").replacen('c', "C", 1);
+        assert!(err(&[("KMS_KEY_ID", "k"), ("EXPECTED_ADDRESS", &bad_case)]).contains("EIP-55"));
+        assert!(
+            err(&[("KMS_KEY_ID", "k"), ("EXPECTED_ADDRESS", address), ("SIGNING_MODE", "raw")])
+                .contains("SIGNING_MODE")
+        );
+    }
+
+    #[test]
+    fn reads_function_url_and_rest_events_with_base64_bodies() {
+        let body = r#"{"hash":"0x11"}"#;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(body);
+        let url = json!({"requestContext": {"http": {"method": "POST"}}, "body": b64, "isBase64Encoded": true});
+        assert_eq!(request(&url).unwrap(), body.as_bytes());
+        let rest = json!({"httpMethod": "POST", "body": body, "isBase64Encoded": false});
+        assert_eq!(request(&rest).unwrap(), body.as_bytes());
+        let get = json!({"requestContext": {"http": {"method": "GET"}}});
+        assert_eq!(request(&get).unwrap_err().0, 405);
+        let broken = json!({"httpMethod": "POST", "body": "***", "isBase64Encoded": true});
+        assert_eq!(request(&broken).unwrap_err().0, 400);
+    }
+}
