@@ -14,7 +14,6 @@ use anyhow::{Context, bail};
 
 use super::{Status, load};
 use crate::cli::ManifestArg;
-use crate::manifest::SigningMode;
 
 /// Cloud Run gives a container 10 s between SIGTERM and SIGKILL; serve drains within that.
 const CLOUD_RUN_DRAIN_SECONDS: u64 = 8;
@@ -59,10 +58,7 @@ pub async fn run(arg: &ManifestArg, signer: Option<&str>, out: &Path, serve: boo
         [one] => one.clone(),
         _ => "SERVICE_ACCOUNT".to_owned(),
     };
-    let mode = match spec.mode {
-        SigningMode::Eip191 => "eip191",
-        SigningMode::Digest => "digest",
-    };
+    let mode = spec.mode.as_str();
     let name = format!("keyrite-{}", spec.name.replace('_', "-"));
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     if serve {

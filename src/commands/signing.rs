@@ -177,6 +177,7 @@ pub async fn serve(arg: &ManifestArg, options: ServeArgs) -> anyhow::Result<Stat
         Some(r) => rate(r, options.client_burst, "client-rate")?,
         None => rate(options.rate, options.client_burst.or(options.burst), "client-rate")?,
     };
+    let metrics_allowed = crate::serve::metrics::Allowed::parse(&options.metrics_allow).map_err(anyhow::Error::msg)?;
     // TLS first: a bad certificate fails before any KMS call.
     let tls = match (&options.tls_cert, &options.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(crate::serve::tls::Tls::load(crate::serve::tls::Files {
@@ -293,8 +294,7 @@ pub async fn serve(arg: &ManifestArg, options: ServeArgs) -> anyhow::Result<Stat
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = match options.metrics_listen {
         Some(addr) => {
-            let allowed = crate::serve::metrics::Allowed::parse(&options.metrics_allow).map_err(anyhow::Error::msg)?;
-            if allowed.is_public() {
+            if metrics_allowed.is_public() {
                 eprintln!("warning: --metrics-allow admits every address; the metrics name every signer");
             } else if !addr.ip().is_loopback() && options.metrics_allow.is_empty() {
                 eprintln!(
@@ -304,7 +304,7 @@ pub async fn serve(arg: &ManifestArg, options: ServeArgs) -> anyhow::Result<Stat
             let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             eprintln!("keyrite serve: metrics at http://{}/metrics", l.local_addr()?);
             let service = service.clone();
-            Some(tokio::spawn(crate::serve::serve_metrics(l, service, allowed, async {
+            Some(tokio::spawn(crate::serve::serve_metrics(l, service, metrics_allowed, async {
                 let _ = metrics_stopped.await;
             })))
         }

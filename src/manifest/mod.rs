@@ -163,6 +163,16 @@ pub enum SigningMode {
     Digest,
 }
 
+impl SigningMode {
+    /// The name the manifest, the templates' `SIGNING_MODE` and the audit log use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningMode::Eip191 => "eip191",
+            SigningMode::Digest => "digest",
+        }
+    }
+}
+
 /// Authentication an HTTP signer endpoint expects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EndpointAuth {

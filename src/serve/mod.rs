@@ -103,13 +103,12 @@ impl Service {
     /// the TLS layer verified, if any.
     fn authorize(&self, peer: &Peer, bearer: Option<&str>, signer: Option<&str>) -> Result<Caller, Denied> {
         let cert = peer.cert.as_deref();
-        let anonymous = || cert.map_or_else(|| peer.addr.ip().to_string(), |c| c.subject.clone());
         let everything =
             self.token.as_deref().is_some_and(|t| bearer.is_some_and(|b| constant_time_eq(b.as_bytes(), t.as_bytes())));
         let Some(access) = &self.access else {
             return match (&self.token, everything) {
                 (Some(_), false) => Err(Denied::unauthorized("missing or wrong bearer token")),
-                _ => Ok(Caller { client: anonymous(), auth: auth_of(cert, everything) }),
+                _ => Ok(Caller { client: peer.name(), auth: auth_of(cert, everything) }),
             };
         };
         // Every credential presented, in order of strength; the first that may use the signer wins.
@@ -155,6 +154,14 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The client certificate, verified against `--client-ca`.
     pub cert: Option<Arc<tls::ClientCert>>,
+}
+
+impl Peer {
+    /// How the audit log and the per-client limit name a peer no access-list client names:
+    /// its certificate subject, else its IP address.
+    fn name(&self) -> String {
+        self.cert.as_ref().map_or_else(|| self.addr.ip().to_string(), |c| c.subject.clone())
+    }
 }
 
 /// Who made a request, as the audit log and the per-client limit name it.
@@ -306,7 +313,7 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: &Peer) ->
     let caller = service.authorize(peer, bearer, target.map(|s| s.name.as_str()));
     let (client, auth) = match &caller {
         Ok(c) | Err(Denied { caller: Some(c), .. }) => (c.client.clone(), c.auth),
-        Err(_) => (peer.cert.as_ref().map_or_else(|| peer.addr.ip().to_string(), |c| c.subject.clone()), "none"),
+        Err(_) => (peer.name(), "none"),
     };
     let done = |outcome: &'static str, response: Response<Full<Bytes>>, trace: &Trace| {
         let elapsed = started.elapsed();
@@ -339,10 +346,7 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: &Peer) ->
         };
         return done("not_found", reply(StatusCode::NOT_FOUND, json!({"error": error})), &trace);
     };
-    trace.mode = Some(match signer.mode {
-        SigningMode::Eip191 => "eip191",
-        SigningMode::Digest => "digest",
-    });
+    trace.mode = Some(signer.mode.as_str());
     trace.address = Some(signer.signer.address.to_string());
     // The client's bucket, then the signer's: a client over its share is refused before it
     // takes from what the signer's other clients share.
