@@ -5,7 +5,9 @@
 # URL, API stage; the emulator runs the template with the real AWS SDK as a layer) → drift →
 # lint --live (the state's resources as deployed) → lint --live --account aws (the account)
 # → keyrite serve over mTLS with an access list (a signature, a refused client, /healthcheck,
-# /metrics, the audit log, SIGTERM).
+# /metrics, the audit log, SIGTERM). The Rust Lambda signer (manifests/rust-signer.yaml: keyrite's
+# own signer core as the bootstrap of a provided.al2023 function, which the emulator runs
+# through the Lambda Runtime API) → apply → plan (no changes) → selftest → drift.
 # A fresh state on the same manifest then shows a plan that fails because its names are
 # taken; `keyrite discover` then writes a manifest that imports the stack, and its plan
 # records every resource as it is. A key ceremony follows: two approvers (one with ssh-keygen, one with keyrite
@@ -20,7 +22,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 npm ci --no-audit --no-fund --loglevel=error   # the AWS SDK for the Lambda layer; the Cloud Run runtime
-cargo build --quiet --bin keyrite --example gcp-kms-standin
+cargo build --quiet --bin keyrite --bin keyrite-lambda-signer --example gcp-kms-standin
 keyrite="$root/target/debug/keyrite"
 eval "$(scripts/emulator.sh start)"
 pids=()
@@ -88,6 +90,18 @@ https "http://127.0.0.1:$mport/metrics" - | grep -E '^(200|keyrite_sign_requests
 kill -TERM "$spid"; wait "$spid"                                         # drains, exits 0
 echo "audit log:"; cat audit.jsonl
 printf '\nAWS done: applied, converged, addresses derived, self-test passed, no drift. State: %s/keyrite.state.json\n' "$work"
+
+printf '\n\033[1m== The Rust Lambda signer: keyrite-lambda-signer as the bootstrap of a provided.al2023 function\033[0m\n'
+rwork="$tmp/rust-signer"
+mkdir "$rwork"
+cp "$root/manifests/rust-signer.yaml" "$rwork/keyrite.yaml"
+cd "$rwork"
+step apply --auto-approve;          "$keyrite" apply --auto-approve       # packages the executable built beside keyrite
+step plan --detailed-exitcode;      "$keyrite" plan --detailed-exitcode
+step selftest --via-emulator "$AWS_ENDPOINT_URL"
+"$keyrite" selftest --via-emulator "$AWS_ENDPOINT_URL"                   # direct, Function URL and API stage, through the Rust signer
+step drift;                         "$keyrite" drift
+cd "$work"
 
 printf '\n\033[1m== A plan that tells the truth: the same manifest with a fresh state finds its names taken\033[0m\n'
 fresh="$tmp/fresh"

@@ -9,7 +9,9 @@ case "${1:-start}" in
     "$root/scripts/install-emulator.sh" >&2
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     log="${TMPDIR:-/tmp}/keyrite-emulator-$port.log"
-    BIND_HOST=127.0.0.1 GATEWAY_PORT=$port SERVICES=kms,iam,sts,lambda,apigateway,s3,logs IOT_MTLS_ENABLED=0 SFTP_ENABLED=0 \
+    # AWS_ENDPOINT_URL: where the functions it runs call AWS (a provided.* bootstrap, such as
+    # the Rust signer, gets only this; its Node.js workers default to the emulator anyway).
+    BIND_HOST=127.0.0.1 GATEWAY_PORT=$port AWS_ENDPOINT_URL=http://127.0.0.1:$port SERVICES=kms,iam,sts,lambda,apigateway,s3,logs IOT_MTLS_ENABLED=0 SFTP_ENABLED=0 \
       nohup "$root/.venv/ministack/bin/ministack" >"$log" 2>&1 &
     pid=$!
     for _ in $(seq 1 300); do

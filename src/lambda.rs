@@ -15,10 +15,17 @@
 //! `{"error": what is wrong with the request}`; 500 with `{"error": "internal error"}` for a
 //! KMS fault or a signature that does not check out, the detail on stderr (CloudWatch).
 //!
-//! Issue 13's first part: the runtime loop on `provided.al2023` and the packaging follow.
+//! [`run`] is the `provided.al2023` bootstrap (`keyrite-lambda-signer`): the configuration
+//! and one KMS client at cold start, the key checked before the first event, then the
+//! Lambda Runtime API loop of the official `lambda_runtime` crate. A cold-start check that
+//! failed on a KMS fault is tried again at the next event, as the Node template does; a bad
+//! configuration or a key for another address signs nothing.
+
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 
 use crate::crypto::Address;
 use crate::manifest::SigningMode;
@@ -75,6 +82,15 @@ impl Handler {
         Ok(Handler { signer, mode: config.mode })
     }
 
+    /// The address the key signs for (checked against `EXPECTED_ADDRESS`).
+    pub fn address(&self) -> &Address {
+        &self.signer.address
+    }
+
+    pub fn mode(&self) -> SigningMode {
+        self.mode
+    }
+
     /// Answers one event with the API Gateway / Function URL response object.
     pub async fn handle(&self, event: &Value) -> Value {
         let digest = match request(event)
@@ -91,6 +107,72 @@ impl Handler {
             }
         }
     }
+}
+
+/// A container's signer as the runtime loop holds it: the configuration read at cold start,
+/// one KMS client, and the [`Handler`] once its key has checked out.
+pub struct Container {
+    config: Result<Config, String>,
+    kms: aws_sdk_kms::Client,
+    ready: OnceCell<Handler>,
+}
+
+impl Container {
+    pub fn new(config: anyhow::Result<Config>, kms: aws_sdk_kms::Client) -> Container {
+        Container { config: config.map_err(|e| format!("{e:#}")), kms, ready: OnceCell::new() }
+    }
+
+    /// The checked key's handler: [`Handler::init`] the first time, and again after a
+    /// failure (a KMS fault at cold start must not leave the container refusing forever).
+    pub async fn handler(&self) -> anyhow::Result<&Handler> {
+        let config = self.config.as_ref().map_err(|e| anyhow::anyhow!("misconfigured: {e}"))?;
+        self.ready.get_or_try_init(|| Handler::init(self.kms.clone(), config)).await
+    }
+
+    /// Answers one event: 500 `internal error` while the key has not checked out (the
+    /// cause on stderr), else [`Handler::handle`].
+    pub async fn handle(&self, event: &Value) -> Value {
+        match self.handler().await {
+            Ok(handler) => handler.handle(event).await,
+            Err(e) => {
+                eprintln!("keyrite signer: signing nothing: {e:#}");
+                reply(500, &json!({"error": "internal error"}))
+            }
+        }
+    }
+}
+
+/// The bootstrap's life, from `started` (the process's start): configuration, the SDK's
+/// configuration and KMS client, the key's check, one log line with the timings, then the
+/// runtime loop until Lambda ends the container.
+pub async fn run(started: Instant) -> anyhow::Result<()> {
+    let config = Config::from_env(|name| std::env::var(name).ok());
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let container = Container::new(config, aws_sdk_kms::Client::new(&sdk));
+    let setup = started.elapsed();
+    let checked = Instant::now();
+    match container.handler().await {
+        Ok(h) => eprintln!(
+            "keyrite signer: ready in {} ms (of which GetPublicKey {} ms), signing for {} ({})",
+            millis(started.elapsed()),
+            millis(checked.elapsed()),
+            h.address(),
+            h.mode().as_str()
+        ),
+        Err(e) => eprintln!("keyrite signer: not ready after {} ms, signing nothing: {e:#}", millis(setup)),
+    }
+    let (container, first) = (&container, &std::sync::Once::new());
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| async move {
+        let response = container.handle(&event.payload).await;
+        first.call_once(|| eprintln!("keyrite signer: first answer {} ms after start", millis(started.elapsed())));
+        Ok::<Value, lambda_runtime::Error>(response)
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!("the Lambda runtime loop ended: {e}"))
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
 /// The body of a POST event: Function URL / HTTP API (`requestContext.http.method`) or REST

@@ -16,6 +16,7 @@ mod invalid_manifests;
 mod lambda_handler;
 mod lint;
 mod reliability;
+mod rust_signer;
 mod signer;
 mod signer_stack;
 mod state_backends;

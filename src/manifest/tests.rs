@@ -183,8 +183,20 @@ fn every_example_manifest_is_valid() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            if let Err(d) = Manifest::parse(&path, &text) {
-                panic!("{} is invalid:\n{d}", path.display());
+            match Manifest::parse(&path, &text) {
+                Ok(_) => {}
+                // A unit test's executable is in target/*/deps, where no keyrite-lambda-signer
+                // is built: that must be the Rust signer's only complaint. The integration
+                // tests validate, apply and lint it with the executable cargo builds.
+                Err(d) if text.contains("runtime: provided.al2023") => {
+                    let text = d.to_string();
+                    assert!(
+                        text.contains("error[template]") && text.contains("keyrite-lambda-signer is missing"),
+                        "{text}"
+                    );
+                    assert_eq!(text.matches("error[").count(), 1, "{text}");
+                }
+                Err(d) => panic!("{} is invalid:\n{d}", path.display()),
             }
             seen += 1;
         }

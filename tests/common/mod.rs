@@ -44,6 +44,9 @@ impl Emulator {
         let child = Command::new(&bin)
             .env("BIND_HOST", "127.0.0.1")
             .env("GATEWAY_PORT", port.to_string())
+            // Where the functions it runs call AWS: its Node.js workers default to itself, but a
+            // provided.* bootstrap (the Rust signer) gets only the emulator's own setting.
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
             .env("SERVICES", "kms,iam,sts,lambda,apigateway,s3,logs")
             // Keep its optional extra listeners (which bind 0.0.0.0) off.
             .env("IOT_MTLS_ENABLED", "0")

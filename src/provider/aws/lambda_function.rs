@@ -9,13 +9,18 @@
 //! `code_sha256` is a fingerprint of the template: a different live value means the signer
 //! code was replaced out of band. Reserved concurrency doubles as a circuit breaker: 0 stops
 //! all signing at once.
+//!
+//! Two kinds of template: the Node.js signers (`aws-lambda-signer`, or a directory) on
+//! `nodejs20.x` / `nodejs22.x`, and the Rust signer (`rust-signer`, the default on
+//! `provided.al2023`), whose `bootstrap` is the `keyrite-lambda-signer` executable built with
+//! keyrite; `architecture` must then be the executable's own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use async_trait::async_trait;
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
+use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
 use futures_util::TryFutureExt;
 use serde_json::{Value as Json, json};
 
@@ -29,9 +34,15 @@ use crate::provider::{
 
 pub struct LambdaFunction;
 
+/// The runtime of the Rust signer's `bootstrap`: Amazon Linux 2023, glibc 2.34.
+pub const RUST_RUNTIME: &str = "provided.al2023";
+
+const X86_64: &str = "x86_64";
+
 const ATTRS: &[AttrSpec] = &[
     AttrSpec::replace("name"),
     AttrSpec::update("runtime"),
+    AttrSpec::update("architecture"),
     AttrSpec::update("handler"),
     AttrSpec::update("role"),
     AttrSpec::update("memory_mb"),
@@ -75,7 +86,15 @@ impl Kind for LambdaFunction {
         if template.is_empty() || had == want {
             return None;
         }
-        Some(if str_attr(before, "template") == template {
+        let was = str_attr(before, "template");
+        Some(if template == package::RUST_SIGNER && was == template {
+            format!(
+                "the {template} bootstrap of this keyrite ({} {}) is not the one deployed (CodeSha256 {had}): the apply \
+                 upgrades the signer code",
+                package::RUST_SIGNER_BIN,
+                env!("CARGO_PKG_VERSION")
+            )
+        } else if was == template {
             format!(
                 "the template {template} is not what was deployed (a different keyrite, or an edit): the apply replaces the signer code"
             )
@@ -119,6 +138,9 @@ impl Kind for LambdaFunction {
             .collect();
         if !layers.is_empty() {
             out["layers"] = json!(layers);
+        }
+        if let Some(arch) = a.get("architecture").filter(|x| x.as_str() != Some(X86_64)) {
+            out["architecture"] = arch.clone();
         }
         if let Some(n) = a.get("reserved_concurrency").filter(|n| !n.is_null()) {
             out["reserved_concurrency"] = n.clone();
@@ -180,10 +202,14 @@ impl Kind for LambdaFunction {
             }
             r
         } else {
-            b.choice(cx, "runtime", &["nodejs20.x", "nodejs22.x"]).unwrap_or_else(|| "nodejs20.x".into())
+            b.choice(cx, "runtime", &["nodejs20.x", "nodejs22.x", RUST_RUNTIME]).unwrap_or_else(|| "nodejs20.x".into())
         };
+        let native = runtime == RUST_RUNTIME;
         a.insert("runtime".into(), json!(runtime));
-        a.insert("handler".into(), json!(b.string(cx, "handler").unwrap_or_else(|| "index.handler".into())));
+        let handler = if native { "bootstrap" } else { "index.handler" };
+        a.insert("handler".into(), json!(b.string(cx, "handler").unwrap_or_else(|| handler.into())));
+        let architecture = b.choice(cx, "architecture", &[X86_64, "arm64"]).unwrap_or_else(|| X86_64.into());
+        a.insert("architecture".into(), json!(architecture));
         a.insert("role".into(), json!(b.required_string(cx, "role").unwrap_or_default()));
         a.insert("memory_mb".into(), json!(b.integer(cx, "memory_mb", 128..=10240).unwrap_or(256)));
         a.insert("timeout_seconds".into(), json!(b.integer(cx, "timeout_seconds", 1..=900).unwrap_or(10)));
@@ -215,11 +241,42 @@ impl Kind for LambdaFunction {
             a.insert("template_base".into(), json!(""));
             return a;
         }
-        let template = b.string(cx, "template").unwrap_or_else(|| "aws-lambda-signer".into());
+        let default = if native { package::RUST_SIGNER } else { "aws-lambda-signer" };
+        let template = b.string(cx, "template").unwrap_or_else(|| default.into());
+        // A built-in template runs on its own runtime; a directory on the one declared.
+        let wants = match template.as_str() {
+            package::RUST_SIGNER => Some(RUST_RUNTIME),
+            t if !t.contains('/') && native => Some("nodejs20.x"),
+            _ => None,
+        };
+        if let Some(wants) = wants.filter(|w| (*w == RUST_RUNTIME) != native) {
+            cx.error(
+                b.pos_of("runtime"),
+                "value",
+                format!(
+                    "{}: the template {template} runs on {}, not {runtime}",
+                    b.field_path("runtime"),
+                    if wants == RUST_RUNTIME { RUST_RUNTIME } else { "nodejs20.x or nodejs22.x" }
+                ),
+            );
+        }
         let base = cx.base_dir().to_path_buf();
-        match package::template_files(&template, &base).and_then(package::zip) {
+        match package::function_package(&template, &base) {
             Ok(p) => {
                 a.insert("code_sha256".into(), json!(p.sha256));
+                if let Some(built) = p.architecture.filter(|built| *built != architecture) {
+                    cx.error(
+                        b.pos_of("architecture"),
+                        "value",
+                        format!(
+                            "{}: the function is {architecture}, but {} is built for {built}: declare \
+                             `architecture: {built}`, or set {} to a build for {architecture}",
+                            b.field_path("architecture"),
+                            package::rust_signer_path().display(),
+                            package::RUST_SIGNER_ENV
+                        ),
+                    );
+                }
             }
             Err(e) => cx.error(pos, "template", format!("{}: {e}", b.field_path("template"))),
         }
@@ -244,6 +301,8 @@ impl Kind for LambdaFunction {
         let mut live = Live::default();
         live.attrs.insert("name".into(), json!(c.function_name().unwrap_or(id)));
         live.attrs.insert("runtime".into(), json!(c.runtime().map(|r| r.as_str()).unwrap_or_default()));
+        let architecture = c.architectures().first().map_or(X86_64, |a| a.as_str());
+        live.attrs.insert("architecture".into(), json!(architecture));
         live.attrs.insert("handler".into(), json!(c.handler().unwrap_or_default()));
         live.attrs.insert("role".into(), json!(c.role().unwrap_or_default()));
         live.attrs.insert("memory_mb".into(), json!(c.memory_size().unwrap_or_default()));
@@ -280,6 +339,7 @@ impl Kind for LambdaFunction {
                     .create_function()
                     .function_name(name)
                     .runtime(Runtime::from(str_attr(desired, "runtime")))
+                    .architectures(Architecture::from(str_attr(desired, "architecture")))
                     .handler(str_attr(desired, "handler"))
                     .role(str_attr(desired, "role"))
                     .memory_size(int(desired, "memory_mb"))
@@ -320,6 +380,14 @@ impl Kind for LambdaFunction {
         changed: &[String],
     ) -> Result<Attrs> {
         let has = |a: &str| changed.iter().any(|c| c == a);
+        if has("architecture") && !has("code_sha256") && str_attr(desired, "template").is_empty() {
+            return Err(ProviderError::Refused(format!(
+                "function {id} keeps its own code (code: keep), which is built for {}: keyrite cannot move code it did \
+                 not write to {}; upload a build for it, then pin its CodeSha256",
+                str_attr(live, "architecture"),
+                str_attr(desired, "architecture")
+            )));
+        }
         if has("code_sha256") && str_attr(desired, "template").is_empty() {
             return Err(ProviderError::Refused(format!(
                 "function {id} keeps its own code (code: keep, CodeSha256 {}), but it is now {}: keyrite never uploads \
@@ -328,7 +396,8 @@ impl Kind for LambdaFunction {
                 str_attr(live, "code_sha256")
             )));
         }
-        if has("code_sha256") {
+        // The architecture is the code's: Lambda changes it only with the code.
+        if has("code_sha256") || has("architecture") {
             let code = build(desired)?;
             retry_conflict(|| {
                 cloud
@@ -336,6 +405,7 @@ impl Kind for LambdaFunction {
                     .lambda
                     .update_function_code()
                     .function_name(id)
+                    .architectures(Architecture::from(str_attr(desired, "architecture")))
                     .zip_file(Blob::new(code.bytes.clone()))
                     .send()
                     .map_err(|e| api_error("lambda:UpdateFunctionCode", e))
@@ -462,8 +532,7 @@ impl Kind for LambdaFunction {
 
 /// Rebuilds the package and checks it is the one that was planned.
 fn build(desired: &Attrs) -> Result<package::Package> {
-    let code = package::template_files(str_attr(desired, "template"), Path::new(str_attr(desired, "template_base")))
-        .and_then(package::zip)
+    let code = package::function_package(str_attr(desired, "template"), Path::new(str_attr(desired, "template_base")))
         .map_err(|e| ProviderError::Refused(format!("cannot package the function: {e}")))?;
     let planned = str_attr(desired, "code_sha256");
     if code.sha256 != planned {

@@ -1,0 +1,350 @@
+//! The Rust Lambda signer (`keyrite-lambda-signer`, template `rust-signer` on
+//! provided.al2023): the bootstrap's glibc needs as `objdump` reads them, its package as
+//! Python's zipfile reads it, and the whole stack on the emulator, which runs the bootstrap
+//! through the Lambda Runtime API. A Node signer on the same key answers beside it; every
+//! signature is recovered here with k256.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::common;
+
+use common::{Emulator, Run, Workdir};
+use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+use serde_json::{Value, json};
+use sha3::{Digest, Keccak256};
+
+const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_keyrite-lambda-signer");
+
+/// The GLIBC_x.y versions `objdump -T` lists for a binary's dynamic symbols.
+fn objdump_glibc(binary: &Path) -> Vec<(u32, u32)> {
+    let out = Command::new("objdump").arg("-T").arg(binary).output().expect("objdump (binutils) runs");
+    assert!(out.status.success(), "objdump -T failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut versions: Vec<(u32, u32)> = text
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let mut p = v.split('.');
+            Some((p.next()?.parse().ok()?, p.next()?.parse().ok()?))
+        })
+        .collect();
+    versions.sort();
+    versions.dedup();
+    versions
+}
+
+/// The machine's own Lambda architecture name.
+fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "x86_64",
+        "aarch64" => "arm64",
+        other => panic!("no Lambda architecture for {other}"),
+    }
+}
+
+#[test]
+fn the_bootstrap_needs_no_glibc_newer_than_amazon_linux_2023() {
+    let versions = objdump_glibc(Path::new(BOOTSTRAP));
+    let newest = *versions.last().expect("the bootstrap is dynamically linked against glibc: objdump lists versions");
+    assert!(
+        newest <= (2, 34),
+        "the bootstrap needs GLIBC_{}.{}; provided.al2023 has 2.34: {versions:?}",
+        newest.0,
+        newest.1
+    );
+    let format = String::from_utf8(Command::new("objdump").arg("-f").arg(BOOTSTRAP).output().unwrap().stdout).unwrap();
+    let expected_format = match host_architecture() {
+        "x86_64" => "elf64-x86-64",
+        _ => "elf64-littleaarch64",
+    };
+    assert!(format.contains(expected_format), "{format}");
+    // keyrite's own reading, which refuses a bootstrap before packaging it, agrees.
+    let bytes = std::fs::read(BOOTSTRAP).unwrap();
+    let seen = keyrite::package::inspect_bootstrap(&bytes).unwrap();
+    assert_eq!((seen.architecture, seen.glibc), (host_architecture(), Some(newest)));
+}
+
+/// A C program built here against this machine's glibc (2.36, Debian 12), needing
+/// `arc4random@GLIBC_2.36`: a bootstrap that would not start on Amazon Linux 2023.
+fn too_new_for_al2023(dir: &Path) -> PathBuf {
+    let source = dir.join("new.c");
+    std::fs::write(&source, "#include <stdlib.h>\nint main(void) { return (int)(arc4random() & 1); }\n").unwrap();
+    let binary = dir.join("new-bootstrap");
+    let out = Command::new("gcc").arg("-o").arg(&binary).arg(&source).output().expect("gcc runs");
+    assert!(out.status.success(), "gcc: {}", String::from_utf8_lossy(&out.stderr));
+    binary
+}
+
+fn validate_with(w: &Workdir, bootstrap: &Path) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .arg("validate")
+        .current_dir(w.path())
+        .env("KEYRITE_RUST_SIGNER", bootstrap)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+const FUNCTION: &str = "version: 1\nresources:\n  f:\n    type: aws_lambda_function\n    name: f\n    runtime: provided.al2023\n    role: arn:aws:iam::111122223333:role/r\n    key: k\n    expected_address: '0x0000000000000000000000000000000000000001'\n";
+
+#[test]
+fn a_bootstrap_that_would_not_start_on_lambda_is_refused_at_validation() {
+    let scratch = tempfile::tempdir().unwrap();
+    let new = too_new_for_al2023(scratch.path());
+    assert_eq!(objdump_glibc(&new).last(), Some(&(2, 36)), "objdump sees the test binary's glibc need");
+    let w = Workdir::with_text(FUNCTION);
+    let run = validate_with(&w, &new).expect(1);
+    assert!(run.stderr.contains("keyrite.yaml:4:5: error[template]"), "{}", run.stderr);
+    assert!(run.stderr.contains("needs glibc 2.36, but provided.al2023 has 2.34"), "{}", run.stderr);
+
+    // Another machine's build: the architecture must be declared, and then it packages.
+    let mut other = std::fs::read(BOOTSTRAP).unwrap();
+    let (machine, name) = if host_architecture() == "x86_64" { (0xb7u16, "arm64") } else { (0x3e, "x86_64") };
+    other[18..20].copy_from_slice(&machine.to_le_bytes());
+    let other_path = scratch.path().join("other-arch");
+    std::fs::write(&other_path, &other).unwrap();
+    let declared = if name == "arm64" { "x86_64" } else { "arm64" };
+    let w = Workdir::with_text(&format!("{FUNCTION}    architecture: {declared}\n"));
+    let run = validate_with(&w, &other_path).expect(1);
+    assert!(run.stderr.contains(&format!("is built for {name}: declare `architecture: {name}`")), "{}", run.stderr);
+    let w = Workdir::with_text(&format!("{FUNCTION}    architecture: {name}\n"));
+    validate_with(&w, &other_path).expect(0);
+
+    // Not a Linux executable at all (a macOS build, say), or not there.
+    let macho = scratch.path().join("keyrite-macos");
+    std::fs::write(&macho, [0xcf, 0xfa, 0xed, 0xfe, 7, 0, 0, 1]).unwrap();
+    let run = validate_with(&Workdir::with_text(FUNCTION), &macho).expect(1);
+    assert!(
+        run.stderr.contains("is not a Linux executable for x86_64 or arm64 (a macOS Mach-O file)"),
+        "{}",
+        run.stderr
+    );
+    let run = validate_with(&Workdir::with_text(FUNCTION), &scratch.path().join("absent")).expect(1);
+    assert!(run.stderr.contains("the Rust signer's executable") && run.stderr.contains("is missing"), "{}", run.stderr);
+
+    // The Rust signer on a Node.js runtime, and a Node template on provided.al2023.
+    let w = Workdir::with_text(
+        &FUNCTION.replace("provided.al2023", "nodejs20.x").replace("runtime:", "template: rust-signer\n    runtime:"),
+    );
+    let run = validate_with(&w, Path::new(BOOTSTRAP)).expect(1);
+    assert!(run.stderr.contains("the template rust-signer runs on provided.al2023, not nodejs20.x"), "{}", run.stderr);
+    let w = Workdir::with_text(&FUNCTION.replace("runtime:", "template: aws-lambda-signer\n    runtime:"));
+    let run = validate_with(&w, Path::new(BOOTSTRAP)).expect(1);
+    assert!(run.stderr.contains("runs on nodejs20.x or nodejs22.x, not provided.al2023"), "{}", run.stderr);
+}
+
+#[test]
+fn the_package_is_the_bootstrap_deflated_executable_and_the_same_every_time() {
+    let a = keyrite::package::rust_signer_package(Path::new(BOOTSTRAP)).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let zip = scratch.path().join("signer.zip");
+    std::fs::write(&zip, &a.bytes).unwrap();
+    // Python's zipfile, not the zip crate, reads it back.
+    let script = "import sys, zipfile, hashlib\nz = zipfile.ZipFile(sys.argv[1])\nfor i in z.infolist():\n    print(i.filename, oct(i.external_attr >> 16), i.compress_type, i.date_time, i.file_size, i.compress_size, hashlib.sha256(z.read(i)).hexdigest())\n";
+    let out = Command::new("python3").args(["-c", script]).arg(&zip).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let fields: Vec<&str> = listing.split_whitespace().collect();
+    let binary = std::fs::read(BOOTSTRAP).unwrap();
+    assert_eq!(listing.lines().count(), 1, "{listing}");
+    assert_eq!(&fields[..3], ["bootstrap", "0o100755", "8"], "{listing}"); // 8: deflated
+    assert_eq!(fields[3..9].join(" "), "(1980, 1, 1, 0, 0, 0)");
+    assert_eq!(fields[9], binary.len().to_string());
+    assert_eq!(fields[11], hex::encode(sha2::Sha256::digest(&binary)));
+    let zipped: usize = fields[10].parse().unwrap();
+    assert!(zipped < binary.len() / 2 && a.bytes.len() < 50 << 20, "{} of {} bytes", a.bytes.len(), binary.len());
+}
+
+/// The treasury stack (the Node signer on its key) with the Rust signer beside it, on the
+/// same key: its own function, Function URL and API stage.
+fn both_signers() -> String {
+    let text = std::fs::read_to_string(common::repo_root().join("manifests/treasury-signer.yaml")).unwrap();
+    let rust = "  rust_signer:\n    type: aws_lambda_function\n    name: keyrite-treasury-rust-signer\n    runtime: provided.al2023\n    role: ${signer_role.arn}\n    key: ${treasury_key.key_id}\n    expected_address: ${treasury_key.address}\n    memory_mb: 128\n    reserved_concurrency: 20\n\n  rust_url:\n    type: aws_lambda_function_url\n    function: ${rust_signer.name}\n\n  rust_api:\n    type: aws_api_gateway_rest_api\n    name: keyrite-treasury-rust-signer\n    function: ${rust_signer.arn}\n    path: sign\n    stage: prod\n    policy:\n      generated: {}\n\nsigners:\n";
+    assert!(text.contains("\nsigners:\n"));
+    let text = text.replacen("\nsigners:\n", &format!("\n{rust}"), 1);
+    format!(
+        "{text}  treasury_rust:\n    key: treasury_key\n    mode: eip191\n    endpoints:\n      - function_url: rust_url\n      - api: rust_api\n"
+    )
+}
+
+/// keyrite against the emulator, with the Rust signer's executable at `bootstrap`.
+fn keyrite_with(w: &Workdir, emu: &Emulator, bootstrap: &Path, args: &[&str]) -> Run {
+    let out = w.command(&emu.endpoint, args).env("KEYRITE_RUST_SIGNER", bootstrap).stdin(Stdio::null()).output();
+    Run::from(out.unwrap())
+}
+
+/// The address an r‖s‖v signature over EIP-191(digest) recovers to, requiring low-s and
+/// v ∈ {27, 28}; k256 and sha3 directly, not keyrite's crypto module.
+fn recover_eip191(digest: &[u8; 32], sig_hex: &str) -> String {
+    let sig = hex::decode(sig_hex.trim_start_matches("0x")).unwrap();
+    assert_eq!(sig.len(), 65);
+    let mut h = Keccak256::new();
+    h.update(b"\x19Ethereum Signed Message:\n32");
+    h.update(digest);
+    let signature = Signature::from_slice(&sig[..64]).unwrap();
+    assert!(signature.normalize_s().is_none(), "high-s signature returned");
+    assert!(matches!(sig[64], 27 | 28), "v = {}", sig[64]);
+    let id = RecoveryId::from_byte(sig[64] - 27).unwrap();
+    let key = VerifyingKey::recover_from_prehash(&h.finalize(), &signature, id).unwrap();
+    let point = key.to_encoded_point(false);
+    format!("0x{}", hex::encode(&Keccak256::digest(&point.as_bytes()[1..])[12..]))
+}
+
+/// Invokes a function with a Function URL event carrying `body`: (status, body).
+async fn invoke(lambda: &aws_sdk_lambda::Client, function: &str, method: &str, body: &Value) -> (u64, Value) {
+    let event = json!({"version": "2.0", "requestContext": {"http": {"method": method}}, "body": body.to_string(), "isBase64Encoded": false});
+    let out = lambda
+        .invoke()
+        .function_name(function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.function_error(),
+        None,
+        "{function}: {:?}",
+        out.payload().map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
+    );
+    let response: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    let body = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    (response["statusCode"].as_u64().unwrap(), body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rust_signer_deploys_self_tests_signs_as_the_node_one_does_and_drift_heals() {
+    assert!(
+        common::repo_root().join("node_modules/@aws-sdk/client-kms").exists(),
+        "run `npm ci` (scripts/test.sh does) to get the real AWS SDK for the Node signer's layer"
+    );
+    let emu = Emulator::start();
+    let w = Workdir::with_text(&both_signers());
+
+    // An earlier keyrite's bootstrap: another build of the signer (the executable with bytes
+    // appended, which still runs) deployed first, so that this build's is an upgrade.
+    let earlier = w.dir.path().join("earlier-keyrite-lambda-signer");
+    let mut bytes = std::fs::read(BOOTSTRAP).unwrap();
+    bytes.extend_from_slice(b"\0an earlier build\0");
+    std::fs::write(&earlier, &bytes).unwrap();
+    std::fs::set_permissions(&earlier, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    keyrite_with(&w, &emu, &earlier, &["apply", "--auto-approve"]).expect(0);
+    // The planning process packaged it exactly as this one does.
+    let earlier_sha = keyrite::package::rust_signer_package(&earlier).unwrap().sha256;
+    assert_eq!(w.state()["resources"]["rust_signer"]["attrs"]["code_sha256"], earlier_sha.as_str());
+
+    let plan = keyrite_with(&w, &emu, Path::new(BOOTSTRAP), &["plan", "--format", "json"]).expect(0).json();
+    let changes = plan["changes"].as_array().unwrap();
+    let upgrade = changes.iter().find(|c| c["address"] == "rust_signer").unwrap_or_else(|| panic!("{plan:#}"));
+    assert_eq!(upgrade["action"], "update", "{upgrade:#}");
+    assert_eq!(upgrade["attributes"].as_array().unwrap().len(), 1, "{upgrade:#}");
+    assert_eq!(upgrade["attributes"][0]["name"], "code_sha256", "{upgrade:#}");
+    let reason = upgrade["reason"].as_str().unwrap();
+    assert!(reason.contains("upgrades the signer code") && reason.contains(&earlier_sha), "{reason}");
+    assert!(changes.iter().filter(|c| c["address"] != "rust_signer").all(|c| c["action"] == "no_op"), "{plan:#}");
+    let human = keyrite_with(&w, &emu, Path::new(BOOTSTRAP), &["plan"]).expect(0);
+    assert!(human.stdout.contains("upgrades the signer code"), "{}", human.stdout);
+
+    keyrite_with(&w, &emu, Path::new(BOOTSTRAP), &["apply", "--auto-approve"]).expect(0);
+    let current = keyrite::package::rust_signer_package(Path::new(BOOTSTRAP)).unwrap();
+    assert_eq!(w.state()["resources"]["rust_signer"]["attrs"]["code_sha256"], current.sha256.as_str());
+    w.keyrite(&emu, &["plan", "--detailed-exitcode"]).expect(0);
+    let lambda = emu.lambda().await;
+    let config = lambda.get_function().function_name("keyrite-treasury-rust-signer").send().await.unwrap();
+    let config = config.configuration().unwrap();
+    assert_eq!(config.runtime().map(|r| r.as_str()), Some("provided.al2023"));
+    assert_eq!(config.handler(), Some("bootstrap"));
+    assert_eq!(config.memory_size(), Some(128));
+    assert_eq!(config.code_sha256(), Some(current.sha256.as_str()));
+
+    let address = w.keyrite(&emu, &["addresses", "--format", "json"]).expect(0).json()["keys"][0]["evm_address"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    let selftest = |w: &Workdir| {
+        w.keyrite(&emu, &["selftest", "--format", "json", "--timeout", "30", "--via-emulator", &emu.endpoint])
+    };
+    let report = selftest(&w).expect(0).json();
+    let reports = report["signers"].as_array().unwrap();
+    let rust = reports.iter().find(|r| r["signer"] == "treasury_rust").unwrap_or_else(|| panic!("{report:#}"));
+    let checks = rust["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 4, "public key, direct, function URL, API stage: {checks:#?}");
+    assert!(checks[2]["target"].as_str().unwrap().contains(".lambda-url.us-east-1.on.aws"), "{checks:#?}");
+    assert!(checks[3]["target"].as_str().unwrap().contains(".execute-api.us-east-1.amazonaws.com/prod/sign"));
+    for c in reports.iter().flat_map(|r| r["checks"].as_array().unwrap()[2..].to_vec()) {
+        assert_eq!(c["passed"], true, "{c:#}");
+        let digest: [u8; 32] =
+            hex::decode(c["digest"].as_str().unwrap().trim_start_matches("0x")).unwrap().try_into().unwrap();
+        assert_eq!(recover_eip191(&digest, c["signature"].as_str().unwrap()), address);
+    }
+
+    // The same request to both signers: both signatures recover to the key's address.
+    let digest = [0x5au8; 32];
+    let request = json!({"userOpHash": format!("0x{}", hex::encode(digest)), "signerAddress": address});
+    let (node_status, node) = invoke(&lambda, "keyrite-treasury-signer", "POST", &request).await;
+    let (rust_status, rust) = invoke(&lambda, "keyrite-treasury-rust-signer", "POST", &request).await;
+    assert_eq!((node_status, rust_status), (200, 200), "{node:#} {rust:#}");
+    assert_eq!(recover_eip191(&digest, node["signature"].as_str().unwrap()), address);
+    assert_eq!(recover_eip191(&digest, rust["signature"].as_str().unwrap()), address);
+    let fields = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(fields(&node), fields(&rust), "the Rust signer answers with the Node one's fields");
+    // And they refuse alike.
+    for (method, body) in [
+        (
+            "POST",
+            json!({"hash": format!("0x{}", hex::encode(digest)), "signerAddress": "0x0000000000000000000000000000000000000001"}),
+        ),
+        ("POST", json!({"hash": "0x1234"})),
+        ("GET", json!({})),
+    ] {
+        let (ns, nb) = invoke(&lambda, "keyrite-treasury-signer", method, &body).await;
+        let (rs, rb) = invoke(&lambda, "keyrite-treasury-rust-signer", method, &body).await;
+        assert_eq!(rs, ns, "{method} {body}: Rust {rb}, Node {nb}");
+        assert!(matches!(rs, 400 | 405) && rb["error"].as_str().is_some_and(|m| !m.is_empty()), "{rb}");
+        assert!(rb.get("signature").is_none());
+    }
+
+    // Out of band: the same executable zipped another way, and another expected address.
+    let other_zip = keyrite::package::zip(vec![("bootstrap".into(), std::fs::read(BOOTSTRAP).unwrap())]).unwrap();
+    lambda
+        .update_function_code()
+        .function_name("keyrite-treasury-rust-signer")
+        .zip_file(aws_sdk_lambda::primitives::Blob::new(other_zip.bytes))
+        .send()
+        .await
+        .unwrap();
+    let mut env: std::collections::HashMap<String, String> = config.environment().unwrap().variables().unwrap().clone();
+    env.insert("EXPECTED_ADDRESS".into(), "0x000000000000000000000000000000000000dEaD".into());
+    lambda
+        .update_function_configuration()
+        .function_name("keyrite-treasury-rust-signer")
+        .environment(aws_sdk_lambda::types::Environment::builder().set_variables(Some(env)).build())
+        .send()
+        .await
+        .unwrap();
+    let drift = w.keyrite(&emu, &["drift", "--format", "json"]).expect(2).json();
+    let items = drift["drift"].as_array().unwrap();
+    let on = |attr: &str| {
+        items
+            .iter()
+            .find(|i| i["address"] == "rust_signer" && i["attribute"] == attr)
+            .unwrap_or_else(|| panic!("no drift on {attr}: {items:#?}"))
+    };
+    assert!(on("code_sha256")["message"].as_str().unwrap().contains("signer code replaced out of band"));
+    assert!(on("environment")["message"].as_str().unwrap().contains("EXPECTED_ADDRESS"), "{:#}", on("environment"));
+    // The Rust signer now finds its key is not the configured address's, and signs nothing.
+    let (status, body) = invoke(&lambda, "keyrite-treasury-rust-signer", "POST", &request).await;
+    assert_eq!((status, &body), (500, &json!({"error": "internal error"})));
+    let broken = selftest(&w).expect(1).json();
+    let rust = broken["signers"].as_array().unwrap().iter().find(|r| r["signer"] == "treasury_rust").unwrap().clone();
+    let endpoints = &rust["checks"].as_array().unwrap()[2..];
+    assert!(endpoints.iter().all(|c| c["passed"] == false && c["cause"] == "http_status"), "{rust:#}");
+
+    w.keyrite(&emu, &["apply", "--auto-approve"]).expect(0);
+    w.keyrite(&emu, &["drift"]).expect(0);
+    selftest(&w).expect(0);
+    let (status, body) = invoke(&lambda, "keyrite-treasury-rust-signer", "POST", &request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(recover_eip191(&digest, body["signature"].as_str().unwrap()), address);
+}
