@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use base64::Engine;
 use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
 use k256::pkcs8::EncodePublicKey;
-use keyrite::lambda::{Config, Handler};
+use keyrite::lambda::{Config, Container, Handler};
 use serde_json::{Value, json};
 use sha3::{Digest, Keccak256};
 
@@ -75,14 +75,17 @@ fn rest_event(body: &Value) -> Value {
     json!({"httpMethod": "POST", "resource": "/sign", "body": body.to_string(), "isBase64Encoded": false})
 }
 
-async fn handler(kms: &KmsStandIn, address: &str, mode: &str) -> anyhow::Result<Handler> {
-    let config = Config::from_env(|name| match name {
+fn config(address: &str, mode: &str) -> anyhow::Result<Config> {
+    Config::from_env(|name| match name {
         "KMS_KEY_ID" => Some(KEY_ID.to_owned()),
         "EXPECTED_ADDRESS" => Some(address.to_owned()),
         "SIGNING_MODE" => Some(mode.to_owned()),
         _ => None,
-    })?;
-    Handler::init(kms.client().await, &config).await
+    })
+}
+
+async fn handler(kms: &KmsStandIn, address: &str, mode: &str) -> anyhow::Result<Handler> {
+    Handler::init(kms.client().await, &config(address, mode)?).await
 }
 
 /// (status, body) of an answer.
@@ -208,4 +211,56 @@ async fn a_key_that_is_not_the_expected_address_or_not_secp256k1_signs_nothing()
     let err = handler(&nist, &expected, "eip191").await.err().expect("init must fail").to_string();
     assert!(err.contains("ECC_NIST_P256, not ECC_SECG_P256K1"), "{err}");
     assert_eq!(kms.signs.load(Ordering::Relaxed) + nist.signs.load(Ordering::Relaxed), 0, "nothing was signed");
+}
+
+/// A KMS client for `url` that tries once: a fault is the container's to handle.
+async fn one_try_client(url: &str) -> aws_sdk_kms::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new("test", "test", None, None, "standin"))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .load()
+        .await;
+    aws_sdk_kms::Client::new(&config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_container_signs_nothing_until_its_key_checks_out_and_recovers_from_a_kms_fault_at_cold_start() {
+    let key = key(15);
+    let address = address_of(key.verifying_key());
+    let request = url_event(&json!({"hash": format!("0x{}", "cd".repeat(32))}));
+    let internal = (500, json!({"error": "internal error"}));
+
+    // KMS is unreachable at cold start: 500, and the next event checks the key again.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let container = Container::new(config(&address, "eip191"), one_try_client(&url).await);
+    assert!(container.handler().await.is_err(), "nothing listens at {url}");
+    assert_eq!(answer(&container.handle(&request).await), internal);
+    let listener = std::net::TcpListener::bind(url.trim_start_matches("http://")).unwrap();
+    let kms = KmsStandIn::start_on(
+        listener,
+        &spki(&key),
+        "ECC_SECG_P256K1",
+        kms_of(&key, |s| s.to_der().as_bytes().to_vec()),
+    );
+    let (status, body) = answer(&container.handle(&request).await);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(recovered(&body, &eip191(&[0xcd; 32])), address);
+    assert_eq!(kms.signs.load(Ordering::Relaxed), 1);
+
+    // A key for another address, or no configuration: 500 for every event, and no Sign.
+    let other = address_of(self::key(16).verifying_key());
+    let wrong = Container::new(config(&other, "eip191"), kms.client().await);
+    let unset = Container::new(Config::from_env(|_| None), kms.client().await);
+    for container in [&wrong, &unset] {
+        for _ in 0..2 {
+            assert_eq!(answer(&container.handle(&request).await), internal);
+        }
+    }
+    assert!(wrong.handler().await.err().unwrap().to_string().contains("refusing to sign"));
+    assert!(unset.handler().await.err().unwrap().to_string().contains("KMS_KEY_ID is not set"));
+    assert_eq!(kms.signs.load(Ordering::Relaxed), 1, "nothing signed for a key that did not check out");
 }

@@ -29,8 +29,17 @@ pub struct KmsStandIn {
 impl KmsStandIn {
     /// A key whose public key is `spki` (DER) of spec `key_spec`, signing with `sign`.
     pub fn start(spki: &[u8], key_spec: &'static str, sign: Arc<SignFn>) -> KmsStandIn {
+        KmsStandIn::start_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), spki, key_spec, sign)
+    }
+
+    /// [`KmsStandIn::start`] on a listener the caller bound (a port a client already knows).
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        spki: &[u8],
+        key_spec: &'static str,
+        sign: Arc<SignFn>,
+    ) -> KmsStandIn {
         let spki = B64.encode(spki);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let signs = Arc::new(AtomicUsize::new(0));
