@@ -257,8 +257,10 @@ fn write_zip(mut files: Vec<(String, Vec<u8>)>, method: zip::CompressionMethod) 
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(method)
         .last_modified_time(zip::DateTime::default())
-        // Whatever zip's own default level becomes, the bytes are fixed here.
-        .compression_level((method == zip::CompressionMethod::Deflated).then_some(6));
+        // Fixed here, whatever zip's default becomes. Level 1: every command that reads the
+        // manifest packages the bootstrap, and level 6 takes three times as long (0.86 s
+        // against 0.30 s for a 22 MB release build) for a zip 10% smaller (7.2 MB, 7.9 MB).
+        .compression_level((method == zip::CompressionMethod::Deflated).then_some(1));
     let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for (name, bytes) in &files {
         let mode = if name == "bootstrap" { 0o755 } else { 0o644 };

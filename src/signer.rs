@@ -45,7 +45,8 @@ enum Backend {
 #[derive(Clone, Debug)]
 pub struct KmsSigner {
     backend: Backend,
-    public_key: k256::PublicKey,
+    /// The key, with the table its signatures are checked with.
+    key: crypto::PreparedKey,
     pub spki: Vec<u8>,
     pub address: Address,
 }
@@ -85,7 +86,12 @@ impl KmsSigner {
 
     fn new(backend: Backend, spki: Vec<u8>) -> Result<KmsSigner, SignError> {
         let public_key = crypto::public_key_from_spki_der(&spki)?;
-        Ok(KmsSigner { backend, address: crypto::evm_address(&public_key), public_key, spki })
+        Ok(KmsSigner {
+            backend,
+            address: crypto::evm_address(&public_key),
+            key: crypto::PreparedKey::new(&public_key),
+            spki,
+        })
     }
 
     /// Asks KMS to sign `prehash` as a digest: AWS `kms:Sign` with `ECDSA_SHA_256`, or Cloud
@@ -153,7 +159,7 @@ impl KmsSigner {
     /// to the key's address.
     pub async fn sign_prehash(&self, prehash: &[u8; 32]) -> Result<(Vec<u8>, [u8; 65]), SignError> {
         let der = self.sign_der(prehash).await?;
-        let rsv = crypto::signature_rsv(&self.public_key, prehash, &der)?;
+        let rsv = self.key.signature_rsv(prehash, &der)?;
         Ok((der, rsv))
     }
 
@@ -171,7 +177,7 @@ impl KmsSigner {
     ) -> (Result<[u8; 65], SignError>, Option<String>) {
         let prehash = prehash(mode, digest);
         let (der, id) = self.sign_der_traced(&prehash).await;
-        (der.and_then(|der| Ok(crypto::signature_rsv(&self.public_key, &prehash, &der)?)), id)
+        (der.and_then(|der| Ok(self.key.signature_rsv(&prehash, &der)?)), id)
     }
 }
 
@@ -234,7 +240,7 @@ impl KmsSigner {
                 let state = crate::provider::gcp::enum_name(v.state.name());
                 let enabled = state == "ENABLED";
                 let matches = match kms.get_public_key().set_name(version).send().await {
-                    Ok(out) => crypto::public_key_from_pem(&out.pem).is_ok_and(|k| k == self.public_key),
+                    Ok(out) => crypto::public_key_from_pem(&out.pem).is_ok_and(|k| k == *self.key.public_key()),
                     Err(_) if !enabled => true,
                     Err(e) => return down(crate::provider::gcp::gcp_error("cloudkms.GetPublicKey", e).to_string()),
                 };

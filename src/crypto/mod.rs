@@ -19,6 +19,7 @@
 mod address;
 mod der;
 mod error;
+mod fixed_base;
 mod hash;
 mod hedera;
 mod input;
@@ -28,10 +29,11 @@ mod spki;
 pub use address::{Address, evm_address};
 pub use der::parse_der_signature;
 pub use error::{CryptoError, SigComponent};
+pub use fixed_base::FixedBase;
 pub use hash::{eip191_hash, eip191_message_hash, keccak256, sha256_hex};
 pub use hedera::{HEDERA_ECDSA_DER_PREFIX, HederaKey, hedera_key};
 pub use input::{parse_digest, parse_hex32};
-pub use signature::{normalize_low_s, recover_address, recovery_id, signature_rsv};
+pub use signature::{PreparedKey, normalize_low_s, recover_address, recovery_id, signature_rsv};
 pub use spki::{public_key_from_pem, public_key_from_spki_der, spki_der, spki_fingerprint_sha256};
 
 /// Deterministic fixtures shared by the unit tests of every submodule.

@@ -8,11 +8,12 @@
 
 use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
 use k256::elliptic_curve::scalar::IsHigh;
-use k256::{FieldBytes, NonZeroScalar, PublicKey};
+use k256::{FieldBytes, NonZeroScalar, ProjectivePoint, PublicKey, Scalar, U256};
 
 use super::address::{Address, evm_address};
 use super::der::parse_der_signature;
 use super::error::{CryptoError, SigComponent};
+use super::fixed_base::FixedBase;
 
 /// Offset Ethereum adds to a recovery id to form the legacy `v` byte.
 const LEGACY_V_OFFSET: u8 = 27;
@@ -48,25 +49,81 @@ pub fn normalize_low_s(s: [u8; 32]) -> ([u8; 32], bool) {
 /// [`CryptoError::SignatureScalarOutOfRange`] if `r` or `s` is not in `1..n`;
 /// [`CryptoError::RecoveryIdNotFound`] if the signature is not `pk`'s over `prehash`.
 pub fn recovery_id(pk: &PublicKey, prehash: &[u8; 32], r: &[u8; 32], s: &[u8; 32]) -> Result<u8, CryptoError> {
-    use k256::elliptic_curve::group::Group;
-    use k256::elliptic_curve::ops::{Invert, LinearCombination, Reduce};
-    use k256::elliptic_curve::point::AffineCoordinates;
-    use k256::{ProjectivePoint, Scalar, U256};
+    use k256::elliptic_curve::ops::LinearCombination;
+    let (u1, u2, r) = verification_scalars(prehash, r, s)?;
+    nonce_parity(&ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &u1, &pk.to_projective(), &u2), &r)
+}
+
+/// `(u1, u2, r) = (z/s, r/s, r)` for the low-s form of `(r, s)`: the nonce point is
+/// `u1·G + u2·Q`. Every input is public, so `s` is inverted in variable time.
+fn verification_scalars(
+    prehash: &[u8; 32],
+    r: &[u8; 32],
+    s: &[u8; 32],
+) -> Result<(Scalar, Scalar, Scalar), CryptoError> {
+    use k256::elliptic_curve::ops::{Invert, Reduce};
     let signature = signature_from_parts(r, s)?;
     let signature = signature.normalize_s().unwrap_or(signature);
-    let (r, s) = (signature.r(), signature.s());
+    let (r, s) = (*signature.r(), *signature.s());
     let z = <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(*prehash));
-    let s_inv: Scalar = *s.invert();
-    let nonce = ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &(z * s_inv), &pk.to_projective(), &(*r * s_inv));
+    let s_inv: Scalar = Option::from(s.invert_vartime()).ok_or(CryptoError::RecoveryIdNotFound)?;
+    Ok((z * s_inv, r * s_inv, r))
+}
+
+/// The recovery id of a nonce point, if it is the one `r` names.
+fn nonce_parity(nonce: &ProjectivePoint, r: &Scalar) -> Result<u8, CryptoError> {
+    use k256::elliptic_curve::group::Group;
+    use k256::elliptic_curve::point::AffineCoordinates;
     if bool::from(nonce.is_identity()) {
         return Err(CryptoError::RecoveryIdNotFound);
     }
     let nonce = nonce.to_affine();
     // R.x must be r itself: R.x ≡ r (mod n) with R.x ≥ n would need recovery id 2 or 3.
-    if nonce.x() != r.as_ref().to_bytes() {
+    if nonce.x() != r.to_bytes() {
         return Err(CryptoError::RecoveryIdNotFound);
     }
     Ok(nonce.y_is_odd().unwrap_u8())
+}
+
+/// A public key prepared to check many signatures (a signer's, for its life): the key
+/// and a fixed-base table of it, so that a check is two table walks
+/// ([`FixedBase::mul_vartime`]) instead of k256's constant-time `lincomb`, ~4x less
+/// CPU for the same answer. Making one costs ~4 ms (the generator's table once more per
+/// process).
+#[derive(Clone, Debug)]
+pub struct PreparedKey {
+    key: PublicKey,
+    table: std::sync::Arc<FixedBase>,
+}
+
+impl PreparedKey {
+    pub fn new(key: &PublicKey) -> PreparedKey {
+        FixedBase::generator();
+        PreparedKey { key: *key, table: std::sync::Arc::new(FixedBase::new(&key.to_projective())) }
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        &self.key
+    }
+
+    /// [`recovery_id`], for this key.
+    ///
+    /// # Errors
+    /// As [`recovery_id`].
+    pub fn recovery_id(&self, prehash: &[u8; 32], r: &[u8; 32], s: &[u8; 32]) -> Result<u8, CryptoError> {
+        let (u1, u2, r) = verification_scalars(prehash, r, s)?;
+        nonce_parity(&(FixedBase::generator().mul_vartime(&u1) + self.table.mul_vartime(&u2)), &r)
+    }
+
+    /// [`signature_rsv`], for this key.
+    ///
+    /// # Errors
+    /// As [`signature_rsv`].
+    pub fn signature_rsv(&self, prehash: &[u8; 32], der: &[u8]) -> Result<[u8; 65], CryptoError> {
+        let (r, s) = parse_der_signature(der)?;
+        let (s, _was_high) = normalize_low_s(s);
+        Ok(rsv(&r, &s, self.recovery_id(prehash, &r, &s)?))
+    }
 }
 
 /// Converts a KMS DER signature into the 65-byte `r || s || v` form with
@@ -77,12 +134,15 @@ pub fn recovery_id(pk: &PublicKey, prehash: &[u8; 32], r: &[u8; 32], s: &[u8; 32
 pub fn signature_rsv(pk: &PublicKey, prehash: &[u8; 32], der: &[u8]) -> Result<[u8; 65], CryptoError> {
     let (r, s) = parse_der_signature(der)?;
     let (s, _was_high) = normalize_low_s(s);
-    let id = recovery_id(pk, prehash, &r, &s)?;
+    Ok(rsv(&r, &s, recovery_id(pk, prehash, &r, &s)?))
+}
+
+fn rsv(r: &[u8; 32], s: &[u8; 32], id: u8) -> [u8; 65] {
     let mut rsv = [0u8; 65];
-    rsv[..32].copy_from_slice(&r);
-    rsv[32..64].copy_from_slice(&s);
+    rsv[..32].copy_from_slice(r);
+    rsv[32..64].copy_from_slice(s);
     rsv[64] = LEGACY_V_OFFSET + id;
-    Ok(rsv)
+    rsv
 }
 
 /// Recovers the signer's EVM address from a 65-byte `r || s || v`
@@ -334,6 +394,40 @@ mod tests {
             seen[usize::from(id)] += 1;
         }
         assert!(seen[0] > 100 && seen[1] > 100, "{seen:?}");
+    }
+
+    #[test]
+    fn a_prepared_key_gives_k256s_recovery_id_and_refuses_what_k256_refuses() {
+        let mut seen = [0usize; 2];
+        for k in 0..4u64 {
+            let key = signing_key(7_000 + k);
+            let pk: PublicKey = key.verifying_key().into();
+            let prepared = PreparedKey::new(&pk);
+            let stranger = PreparedKey::new(&signing_key(8_000 + k).verifying_key().into());
+            for i in 0..64u64 {
+                let prehash = keccak256(&(k * 1_000 + i).to_be_bytes());
+                let (signature, k256_id) = key.sign_prehash_recoverable(&prehash).unwrap();
+                let (r, s) = signature.split_bytes();
+                let (r, s): ([u8; 32], [u8; 32]) = (r.into(), s.into());
+                let id = prepared.recovery_id(&prehash, &r, &s).unwrap();
+                assert_eq!(id, k256_id.to_byte(), "key {k}, case {i}");
+                assert_eq!(prepared.recovery_id(&prehash, &r, &negate(&s)), Ok(id), "high-s twin");
+                let der = der_signature(&r, &negate(&s));
+                assert_eq!(prepared.signature_rsv(&prehash, &der), signature_rsv(&pk, &prehash, &der));
+                let other = keccak256(b"another digest");
+                assert_eq!(prepared.recovery_id(&other, &r, &s), Err(CryptoError::RecoveryIdNotFound));
+                assert_eq!(stranger.recovery_id(&prehash, &r, &s), Err(CryptoError::RecoveryIdNotFound));
+                seen[usize::from(id)] += 1;
+            }
+        }
+        assert!(seen[0] > 80 && seen[1] > 80, "{seen:?}");
+        let prepared = PreparedKey::new(&signing_key(1).verifying_key().into());
+        assert_eq!(prepared.signature_rsv(&[0u8; 32], &[0x31, 0x00]), Err(CryptoError::DerNotSequence { found: 0x31 }));
+        let zero = [0u8; 32];
+        assert!(matches!(
+            prepared.recovery_id(&zero, &zero, &[1; 32]),
+            Err(CryptoError::SignatureScalarOutOfRange { .. })
+        ));
     }
 
     #[test]
