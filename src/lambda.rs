@@ -153,8 +153,10 @@ pub async fn run(started: Instant) -> anyhow::Result<()> {
     let checked = Instant::now();
     match container.handler().await {
         Ok(h) => eprintln!(
-            "keyrite signer: ready in {} ms (of which GetPublicKey {} ms), signing for {} ({})",
+            "keyrite signer: ready in {} ms (setup {} ms, key check {} ms: GetPublicKey and the key's tables), \
+             signing for {} ({})",
             millis(started.elapsed()),
+            millis(setup),
             millis(checked.elapsed()),
             h.address(),
             h.mode().as_str()
