@@ -85,7 +85,7 @@ impl FixedBase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k256::elliptic_curve::ops::{Invert, Reduce};
+    use k256::elliptic_curve::ops::Reduce;
     use k256::{FieldBytes, U256};
 
     fn scalar(bytes: [u8; 32]) -> Scalar {
