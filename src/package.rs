@@ -203,11 +203,6 @@ fn glibc_version(name: &str) -> Option<(u32, u32)> {
 
 /// The files of a template: a built-in name, or a directory (relative to `base`).
 pub fn template_files(template: &str, base: &Path) -> Result<Vec<(String, Vec<u8>)>, PackageError> {
-    if template == RUST_SIGNER {
-        let path = rust_signer_path();
-        let bytes = std::fs::read(&path).map_err(|_| PackageError::NoRustSigner(path))?;
-        return Ok(vec![("bootstrap".to_owned(), bytes)]);
-    }
     if !template.contains('/') {
         let (_, files) = BUILTIN
             .iter()

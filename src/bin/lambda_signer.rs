@@ -1,6 +1,6 @@
 //! `keyrite-lambda-signer`: the `bootstrap` of a keyrite Rust signer on Lambda's
-//! `provided.al2023` runtime. It runs the Lambda Runtime API loop around
-//! [`keyrite::lambda::Handler`], the signer core `keyrite serve` signs with.
+//! `provided.al2023` runtime: [`keyrite::lambda::run`], the Lambda Runtime API loop around
+//! the signer core `keyrite serve` signs with.
 
 use std::process::ExitCode;
 

@@ -29,7 +29,6 @@ mod spki;
 pub use address::{Address, evm_address};
 pub use der::parse_der_signature;
 pub use error::{CryptoError, SigComponent};
-pub use fixed_base::FixedBase;
 pub use hash::{eip191_hash, eip191_message_hash, keccak256, sha256_hex};
 pub use hedera::{HEDERA_ECDSA_DER_PREFIX, HederaKey, hedera_key};
 pub use input::{parse_digest, parse_hex32};

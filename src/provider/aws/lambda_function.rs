@@ -243,20 +243,21 @@ impl Kind for LambdaFunction {
         }
         let default = if native { package::RUST_SIGNER } else { "aws-lambda-signer" };
         let template = b.string(cx, "template").unwrap_or_else(|| default.into());
-        // A built-in template runs on its own runtime; a directory on the one declared.
-        let wants = match template.as_str() {
-            package::RUST_SIGNER => Some(RUST_RUNTIME),
-            t if !t.contains('/') && native => Some("nodejs20.x"),
+        // A built-in template runs on its own runtime (native or Node.js); a directory on the
+        // one declared.
+        let wants_native = match template.as_str() {
+            package::RUST_SIGNER => Some(true),
+            t if !t.contains('/') => Some(false),
             _ => None,
         };
-        if let Some(wants) = wants.filter(|w| (*w == RUST_RUNTIME) != native) {
+        if let Some(wants_native) = wants_native.filter(|w| *w != native) {
             cx.error(
                 b.pos_of("runtime"),
                 "value",
                 format!(
                     "{}: the template {template} runs on {}, not {runtime}",
                     b.field_path("runtime"),
-                    if wants == RUST_RUNTIME { RUST_RUNTIME } else { "nodejs20.x or nodejs22.x" }
+                    if wants_native { RUST_RUNTIME } else { "nodejs20.x or nodejs22.x" }
                 ),
             );
         }
