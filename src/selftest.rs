@@ -156,6 +156,7 @@ fn target(endpoint: &Endpoint, state: &State, via: Option<&str>) -> Target {
             let mut t = blank(&url);
             t.sigv4 = Some("execute-api");
             if let Some(via) = via {
+                let path = crate::provider::aws::api_gateway::url_suffix(&path);
                 t.send_url = format!("{via}/_aws/execute-api/{id}/{stage}/{path}");
                 t.sign_url = t.send_url.clone();
             }

@@ -11,7 +11,7 @@ use crate::render::Format;
 
 pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
     let (manifest, store) = load(arg).await?;
-    let Some(state) = store.read().await? else { bail!("no state at {}: apply first", store.describe()) };
+    let Some(state) = super::read_state(&store).await? else { bail!("no state at {}: apply first", store.describe()) };
     let region = manifest.aws.region.clone().or_else(|| std::env::var("AWS_REGION").ok()).unwrap_or_default();
     let mut rows = Vec::new();
     let keys = state.resources.iter().filter(|(_, r)| matches!(r.kind.as_str(), "aws_kms_key" | "gcp_kms_crypto_key"));

@@ -12,7 +12,7 @@ use crate::state::now;
 
 pub async fn run(arg: &ManifestArg, format: ReportFormat) -> anyhow::Result<Status> {
     let (manifest, store) = load(arg).await?;
-    let Some(state) = store.read().await? else {
+    let Some(state) = super::read_state(&store).await? else {
         bail!("no state at {}: nothing has been applied yet, so there is nothing to drift from", store.describe());
     };
     let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);

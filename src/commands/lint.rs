@@ -85,7 +85,7 @@ pub async fn run(arg: &ManifestArg, source: Source, format: ReportFormat, fail_o
 /// state records (the cloud does not know them).
 async fn state(arg: &ManifestArg) -> anyhow::Result<Vec<Finding>> {
     let (manifest, store) = load(arg).await?;
-    let Some(state) = store.read().await? else {
+    let Some(state) = super::read_state(&store).await? else {
         anyhow::bail!("no state at {}: nothing is deployed yet (lint the manifest without --live)", store.describe())
     };
     let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);

@@ -138,6 +138,15 @@ async fn load(arg: &ManifestArg) -> anyhow::Result<(Manifest, Backend)> {
     Ok((manifest, store))
 }
 
+/// The state, with what an older keyrite recorded brought to the current shape.
+async fn read_state(store: &Backend) -> anyhow::Result<Option<crate::state::State>> {
+    let mut state = store.read().await?;
+    if let Some(s) = state.as_mut() {
+        provider::upgrade_recorded(s);
+    }
+    Ok(state)
+}
+
 /// Which attributes a read should treat as declared: the manifest's (for planning) or the
 /// last applied (for drift).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -247,7 +256,9 @@ async fn look_before_creating(
                 let why = format!(
                     "found in the cloud by its ownership tags: {id} was created by an interrupted apply and is adopted, not created again"
                 );
-                observed.adopted.insert(spec.name.clone(), Adopted { id, live, why, imported: false });
+                observed
+                    .adopted
+                    .insert(spec.name.clone(), Adopted { id, live, why, imported: false, at: String::new() });
             }
             continue;
         }
@@ -255,7 +266,9 @@ async fn look_before_creating(
             // A declared resource inside an imported one (an inline policy of an imported
             // role) is imported where it exists, and created where it does not.
             let inside = spec.name.contains('/');
-            match import(cloud, kind, &spec.name, given, &desired, state).await? {
+            let at = spec.import_at.or_else(|| manifest.positions.get(&spec.name).copied());
+            let at = at.map(|p| format!("{}:{p}: ", manifest.path.display())).unwrap_or_default();
+            match import(cloud, kind, &spec.name, &at, given, &desired, state).await {
                 Ok(adopted) => {
                     known.insert(&spec.name, adopted.live.outputs.clone());
                     observed.adopted.insert(spec.name.clone(), adopted);
@@ -284,7 +297,13 @@ async fn look_before_creating(
                     known.insert(&spec.name, live.outputs.clone());
                     observed.adopted.insert(
                         spec.name.clone(),
-                        Adopted { id, live, why: format!("{why}: adopted, not created again"), imported: false },
+                        Adopted {
+                            id,
+                            live,
+                            why: format!("{why}: adopted, not created again"),
+                            imported: false,
+                            at: String::new(),
+                        },
                     );
                 }
             }
@@ -324,19 +343,22 @@ fn continue_lineage(manifest: &Manifest, observed: &mut Observed) {
     }
 }
 
-/// Reads what an `import:` names. The outer error is a failed read; the inner one a plan
-/// error: nothing there, or already in the state under another address.
+/// Reads what an `import:` names. Every way it can fail is a plan error naming the manifest
+/// position (`at`, `file:line:col: `) and the cloud id, so that a plan reports them all, and
+/// never shows the resource as one it would create: a failed read, nothing there, or an id
+/// already in the state under another address.
 async fn import(
     cloud: &Cloud,
     kind: &dyn provider::Kind,
     address: &str,
+    at: &str,
     given: &str,
     desired: &crate::manifest::Attrs,
     state: Option<&State>,
-) -> anyhow::Result<Result<Adopted, crate::plan::PlanError>> {
+) -> Result<Adopted, crate::plan::PlanError> {
     let refused = |message: String, hint: &str| crate::plan::PlanError {
         address: Some(address.to_owned()),
-        message,
+        message: format!("{at}{message}"),
         hint: Some(hint.to_owned()),
     };
     let lookup = kind.import_lookup(given);
@@ -344,27 +366,32 @@ async fn import(
         Ok(found) => found,
         // A read that refuses (a Cloud KMS key that is not for signing, say) says why.
         Err(provider::ProviderError::Refused(why)) => {
-            return Ok(Err(refused(format!("{address}: cannot import {given}: {why}"), "import a signing key")));
+            return Err(refused(format!("{address}: cannot import {given}: {why}"), "import a signing key"));
         }
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {given}, which {address} imports"))),
+        Err(e) => {
+            return Err(refused(
+                format!("{address}: cannot read {given} to import it: {}", provider::error_chain(&e)),
+                "nothing was changed; fix the access or the id and plan again",
+            ));
+        }
     };
     let Some(live) = found else {
-        return Ok(Err(refused(
+        return Err(refused(
             format!("{address}: import {given}: no {} with this id exists", kind.name()),
             "check the id, the account or project, and the region or location",
-        )));
+        ));
     };
     let id = kind.import_id(&lookup, &live);
     let taken = state
         .and_then(|s| s.resources.iter().find(|(a, r)| a.as_str() != address && r.kind == kind.name() && r.id == id));
     if let Some((other, _)) = taken {
-        return Ok(Err(refused(
+        return Err(refused(
             format!("{address}: import {given}: {id} is already in the state as {other}"),
             "one resource has one address: remove the import, or the other declaration",
-        )));
+        ));
     }
     let why = if id == given { format!("import: {given}") } else { format!("import: {given} ({id})") };
-    Ok(Ok(Adopted { id, live, why: format!("{why}: recorded as it is, not created"), imported: true }))
+    Ok(Adopted { id, live, why: format!("{why}: recorded as it is, not created"), imported: true, at: at.to_owned() })
 }
 
 /// Asks a yes/no question on the terminal.

@@ -17,7 +17,7 @@ pub async fn run(arg: &ManifestArg, out: Option<&Path>, format: Format, detailed
     if !findings.is_empty() {
         eprint!("{}", crate::render::human::lint(&findings));
     }
-    let state = store.read().await?;
+    let state = super::read_state(&store).await?;
     let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
     let observed = refresh(&cloud, &manifest, state.as_ref(), Reference::Manifest).await?;
     let mut plan = crate::plan::build(&manifest, state.as_ref(), &observed, now());

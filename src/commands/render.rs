@@ -24,7 +24,9 @@ pub async fn run(arg: &ManifestArg, signer: Option<&str>, out: &Path, serve: boo
     if spec.slot == crate::manifest::Slot::Recovery {
         bail!("signer {} uses {}, a recovery key: recovery keys get no Cloud Run function", spec.name, spec.key);
     }
-    let Some(state) = store.read().await? else { bail!("no state at {}: run `keyrite apply` first", store.describe()) };
+    let Some(state) = super::read_state(&store).await? else {
+        bail!("no state at {}: run `keyrite apply` first", store.describe())
+    };
     let key = state.resources.get(&spec.key).with_context(|| {
         format!("signer {}: key {} is not in the state; run `keyrite apply` first", spec.name, spec.key)
     })?;

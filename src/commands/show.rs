@@ -8,7 +8,7 @@ use crate::render::{Format, json};
 
 pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
     let (_, store) = load(arg).await?;
-    let Some(state) = store.read().await? else { bail!("no state at {}", store.describe()) };
+    let Some(state) = super::read_state(&store).await? else { bail!("no state at {}", store.describe()) };
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&json::show(&state))?),
         Format::Human => {

@@ -40,7 +40,9 @@ async fn signer(cloud: &Cloud, state: &State, spec: &SignerSpec) -> anyhow::Resu
 
 async fn connect(arg: &ManifestArg) -> anyhow::Result<(Manifest, State, Cloud)> {
     let (manifest, store) = load(arg).await?;
-    let Some(state) = store.read().await? else { bail!("no state at {}: run `keyrite apply` first", store.describe()) };
+    let Some(state) = super::read_state(&store).await? else {
+        bail!("no state at {}: run `keyrite apply` first", store.describe())
+    };
     let cloud = Cloud::connect(&manifest.aws, &manifest.gcp).await;
     Ok((manifest, state, cloud))
 }

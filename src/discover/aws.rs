@@ -321,7 +321,10 @@ async fn apis(cloud: &Cloud, functions: &BTreeSet<String>, scan: &mut Scan) -> R
                 };
                 let uri = i.uri().unwrap_or_default();
                 if let Some(f) = functions.iter().find(|f| uri.contains(f.as_str())) {
-                    integrated = Some((path.trim_start_matches('/').to_owned(), f.clone()));
+                    // The root resource (`/`, where the console's "Create method" puts POST)
+                    // is `path: /`; any other is its last segment.
+                    let declared = if path == "/" { path } else { path.trim_start_matches('/') };
+                    integrated = Some((declared.to_owned(), f.clone()));
                     break;
                 }
             }
@@ -333,7 +336,8 @@ async fn apis(cloud: &Cloud, functions: &BTreeSet<String>, scan: &mut Scan) -> R
                 [("path".to_owned(), json!(path)), ("stage".to_owned(), json!(stage))].into_iter().collect();
             if let Some(live) = read(cloud, "aws_api_gateway_rest_api", id, &reference).await? {
                 let name = format!("{} ({id})", api.name().unwrap_or_default());
-                let why = format!("POST /{path} invokes {function}");
+                let route = if path == "/" { String::new() } else { path.clone() };
+                let why = format!("POST /{route} invokes {function}");
                 scan.found.push(Found { kind: "aws_api_gateway_rest_api", id: id.to_owned(), name, live, why });
             }
         }

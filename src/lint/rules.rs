@@ -155,6 +155,15 @@ pub static RULES: &[Rule] = &[
         full: "Without reserved concurrency there is no circuit breaker: signing cannot be stopped at once without deleting the function, and a flood of requests competes with the account's other functions.",
         help: "Set `reserved_concurrency:` (setting it to 0 stops all signing at once).",
     },
+    Rule {
+        id: "KR305",
+        name: "function-url-permissions-incomplete",
+        level: Level::Warning,
+        security_severity: "2.0",
+        short: "A public Function URL has only one of the two permissions it needs",
+        full: "Since Lambda's authorization change of October 2025 (accounts with older URLs were exempt until November 2026), a URL with auth NONE is invoked only when the function's resource policy grants everyone both lambda:InvokeFunctionUrl and lambda:InvokeFunction. With one of them the URL answers 403 to every request; the console made such URLs before the change.",
+        help: "Declare both (`public_actions:` with both actions, or no `public_actions:`) and apply: keyrite adds only the missing statement. Or make the URL AWS_IAM.",
+    },
 ];
 
 /// What a rule needs to know beyond the resource itself.
@@ -208,6 +217,22 @@ pub fn check(kind: &str, a: &Attrs, cx: &Context) -> Vec<(&'static str, String)>
         "aws_lambda_function" => lambda(a, &mut out),
         "aws_lambda_function_url" if a.get("auth_type").and_then(Json::as_str) == Some("NONE") => {
             out.push(("KR301", "auth_type is NONE: anyone with the URL can ask for signatures".into()));
+            let granted = strings(a.get("public_permissions"));
+            let missing: Vec<&str> = ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"]
+                .into_iter()
+                .filter(|action| !granted.iter().any(|g| g == action))
+                .collect();
+            if let [one] = missing.as_slice()
+                && !granted.is_empty()
+            {
+                out.push((
+                    "KR305",
+                    format!(
+                        "everyone (*) is granted {} but not {one}: Lambda now answers 403 to every request of such a URL",
+                        granted.join(", ")
+                    ),
+                ));
+            }
         }
         "aws_api_gateway_rest_api" => {
             if let Some(p) = policy(a.get("policy")) {

@@ -151,6 +151,9 @@ pub struct ResourceSpec {
     /// the address is in the state).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import: Option<String>,
+    /// Where the `import:` value is, for plan errors about it.
+    #[serde(skip)]
+    pub import_at: Option<Pos>,
 }
 
 /// What a signer signs: the EIP-191 personal-message hash of the 32 bytes, or the bytes as
@@ -445,7 +448,14 @@ impl Validation {
 
     /// Declares an additional resource derived from the one being validated.
     pub fn declare_child(&mut self, name: String, kind: &str, pos: Pos, desired: Attrs, refs: Vec<(Reference, Pos)>) {
-        let spec = ResourceSpec { name, kind: kind.to_owned(), desired, depends_on: BTreeSet::new(), import: None };
+        let spec = ResourceSpec {
+            name,
+            kind: kind.to_owned(),
+            desired,
+            depends_on: BTreeSet::new(),
+            import: None,
+            import_at: None,
+        };
         self.children.push((spec, pos, refs));
     }
 
@@ -770,7 +780,8 @@ impl Validation {
         let refs = self.take_refs();
         let depends_on = refs.iter().map(|(r, _)| r.resource.clone()).filter(|r| r != "aws").collect();
         desired.insert(REFS_KEY.into(), refs_json(&refs));
-        Some(ResourceSpec { name: name.to_owned(), kind: type_name.to_owned(), desired, depends_on, import })
+        let import_at = import.as_ref().map(|_| import_pos);
+        Some(ResourceSpec { name: name.to_owned(), kind: type_name.to_owned(), desired, depends_on, import, import_at })
     }
 
     /// Checks every reference's target and attribute, finds cycles, and orders resources.

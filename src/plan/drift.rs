@@ -181,18 +181,34 @@ fn describe(attr: &str, mode: Compare, applied: Option<&Json>, live: Option<&Jso
             (Severity::Security, format!("function environment changed: {}", tag_changes(applied, live)))
         }
         ("role", _) => (Severity::Security, format!("function role changed from {} to {}", text(applied), text(live))),
-        ("public_permissions", _) => (
-            Severity::Security,
-            format!(
-                "public invoke permissions {}",
-                if live == Some(&Json::Bool(true)) { "were ADDED" } else { "were removed" }
-            ),
-        ),
+        ("public_permissions", _) => {
+            let (added, removed) = list_delta(applied, live);
+            let mut parts: Vec<String> =
+                added.iter().map(|a| format!("{a} granted to everyone (*) was ADDED")).collect();
+            parts.extend(removed.iter().map(|a| format!("{a} for everyone (*) was removed")));
+            (Severity::Security, format!("public invoke permissions changed: {}", parts.join("; ")))
+        }
+        ("managed_policies", _) => {
+            let (added, removed) = list_delta(applied, live);
+            let mut parts: Vec<String> = added.iter().map(|a| format!("{a} was ATTACHED")).collect();
+            parts.extend(removed.iter().map(|a| format!("{a} was detached")));
+            let severity = if added.is_empty() { Severity::Change } else { Severity::Security };
+            (severity, format!("managed policies changed outside keyrite: {}", parts.join("; ")))
+        }
         ("target_key_id", _) => {
             (Severity::Security, format!("alias now points at key {} (applied: {})", text(live), text(applied)))
         }
         _ => (Severity::Change, format!("{attr} changed from {} to {}", text(applied), text(live))),
     }
+}
+
+/// The strings of list `live` not in `applied`, and those of `applied` no longer in `live`.
+fn list_delta(applied: Option<&Json>, live: Option<&Json>) -> (Vec<String>, Vec<String>) {
+    let items = |v: Option<&Json>| -> Vec<String> {
+        v.and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str).map(str::to_owned).collect()
+    };
+    let (a, l) = (items(applied), items(live));
+    (l.iter().filter(|x| !a.contains(x)).cloned().collect(), a.iter().filter(|x| !l.contains(x)).cloned().collect())
 }
 
 /// `+member` for each member granted since, `-member` for each one gone; and whether any

@@ -301,6 +301,8 @@ pub struct Adopted {
     pub why: String,
     /// Named by the manifest's `import:`: never replaced.
     pub imported: bool,
+    /// For an import: where the manifest names it (`file:line:col: `), for plan errors.
+    pub at: String,
 }
 
 /// A declared name someone else's resource holds.
@@ -332,8 +334,37 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
     let mut errors = Vec::new();
     for spec in &manifest.resources {
         let Some(kind) = provider::kind(&spec.kind) else { continue };
+        if let Some(e) = observed.import_errors.get(&spec.name) {
+            // Nothing is known of what the import names: the plan promises nothing for it.
+            errors.push(e.clone());
+            continue;
+        }
         let template = with_ownership(kind, &spec.desired, &lineage, &spec.name);
         let adopted = observed.adopted.get(&spec.name);
+        if let Some(a) = adopted.filter(|a| a.imported)
+            && let Some(other) = provider::ownership_mark(kind, &a.live.attrs, provider::Mark::Lineage)
+            && !other.is_empty()
+            && other != lineage
+        {
+            let by = provider::ownership_mark(kind, &a.live.attrs, provider::Mark::Address)
+                .map(|addr| format!(" as {addr}"))
+                .unwrap_or_default();
+            errors.push(PlanError {
+                address: Some(spec.name.clone()),
+                message: format!(
+                    "{}{}: import {}: it belongs to another keyrite state (lineage {other}{by}); this state is {lineage}",
+                    a.at,
+                    spec.name,
+                    a.id
+                ),
+                hint: Some(
+                    "a resource is managed by one state: plan it there, or, if that state is gone for good, \
+                     remove the keyrite:lineage and keyrite:address tags by hand first"
+                        .into(),
+                ),
+            });
+            continue;
+        }
         let old_live = matches!(observed.live.get(&spec.name), Some(Some(_)));
         if let (Some(_), Some(old), true) = (adopted, prior_resources.get(&spec.name), old_live) {
             // An interrupted replacement: the new resource exists and is adopted below; the
@@ -410,9 +441,6 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
                 }
             }
             (None, _) => change.changes = creation_attrs(kind, &desired, &unknown),
-        }
-        if let Some(e) = observed.import_errors.get(&spec.name) {
-            errors.push(e.clone());
         }
         if adopted.is_some_and(|a| a.imported) && change.action == Action::Replace {
             let forced: Vec<String> = change

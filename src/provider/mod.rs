@@ -410,6 +410,12 @@ pub trait Kind: Send + Sync {
         let _ = live;
         looked_up.to_owned()
     }
+    /// Brings attributes an older keyrite recorded in the state to their current shape (an
+    /// attribute it did not read yet, a boolean that became a list), so that drift compares
+    /// like with like. Default: as recorded.
+    fn upgrade_recorded(&self, attrs: &mut Attrs) {
+        let _ = attrs;
+    }
     /// The permissions an operation of this kind needs, as the cloud names them
     /// (`kms:CreateAlias`, `cloudkms.cryptoKeys.create`), for the plan's permission check.
     fn permissions(&self, op: Op) -> &'static [&'static str];
@@ -436,6 +442,15 @@ pub fn kind(name: &str) -> Option<&'static dyn Kind> {
 }
 
 /// All kind names, for error messages and docs.
+/// Every state entry in its kind's current shape ([`Kind::upgrade_recorded`]).
+pub fn upgrade_recorded(state: &mut crate::state::State) {
+    for r in state.resources.values_mut() {
+        if let Some(k) = kind(&r.kind) {
+            k.upgrade_recorded(&mut r.attrs);
+        }
+    }
+}
+
 pub fn kind_names() -> Vec<&'static str> {
     KINDS.iter().map(|k| k.name()).collect()
 }

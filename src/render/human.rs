@@ -18,9 +18,14 @@ pub fn plan(plan: &Plan) -> String {
     if !plan.allowed.is_empty() {
         out.push('\n');
     }
+    if !plan.errors.is_empty() {
+        // A plan that cannot be applied promises nothing: no change is shown as one it makes.
+        permissions(&mut out, plan);
+        errors(&mut out, plan);
+        return out;
+    }
     if !plan.has_changes() {
         out.push_str("No changes. The cloud matches the manifest.\n");
-        errors(&mut out, plan);
         return out;
     }
     out.push_str("keyrite will perform the following actions:\n\n");

@@ -1,7 +1,8 @@
 //! `aws_api_gateway_rest_api`: a REST API in front of the signer function.
 //!
 //! One resource here is the whole signing route: the REST API with its resource policy, a
-//! `/<path>` resource, `POST` with `AWS_IAM` authorization, an `AWS_PROXY` integration to the
+//! `/<path>` resource (or the API's root, `path: /`, where the console's "Create method" puts
+//! it), `POST` with `AWS_IAM` authorization, an `AWS_PROXY` integration to the
 //! function, the Lambda permission for `apigateway.amazonaws.com` (scoped to that route), a
 //! deployment, and a stage with throttling. They are created and deleted together; a
 //! half-built API is deleted again when a later step fails.
@@ -102,12 +103,12 @@ impl Kind for ApiGateway {
         a.insert("name".into(), json!(b.required_string(cx, "name").unwrap_or_default()));
         a.insert("function_arn".into(), json!(b.required_string(cx, "function").unwrap_or_default()));
         let path = b.string(cx, "path").unwrap_or_else(|| "sign".into());
-        if path.is_empty() || !path.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if path != ROOT && (path.is_empty() || !path.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))) {
             cx.error(
                 pos,
                 "value",
                 format!(
-                    "{}: a single path segment of letters, digits, '-', '_' or '.', found {path:?}",
+                    "{}: `/` (the API's root) or a single path segment of letters, digits, '-', '_' or '.', found {path:?}",
                     b.field_path("path")
                 ),
             );
@@ -197,7 +198,7 @@ impl Kind for ApiGateway {
             .send()
             .await
             .map_err(|e| api_error("apigateway:GetResources", e))?;
-        let resource = resources.items().iter().find(|r| r.path() == Some(format!("/{path}").as_str()));
+        let resource = resources.items().iter().find(|r| r.path() == Some(resource_path(&path).as_str()));
         live.attrs.insert("path".into(), json!(if resource.is_some() { path.as_str() } else { "" }));
         let (mut authorization, mut function_arn) = (String::new(), String::new());
         if let Some(resource_id) = resource.and_then(|r| r.id()) {
@@ -434,17 +435,23 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         .find(|r| r.path() == Some("/"))
         .and_then(|r| r.id())
         .ok_or_else(|| unexpected("apigateway:GetResources", "no root resource"))?;
-    let resource = cloud
-        .aws
-        .apigateway
-        .create_resource()
-        .rest_api_id(id)
-        .parent_id(root)
-        .path_part(str_attr(desired, "path"))
-        .send()
-        .await
-        .map_err(|e| api_error("apigateway:CreateResource", e))?;
-    let resource_id = resource.id().unwrap_or_default();
+    let path = str_attr(desired, "path");
+    let created;
+    let resource_id = if path == ROOT {
+        root
+    } else {
+        created = cloud
+            .aws
+            .apigateway
+            .create_resource()
+            .rest_api_id(id)
+            .parent_id(root)
+            .path_part(path)
+            .send()
+            .await
+            .map_err(|e| api_error("apigateway:CreateResource", e))?;
+        created.id().unwrap_or_default()
+    };
     cloud
         .aws
         .apigateway
@@ -493,7 +500,7 @@ async fn integrate(cloud: &Cloud, id: &str, resource_id: &str, desired: &Attrs) 
         .send()
         .await
         .map_err(|e| api_error("apigateway:PutIntegration", e))?;
-    let source = format!("{}/*/POST/{}", execution_arn(cloud, id).await?, str_attr(desired, "path"));
+    let source = format!("{}/*/POST/{}", execution_arn(cloud, id).await?, url_suffix(str_attr(desired, "path")));
     let added = cloud
         .aws
         .lambda
@@ -549,10 +556,23 @@ async fn find_resource(cloud: &Cloud, id: &str, path: &str) -> Result<String> {
     resources
         .items()
         .iter()
-        .find(|r| r.path() == Some(format!("/{path}").as_str()))
+        .find(|r| r.path() == Some(resource_path(path).as_str()))
         .and_then(|r| r.id())
         .map(str::to_owned)
-        .ok_or_else(|| ProviderError::Refused(format!("API {id} has no /{path} resource")))
+        .ok_or_else(|| ProviderError::Refused(format!("API {id} has no {} resource", resource_path(path))))
+}
+
+/// `path: /`: the method is on the API's root resource.
+pub const ROOT: &str = "/";
+
+/// The API Gateway resource path of the `path` attribute: `/sign`, or `/` for the root.
+fn resource_path(path: &str) -> String {
+    if path == ROOT { ROOT.to_owned() } else { format!("/{path}") }
+}
+
+/// What follows the stage in the invoke URL and in an execute-api ARN: `sign`, or nothing.
+pub fn url_suffix(path: &str) -> &str {
+    if path == ROOT { "" } else { path }
 }
 
 fn patch(path: &str, value: &str) -> PatchOperation {
@@ -581,7 +601,7 @@ async fn outputs(cloud: &Cloud, id: &str, stage: &str, path: &str) -> Result<Att
     out.insert("path".into(), json!(path));
     out.insert(
         "stage_url".into(),
-        json!(format!("https://{id}.execute-api.{}.amazonaws.com/{stage}/{path}", cloud.aws.region)),
+        json!(format!("https://{id}.execute-api.{}.amazonaws.com/{stage}/{}", cloud.aws.region, url_suffix(path))),
     );
     Ok(out)
 }

@@ -5,7 +5,10 @@
 //! names the key's ARN while the key's policy names the role's ARN; splitting them breaks
 //! that cycle (role → key → role policy), as Terraform does. The role itself watches for
 //! inline policies nobody declared: one appearing out of band is the classic way a signer
-//! role gets broadened, so it is drift, and apply removes it.
+//! role gets broadened, so it is drift, and apply removes it. Managed policies attached to
+//! the role (`managed_policies:`, by ARN, such as the console's
+//! `AWSLambdaBasicExecutionRole`) are declared on the role, and one attached out of band is
+//! drift too.
 
 use std::collections::BTreeSet;
 
@@ -29,6 +32,7 @@ const ATTRS: &[AttrSpec] = &[
     AttrSpec::policy("trust_policy"),
     AttrSpec::update("tags"),
     AttrSpec::update("undeclared_inline_policies"),
+    AttrSpec::update("managed_policies"),
     AttrSpec::state_only("inline_policies"),
 ];
 
@@ -67,6 +71,9 @@ impl Kind for IamRole {
             out["description"] = json!(str_attr(a, "description"));
         }
         out["trust"] = json!({"document": a.get("trust_policy").cloned().unwrap_or(Json::Null)});
+        if a.get("managed_policies").and_then(Json::as_array).is_some_and(|p| !p.is_empty()) {
+            out["managed_policies"] = a["managed_policies"].clone();
+        }
         if let Some(tags) = crate::provider::declared_tags(a, "tags") {
             out["tags"] = tags;
         }
@@ -75,9 +82,11 @@ impl Kind for IamRole {
 
     fn permissions(&self, op: Op) -> &'static [&'static str] {
         match op {
-            Op::Read => &["iam:GetRole", "iam:ListRoleTags", "iam:ListRolePolicies"],
-            Op::Create => &["iam:CreateRole", "iam:TagRole"],
+            Op::Read => &["iam:GetRole", "iam:ListRoleTags", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies"],
+            Op::Create => &["iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy"],
             Op::Update => &[
+                "iam:AttachRolePolicy",
+                "iam:DetachRolePolicy",
                 "iam:UpdateRole",
                 "iam:UpdateAssumeRolePolicy",
                 "iam:TagRole",
@@ -118,6 +127,22 @@ impl Kind for IamRole {
         a.insert("description".into(), json!(b.string(cx, "description").unwrap_or_default()));
         a.insert("trust_policy".into(), trust_policy(b, cx));
         a.insert("tags".into(), map_json(&b.string_map(cx, "tags").unwrap_or_default()));
+        let mut managed = b.string_list(cx, "managed_policies").unwrap_or_default();
+        for arn in &managed {
+            if !(arn.starts_with("arn:") && arn.contains(":iam::") && arn.contains(":policy/")) {
+                cx.error(
+                    pos,
+                    "value",
+                    format!(
+                        "{}: {arn:?} is not a managed policy ARN (arn:aws:iam::aws:policy/…, or your account's)",
+                        b.field_path("managed_policies")
+                    ),
+                );
+            }
+        }
+        managed.sort();
+        managed.dedup();
+        a.insert("managed_policies".into(), json!(managed));
         let policies = b.named_blocks(cx, "policies");
         let declared: Vec<&String> = policies.iter().map(|(n, _, _)| n).collect();
         a.insert("inline_policies".into(), json!(declared));
@@ -137,7 +162,12 @@ impl Kind for IamRole {
         a
     }
 
-    /// `iam:GetRole`, `iam:ListRoleTags`, `iam:ListRolePolicies`.
+    /// Roles recorded before `managed_policies` was read had none attached by keyrite.
+    fn upgrade_recorded(&self, attrs: &mut Attrs) {
+        attrs.entry("managed_policies").or_insert_with(|| json!([]));
+    }
+
+    /// `iam:GetRole`, `iam:ListRoleTags`, `iam:ListRolePolicies`, `iam:ListAttachedRolePolicies`.
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
         let Some(out) =
             unless_gone(cloud.aws.iam.get_role().role_name(id).send().await.map_err(|e| api_error("iam:GetRole", e)))?
@@ -161,6 +191,7 @@ impl Kind for IamRole {
         live.attrs.insert("trust_policy".into(), trust);
         live.attrs.insert("tags".into(), map_json(&list_tags(cloud, id).await?));
         live.attrs.insert("undeclared_inline_policies".into(), json!(undeclared));
+        live.attrs.insert("managed_policies".into(), json!(list_attached(cloud, id).await?));
         live.outputs = outputs(&role);
         Ok(Some(live))
     }
@@ -180,6 +211,7 @@ impl Kind for IamRole {
             .await
             .map_err(|e| api_error("iam:CreateRole", e))?;
         let role = out.role.ok_or_else(|| unexpected("iam:CreateRole", "no Role"))?;
+        attach(cloud, role.role_name(), desired, &Attrs::new()).await?;
         Ok(Created { id: role.role_name().to_owned(), outputs: outputs(&role) })
     }
 
@@ -243,6 +275,7 @@ impl Kind for IamRole {
                             .map_err(|e| api_error("iam:TagRole", e))?;
                     }
                 }
+                "managed_policies" => attach(cloud, id, desired, live).await?,
                 "undeclared_inline_policies" => {
                     for name in live.get(attr).and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str) {
                         cloud
@@ -315,21 +348,13 @@ impl Kind for IamRole {
                     .await
                     .map_err(|e| api_error("iam:DeleteRolePolicy", e))?;
             }
-            let attached = cloud
-                .aws
-                .iam
-                .list_attached_role_policies()
-                .role_name(id)
-                .send()
-                .await
-                .map_err(|e| api_error("iam:ListAttachedRolePolicies", e))?;
-            for p in attached.attached_policies() {
+            for arn in list_attached(cloud, id).await? {
                 cloud
                     .aws
                     .iam
                     .detach_role_policy()
                     .role_name(id)
-                    .set_policy_arn(p.policy_arn().map(str::to_owned))
+                    .policy_arn(arn)
                     .send()
                     .await
                     .map_err(|e| api_error("iam:DetachRolePolicy", e))?;
@@ -425,6 +450,67 @@ pub(crate) async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collection
             _ => return Ok(tags),
         }
     }
+}
+
+/// `iam:ListAttachedRolePolicies`: the ARNs of the managed policies attached, sorted.
+async fn list_attached(cloud: &Cloud, id: &str) -> Result<Vec<String>> {
+    let mut arns = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = cloud
+            .aws
+            .iam
+            .list_attached_role_policies()
+            .role_name(id)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| api_error("iam:ListAttachedRolePolicies", e))?;
+        arns.extend(out.attached_policies().iter().filter_map(|p| p.policy_arn()).map(str::to_owned));
+        match (out.is_truncated(), out.marker()) {
+            (true, Some(m)) => marker = Some(m.to_owned()),
+            _ => break,
+        }
+    }
+    arns.sort();
+    Ok(arns)
+}
+
+/// `iam:AttachRolePolicy` for each declared managed policy not in `live`, `iam:DetachRolePolicy`
+/// for each attached one not declared.
+async fn attach(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> Result<()> {
+    let list = |a: &Attrs| -> BTreeSet<String> {
+        a.get("managed_policies")
+            .and_then(Json::as_array)
+            .map(|v| v.iter().filter_map(Json::as_str).map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let (want, have) = (list(desired), list(live));
+    for arn in want.difference(&have) {
+        cloud
+            .aws
+            .iam
+            .attach_role_policy()
+            .role_name(id)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(|e| api_error("iam:AttachRolePolicy", e))?;
+    }
+    for arn in have.difference(&want) {
+        unless_gone(
+            cloud
+                .aws
+                .iam
+                .detach_role_policy()
+                .role_name(id)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| api_error("iam:DetachRolePolicy", e)),
+        )?;
+    }
+    Ok(())
 }
 
 /// `iam:ListRolePolicies`.

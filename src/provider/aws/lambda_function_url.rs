@@ -5,6 +5,12 @@
 //! which keyrite warns about at every validate, plan and apply, and which adds both
 //! permissions a public URL needs (`lambda:InvokeFunctionUrl` and `lambda:InvokeFunction`,
 //! for principal `*`). A URL whose auth type changes out of band is a security finding.
+//!
+//! `public_permissions` is the list of those two actions that the function's resource policy
+//! grants to `*`, found by meaning, whatever the statement ids: a URL made by the console
+//! before October 2025 has only `lambda:InvokeFunctionUrl`, and `public_actions:` declares it
+//! as it is. A change adds only the statements that are missing and removes only the ones
+//! that grant what is no longer declared, so an existing statement is never duplicated.
 
 use async_trait::async_trait;
 use aws_sdk_lambda::types::{Cors, FunctionUrlAuthType};
@@ -26,9 +32,12 @@ const ATTRS: &[AttrSpec] = &[
     AttrSpec::update("public_permissions"),
 ];
 
-/// Statement ids of the two permissions a public URL needs.
+/// Statement ids keyrite gives the two permissions a public URL needs.
 const PUBLIC_SIDS: [(&str, &str); 2] =
     [("keyrite-public-url", "lambda:InvokeFunctionUrl"), ("keyrite-public-invoke", "lambda:InvokeFunction")];
+
+/// The two actions, in the order `public_permissions` lists them.
+pub const PUBLIC_ACTIONS: [&str; 2] = ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"];
 
 #[async_trait]
 impl Kind for LambdaFunctionUrl {
@@ -59,10 +68,23 @@ impl Kind for LambdaFunctionUrl {
         if str_attr(a, "auth_type") == "NONE" {
             out["public"] = json!(true);
         }
+        let granted = a.get("public_permissions").cloned().unwrap_or_else(|| json!([]));
+        if granted != json!(PUBLIC_ACTIONS) && (str_attr(a, "auth_type") == "NONE" || granted != json!([])) {
+            // What is there, not what keyrite would make: lint says what it means.
+            out["public_actions"] = granted;
+        }
         if let Some(c) = a.get("cors").filter(|c| !c.is_null()) {
             out["cors"] = c.clone();
         }
         Some(out)
+    }
+
+    /// Before the list, `public_permissions` was `true` when both statements were there.
+    fn upgrade_recorded(&self, attrs: &mut Attrs) {
+        if let Some(Json::Bool(both)) = attrs.get("public_permissions") {
+            let now = if *both { json!(PUBLIC_ACTIONS) } else { json!([]) };
+            attrs.insert("public_permissions".into(), now);
+        }
     }
 
     fn permissions(&self, op: Op) -> &'static [&'static str] {
@@ -101,7 +123,29 @@ impl Kind for LambdaFunctionUrl {
         }
         a.insert("auth_type".into(), json!(if public { "NONE" } else { "AWS_IAM" }));
         a.insert("cors".into(), cors(b, cx));
-        a.insert("public_permissions".into(), json!(public));
+        let granted = match b.string_list(cx, "public_actions") {
+            Some(mut actions) => {
+                for action in &actions {
+                    if !PUBLIC_ACTIONS.contains(&action.as_str()) {
+                        cx.error(
+                            pos,
+                            "value",
+                            format!(
+                                "{}: {action:?} is not one of {}",
+                                b.field_path("public_actions"),
+                                PUBLIC_ACTIONS.join(", ")
+                            ),
+                        );
+                    }
+                }
+                actions.sort();
+                actions.dedup();
+                actions
+            }
+            None if public => PUBLIC_ACTIONS.iter().map(|a| (*a).to_owned()).collect(),
+            None => Vec::new(),
+        };
+        a.insert("public_permissions".into(), json!(granted));
         a
     }
 
@@ -124,7 +168,11 @@ impl Kind for LambdaFunctionUrl {
         live.attrs.insert("function".into(), json!(id));
         live.attrs.insert("auth_type".into(), json!(out.auth_type().as_str()));
         live.attrs.insert("cors".into(), out.cors().map_or(Json::Null, cors_json));
-        live.attrs.insert("public_permissions".into(), json!(public_permissions(cloud, id).await?));
+        let granted: Vec<&str> = public_statements(cloud, id).await?.iter().map(|(_, action)| *action).collect();
+        let mut granted: Vec<&str> = granted;
+        granted.sort();
+        granted.dedup();
+        live.attrs.insert("public_permissions".into(), json!(granted));
         live.outputs = outputs(out.function_url(), id);
         Ok(Some(live))
     }
@@ -142,9 +190,7 @@ impl Kind for LambdaFunctionUrl {
             .send()
             .await
             .map_err(|e| api_error("lambda:CreateFunctionUrlConfig", e))?;
-        if desired.get("public_permissions") == Some(&json!(true)) {
-            add_public_permissions(cloud, function).await?;
-        }
+        set_public_permissions(cloud, function, desired).await?;
         Ok(Created { id: function.to_owned(), outputs: outputs(out.function_url(), function) })
     }
 
@@ -163,11 +209,7 @@ impl Kind for LambdaFunctionUrl {
                 .map_err(|e| api_error("lambda:UpdateFunctionUrlConfig", e))?;
         }
         if changed.iter().any(|c| c == "public_permissions") {
-            if desired.get("public_permissions") == Some(&json!(true)) {
-                add_public_permissions(cloud, id).await?;
-            } else {
-                remove_public_permissions(cloud, id).await?;
-            }
+            set_public_permissions(cloud, id, desired).await?;
         }
         let out = cloud
             .aws
@@ -217,7 +259,7 @@ impl Kind for LambdaFunctionUrl {
                 .await
                 .map_err(|e| api_error("lambda:DeleteFunctionUrlConfig", e)),
         )?;
-        remove_public_permissions(cloud, id).await?;
+        set_public_permissions(cloud, id, &Attrs::new()).await?;
         Ok(Deleted::Removed)
     }
 }
@@ -270,28 +312,46 @@ fn cors_sdk(desired: &Attrs) -> Option<Cors> {
     )
 }
 
-/// True when both public-URL statements are in the function's resource policy.
-async fn public_permissions(cloud: &Cloud, function: &str) -> Result<bool> {
-    let policy = match cloud.aws.lambda.get_policy().function_name(function).send().await {
+/// `lambda:GetPolicy`: the statements of the function's resource policy that grant one of
+/// [`PUBLIC_ACTIONS`] to `*`, as `(statement id, action)`; by meaning, not by statement id:
+/// the console's own statements count as much as keyrite's.
+async fn public_statements(cloud: &Cloud, function: &str) -> Result<Vec<(String, &'static str)>> {
+    let text = match cloud.aws.lambda.get_policy().function_name(function).send().await {
         Ok(out) => out.policy().unwrap_or("{}").to_owned(),
         Err(e) => {
             let e = api_error("lambda:GetPolicy", e);
-            return if e.is_not_found() { Ok(false) } else { Err(e) };
+            return if e.is_not_found() { Ok(Vec::new()) } else { Err(e) };
         }
     };
-    // By meaning, not by statement id: the console's own statements count as much as ours.
-    let Ok(policy) = crate::policy::Policy::from_text(&policy) else { return Ok(false) };
-    let public = |action: &str| {
-        policy.statements().iter().any(|s| {
-            s.grants(action)
-                && s.principals().is_some_and(|p| !p.negated && p.principals.values().flatten().any(|p| p == "*"))
-        })
-    };
-    Ok(PUBLIC_SIDS.iter().all(|(_, action)| public(action)))
+    let Ok(policy) = crate::policy::Policy::from_text(&text) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for s in policy.statements() {
+        let public = s.principals().is_some_and(|p| !p.negated && p.principals.values().flatten().any(|p| p == "*"));
+        if !public {
+            continue;
+        }
+        for action in PUBLIC_ACTIONS.iter().filter(|a| s.grants(a)) {
+            out.push((s.sid().unwrap_or_default().to_owned(), *action));
+        }
+    }
+    Ok(out)
 }
 
-async fn add_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
+/// `lambda:GetPolicy`, `lambda:AddPermission`, `lambda:RemovePermission`: makes the actions
+/// granted to `*` exactly the desired `public_permissions`, adding a statement only for an
+/// action nothing grants yet and removing only statements that grant an action no longer
+/// declared.
+async fn set_public_permissions(cloud: &Cloud, function: &str, desired: &Attrs) -> Result<()> {
+    let wanted: Vec<&str> = desired
+        .get("public_permissions")
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default();
+    let present = public_statements(cloud, function).await?;
     for (sid, action) in PUBLIC_SIDS {
+        if !wanted.contains(&action) || present.iter().any(|(_, a)| *a == action) {
+            continue;
+        }
         let mut req =
             cloud.aws.lambda.add_permission().function_name(function).statement_id(sid).action(action).principal("*");
         req = if action == "lambda:InvokeFunctionUrl" {
@@ -299,21 +359,18 @@ async fn add_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
         } else {
             req.invoked_via_function_url(true)
         };
-        match req.send().await {
-            Ok(_) => {}
-            Err(e) => {
-                let e = api_error("lambda:AddPermission", e);
-                if e.code() != Some("ResourceConflictException") {
-                    return Err(e);
-                }
+        if let Err(e) = req.send().await {
+            let e = api_error("lambda:AddPermission", e);
+            if e.code() != Some("ResourceConflictException") {
+                return Err(e);
             }
         }
     }
-    Ok(())
-}
-
-async fn remove_public_permissions(cloud: &Cloud, function: &str) -> Result<()> {
-    for (sid, _) in PUBLIC_SIDS {
+    let mut removed = std::collections::BTreeSet::new();
+    for (sid, action) in &present {
+        if wanted.contains(action) || sid.is_empty() || !removed.insert(sid.clone()) {
+            continue;
+        }
         unless_gone(
             cloud
                 .aws
