@@ -4,6 +4,7 @@
 
 mod common;
 
+mod adoption;
 mod aws_lifecycle;
 mod ceremony;
 mod ceremony_core;

@@ -303,6 +303,12 @@ fn manifest(scan: &Scan, provider_block: &Json, header: &[String], cx: &lint::Co
             allow.into_iter().map(|(rule, resources)| (rule.to_owned(), Json::Object(resources))).collect();
         yaml::field(&mut out, 0, "lint", &json!({"allow": allow}));
     }
+    if !scan.unmanaged.is_empty() {
+        out.push_str("\n# Part of the stacks above, but not something keyrite manages yet; left exactly as it is:\n");
+        for s in &scan.unmanaged {
+            let _ = writeln!(out, "#   {}: {}", s.name, s.reason);
+        }
+    }
     if !scan.skipped.is_empty() {
         out.push_str("\n# Looked at and left out:\n");
         for s in &scan.skipped {

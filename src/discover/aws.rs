@@ -3,7 +3,7 @@
 //! Calls, all reads: `kms:ListKeys`, `kms:DescribeKey` per key, then the key kind's read
 //! (`GetKeyPolicy`, `ListResourceTags`, `GetPublicKey`) for each secp256k1 key;
 //! `kms:ListAliases`; `iam:ListRoles`, `iam:ListRolePolicies` and `iam:GetRolePolicy` per
-//! role; `lambda:ListFunctions`; `apigateway:GetRestApis`, `GetResources`, `GetIntegration`
+//! role; `lambda:ListFunctions` and `lambda:GetPolicy` per function found; `apigateway:GetRestApis`, `GetResources`, `GetIntegration`
 //! and `GetStages` per API. Service-linked roles (`/aws-service-role/`) are not looked at.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -268,6 +268,7 @@ async fn functions(cloud: &Cloud, keys: &[Key], scan: &mut Scan) -> Result<BTree
                 why,
             });
             found.insert(arn.to_owned());
+            unmanaged_permissions(cloud, name, scan).await?;
             if let Some(url) = read(cloud, "aws_lambda_function_url", name, &Attrs::new()).await? {
                 let address = url.outputs.get("url").and_then(Json::as_str).unwrap_or(name).to_owned();
                 let why = format!("the Function URL of {name}");
@@ -286,6 +287,44 @@ async fn functions(cloud: &Cloud, keys: &[Key], scan: &mut Scan) -> Result<BTree
         }
     }
     Ok(found)
+}
+
+/// `lambda:GetPolicy`: statements of a found function's resource policy that no keyrite kind
+/// declares (a permission the console added for API Gateway, another account's invoke
+/// grant): kept as they are, and named in the manifest so that a reviewer sees them. The
+/// public Function URL statements belong to the URL, and keyrite's own API permission to its
+/// API.
+async fn unmanaged_permissions(cloud: &Cloud, function: &str, scan: &mut Scan) -> Result<()> {
+    let text = match cloud.aws.lambda.get_policy().function_name(function).send().await {
+        Ok(out) => out.policy().unwrap_or("{}").to_owned(),
+        Err(e) => {
+            let e = api_error("lambda:GetPolicy", e);
+            return if e.is_not_found() { Ok(()) } else { Err(e) };
+        }
+    };
+    let Ok(policy) = Policy::from_text(&text) else { return Ok(()) };
+    for s in policy.statements() {
+        let sid = s.sid().unwrap_or_default();
+        let principals: Vec<&String> =
+            s.principals().filter(|p| !p.negated).into_iter().flat_map(|p| p.principals.values().flatten()).collect();
+        let url_statement = principals.iter().any(|p| p.as_str() == "*")
+            && ["lambda:InvokeFunctionUrl", "lambda:InvokeFunction"].iter().any(|a| s.grants(a));
+        if url_statement || sid.starts_with("keyrite-apigw-") {
+            continue;
+        }
+        let actions: Vec<&str> = s.actions().values.iter().map(|a| a.as_str()).collect();
+        let source = s.to_json().pointer("/Condition/ArnLike/AWS:SourceArn").map(|v| format!(" from {v}"));
+        scan.unmanaged.push(Skipped {
+            name: format!("lambda permission {sid:?} of {function}"),
+            reason: format!(
+                "grants {} to {}{}; keyrite does not manage other Lambda permissions and leaves it as it is",
+                actions.join(", "),
+                principals.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
+                source.unwrap_or_default()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// REST APIs with a POST method integrated with a found function, read at their first stage.

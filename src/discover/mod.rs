@@ -50,6 +50,9 @@ pub struct Skipped {
 pub struct Scan {
     pub found: Vec<Found>,
     pub skipped: Vec<Skipped>,
+    /// Parts of a found stack that keyrite does not manage yet, and so leaves as they are
+    /// (`name` names them, `reason` says what they do): written as comments, never dropped.
+    pub unmanaged: Vec<Skipped>,
 }
 
 impl Scan {

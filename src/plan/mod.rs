@@ -341,10 +341,14 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
         }
         let template = with_ownership(kind, &spec.desired, &lineage, &spec.name);
         let adopted = observed.adopted.get(&spec.name);
+        // An import carrying another state's marks belongs to that state. A new state may
+        // continue a lost one's lineage (see `continue_lineage`), but only at the same address.
+        let marked = |mark| adopted.and_then(|a| provider::ownership_mark(kind, &a.live.attrs, mark));
+        let readdressed = state.is_none() && marked(provider::Mark::Address).is_some_and(|m| m != spec.name);
         if let Some(a) = adopted.filter(|a| a.imported)
-            && let Some(other) = provider::ownership_mark(kind, &a.live.attrs, provider::Mark::Lineage)
+            && let Some(other) = marked(provider::Mark::Lineage)
             && !other.is_empty()
-            && other != lineage
+            && (other != lineage || readdressed)
         {
             let by = provider::ownership_mark(kind, &a.live.attrs, provider::Mark::Address)
                 .map(|addr| format!(" as {addr}"))
@@ -352,10 +356,8 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
             errors.push(PlanError {
                 address: Some(spec.name.clone()),
                 message: format!(
-                    "{}{}: import {}: it belongs to another keyrite state (lineage {other}{by}); this state is {lineage}",
-                    a.at,
-                    spec.name,
-                    a.id
+                    "{}{}: import {}: it belongs to another keyrite state (lineage {other}{by})",
+                    a.at, spec.name, a.id
                 ),
                 hint: Some(
                     "a resource is managed by one state: plan it there, or, if that state is gone for good, \
