@@ -304,8 +304,11 @@ fn docs_name_every_field_discover_writes() {
             kind = value.trim().trim_matches('"').to_owned();
             continue;
         }
-        let (docs_for, needle) =
-            if name == "import" { (import.clone(), "`import:".to_owned()) } else { (section(&kind), format!("`{name}`")) };
+        let (docs_for, needle) = if name == "import" {
+            (import.clone(), "`import:".to_owned())
+        } else {
+            (section(&kind), format!("`{name}`"))
+        };
         assert!(docs_for.contains(&needle), "docs/manifest.md does not name {kind}.{name}");
         checked += 1;
     }
@@ -318,4 +321,55 @@ fn docs_name_every_field_discover_writes() {
         assert!(section(kind).contains(what), "docs/manifest.md does not explain {kind} {what}");
     }
     assert!(checked > 30, "only {checked} fields checked:\n{text}");
+}
+
+fn gcloud(args: &[&str]) -> Json {
+    let python = repo_root().join(".venv/gcp/bin/python");
+    assert!(python.exists(), "{} is missing: run scripts/install-emulator.sh", python.display());
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/adoption/gcloud_stack.py"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run gcloud_stack.py");
+    assert!(out.status.success(), "gcloud_stack.py {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("gcloud_stack.py prints JSON")
+}
+
+#[test]
+fn the_cloud_run_guides_key_comes_in_with_nothing_changed_but_labels() {
+    use k256::elliptic_curve::sec1::ToEncodedPoint;
+    use k256::pkcs8::DecodePublicKey;
+
+    let kms = common::gcp_kms::GcpKms::start();
+    let made = gcloud(&["build", &kms.endpoint]);
+    let key = made["key"].as_str().unwrap().to_owned();
+    let before = gcloud(&["snapshot", &kms.endpoint, &key]);
+    let w = Workdir::with_text("version: 1\nresources: {}\n");
+    let args = ["discover", "gcp", "--project", "wallet-prod-2026", "--location", "us-east1", "--out", "found.yaml"];
+    let calls = kms.mutating_calls().len();
+    w.keyrite_gcp(&kms, &args).expect(0);
+    std::fs::rename(w.path().join("found.yaml"), &w.manifest).unwrap();
+    w.keyrite_gcp(&kms, &["validate"]).expect(0);
+    let plan = w.keyrite_gcp(&kms, &["plan", "--format", "json"]).expect(0).json();
+    for c in plan["changes"].as_array().unwrap() {
+        assert!(["adopt", "update"].contains(&c["action"].as_str().unwrap()), "{c:#}");
+        for a in c["attributes"].as_array().unwrap() {
+            assert_eq!(a["name"], "labels", "{}: only ownership labels may change: {a:#}", c["address"]);
+        }
+    }
+    w.keyrite_gcp(&kms, &["apply", "--auto-approve"]).expect(0);
+    // One call: the key's labels. The ring and the binding are not written at all.
+    let writes = kms.mutating_calls()[calls..].to_vec();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(writes[0].starts_with("PATCH ") && writes[0].contains("/cryptoKeys/wallet-signer"), "{writes:?}");
+    assert_eq!(before, gcloud(&["snapshot", &kms.endpoint, &key]), "the same ring, key, versions and IAM policy");
+    w.keyrite_gcp(&kms, &["plan", "--detailed-exitcode"]).expect(0);
+    w.keyrite_gcp(&kms, &["drift"]).expect(0);
+    let pem = before["public_key_pem"].as_str().unwrap();
+    let point = k256::PublicKey::from_public_key_pem(pem).unwrap().to_encoded_point(false);
+    let derived = format!("0x{}", hex::encode(&sha3::Keccak256::digest(&point.as_bytes()[1..])[12..]));
+    let addresses = w.keyrite_gcp(&kms, &["addresses", "--format", "json"]).expect(0).json();
+    assert_eq!(addresses["keys"][0]["evm_address"].as_str().unwrap().to_lowercase(), derived, "{addresses:#}");
+    w.keyrite_gcp(&kms, &["selftest"]).expect(0);
 }
