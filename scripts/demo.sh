@@ -10,7 +10,9 @@
 # through the Lambda Runtime API) → apply → plan (no changes) → selftest → drift.
 # A fresh state on the same manifest then shows a plan that fails because its names are
 # taken; `keyrite discover` then writes a manifest that imports the stack, and its plan
-# records every resource as it is. A key ceremony follows: two approvers (one with ssh-keygen, one with keyrite
+# records every resource as it is. The public AWS guide's stack, made by hand with boto3,
+# is discovered, planned (only ownership tags), applied (only tagging calls), self-tested
+# and drift-checked. A key ceremony follows: two approvers (one with ssh-keygen, one with keyrite
 # approve), apply with proof of possession, and `keyrite ceremony verify` of the record.
 # Then the same job on Google Cloud KMS, against keyrite's local stand-in for the Cloud KMS
 # REST API (tests/gcp_standin; no Cloud KMS emulator exists): key ring, HSM secp256k1 key,
@@ -121,6 +123,25 @@ step discover aws --key alias/treasury-lambda --out keyrite.yaml
 sed -n '1,12p' keyrite.yaml
 step validate;                      "$keyrite" validate
 step plan;                          "$keyrite" plan                       # records each resource as it is; changes nothing
+cd "$work"
+
+printf '\n\033[1m== Adoption: the public AWS guide'"'"'s stack, made by hand (boto3), comes in changing nothing but tags\033[0m\n'
+# POST on the REST API's root, a console Function URL with one of its two permissions, a role
+# with AWSLambdaBasicExecutionRole, a handler keyrite has no source of (tests/adoption/).
+"$root/.venv/moto/bin/python" "$root/tests/adoption/guide_stack.py" build "$AWS_ENDPOINT_URL" "$root/node_modules" \
+  "$root/tests/adoption/guide_signer" >/dev/null
+awork="$tmp/adopt"
+mkdir "$awork"
+cd "$awork"
+step discover aws --key alias/my-crossmint-wallet-key --out keyrite.yaml
+"$keyrite" discover aws --key alias/my-crossmint-wallet-key --out keyrite.yaml
+step validate;                      "$keyrite" validate
+step plan;                          "$keyrite" plan                       # only keyrite's ownership tags
+step apply --auto-approve;          "$keyrite" apply --auto-approve       # only tagging calls
+step plan --detailed-exitcode;      "$keyrite" plan --detailed-exitcode
+step selftest --via-emulator "$AWS_ENDPOINT_URL"
+"$keyrite" selftest --via-emulator "$AWS_ENDPOINT_URL"                   # the URL and the API's root stage, as they were
+step drift;                         "$keyrite" drift
 cd "$work"
 
 printf '\n\033[1m== A key ceremony: two approvers, proof of possession, a signed record\033[0m\n'
