@@ -109,6 +109,11 @@ fn every_rule_fires_on_its_case_and_not_on_the_safe_one() {
         ("KR301", lambda_stack("    public: true\n", "    reserved_concurrency: 5\n"), lambda_stack("", "    reserved_concurrency: 5\n")),
         ("KR303", lambda_stack("", "    reserved_concurrency: 5\n    environment: {API_TOKEN: hunter2}\n"), lambda_stack("", "    reserved_concurrency: 5\n    environment: {TEAM: treasury}\n")),
         ("KR304", lambda_stack("", ""), lambda_stack("", "    reserved_concurrency: 5\n")),
+        (
+            "KR305",
+            lambda_stack("    public: true\n    public_actions: [lambda:InvokeFunctionUrl]\n", "    reserved_concurrency: 5\n"),
+            lambda_stack("    public: true\n", "    reserved_concurrency: 5\n"),
+        ),
     ];
     for (rule, bad, good) in &cases {
         assert!(rules(bad).iter().any(|r| r == rule), "{rule} did not fire on:\n{bad}\nfound {:?}", rules(bad));

@@ -377,6 +377,26 @@ async fn apis(cloud: &Cloud, functions: &BTreeSet<String>, scan: &mut Scan) -> R
                 let name = format!("{} ({id})", api.name().unwrap_or_default());
                 let route = if path == "/" { String::new() } else { path.clone() };
                 let why = format!("POST /{route} invokes {function}");
+                // The rest of the API is not the signing route: named, and left as it is.
+                let signing = format!("/{route}");
+                for r in resources.items() {
+                    let rpath = r.path().unwrap_or_default();
+                    for method in r.resource_methods().into_iter().flat_map(|m| m.keys()) {
+                        if rpath == signing && method == "POST" {
+                            continue;
+                        }
+                        scan.unmanaged.push(Skipped {
+                            name: format!("{method} {rpath} of {name}"),
+                            reason: "not the signing route keyrite declares; left as it is".into(),
+                        });
+                    }
+                }
+                for other in stages.item().iter().filter_map(|s| s.stage_name()).filter(|s| *s != stage) {
+                    scan.unmanaged.push(Skipped {
+                        name: format!("stage {other} of {name}"),
+                        reason: format!("keyrite declares one stage ({stage}); left as it is"),
+                    });
+                }
                 scan.found.push(Found { kind: "aws_api_gateway_rest_api", id: id.to_owned(), name, live, why });
             }
         }
