@@ -60,7 +60,7 @@ async fn locked(
     options: Options,
     operator_key: Option<&Path>,
 ) -> anyhow::Result<Status> {
-    let state = super::read_state(&store).await?;
+    let state = super::read_state(store).await?;
     let from_file = saved.is_some();
     let mut ceremony = None;
     let (plan, cloud) = match (saved, manifest) {

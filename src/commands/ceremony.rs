@@ -235,7 +235,7 @@ pub fn prepare(
 /// cloud's account of each key, the self-test, and the signed record.
 pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) -> anyhow::Result<Status> {
     let cfg = plan.ceremony.as_ref().context("not a ceremony plan")?;
-    let mut state = super::read_state(&store).await?.context("the state is gone after apply")?;
+    let mut state = super::read_state(store).await?.context("the state is gone after apply")?;
     let record_id = uuid::Uuid::new_v4().to_string();
     let plan_sha = record::sha256_hex(&p.plan_bytes);
     let mut keys = Vec::new();

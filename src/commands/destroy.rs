@@ -25,7 +25,7 @@ async fn locked(
     auto_approve: bool,
     run: RunArgs,
 ) -> anyhow::Result<Status> {
-    let Some(state) = super::read_state(&store).await? else {
+    let Some(state) = super::read_state(store).await? else {
         println!("Nothing to destroy: there is no state at {}.", store.describe());
         return Ok(Status::Ok);
     };
