@@ -348,17 +348,9 @@ impl Kind for IamRole {
                     .await
                     .map_err(|e| api_error("iam:DeleteRolePolicy", e))?;
             }
-            for arn in list_attached(cloud, id).await? {
-                cloud
-                    .aws
-                    .iam
-                    .detach_role_policy()
-                    .role_name(id)
-                    .policy_arn(arn)
-                    .send()
-                    .await
-                    .map_err(|e| api_error("iam:DetachRolePolicy", e))?;
-            }
+            let attached: Attrs =
+                [("managed_policies".to_owned(), json!(list_attached(cloud, id).await?))].into_iter().collect();
+            attach(cloud, id, &Attrs::new(), &attached).await?;
             cloud.aws.iam.delete_role().role_name(id).send().await.map_err(|e| api_error("iam:DeleteRole", e))?;
             Ok(())
         }
