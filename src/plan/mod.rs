@@ -350,9 +350,7 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
             && !other.is_empty()
             && (other != lineage || readdressed)
         {
-            let by = provider::ownership_mark(kind, &a.live.attrs, provider::Mark::Address)
-                .map(|addr| format!(" as {addr}"))
-                .unwrap_or_default();
+            let by = marked(provider::Mark::Address).map(|addr| format!(" as {addr}")).unwrap_or_default();
             errors.push(PlanError {
                 address: Some(spec.name.clone()),
                 message: format!(
