@@ -144,6 +144,16 @@ async fn a_ceremony_needs_its_quorum_and_leaves_a_record_auditors_verify() {
     // A ceremony manifest is only applied from an approved plan.
     let direct = keyrite_in(&w, &emu, &["apply", "--auto-approve"]).expect(1);
     assert!(direct.stderr.contains("this manifest runs ceremonies"), "{}", direct.stderr);
+    // The refusal says what to run instead, with this manifest, and each command it names works
+    // as written below (plan, approve, apply with --operator-key).
+    for command in [
+        "keyrite plan -f keyrite.yaml --out ceremony.plan",
+        "keyrite approve ceremony.plan --key ",
+        "ssh-keygen -Y sign -n keyrite-plan@v1 -f ",
+        "keyrite apply ceremony.plan --operator-key ",
+    ] {
+        assert!(direct.stderr.contains(command), "{command:?} missing: {}", direct.stderr);
+    }
 
     keyrite_in(&w, &emu, &["plan", "--out", "ceremony.plan"]).expect(0);
 
