@@ -198,7 +198,20 @@ async fn a_ceremony_needs_its_quorum_and_leaves_a_record_auditors_verify() {
     // Alice approves a second time: one principal counts once.
     w.keyrite(&emu, &["approve", "ceremony.plan", "--key", &people.key("alice"), "--yes"]).expect(0);
 
-    let applied = keyrite_in(&w, &emu, &["apply", "ceremony.plan", "--operator-key", &op]).expect(0);
+    // As in most CI containers: no $USER or $LOGNAME, and no CI identity either.
+    let output = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .args(["apply", "ceremony.plan", "--operator-key", &op])
+        .current_dir(w.path())
+        .envs(emu.env())
+        .env_remove("AWS_PROFILE")
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("GITHUB_ACTOR")
+        .env_remove("GITLAB_USER_LOGIN")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let applied = Run::from(output).expect(0);
     assert!(
         applied.stdout.contains("Approvals: 2 of 2 required (alice@example.com, bob@example.com)"),
         "{}",
@@ -232,6 +245,10 @@ async fn a_ceremony_needs_its_quorum_and_leaves_a_record_auditors_verify() {
     securesystemslib_accepts(record, &people.dir.join("operator.pub"));
     ethers_recovers_every_proof(record);
     let s = statement(record);
+    // operator.user came from the user database, as `id -un` reads it, not `unknown`.
+    let id = Command::new("id").arg("-un").output().unwrap();
+    assert!(id.status.success(), "id -un: {}", String::from_utf8_lossy(&id.stderr));
+    assert_eq!(s["predicate"]["operator"]["user"], String::from_utf8_lossy(&id.stdout).trim(), "{}", s["predicate"]);
     let key = &s["predicate"]["keys"][0];
     assert_eq!(key["cloud"]["key_spec"], "ECC_SECG_P256K1");
     assert_eq!(key["cloud"]["origin"], "AWS_KMS");

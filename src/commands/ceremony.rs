@@ -309,7 +309,11 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
         finished_at: now(),
         keyrite_version: env!("CARGO_PKG_VERSION").into(),
         operator: record::Operator {
-            user: std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()),
+            user: operator_user(
+                |name| std::env::var(name).ok(),
+                std::fs::read_to_string("/etc/passwd").ok().as_deref(),
+                process_uid(),
+            ),
             host: hostname(),
             aws: plan.identity.aws.clone(),
             gcp: plan.identity.gcp.clone(),
@@ -387,6 +391,45 @@ fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
+}
+
+/// Who ran the ceremony, as the record's `operator.user` names them. In order, the first that
+/// is set and not empty:
+/// 1. the CI's own identity of whoever started the job: GitHub Actions `GITHUB_ACTOR`
+///    (`github:octocat`), GitLab `GITLAB_USER_LOGIN` (`gitlab:alice`). In a CI container the
+///    OS user is the runner's (`root`, `runner`), so the CI's name is the meaningful one;
+/// 2. `$USER`, then `$LOGNAME`;
+/// 3. the name of the process's uid in `/etc/passwd` (what most CI containers have when
+///    `USER` is unset);
+/// 4. `uid:<n>`; `unknown` only when not even the uid can be read.
+fn operator_user(var: impl Fn(&str) -> Option<String>, passwd: Option<&str>, uid: Option<u32>) -> String {
+    let set = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    if let Some(actor) = set("GITHUB_ACTOR") {
+        return format!("github:{actor}");
+    }
+    if let Some(login) = set("GITLAB_USER_LOGIN") {
+        return format!("gitlab:{login}");
+    }
+    if let Some(user) = set("USER").or_else(|| set("LOGNAME")) {
+        return user;
+    }
+    let Some(uid) = uid else { return "unknown".into() };
+    let uid_text = uid.to_string();
+    passwd
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid_text && !name.is_empty()).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+/// The uid this process runs as: the owner of `/proc/self`.
+fn process_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 fn hostname() -> String {
@@ -630,4 +673,29 @@ pub fn sign(record_path: &Path, key: &Path) -> anyhow::Result<Status> {
     std::fs::rename(&tmp, record_path)?;
     println!("Signed {} as {}.", record_path.display(), dsse::keyid(private.public_key()));
     Ok(Status::Ok)
+}
+
+#[cfg(test)]
+mod operator_tests {
+    use super::operator_user;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nci:x:1001:1001::/home/ci:/bin/sh\n";
+
+    fn user(vars: &[(&str, &str)], passwd: Option<&str>, uid: Option<u32>) -> String {
+        operator_user(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()), passwd, uid)
+    }
+
+    #[test]
+    fn the_ci_identity_comes_first_then_the_environment_then_the_user_database_then_the_uid() {
+        let all = [("GITHUB_ACTOR", "octocat"), ("GITLAB_USER_LOGIN", "alice"), ("USER", "runner")];
+        assert_eq!(user(&all, Some(PASSWD), Some(0)), "github:octocat");
+        assert_eq!(user(&all[1..], Some(PASSWD), Some(0)), "gitlab:alice");
+        assert_eq!(user(&[("GITHUB_ACTOR", " "), ("USER", "runner")], None, None), "runner");
+        assert_eq!(user(&[("LOGNAME", "lee")], None, None), "lee");
+        assert_eq!(user(&[("USER", "")], Some(PASSWD), Some(1001)), "ci");
+        assert_eq!(user(&[], Some(PASSWD), Some(0)), "root");
+        assert_eq!(user(&[], Some(PASSWD), Some(4242)), "uid:4242");
+        assert_eq!(user(&[], None, Some(7)), "uid:7");
+        assert_eq!(user(&[], None, None), "unknown");
+    }
 }
