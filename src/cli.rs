@@ -272,6 +272,10 @@ pub enum CeremonyCommand {
         /// An allowed_signers file of further keys (witnesses) whose envelope signatures count
         #[arg(long, value_name = "FILE")]
         trusted_keys: Option<PathBuf>,
+        /// Fail unless a witness countersignature verifies with a key in --trusted-keys
+        /// (without it, a witness signature by a key not trusted is reported, not checked)
+        #[arg(long)]
+        require_witness: bool,
         /// Also check with the cloud (read-only) that each key exists, is enabled and has the
         /// recorded public key
         #[arg(long)]

@@ -286,7 +286,7 @@ async fn a_ceremony_needs_its_quorum_and_leaves_a_record_auditors_verify() {
     envelope["payload"] = edited.into();
     std::fs::write(w.path().join("edited.json"), envelope.to_string()).unwrap();
     let bad = w.keyrite(&emu, &["ceremony", "verify", "edited.json"]).expect(1);
-    assert!(bad.stdout.contains("does not verify with any known key"), "{}", bad.stdout);
+    assert!(bad.stdout.contains("does not verify with that key"), "{}", bad.stdout);
     envelope["payload"] = original_payload;
     envelope["signatures"] = serde_json::json!([]);
     std::fs::write(w.path().join("unsigned.json"), envelope.to_string()).unwrap();
@@ -312,6 +312,32 @@ async fn a_ceremony_needs_its_quorum_and_leaves_a_record_auditors_verify() {
     w.keyrite(&emu, &["ceremony", "sign", record.to_str().unwrap(), "--key", &people.key("alice")]).expect(0);
     let countersigned = w.keyrite(&emu, &["ceremony", "verify", record.to_str().unwrap()]).expect(0);
     assert!(countersigned.stdout.contains("2 envelope signature(s) verify"), "{}", countersigned.stdout);
+    // Without --trusted-keys, the output says the record is not pinned.
+    assert!(countersigned.stdout.contains("! not pinned: the operator's key is the one the record names"));
+
+    // A witness whose key the record does not name (mallory is no approver): the rest is
+    // checked, the witness is reported as not checked, and verify passes; --require-witness
+    // fails until the witness's key is trusted.
+    let rec = record.to_str().unwrap();
+    w.keyrite(&emu, &["ceremony", "sign", rec, "--key", &people.key("mallory")]).expect(0);
+    let witnessed = w.keyrite(&emu, &["ceremony", "verify", rec]).expect(0);
+    assert!(witnessed.stdout.contains("present, not checked: key not trusted"), "{}", witnessed.stdout);
+    assert!(witnessed.stdout.contains("approvals: 2 distinct principal(s)"), "{}", witnessed.stdout);
+    let required = w.keyrite(&emu, &["ceremony", "verify", rec, "--require-witness"]).expect(1);
+    assert!(required.stdout.contains("--require-witness: the witness signature with keyid"), "{}", required.stdout);
+    let public = |name: &str| std::fs::read_to_string(people.dir.join(format!("{name}.pub"))).unwrap();
+    let pinned = format!("operator {}witness {}", public("operator"), public("mallory"));
+    std::fs::write(w.path().join("trusted.allowed_signers"), pinned).unwrap();
+    let trusted = w
+        .keyrite(&emu, &["ceremony", "verify", rec, "--require-witness", "--trusted-keys", "trusted.allowed_signers"])
+        .expect(0);
+    assert!(trusted.stdout.contains("3 envelope signature(s) verify"), "{}", trusted.stdout);
+    assert!(!trusted.stdout.contains("not checked") && !trusted.stdout.contains("not pinned"), "{}", trusted.stdout);
+    // A trusted witness key that is not the one that signed fails.
+    let wrong = format!("operator {}witness {}", public("operator"), public("bob"));
+    std::fs::write(w.path().join("wrong.allowed_signers"), wrong).unwrap();
+    w.keyrite(&emu, &["ceremony", "verify", rec, "--require-witness", "--trusted-keys", "wrong.allowed_signers"])
+        .expect(1);
 
     // The second ceremony of the lineage: a changed manifest, a new plan, the old approvals
     // do not carry over.

@@ -505,6 +505,7 @@ pub async fn verify(
     manifest: Option<&Path>,
     plan: Option<&Path>,
     trusted: Option<&Path>,
+    require_witness: bool,
     live: bool,
 ) -> anyhow::Result<Status> {
     let bytes = std::fs::read(record_path).with_context(|| format!("cannot read {}", record_path.display()))?;
@@ -517,8 +518,12 @@ pub async fn verify(
             .collect(),
         None => Vec::new(),
     };
-    let inputs =
-        crate::ceremony::verify::Inputs { manifest: manifest.as_deref(), plan: plan.as_deref(), trusted: &trusted };
+    let inputs = crate::ceremony::verify::Inputs {
+        manifest: manifest.as_deref(),
+        plan: plan.as_deref(),
+        trusted: &trusted,
+        require_witness,
+    };
     let verified = match crate::ceremony::verify::verify_record(&bytes, &inputs) {
         Ok(v) => v,
         Err(e) => {
@@ -533,6 +538,15 @@ pub async fn verify(
     );
     for c in &verified.checks {
         println!("  ✓ {c}");
+    }
+    for id in &verified.unchecked {
+        println!("  - witness signature {id}: present, not checked: key not trusted (add it to --trusted-keys)");
+    }
+    if !verified.trusted {
+        println!(
+            "  ! not pinned: the operator's key is the one the record names; anyone with a new key can re-sign \
+             a record like this one. Pass --trusted-keys FILE with the operators' keys to pin them."
+        );
     }
     if let Some(dir) = chain {
         let records = record::records_in(dir, Some(&p.lineage))?;
