@@ -280,6 +280,10 @@ pub enum CeremonyCommand {
         /// recorded public key
         #[arg(long)]
         live: bool,
+        /// `json`: the checks, `"trusted"` (whether --trusted-keys pinned the operator's key),
+        /// the warnings, the witness signatures not checked, and the failure if any
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
     /// Print a readable summary of a ceremony record
     Show {

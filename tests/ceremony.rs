@@ -333,6 +333,17 @@ async fn a_ceremony_needs_its_quorum_and_leaves_a_record_auditors_verify() {
         .expect(0);
     assert!(trusted.stdout.contains("3 envelope signature(s) verify"), "{}", trusted.stdout);
     assert!(!trusted.stdout.contains("not checked") && !trusted.stdout.contains("not pinned"), "{}", trusted.stdout);
+    // --format json says whether the operator's key was pinned, and what was not checked.
+    let json = w.keyrite(&emu, &["ceremony", "verify", rec, "--format", "json"]).expect(0).json();
+    assert_eq!((json["verified"].as_bool(), json["trusted"].as_bool()), (Some(true), Some(false)), "{json}");
+    assert!(json["warnings"][0].as_str().unwrap().starts_with("not pinned"), "{json}");
+    assert_eq!(json["witnesses_not_checked"].as_array().unwrap().len(), 1, "{json}");
+    let json = w
+        .keyrite(&emu, &["ceremony", "verify", rec, "--format", "json", "--trusted-keys", "trusted.allowed_signers"])
+        .expect(0)
+        .json();
+    assert_eq!(json["trusted"], true, "{json}");
+    assert!(json["warnings"].as_array().unwrap().is_empty() && json["failure"].is_null(), "{json}");
     // A trusted witness key that is not the one that signed fails.
     let wrong = format!("operator {}witness {}", public("operator"), public("bob"));
     std::fs::write(w.path().join("wrong.allowed_signers"), wrong).unwrap();

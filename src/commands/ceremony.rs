@@ -499,6 +499,7 @@ async fn key_facts(
 }
 
 /// `keyrite ceremony verify RECORD`.
+#[allow(clippy::too_many_arguments)]
 pub async fn verify(
     record_path: &Path,
     chain: Option<&Path>,
@@ -507,6 +508,7 @@ pub async fn verify(
     trusted: Option<&Path>,
     require_witness: bool,
     live: bool,
+    format: Format,
 ) -> anyhow::Result<Status> {
     let bytes = std::fs::read(record_path).with_context(|| format!("cannot read {}", record_path.display()))?;
     let read = |p: Option<&Path>| p.map(std::fs::read).transpose();
@@ -524,49 +526,58 @@ pub async fn verify(
         trusted: &trusted,
         require_witness,
     };
-    let verified = match crate::ceremony::verify::verify_record(&bytes, &inputs) {
-        Ok(v) => v,
-        Err(e) => {
-            println!("✗ {}: {e}", record_path.display());
-            return Ok(Status::Error);
+    let mut report = VerifyReport { trusted: !trusted.is_empty(), ..VerifyReport::default() };
+    match crate::ceremony::verify::verify_record(&bytes, &inputs) {
+        Ok(verified) => {
+            let p = &verified.statement.predicate;
+            report.record = Some(serde_json::json!({
+                "record_id": p.record_id, "sequence": p.sequence, "lineage": p.lineage,
+                "operator": {"user": p.operator.user, "host": p.operator.host, "keyid": p.operator.keyid},
+            }));
+            report.header = format!(
+                "Record {} (#{} of lineage {}), by {}@{}:",
+                p.record_id, p.sequence, p.lineage, p.operator.user, p.operator.host
+            );
+            report.checks = verified.checks.clone();
+            report.unchecked = verified.unchecked.clone();
+            match after_record(&verified, record_path, chain, &trusted, live).await? {
+                Ok(more) => report.checks.extend(more),
+                Err(failure) => report.failure = Some(failure),
+            }
         }
-    };
+        Err(e) => report.failure = Some(format!("{}: {e}", record_path.display())),
+    }
+    report.print(format)?;
+    Ok(if report.failure.is_some() { Status::Error } else { Status::Ok })
+}
+
+/// The chain and live checks of a record that verified: more checks, or the first failure.
+async fn after_record(
+    verified: &crate::ceremony::verify::Verified,
+    record_path: &Path,
+    chain: Option<&Path>,
+    trusted: &[ssh_key::PublicKey],
+    live: bool,
+) -> anyhow::Result<Result<Vec<String>, String>> {
     let p = &verified.statement.predicate;
-    println!(
-        "Record {} (#{} of lineage {}), by {}@{}:",
-        p.record_id, p.sequence, p.lineage, p.operator.user, p.operator.host
-    );
-    for c in &verified.checks {
-        println!("  ✓ {c}");
-    }
-    for id in &verified.unchecked {
-        println!("  - witness signature {id}: present, not checked: key not trusted (add it to --trusted-keys)");
-    }
-    if !verified.trusted {
-        println!(
-            "  ! not pinned: the operator's key is the one the record names; anyone with a new key can re-sign \
-             a record like this one. Pass --trusted-keys FILE with the operators' keys to pin them."
-        );
-    }
+    let mut checks = Vec::new();
     if let Some(dir) = chain {
         let records = record::records_in(dir, Some(&p.lineage))?;
         if !records.iter().any(|r| r.statement.predicate.record_id == p.record_id) {
-            println!(
-                "✗ chain: {} is not among the records of lineage {} in {}",
+            return Ok(Err(format!(
+                "chain: {} is not among the records of lineage {} in {}",
                 record_path.display(),
                 p.lineage,
                 dir.display()
-            );
-            return Ok(Status::Error);
+            )));
         }
-        match crate::ceremony::verify::verify_chain(&records, &trusted) {
-            Ok(lines) => {
-                println!("  ✓ chain of {} record(s) links back to the first: {}", lines.len(), lines.join(" → "))
-            }
-            Err(e) => {
-                println!("✗ chain: {e}");
-                return Ok(Status::Error);
-            }
+        match crate::ceremony::verify::verify_chain(&records, trusted) {
+            Ok(lines) => checks.push(format!(
+                "chain of {} record(s) links back to the first: {}",
+                lines.len(),
+                lines.join(" → ")
+            )),
+            Err(e) => return Ok(Err(format!("chain: {e}"))),
         }
     }
     if live {
@@ -574,16 +585,65 @@ pub async fn verify(
         let cloud = Cloud::connect(&plan.aws, &plan.gcp).await;
         for k in &p.keys {
             match live_check(&cloud, k).await {
-                Ok(()) => println!("  ✓ live: {} exists, is enabled, and has the recorded public key", k.address),
-                Err(e) => {
-                    println!("✗ live: {}: {e:#}", k.address);
-                    return Ok(Status::Error);
+                Ok(()) => {
+                    checks.push(format!("live: {} exists, is enabled, and has the recorded public key", k.address))
                 }
+                Err(e) => return Ok(Err(format!("live: {}: {e:#}", k.address))),
             }
         }
     }
-    println!("The record verifies.");
-    Ok(Status::Ok)
+    Ok(Ok(checks))
+}
+
+/// What `ceremony verify` found, for either format.
+#[derive(Default)]
+struct VerifyReport {
+    header: String,
+    record: Option<serde_json::Value>,
+    checks: Vec<String>,
+    unchecked: Vec<String>,
+    trusted: bool,
+    failure: Option<String>,
+}
+
+impl VerifyReport {
+    const NOT_PINNED: &str = "not pinned: the operator's key is the one the record names; anyone with a new key can \
+                              re-sign a record like this one. Pass --trusted-keys FILE with the operators' keys to pin them.";
+
+    fn print(&self, format: Format) -> anyhow::Result<()> {
+        if format == Format::Json {
+            let out = serde_json::json!({
+                "format_version": 1,
+                "kind": "ceremony_verify",
+                "verified": self.failure.is_none(),
+                "trusted": self.trusted,
+                "warnings": if self.trusted { vec![] } else { vec![Self::NOT_PINNED] },
+                "record": self.record,
+                "checks": self.checks,
+                "witnesses_not_checked": self.unchecked,
+                "failure": self.failure,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        if !self.header.is_empty() {
+            println!("{}", self.header);
+        }
+        for c in &self.checks {
+            println!("  ✓ {c}");
+        }
+        for id in &self.unchecked {
+            println!("  - witness signature {id}: present, not checked: key not trusted (add it to --trusted-keys)");
+        }
+        if self.record.is_some() && !self.trusted {
+            println!("  ! {}", Self::NOT_PINNED);
+        }
+        match &self.failure {
+            Some(f) => println!("✗ {f}"),
+            None => println!("The record verifies."),
+        }
+        Ok(())
+    }
 }
 
 /// The key still exists, is enabled, and has the recorded public key (read-only calls).

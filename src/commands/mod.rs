@@ -63,7 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         }
         Command::Approve { plan, key, principal, yes } => ceremony::approve(&plan, &key, principal.as_deref(), yes),
         Command::Ceremony { command } => match command {
-            CeremonyCommand::Verify { record, chain, manifest, plan, trusted_keys, require_witness, live } => {
+            CeremonyCommand::Verify { record, chain, manifest, plan, trusted_keys, require_witness, live, format } => {
                 ceremony::verify(
                     &record,
                     chain.as_deref(),
@@ -72,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
                     trusted_keys.as_deref(),
                     require_witness,
                     live,
+                    format,
                 )
                 .await
             }
