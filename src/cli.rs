@@ -272,10 +272,18 @@ pub enum CeremonyCommand {
         /// An allowed_signers file of further keys (witnesses) whose envelope signatures count
         #[arg(long, value_name = "FILE")]
         trusted_keys: Option<PathBuf>,
+        /// Fail unless a witness countersignature verifies with a key in --trusted-keys
+        /// (without it, a witness signature by a key not trusted is reported, not checked)
+        #[arg(long)]
+        require_witness: bool,
         /// Also check with the cloud (read-only) that each key exists, is enabled and has the
         /// recorded public key
         #[arg(long)]
         live: bool,
+        /// `json`: the checks, `"trusted"` (whether --trusted-keys pinned the operator's key),
+        /// the warnings, the witness signatures not checked, and the failure if any
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
     /// Print a readable summary of a ceremony record
     Show {
@@ -392,9 +400,10 @@ pub struct ServeArgs {
     /// on Cloud Run)
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
-    /// Threads that handle requests. One answered over 5,000 signatures a second over mTLS in
-    /// the benchmark (BENCHMARKS.md), five times AWS KMS's default ECC quota, and spends no
-    /// CPU on waking other threads
+    /// Threads that handle requests. One spends no CPU on waking other threads; it answered
+    /// 5,349 signatures a second over mTLS on a 2-core VM on 2026-12-02
+    /// (`scripts/bench-serve.sh 5000 5`) and 3,400-4,200 in a later measurement
+    /// (BENCHMARKS.md), over three times AWS KMS's default ECC quota
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
     /// Seconds between background health checks of each signer's key

@@ -144,6 +144,16 @@ async fn a_ceremony_needs_its_quorum_and_leaves_a_record_auditors_verify() {
     // A ceremony manifest is only applied from an approved plan.
     let direct = keyrite_in(&w, &emu, &["apply", "--auto-approve"]).expect(1);
     assert!(direct.stderr.contains("this manifest runs ceremonies"), "{}", direct.stderr);
+    // The refusal says what to run instead, with this manifest, and each command it names works
+    // as written below (plan, approve, apply with --operator-key).
+    for command in [
+        "keyrite plan -f keyrite.yaml --out ceremony.plan",
+        "keyrite approve ceremony.plan --key ",
+        "ssh-keygen -Y sign -n keyrite-plan@v1 -f ",
+        "keyrite apply ceremony.plan --operator-key ",
+    ] {
+        assert!(direct.stderr.contains(command), "{command:?} missing: {}", direct.stderr);
+    }
 
     keyrite_in(&w, &emu, &["plan", "--out", "ceremony.plan"]).expect(0);
 
@@ -188,7 +198,20 @@ async fn a_ceremony_needs_its_quorum_and_leaves_a_record_auditors_verify() {
     // Alice approves a second time: one principal counts once.
     w.keyrite(&emu, &["approve", "ceremony.plan", "--key", &people.key("alice"), "--yes"]).expect(0);
 
-    let applied = keyrite_in(&w, &emu, &["apply", "ceremony.plan", "--operator-key", &op]).expect(0);
+    // As in most CI containers: no $USER or $LOGNAME, and no CI identity either.
+    let output = Command::new(env!("CARGO_BIN_EXE_keyrite"))
+        .args(["apply", "ceremony.plan", "--operator-key", &op])
+        .current_dir(w.path())
+        .envs(emu.env())
+        .env_remove("AWS_PROFILE")
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("GITHUB_ACTOR")
+        .env_remove("GITLAB_USER_LOGIN")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let applied = Run::from(output).expect(0);
     assert!(
         applied.stdout.contains("Approvals: 2 of 2 required (alice@example.com, bob@example.com)"),
         "{}",
@@ -222,6 +245,10 @@ async fn a_ceremony_needs_its_quorum_and_leaves_a_record_auditors_verify() {
     securesystemslib_accepts(record, &people.dir.join("operator.pub"));
     ethers_recovers_every_proof(record);
     let s = statement(record);
+    // operator.user came from the user database, as `id -un` reads it, not `unknown`.
+    let id = Command::new("id").arg("-un").output().unwrap();
+    assert!(id.status.success(), "id -un: {}", String::from_utf8_lossy(&id.stderr));
+    assert_eq!(s["predicate"]["operator"]["user"], String::from_utf8_lossy(&id.stdout).trim(), "{}", s["predicate"]);
     let key = &s["predicate"]["keys"][0];
     assert_eq!(key["cloud"]["key_spec"], "ECC_SECG_P256K1");
     assert_eq!(key["cloud"]["origin"], "AWS_KMS");
@@ -259,7 +286,7 @@ async fn a_ceremony_needs_its_quorum_and_leaves_a_record_auditors_verify() {
     envelope["payload"] = edited.into();
     std::fs::write(w.path().join("edited.json"), envelope.to_string()).unwrap();
     let bad = w.keyrite(&emu, &["ceremony", "verify", "edited.json"]).expect(1);
-    assert!(bad.stdout.contains("does not verify with any known key"), "{}", bad.stdout);
+    assert!(bad.stdout.contains("does not verify with that key"), "{}", bad.stdout);
     envelope["payload"] = original_payload;
     envelope["signatures"] = serde_json::json!([]);
     std::fs::write(w.path().join("unsigned.json"), envelope.to_string()).unwrap();
@@ -285,6 +312,43 @@ async fn a_ceremony_needs_its_quorum_and_leaves_a_record_auditors_verify() {
     w.keyrite(&emu, &["ceremony", "sign", record.to_str().unwrap(), "--key", &people.key("alice")]).expect(0);
     let countersigned = w.keyrite(&emu, &["ceremony", "verify", record.to_str().unwrap()]).expect(0);
     assert!(countersigned.stdout.contains("2 envelope signature(s) verify"), "{}", countersigned.stdout);
+    // Without --trusted-keys, the output says the record is not pinned.
+    assert!(countersigned.stdout.contains("! not pinned: the operator's key is the one the record names"));
+
+    // A witness whose key the record does not name (mallory is no approver): the rest is
+    // checked, the witness is reported as not checked, and verify passes; --require-witness
+    // fails until the witness's key is trusted.
+    let rec = record.to_str().unwrap();
+    w.keyrite(&emu, &["ceremony", "sign", rec, "--key", &people.key("mallory")]).expect(0);
+    let witnessed = w.keyrite(&emu, &["ceremony", "verify", rec]).expect(0);
+    assert!(witnessed.stdout.contains("present, not checked: key not trusted"), "{}", witnessed.stdout);
+    assert!(witnessed.stdout.contains("approvals: 2 distinct principal(s)"), "{}", witnessed.stdout);
+    let required = w.keyrite(&emu, &["ceremony", "verify", rec, "--require-witness"]).expect(1);
+    assert!(required.stdout.contains("--require-witness: the witness signature with keyid"), "{}", required.stdout);
+    let public = |name: &str| std::fs::read_to_string(people.dir.join(format!("{name}.pub"))).unwrap();
+    let pinned = format!("operator {}witness {}", public("operator"), public("mallory"));
+    std::fs::write(w.path().join("trusted.allowed_signers"), pinned).unwrap();
+    let trusted = w
+        .keyrite(&emu, &["ceremony", "verify", rec, "--require-witness", "--trusted-keys", "trusted.allowed_signers"])
+        .expect(0);
+    assert!(trusted.stdout.contains("3 envelope signature(s) verify"), "{}", trusted.stdout);
+    assert!(!trusted.stdout.contains("not checked") && !trusted.stdout.contains("not pinned"), "{}", trusted.stdout);
+    // --format json says whether the operator's key was pinned, and what was not checked.
+    let json = w.keyrite(&emu, &["ceremony", "verify", rec, "--format", "json"]).expect(0).json();
+    assert_eq!((json["verified"].as_bool(), json["trusted"].as_bool()), (Some(true), Some(false)), "{json}");
+    assert!(json["warnings"][0].as_str().unwrap().starts_with("not pinned"), "{json}");
+    assert_eq!(json["witnesses_not_checked"].as_array().unwrap().len(), 1, "{json}");
+    let json = w
+        .keyrite(&emu, &["ceremony", "verify", rec, "--format", "json", "--trusted-keys", "trusted.allowed_signers"])
+        .expect(0)
+        .json();
+    assert_eq!(json["trusted"], true, "{json}");
+    assert!(json["warnings"].as_array().unwrap().is_empty() && json["failure"].is_null(), "{json}");
+    // A trusted witness key that is not the one that signed fails.
+    let wrong = format!("operator {}witness {}", public("operator"), public("bob"));
+    std::fs::write(w.path().join("wrong.allowed_signers"), wrong).unwrap();
+    w.keyrite(&emu, &["ceremony", "verify", rec, "--require-witness", "--trusted-keys", "wrong.allowed_signers"])
+        .expect(1);
 
     // The second ceremony of the lineage: a changed manifest, a new plan, the old approvals
     // do not carry over.

@@ -2,6 +2,8 @@
 //! through `keyrite serve`), and a faulty KMS (moto) that the self-test must catch.
 
 use crate::common;
+#[path = "serve/auth.rs"]
+mod auth;
 #[path = "serve/tls.rs"]
 mod tls;
 

@@ -37,6 +37,9 @@ pub struct Inputs<'a> {
     pub plan: Option<&'a [u8]>,
     /// Further keys whose envelope signatures are accepted (witnesses).
     pub trusted: &'a [ssh_key::PublicKey],
+    /// Fail unless a witness signature (one besides the operator's) verifies, and every
+    /// envelope signature is checked.
+    pub require_witness: bool,
 }
 
 /// A record that verified, and what was checked.
@@ -45,6 +48,11 @@ pub struct Verified {
     /// keyids of the keys whose envelope signatures verified.
     pub signed_by: Vec<String>,
     pub checks: Vec<String>,
+    /// keyids of envelope signatures by keys neither the record nor `--trusted-keys` names:
+    /// present, not checked.
+    pub unchecked: Vec<String>,
+    /// True when `--trusted-keys` pinned the operator's key.
+    pub trusted: bool,
 }
 
 /// Verifies one record's bytes.
@@ -80,10 +88,18 @@ pub fn verify_record(bytes: &[u8], inputs: &Inputs) -> Result<Verified, VerifyEr
         return fail("the envelope carries no signature");
     }
     let verified = envelope.verify(&known).map_err(|e| VerifyError(format!("envelope: {e}")))?;
+    let known_ids: Vec<String> = known.iter().map(dsse::keyid).collect();
+    let mut unchecked = Vec::new();
     for s in &envelope.signatures {
-        if !verified.contains(&s.keyid) {
-            return fail(format!("envelope signature with keyid {} does not verify with any known key", s.keyid));
+        if verified.contains(&s.keyid) {
+            continue;
         }
+        // A key the record or the auditor names that does not verify is a failure; a key
+        // nobody named (a witness the auditor has not trusted) cannot be checked.
+        if known_ids.contains(&s.keyid) {
+            return fail(format!("envelope signature with keyid {} does not verify with that key", s.keyid));
+        }
+        unchecked.push(s.keyid.clone());
     }
     if !verified.contains(&dsse::keyid(&operator)) {
         return fail(format!("the operator's key {} did not sign the envelope", p.operator.keyid));
@@ -92,6 +108,17 @@ pub fn verify_record(bytes: &[u8], inputs: &Inputs) -> Result<Verified, VerifyEr
     // them with trusted keys.
     if !inputs.trusted.is_empty() && !inputs.trusted.iter().any(|k| k.key_data() == operator.key_data()) {
         return fail(format!("the operator's key {} is not among the trusted keys", p.operator.keyid));
+    }
+    let witnesses = verified.iter().filter(|id| **id != dsse::keyid(&operator)).count();
+    if inputs.require_witness {
+        if let Some(id) = unchecked.first() {
+            return fail(format!(
+                "--require-witness: the witness signature with keyid {id} is not checked: its key is not in --trusted-keys"
+            ));
+        }
+        if witnesses == 0 {
+            return fail("--require-witness: no signature besides the operator's verifies");
+        }
     }
     checks.push(format!(
         "{} envelope signature(s) verify, the operator's among them{}",
@@ -178,7 +205,13 @@ pub fn verify_record(bytes: &[u8], inputs: &Inputs) -> Result<Verified, VerifyEr
         check_key(&statement, k)?;
         checks.push(format!("{}: proof of possession recovers to {}", k.address, k.evm_address));
     }
-    Ok(Verified { signed_by: verified.into_iter().collect(), statement, checks })
+    Ok(Verified {
+        signed_by: verified.into_iter().collect(),
+        statement,
+        checks,
+        unchecked,
+        trusted: !inputs.trusted.is_empty(),
+    })
 }
 
 fn check_key(statement: &Statement, k: &record::KeyRecord) -> Result<(), VerifyError> {

@@ -77,9 +77,7 @@ async fn locked(
         }
         (None, Some(manifest)) => {
             if manifest.ceremony.is_some() || state.as_ref().is_some_and(|s| s.ceremony.is_some()) {
-                bail!(
-                    "this manifest runs ceremonies: save a plan with `keyrite plan --out FILE`, have it approved with `keyrite approve FILE`, then `keyrite apply FILE`"
-                );
+                bail!("{}", ceremony_refusal(&manifest.path));
             }
             let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
             let observed = refresh(&cloud, manifest, state.as_ref(), Reference::Manifest).await?;
@@ -190,5 +188,30 @@ fn check_fresh(plan: &Plan, state: Option<&State>) -> anyhow::Result<()> {
             s.serial
         ),
         (None, Some(_)) => bail!("saved plan expects an existing state, but there is none"),
+    }
+}
+
+/// What to run instead of a direct `apply` on a manifest that runs ceremonies: the exact
+/// commands, with this manifest's path, in the order the ceremony needs them.
+fn ceremony_refusal(manifest: &Path) -> String {
+    let file = manifest.display();
+    format!(
+        "this manifest runs ceremonies, so it is applied only from an approved plan; nothing was changed. Run instead:\n  \
+         1. keyrite plan -f {file} --out ceremony.plan\n  \
+         2. each approver: keyrite approve ceremony.plan --key ~/.ssh/id_ed25519\n     \
+         (or: ssh-keygen -Y sign -n {ns} -f ~/.ssh/id_ed25519 ceremony.plan)\n  \
+         3. keyrite apply ceremony.plan --operator-key ~/.ssh/id_ed25519",
+        ns = crate::ceremony::approval::PLAN_NAMESPACE
+    )
+}
+
+#[cfg(test)]
+mod ceremony_refusal_tests {
+    #[test]
+    fn the_refusal_names_each_command_with_the_manifest() {
+        let text = super::ceremony_refusal(std::path::Path::new("ops/treasury.yaml"));
+        assert!(text.contains("keyrite plan -f ops/treasury.yaml --out ceremony.plan"), "{text}");
+        assert!(text.contains("keyrite approve ceremony.plan --key"), "{text}");
+        assert!(text.contains("keyrite apply ceremony.plan --operator-key"), "{text}");
     }
 }

@@ -309,7 +309,11 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
         finished_at: now(),
         keyrite_version: env!("CARGO_PKG_VERSION").into(),
         operator: record::Operator {
-            user: std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()),
+            user: operator_user(
+                |name| std::env::var(name).ok(),
+                std::fs::read_to_string("/etc/passwd").ok().as_deref(),
+                process_uid(),
+            ),
             host: hostname(),
             aws: plan.identity.aws.clone(),
             gcp: plan.identity.gcp.clone(),
@@ -389,6 +393,45 @@ fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Who ran the ceremony, as the record's `operator.user` names them. In order, the first that
+/// is set and not empty:
+/// 1. the CI's own identity of whoever started the job: GitHub Actions `GITHUB_ACTOR`
+///    (`github:octocat`), GitLab `GITLAB_USER_LOGIN` (`gitlab:alice`). In a CI container the
+///    OS user is the runner's (`root`, `runner`), so the CI's name is the meaningful one;
+/// 2. `$USER`, then `$LOGNAME`;
+/// 3. the name of the process's uid in `/etc/passwd` (what most CI containers have when
+///    `USER` is unset);
+/// 4. `uid:<n>`; `unknown` only when not even the uid can be read.
+fn operator_user(var: impl Fn(&str) -> Option<String>, passwd: Option<&str>, uid: Option<u32>) -> String {
+    let set = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    if let Some(actor) = set("GITHUB_ACTOR") {
+        return format!("github:{actor}");
+    }
+    if let Some(login) = set("GITLAB_USER_LOGIN") {
+        return format!("gitlab:{login}");
+    }
+    if let Some(user) = set("USER").or_else(|| set("LOGNAME")) {
+        return user;
+    }
+    let Some(uid) = uid else { return "unknown".into() };
+    let uid_text = uid.to_string();
+    passwd
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid_text && !name.is_empty()).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+/// The uid this process runs as: the owner of `/proc/self`.
+fn process_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
@@ -456,13 +499,16 @@ async fn key_facts(
 }
 
 /// `keyrite ceremony verify RECORD`.
+#[allow(clippy::too_many_arguments)]
 pub async fn verify(
     record_path: &Path,
     chain: Option<&Path>,
     manifest: Option<&Path>,
     plan: Option<&Path>,
     trusted: Option<&Path>,
+    require_witness: bool,
     live: bool,
+    format: Format,
 ) -> anyhow::Result<Status> {
     let bytes = std::fs::read(record_path).with_context(|| format!("cannot read {}", record_path.display()))?;
     let read = |p: Option<&Path>| p.map(std::fs::read).transpose();
@@ -474,42 +520,64 @@ pub async fn verify(
             .collect(),
         None => Vec::new(),
     };
-    let inputs =
-        crate::ceremony::verify::Inputs { manifest: manifest.as_deref(), plan: plan.as_deref(), trusted: &trusted };
-    let verified = match crate::ceremony::verify::verify_record(&bytes, &inputs) {
-        Ok(v) => v,
-        Err(e) => {
-            println!("✗ {}: {e}", record_path.display());
-            return Ok(Status::Error);
-        }
+    let inputs = crate::ceremony::verify::Inputs {
+        manifest: manifest.as_deref(),
+        plan: plan.as_deref(),
+        trusted: &trusted,
+        require_witness,
     };
-    let p = &verified.statement.predicate;
-    println!(
-        "Record {} (#{} of lineage {}), by {}@{}:",
-        p.record_id, p.sequence, p.lineage, p.operator.user, p.operator.host
-    );
-    for c in &verified.checks {
-        println!("  ✓ {c}");
+    let mut report = VerifyReport { trusted: !trusted.is_empty(), ..VerifyReport::default() };
+    match crate::ceremony::verify::verify_record(&bytes, &inputs) {
+        Ok(verified) => {
+            let p = &verified.statement.predicate;
+            report.record = Some(serde_json::json!({
+                "record_id": p.record_id, "sequence": p.sequence, "lineage": p.lineage,
+                "operator": {"user": p.operator.user, "host": p.operator.host, "keyid": p.operator.keyid},
+            }));
+            report.header = format!(
+                "Record {} (#{} of lineage {}), by {}@{}:",
+                p.record_id, p.sequence, p.lineage, p.operator.user, p.operator.host
+            );
+            report.checks = verified.checks.clone();
+            report.unchecked = verified.unchecked.clone();
+            match after_record(&verified, record_path, chain, &trusted, live).await? {
+                Ok(more) => report.checks.extend(more),
+                Err(failure) => report.failure = Some(failure),
+            }
+        }
+        Err(e) => report.failure = Some(format!("{}: {e}", record_path.display())),
     }
+    report.print(format)?;
+    Ok(if report.failure.is_some() { Status::Error } else { Status::Ok })
+}
+
+/// The chain and live checks of a record that verified: more checks, or the first failure.
+async fn after_record(
+    verified: &crate::ceremony::verify::Verified,
+    record_path: &Path,
+    chain: Option<&Path>,
+    trusted: &[ssh_key::PublicKey],
+    live: bool,
+) -> anyhow::Result<Result<Vec<String>, String>> {
+    let p = &verified.statement.predicate;
+    let mut checks = Vec::new();
     if let Some(dir) = chain {
         let records = record::records_in(dir, Some(&p.lineage))?;
         if !records.iter().any(|r| r.statement.predicate.record_id == p.record_id) {
-            println!(
-                "✗ chain: {} is not among the records of lineage {} in {}",
+            return Ok(Err(format!(
+                "chain: {} is not among the records of lineage {} in {}",
                 record_path.display(),
                 p.lineage,
                 dir.display()
-            );
-            return Ok(Status::Error);
+            )));
         }
-        match crate::ceremony::verify::verify_chain(&records, &trusted) {
-            Ok(lines) => {
-                println!("  ✓ chain of {} record(s) links back to the first: {}", lines.len(), lines.join(" → "))
-            }
-            Err(e) => {
-                println!("✗ chain: {e}");
-                return Ok(Status::Error);
-            }
+        match crate::ceremony::verify::verify_chain(&records, trusted) {
+            Ok(lines) => checks.push(format!(
+                "chain of {} record(s) links back to the first: {}",
+                lines.len(),
+                lines.join(" → ")
+            )),
+            Err(e) => return Ok(Err(format!("chain: {e}"))),
         }
     }
     if live {
@@ -517,16 +585,65 @@ pub async fn verify(
         let cloud = Cloud::connect(&plan.aws, &plan.gcp).await;
         for k in &p.keys {
             match live_check(&cloud, k).await {
-                Ok(()) => println!("  ✓ live: {} exists, is enabled, and has the recorded public key", k.address),
-                Err(e) => {
-                    println!("✗ live: {}: {e:#}", k.address);
-                    return Ok(Status::Error);
+                Ok(()) => {
+                    checks.push(format!("live: {} exists, is enabled, and has the recorded public key", k.address))
                 }
+                Err(e) => return Ok(Err(format!("live: {}: {e:#}", k.address))),
             }
         }
     }
-    println!("The record verifies.");
-    Ok(Status::Ok)
+    Ok(Ok(checks))
+}
+
+/// What `ceremony verify` found, for either format.
+#[derive(Default)]
+struct VerifyReport {
+    header: String,
+    record: Option<serde_json::Value>,
+    checks: Vec<String>,
+    unchecked: Vec<String>,
+    trusted: bool,
+    failure: Option<String>,
+}
+
+impl VerifyReport {
+    const NOT_PINNED: &str = "not pinned: the operator's key is the one the record names; anyone with a new key can \
+                              re-sign a record like this one. Pass --trusted-keys FILE with the operators' keys to pin them.";
+
+    fn print(&self, format: Format) -> anyhow::Result<()> {
+        if format == Format::Json {
+            let out = serde_json::json!({
+                "format_version": 1,
+                "kind": "ceremony_verify",
+                "verified": self.failure.is_none(),
+                "trusted": self.trusted,
+                "warnings": if self.trusted { vec![] } else { vec![Self::NOT_PINNED] },
+                "record": self.record,
+                "checks": self.checks,
+                "witnesses_not_checked": self.unchecked,
+                "failure": self.failure,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        if !self.header.is_empty() {
+            println!("{}", self.header);
+        }
+        for c in &self.checks {
+            println!("  ✓ {c}");
+        }
+        for id in &self.unchecked {
+            println!("  - witness signature {id}: present, not checked: key not trusted (add it to --trusted-keys)");
+        }
+        if self.record.is_some() && !self.trusted {
+            println!("  ! {}", Self::NOT_PINNED);
+        }
+        match &self.failure {
+            Some(f) => println!("✗ {f}"),
+            None => println!("The record verifies."),
+        }
+        Ok(())
+    }
 }
 
 /// The key still exists, is enabled, and has the recorded public key (read-only calls).
@@ -630,4 +747,29 @@ pub fn sign(record_path: &Path, key: &Path) -> anyhow::Result<Status> {
     std::fs::rename(&tmp, record_path)?;
     println!("Signed {} as {}.", record_path.display(), dsse::keyid(private.public_key()));
     Ok(Status::Ok)
+}
+
+#[cfg(test)]
+mod operator_tests {
+    use super::operator_user;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nci:x:1001:1001::/home/ci:/bin/sh\n";
+
+    fn user(vars: &[(&str, &str)], passwd: Option<&str>, uid: Option<u32>) -> String {
+        operator_user(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()), passwd, uid)
+    }
+
+    #[test]
+    fn the_ci_identity_comes_first_then_the_environment_then_the_user_database_then_the_uid() {
+        let all = [("GITHUB_ACTOR", "octocat"), ("GITLAB_USER_LOGIN", "alice"), ("USER", "runner")];
+        assert_eq!(user(&all, Some(PASSWD), Some(0)), "github:octocat");
+        assert_eq!(user(&all[1..], Some(PASSWD), Some(0)), "gitlab:alice");
+        assert_eq!(user(&[("GITHUB_ACTOR", " "), ("USER", "runner")], None, None), "runner");
+        assert_eq!(user(&[("LOGNAME", "lee")], None, None), "lee");
+        assert_eq!(user(&[("USER", "")], Some(PASSWD), Some(1001)), "ci");
+        assert_eq!(user(&[], Some(PASSWD), Some(0)), "root");
+        assert_eq!(user(&[], Some(PASSWD), Some(4242)), "uid:4242");
+        assert_eq!(user(&[], None, Some(7)), "uid:7");
+        assert_eq!(user(&[], None, None), "unknown");
+    }
 }

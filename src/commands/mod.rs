@@ -63,14 +63,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         }
         Command::Approve { plan, key, principal, yes } => ceremony::approve(&plan, &key, principal.as_deref(), yes),
         Command::Ceremony { command } => match command {
-            CeremonyCommand::Verify { record, chain, manifest, plan, trusted_keys, live } => {
+            CeremonyCommand::Verify { record, chain, manifest, plan, trusted_keys, require_witness, live, format } => {
                 ceremony::verify(
                     &record,
                     chain.as_deref(),
                     manifest.as_deref(),
                     plan.as_deref(),
                     trusted_keys.as_deref(),
+                    require_witness,
                     live,
+                    format,
                 )
                 .await
             }

@@ -6,7 +6,9 @@
 //! | `time` | when the answer was sent (RFC 3339, UTC) |
 //! | `client` | who asked: the access list's client name; else the client certificate's subject; else the peer's IP address |
 //! | `peer` | the peer's address and port |
-//! | `auth` | how the request authenticated: `mtls` (an access-list certificate, or any verified certificate without an access list), `bearer`, `none` |
+//! | `auth` | how the request authenticated: `mtls` (a client certificate that chains to `--client-ca`, whether or not the access list names it), `bearer` (a token the server recognises), `none` |
+//! | `cert_subject` | the verified client certificate's subject, RFC 4514 (absent without one) |
+//! | `cert_sha256` | its SHA-256 fingerprint, lowercase hex, as an access list's `sha256:` names it |
 //! | `signer` | the signer asked for (`-` when the server holds no such signer) |
 //! | `digest` | the 32-byte hash the client sent, 0x-hex (absent when the body had none) |
 //! | `mode` | `eip191` or `digest` |
@@ -15,6 +17,7 @@
 //! | `status` | the HTTP status sent |
 //! | `kms_request_id` | the KMS request id, when KMS gives one (AWS) |
 //! | `latency_ms` | from the request's arrival to its answer |
+//! | `reason` | why a request was refused with 401 or 403 (`client certificate CN=… (SHA-256 …) is not in the access list`, `the bearer token matches no client of the access list`, `client ci may not use signer treasury`) |
 //!
 //! Never a token, a credential or a signature.
 
@@ -30,6 +33,10 @@ pub struct Entry {
     pub client: String,
     pub peer: String,
     pub auth: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_sha256: Option<String>,
     pub signer: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
@@ -42,6 +49,8 @@ pub struct Entry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kms_request_id: Option<String>,
     pub latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Where entries go.

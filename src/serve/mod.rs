@@ -17,8 +17,9 @@
 //!
 //! Who may sign: an optional bearer token for every signer, TLS with optional client
 //! certificates ([`tls`]), and an access list mapping certificates and tokens to signers
-//! ([`access`]). A request that may not use the signer it asks for answers 403 before any
-//! KMS call. Token buckets per signer and per client ([`limit`]) answer 429 with
+//! ([`access`]). A request without a credential the server recognises answers 401 with a
+//! `WWW-Authenticate: Bearer` challenge, one from an identity that may not use the signer it
+//! asks for answers 403 ([`auth`]), both before any KMS call. Token buckets per signer and per client ([`limit`]) answer 429 with
 //! `Retry-After`, as does a KMS throttling error.
 
 use std::convert::Infallible;
@@ -34,6 +35,7 @@ use serde_json::{Value, json};
 
 pub mod access;
 pub mod audit;
+pub mod auth;
 pub mod health;
 pub mod limit;
 pub mod metrics;
@@ -42,6 +44,7 @@ pub mod tls;
 use crate::contract::{parse_request, response_body};
 use crate::manifest::SigningMode;
 use crate::signer::KmsSigner;
+use auth::{Bearer, Denied};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -99,50 +102,6 @@ impl Service {
         self.token.is_some() || self.access.is_some()
     }
 
-    /// Who the caller is, and whether it may use `signer`. `cert` is the client certificate
-    /// the TLS layer verified, if any.
-    fn authorize(&self, peer: &Peer, bearer: Option<&str>, signer: Option<&str>) -> Result<Caller, Denied> {
-        let cert = peer.cert.as_deref();
-        let everything =
-            self.token.as_deref().is_some_and(|t| bearer.is_some_and(|b| constant_time_eq(b.as_bytes(), t.as_bytes())));
-        let Some(access) = &self.access else {
-            return match (&self.token, everything) {
-                (Some(_), false) => Err(Denied::unauthorized("missing or wrong bearer token")),
-                _ => Ok(Caller { client: peer.name(), auth: auth_of(cert, everything) }),
-            };
-        };
-        // Every credential presented, in order of strength; the first that may use the signer wins.
-        let mut known = Vec::new();
-        if let Some(client) = cert.and_then(|c| access.by_certificate(c)) {
-            known.push((client.name.as_str(), "mtls", Some(client)));
-        }
-        if let Some(client) = bearer.and_then(|b| access.by_token(b)) {
-            known.push((client.name.as_str(), "bearer", Some(client)));
-        }
-        if everything {
-            known.push(("bearer", "bearer", None));
-        }
-        let Some(first) = known.first() else {
-            return Err(match cert {
-                Some(c) => Denied::forbidden(format!("client certificate {} is not in the access list", c.subject)),
-                None => Denied::unauthorized(
-                    "missing or unknown credentials: present a client certificate or a bearer token",
-                ),
-            });
-        };
-        let Some(signer) = signer else {
-            // The signer does not exist: the caller is known, the route answers 404.
-            return Ok(Caller { client: first.0.to_owned(), auth: first.1 });
-        };
-        match known.iter().find(|(_, _, client)| client.is_none_or(|c| c.may_use(signer))) {
-            Some((name, auth, _)) => Ok(Caller { client: (*name).to_owned(), auth }),
-            None => Err(Denied {
-                caller: Some(Caller { client: first.0.to_owned(), auth: first.1 }),
-                ..Denied::forbidden(format!("client {} may not use signer {signer}", first.0))
-            }),
-        }
-    }
-
     fn signer(&self, name: &str) -> Option<&Signer> {
         self.signers.iter().find(|s| s.name == name)
     }
@@ -159,42 +118,8 @@ pub struct Peer {
 impl Peer {
     /// How the audit log and the per-client limit name a peer no access-list client names:
     /// its certificate subject, else its IP address.
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.cert.as_ref().map_or_else(|| self.addr.ip().to_string(), |c| c.subject.clone())
-    }
-}
-
-/// Who made a request, as the audit log and the per-client limit name it.
-struct Caller {
-    /// The access list's client name; else the certificate subject; else the peer's IP.
-    client: String,
-    /// `mtls`, `bearer` or `none`.
-    auth: &'static str,
-}
-
-fn auth_of(cert: Option<&tls::ClientCert>, bearer: bool) -> &'static str {
-    match (cert, bearer) {
-        (_, true) => "bearer",
-        (Some(_), false) => "mtls",
-        (None, false) => "none",
-    }
-}
-
-struct Denied {
-    status: StatusCode,
-    outcome: &'static str,
-    message: String,
-    /// Who was refused, when a credential named a client.
-    caller: Option<Caller>,
-}
-
-impl Denied {
-    fn unauthorized(message: &str) -> Denied {
-        Denied { status: StatusCode::UNAUTHORIZED, outcome: "unauthorized", message: message.to_owned(), caller: None }
-    }
-
-    fn forbidden(message: String) -> Denied {
-        Denied { status: StatusCode::FORBIDDEN, outcome: "forbidden", message, caller: None }
     }
 }
 
@@ -305,16 +230,13 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: &Peer) ->
     };
     let label = target.map_or("-", |s| s.name.as_str()).to_owned();
     let mut trace = Trace::default();
-    let bearer = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let bearer = Bearer::parse(req.headers().get(http::header::AUTHORIZATION));
     let caller = service.authorize(peer, bearer, target.map(|s| s.name.as_str()));
     let (client, auth) = match &caller {
         Ok(c) | Err(Denied { caller: Some(c), .. }) => (c.client.clone(), c.auth),
         Err(_) => (peer.name(), "none"),
     };
+    let reason = caller.as_ref().err().map(|d| d.message.clone());
     let done = |outcome: &'static str, response: Response<Full<Bytes>>, trace: &Trace| {
         let elapsed = started.elapsed();
         service.metrics.request(&label, outcome, elapsed);
@@ -323,6 +245,8 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: &Peer) ->
             client: client.clone(),
             peer: peer.addr.to_string(),
             auth,
+            cert_subject: peer.cert.as_ref().map(|c| c.subject.clone()),
+            cert_sha256: peer.cert.as_ref().map(|c| c.sha256.clone()),
             signer: label.clone(),
             digest: trace.digest.clone(),
             mode: trace.mode,
@@ -331,11 +255,16 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: &Peer) ->
             status: response.status().as_u16(),
             kms_request_id: trace.kms_request_id.clone(),
             latency_ms: elapsed.as_secs_f64() * 1000.0,
+            reason: reason.clone(),
         });
         response
     };
     if let Err(denied) = caller {
-        return done(denied.outcome, reply(denied.status, json!({"error": denied.message})), &trace);
+        let mut response = reply(denied.status, json!({"error": denied.message}));
+        if let Some(challenge) = denied.challenge.and_then(|c| http::HeaderValue::from_str(&c).ok()) {
+            response.headers_mut().insert(http::header::WWW_AUTHENTICATE, challenge);
+        }
+        return done(denied.outcome, response, &trace);
     }
     let Some(signer) = target else {
         let error = if matches!(path.as_str(), "" | "/sign") {

@@ -170,12 +170,15 @@ async fn serve_over_mtls_lets_each_client_use_only_its_signers_and_reloads_its_c
     let (status, _, answer) = post(&mut as_bundler, "/sign/ops", None, &body).await.unwrap();
     assert!(status == 403 && answer.contains("client bundler may not use signer ops"), "{status} {answer}");
 
-    // A certificate the CA issued but the access list does not name: 403, token or not.
+    // A certificate the CA issued but the access list does not name: 403, with its subject
+    // and fingerprint; with a token that matches no client as well, 401 (the token is wrong).
+    let stranger_sha256 = hex::encode(sha2::Sha256::digest(stranger.0.der()));
     let mut as_stranger = connect(port, client(&authority, Some(&stranger))).await.unwrap();
     let (status, _, answer) = post(&mut as_stranger, "/sign/treasury", None, &body).await.unwrap();
-    assert!(status == 403 && answer.contains("CN=stranger is not in the access list"), "{status} {answer}");
-    let (status, _, _) = post(&mut as_stranger, "/sign/ops", Some("not-the-token"), &body).await.unwrap();
-    assert_eq!(status, 403);
+    let refused = format!("client certificate CN=stranger (SHA-256 {stranger_sha256}) is not in the access list");
+    assert!(status == 403 && answer.contains(&refused), "{status} {answer}");
+    let (status, _, answer) = post(&mut as_stranger, "/sign/ops", Some("not-the-token"), &body).await.unwrap();
+    assert!(status == 401 && answer.contains("matches no client"), "{status} {answer}");
     // The ci token may use ops, and only ops.
     let (status, _, answer) = post(&mut as_stranger, "/sign/ops", Some(token), &digest_body).await.unwrap();
     assert_eq!(status, 200, "{answer}");
@@ -257,8 +260,8 @@ async fn serve_over_mtls_lets_each_client_use_only_its_signers_and_reloads_its_c
         [
             row("bundler", "mtls", "treasury", "signed"),
             row("bundler", "mtls", "ops", "forbidden"),
-            row("CN=stranger", "none", "treasury", "forbidden"),
-            row("CN=stranger", "none", "ops", "forbidden"),
+            row("CN=stranger", "mtls", "treasury", "forbidden"),
+            row("CN=stranger", "mtls", "ops", "unauthorized"),
             row("ci", "bearer", "ops", "signed"),
             row("ci", "bearer", "treasury", "forbidden"),
             row("bundler", "mtls", "treasury", "signed"),
@@ -267,4 +270,21 @@ async fn serve_over_mtls_lets_each_client_use_only_its_signers_and_reloads_its_c
             row("ci", "bearer", "ops", "signed"),
         ]
     );
+    // A refused certificate is in the log with its subject, its fingerprint and the reason,
+    // as is every certificate that verified; a request that was let through has no reason.
+    let refused_line = &lines[2];
+    assert_eq!(
+        (refused_line["cert_subject"].as_str(), refused_line["cert_sha256"].as_str(), refused_line["reason"].as_str()),
+        (Some("CN=stranger"), Some(stranger_sha256.as_str()), Some(refused.as_str())),
+        "{refused_line}"
+    );
+    assert_eq!(lines[3]["reason"], "the bearer token matches no client of the access list", "{}", lines[3]);
+    let bundler_sha256 = hex::encode(sha2::Sha256::digest(bundler.0.der()));
+    assert_eq!(
+        (lines[0]["cert_subject"].as_str(), lines[0]["cert_sha256"].as_str(), lines[0].get("reason")),
+        (Some("CN=bundler"), Some(bundler_sha256.as_str()), None),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["reason"], "client bundler may not use signer ops", "{}", lines[1]);
 }
