@@ -19,7 +19,8 @@
 //! and one KMS client at cold start, the key checked before the first event, then the
 //! Lambda Runtime API loop of the official `lambda_runtime` crate. A cold-start check that
 //! failed on a KMS fault is tried again at the next event, as the Node template does; a bad
-//! configuration or a key for another address signs nothing.
+//! configuration or a key for another address signs nothing, and the key's mismatch is
+//! remembered, so later events make no further `GetPublicKey` call.
 
 use std::time::{Duration, Instant};
 
@@ -71,14 +72,17 @@ impl Handler {
     /// Cold start: GetPublicKey, the key's spec and curve, and its address against
     /// `EXPECTED_ADDRESS`. An error here means the function signs nothing.
     pub async fn init(kms: aws_sdk_kms::Client, config: &Config) -> anyhow::Result<Handler> {
-        let signer = KmsSigner::connect(kms, &config.key_id).await?;
-        anyhow::ensure!(
-            signer.address == config.address,
-            "KMS key {} signs for {}, not EXPECTED_ADDRESS {}; refusing to sign",
-            config.key_id,
-            signer.address,
-            config.address
-        );
+        Handler::init_checked(kms, config).await.map_err(InitError::into_anyhow)
+    }
+
+    async fn init_checked(kms: aws_sdk_kms::Client, config: &Config) -> Result<Handler, InitError> {
+        let signer = KmsSigner::connect(kms, &config.key_id).await.map_err(|e| InitError::Fault(e.into()))?;
+        if signer.address != config.address {
+            return Err(InitError::WrongAddress(format!(
+                "KMS key {} signs for {}, not EXPECTED_ADDRESS {}; refusing to sign",
+                config.key_id, signer.address, config.address
+            )));
+        }
         Ok(Handler { signer, mode: config.mode })
     }
 
@@ -109,24 +113,63 @@ impl Handler {
     }
 }
 
+/// Why a key did not check out.
+#[derive(Debug, thiserror::Error)]
+enum InitError {
+    /// KMS did not answer as it should (unreachable, throttled): worth asking again.
+    #[error(transparent)]
+    Fault(anyhow::Error),
+    /// The key is not `EXPECTED_ADDRESS`'s: asking again gives the same answer.
+    #[error("{0}")]
+    WrongAddress(String),
+}
+
+impl InitError {
+    fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            InitError::Fault(e) => e,
+            other => anyhow::anyhow!("{other}"),
+        }
+    }
+}
+
 /// A container's signer as the runtime loop holds it: the configuration read at cold start,
-/// one KMS client, and the [`Handler`] once its key has checked out.
+/// one KMS client, and the [`Handler`] once its key has checked out. A key for another
+/// address is remembered as such, once per container: a misconfigured function answers 500
+/// to every event without calling `GetPublicKey` again, so its callers cannot multiply KMS
+/// calls; only a KMS fault is retried.
 pub struct Container {
     config: Result<Config, String>,
     kms: aws_sdk_kms::Client,
     ready: OnceCell<Handler>,
+    refused: std::sync::OnceLock<String>,
 }
 
 impl Container {
     pub fn new(config: anyhow::Result<Config>, kms: aws_sdk_kms::Client) -> Container {
-        Container { config: config.map_err(|e| format!("{e:#}")), kms, ready: OnceCell::new() }
+        Container {
+            config: config.map_err(|e| format!("{e:#}")),
+            kms,
+            ready: OnceCell::new(),
+            refused: std::sync::OnceLock::new(),
+        }
     }
 
     /// The checked key's handler: [`Handler::init`] the first time, and again after a
     /// failure (a KMS fault at cold start must not leave the container refusing forever).
     pub async fn handler(&self) -> anyhow::Result<&Handler> {
         let config = self.config.as_ref().map_err(|e| anyhow::anyhow!("misconfigured: {e}"))?;
-        self.ready.get_or_try_init(|| Handler::init(self.kms.clone(), config)).await
+        if let Some(refusal) = self.refused.get() {
+            anyhow::bail!("{refusal} (checked once at cold start)");
+        }
+        match self.ready.get_or_try_init(|| Handler::init_checked(self.kms.clone(), config)).await {
+            Ok(handler) => Ok(handler),
+            Err(InitError::WrongAddress(refusal)) => {
+                let refusal = self.refused.get_or_init(|| refusal);
+                anyhow::bail!("{refusal}")
+            }
+            Err(e) => Err(e.into_anyhow()),
+        }
     }
 
     /// Answers one event: 500 `internal error` while the key has not checked out (the

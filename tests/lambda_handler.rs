@@ -261,6 +261,18 @@ async fn the_container_signs_nothing_until_its_key_checks_out_and_recovers_from_
         }
     }
     assert!(wrong.handler().await.err().unwrap().to_string().contains("refusing to sign"));
+    // The mismatch was learnt from one GetPublicKey; the container remembers it, so more
+    // events (and the unset container) make no further KMS call.
+    let before = kms.public_keys.load(Ordering::Relaxed);
+    for _ in 0..5 {
+        assert_eq!(answer(&wrong.handle(&request).await), internal);
+    }
+    assert_eq!(kms.public_keys.load(Ordering::Relaxed), before, "GetPublicKey again after a mismatch");
+    let fresh = Container::new(config(&other, "eip191"), kms.client().await);
+    for _ in 0..3 {
+        assert_eq!(answer(&fresh.handle(&request).await), internal);
+    }
+    assert_eq!(kms.public_keys.load(Ordering::Relaxed), before + 1, "one GetPublicKey per container");
     assert!(unset.handler().await.err().unwrap().to_string().contains("KMS_KEY_ID is not set"));
     assert_eq!(kms.signs.load(Ordering::Relaxed), 1, "nothing signed for a key that did not check out");
 }

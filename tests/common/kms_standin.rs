@@ -24,6 +24,8 @@ pub struct KmsStandIn {
     pub url: String,
     /// `Sign` requests answered so far.
     pub signs: Arc<AtomicUsize>,
+    /// `GetPublicKey` requests answered so far.
+    pub public_keys: Arc<AtomicUsize>,
 }
 
 impl KmsStandIn {
@@ -44,6 +46,8 @@ impl KmsStandIn {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let signs = Arc::new(AtomicUsize::new(0));
         let counter = signs.clone();
+        let public_keys = Arc::new(AtomicUsize::new(0));
+        let pk_counter = public_keys.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
@@ -51,10 +55,12 @@ impl KmsStandIn {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else { continue };
                     let _ = stream.set_nodelay(true);
-                    let (spki, sign, counter) = (spki.clone(), sign.clone(), counter.clone());
+                    let (spki, sign, counter, pk_counter) =
+                        (spki.clone(), sign.clone(), counter.clone(), pk_counter.clone());
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                            let (spki, sign, counter) = (spki.clone(), sign.clone(), counter.clone());
+                            let (spki, sign, counter, pk_counter) =
+                                (spki.clone(), sign.clone(), counter.clone(), pk_counter.clone());
                             async move {
                                 let target = req
                                     .headers()
@@ -67,6 +73,9 @@ impl KmsStandIn {
                                 if target == "TrentService.Sign" {
                                     counter.fetch_add(1, Ordering::Relaxed);
                                 }
+                                if target == "TrentService.GetPublicKey" {
+                                    pk_counter.fetch_add(1, Ordering::Relaxed);
+                                }
                                 Ok::<_, Infallible>(answer(&target, &body, &spki, key_spec, &*sign))
                             }
                         });
@@ -77,7 +86,7 @@ impl KmsStandIn {
                 }
             });
         });
-        KmsStandIn { url, signs }
+        KmsStandIn { url, signs, public_keys }
     }
 
     /// An SDK client for it, with static test credentials.
