@@ -25,14 +25,19 @@ fn python() -> PathBuf {
 }
 
 fn guide(args: &[&str]) -> Json {
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/adoption/guide_stack.py"))
+    script(&python(), "guide_stack.py", args)
+}
+
+/// Runs `tests/adoption/<file>` with `python` and parses the JSON it prints.
+fn script(python: &std::path::Path, file: &str, args: &[&str]) -> Json {
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/adoption").join(file))
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("run guide_stack.py");
-    assert!(out.status.success(), "guide_stack.py {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("guide_stack.py prints JSON")
+        .unwrap_or_else(|e| panic!("run {file}: {e}"));
+    assert!(out.status.success(), "{file} {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{file} prints JSON: {e}"))
 }
 
 /// Builds the guide's stack on `emu`; returns what it made.
@@ -330,14 +335,7 @@ fn docs_name_every_field_discover_writes() {
 fn gcloud(args: &[&str]) -> Json {
     let python = repo_root().join(".venv/gcp/bin/python");
     assert!(python.exists(), "{} is missing: run scripts/install-emulator.sh", python.display());
-    let out = Command::new(python)
-        .arg(repo_root().join("tests/adoption/gcloud_stack.py"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run gcloud_stack.py");
-    assert!(out.status.success(), "gcloud_stack.py {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("gcloud_stack.py prints JSON")
+    script(&python, "gcloud_stack.py", args)
 }
 
 #[test]
