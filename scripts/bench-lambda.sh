@@ -11,7 +11,8 @@ cd "$root"
 requests=${1:-5000}
 rounds=${2:-10}
 [ -d node_modules/@aws-sdk/client-kms ] || npm ci --no-audit --no-fund --loglevel=error
-cargo build --release --quiet --bins --bench lambda_signer --bench lambda_cold_start
+cargo build --release --quiet --bin keyrite --bench lambda_signer --bench lambda_cold_start
+cargo build --quiet --locked --profile signer -p keyrite-lambda-signer   # what is deployed
 newest() { ls -t target/release/deps/"$1"-* | grep -v "\.d$" | head -1; }
 signer_bench=$(newest lambda_signer)
 cold_bench=$(newest lambda_cold_start)
@@ -23,7 +24,7 @@ for _ in 1 2 3; do
 done
 
 echo "== the Rust signer's package"
-ls -l target/release/keyrite-lambda-signer | awk '{print "executable:", $5, "bytes"}'
+ls -l target/signer/keyrite-lambda-signer | awk '{print "executable:", $5, "bytes"}'
 
 echo "== cold start and peak RSS on the emulator ($rounds rounds)"
 eval "$(scripts/emulator.sh start)"

@@ -24,7 +24,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 npm ci --no-audit --no-fund --loglevel=error   # the AWS SDK for the Lambda layer; the Cloud Run runtime
-cargo build --quiet --bin keyrite --bin keyrite-lambda-signer --example gcp-kms-standin
+cargo build --quiet --bin keyrite --example gcp-kms-standin
+# The Rust signer's bootstrap, from its one build path (target/signer/, where keyrite looks).
+cargo build --quiet --locked --profile signer -p keyrite-lambda-signer
 keyrite="$root/target/debug/keyrite"
 eval "$(scripts/emulator.sh start)"
 pids=()

@@ -14,7 +14,9 @@ if [ -f package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 bash scripts/fuzz.sh "${KEYRITE_FUZZ_SECONDS:-20}"
-cargo test --locked --lib --bins --tests
+# Every crate of the workspace. The integration tests build the Rust signer's bootstrap
+# through its one build path (cargo build --profile signer -p keyrite-lambda-signer).
+cargo test --locked --workspace --lib --bins --tests
 if [ -d tests/node ] && ls tests/node/*.test.mjs >/dev/null 2>&1; then
   npm run --silent test:node
 fi

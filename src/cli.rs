@@ -172,7 +172,7 @@ pub enum Command {
         #[arg(long)]
         hash: String,
         /// eip191 signs the personal-message hash of the 32 bytes; digest signs them as given
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = signing_mode())]
         mode: Option<SigningMode>,
     },
     /// Write the Cloud Run signer for a Cloud KMS signer, and print its deploy command
@@ -456,4 +456,10 @@ pub struct ServeArgs {
     /// Requests a client's bucket holds (default: twice --client-rate, at least 1)
     #[arg(long, value_name = "N")]
     pub client_burst: Option<f64>,
+}
+
+/// `--mode`: the signing modes by name, listed in `--help`.
+fn signing_mode() -> impl clap::builder::TypedValueParser<Value = SigningMode> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["eip191", "digest"]).try_map(|s| s.parse::<SigningMode>())
 }

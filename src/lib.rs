@@ -8,18 +8,18 @@ pub mod apply;
 pub mod ceremony;
 pub mod cli;
 pub mod commands;
-pub mod contract;
-pub mod crypto;
 pub mod discover;
-pub mod lambda;
 pub mod lint;
 pub mod manifest;
 pub mod package;
 pub mod plan;
-pub mod policy;
 pub mod provider;
 pub mod render;
 pub mod selftest;
 pub mod serve;
 pub mod signer;
 pub mod state;
+
+// The layers below, under the names the rest of this crate uses.
+pub use keyrite_core::{contract, crypto, policy, signing};
+pub use keyrite_lambda_signer as lambda;

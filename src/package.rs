@@ -43,8 +43,15 @@ const BUILTIN: &[(&str, &[(&str, &str)])] = &[
 /// The template of the Rust Lambda signer: the `bootstrap` of a `provided.al2023` function.
 pub const RUST_SIGNER: &str = "rust-signer";
 
-/// The executable [`RUST_SIGNER`] packages, looked for beside the running `keyrite`.
+/// The executable [`RUST_SIGNER`] packages: in a cargo target directory, the build of
+/// [`RUST_SIGNER_PROFILE`]; beside the running `keyrite` otherwise.
 pub const RUST_SIGNER_BIN: &str = "keyrite-lambda-signer";
+
+/// The cargo profile of the one build keyrite deploys (`target/signer/`).
+pub const RUST_SIGNER_PROFILE: &str = "signer";
+
+/// That build's command.
+pub const RUST_SIGNER_BUILD: &str = "cargo build --locked --profile signer -p keyrite-lambda-signer";
 
 /// An explicit path to the executable instead (a build for another architecture, say).
 pub const RUST_SIGNER_ENV: &str = "KEYRITE_RUST_SIGNER";
@@ -65,8 +72,9 @@ pub enum PackageError {
     #[error("cannot write zip: {0}")]
     Zip(String),
     #[error(
-        "the Rust signer's executable {0} is missing: it is built beside keyrite (`cargo build --release` builds \
-         both binaries, `cargo install` installs both), or {RUST_SIGNER_ENV} names it"
+        "the Rust signer's executable {0} is missing: build it with `{RUST_SIGNER_BUILD}` (a keyrite run from \
+         a cargo target directory takes target/{RUST_SIGNER_PROFILE}/{RUST_SIGNER_BIN}), install it beside keyrite, \
+         or name it in {RUST_SIGNER_ENV}"
     )]
     NoRustSigner(PathBuf),
     #[error(
@@ -109,13 +117,27 @@ pub fn function_package(template: &str, base: &Path) -> Result<Package, PackageE
     }
 }
 
-/// Where the Rust signer's executable is: [`RUST_SIGNER_ENV`], or beside this executable.
+/// Where the Rust signer's executable is: [`RUST_SIGNER_ENV`]; for a keyrite run from a
+/// cargo target directory, that directory's [`RUST_SIGNER_PROFILE`] build and no other (so
+/// that a `cargo build` or `cargo bench` of anything else, which may write another
+/// `keyrite-lambda-signer` beside keyrite, never changes what is deployed); else beside this
+/// executable (an installed keyrite).
 pub fn rust_signer_path() -> PathBuf {
     if let Some(path) = std::env::var_os(RUST_SIGNER_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.with_file_name(format!("{RUST_SIGNER_BIN}{}", std::env::consts::EXE_SUFFIX))
+    signer_beside(&std::env::current_exe().unwrap_or_default())
+}
+
+/// [`rust_signer_path`] for a keyrite at `exe`, without the environment.
+fn signer_beside(exe: &Path) -> PathBuf {
+    let name = format!("{RUST_SIGNER_BIN}{}", std::env::consts::EXE_SUFFIX);
+    // Cargo marks the root of every target directory with CACHEDIR.TAG; its executables are
+    // in `<target>/<profile>/`.
+    match exe.parent().and_then(Path::parent) {
+        Some(target) if target.join("CACHEDIR.TAG").is_file() => target.join(RUST_SIGNER_PROFILE).join(name),
+        _ => exe.with_file_name(name),
+    }
 }
 
 /// The Rust signer's package of the executable at `path`: `bootstrap`, deflated, once its
@@ -298,5 +320,19 @@ mod tests {
         assert_eq!(files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), vec!["nodejs/top.js", "nodejs/x/y/z.js"]);
         // Read twice from disk, zipped twice: identical.
         assert_eq!(zip(dir_files(dir.path(), "").unwrap()).unwrap(), zip(dir_files(dir.path(), "").unwrap()).unwrap());
+    }
+
+    #[test]
+    fn a_keyrite_in_a_cargo_target_dir_takes_the_signer_profiles_build_and_an_installed_one_its_neighbour() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::create_dir_all(target.join("release")).unwrap();
+        std::fs::write(target.join("CACHEDIR.TAG"), "Signature: 8a477f597d28d172789f06886806bc55").unwrap();
+        let bin = format!("{RUST_SIGNER_BIN}{}", std::env::consts::EXE_SUFFIX);
+        // A release build of the signer beside keyrite is not the deployed build.
+        assert_eq!(signer_beside(&target.join("release/keyrite")), target.join("signer").join(&bin));
+        assert_eq!(signer_beside(&target.join("debug/keyrite")), target.join("signer").join(&bin));
+        let installed = dir.path().join("bin/keyrite");
+        assert_eq!(signer_beside(&installed), dir.path().join("bin").join(&bin));
     }
 }

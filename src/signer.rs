@@ -5,8 +5,7 @@
 //! naming which of the two candidate public keys signed. This module turns one into the
 //! other and verifies the result recovers to the key's address before anyone sees it.
 
-use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
+use keyrite_lambda_signer::kms::{KmsError, KmsKey};
 
 use crate::crypto::{self, Address};
 use crate::manifest::SigningMode;
@@ -19,21 +18,10 @@ pub enum SignError {
     Crypto(#[from] crypto::CryptoError),
 }
 
-/// The 32 bytes KMS is asked to sign for a request digest, in the given mode.
-pub fn prehash(mode: SigningMode, digest: &[u8; 32]) -> [u8; 32] {
-    match mode {
-        SigningMode::Eip191 => crypto::eip191_hash(digest),
-        SigningMode::Digest => *digest,
-    }
-}
-
 /// Where the key lives.
 #[derive(Clone, Debug)]
 enum Backend {
-    Aws {
-        kms: aws_sdk_kms::Client,
-        key_id: String,
-    },
+    Aws(KmsKey),
     /// A pinned Cloud KMS key version (`…/cryptoKeyVersions/N`).
     Gcp {
         kms: google_cloud_kms_v1::client::KeyManagementService,
@@ -54,20 +42,13 @@ pub struct KmsSigner {
 impl KmsSigner {
     /// Fetches an AWS KMS key's public key. `kms:GetPublicKey`.
     pub async fn connect(kms: aws_sdk_kms::Client, key_id: &str) -> Result<KmsSigner, SignError> {
-        let out =
-            kms.get_public_key().key_id(key_id).send().await.map_err(|e| kms_error("kms:GetPublicKey", key_id, e))?;
-        if let Some(spec) = out.key_spec().filter(|s| **s != aws_sdk_kms::types::KeySpec::EccSecgP256K1) {
-            return Err(SignError::Kms {
-                operation: "kms:GetPublicKey",
-                key: key_id.to_owned(),
-                message: format!("the key is {}, not ECC_SECG_P256K1 (secp256k1)", spec.as_str()),
-            });
-        }
-        let spki = out.public_key().map(|b| b.as_ref().to_vec()).unwrap_or_default();
-        // Sign with the key GetPublicKey resolved (its ARN), so that an alias pointed at another
-        // key later cannot swap the key under a signer that checked this one.
-        let resolved = out.key_id().unwrap_or(key_id).to_owned();
-        KmsSigner::new(Backend::Aws { kms, key_id: resolved }, spki)
+        let key = KmsKey::connect(kms, key_id).await.map_err(aws_sign_error)?;
+        Ok(KmsSigner {
+            key: key.prepared().clone(),
+            spki: key.spki().to_vec(),
+            address: *key.address(),
+            backend: Backend::Aws(key),
+        })
     }
 
     /// Fetches a Cloud KMS key version's public key, checking its CRC32C. Permission
@@ -105,22 +86,10 @@ impl KmsSigner {
     /// [`KmsSigner::sign_der`], with the KMS request id when KMS gives one (AWS does, in
     /// answers and in errors).
     pub async fn sign_der_traced(&self, prehash: &[u8; 32]) -> (Result<Vec<u8>, SignError>, Option<String>) {
-        use aws_sdk_kms::operation::RequestId;
         match &self.backend {
-            Backend::Aws { kms, key_id } => {
-                let sent = kms
-                    .sign()
-                    .key_id(key_id)
-                    .message(Blob::new(prehash.to_vec()))
-                    .message_type(MessageType::Digest)
-                    .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-                    .send()
-                    .await;
-                let id = sent.request_id().map(str::to_owned);
-                let der = sent
-                    .map(|out| out.signature().map(|b| b.as_ref().to_vec()).unwrap_or_default())
-                    .map_err(|e| kms_error("kms:Sign", key_id, e));
-                (der, id)
+            Backend::Aws(key) => {
+                let (der, id) = key.sign_der_traced(prehash).await;
+                (der.map_err(aws_sign_error), id)
             }
             Backend::Gcp { kms, version } => (Self::sign_der_gcp(kms, version, prehash).await, None),
         }
@@ -212,7 +181,8 @@ impl KmsSigner {
             error: Some(error),
         };
         match &self.backend {
-            Backend::Aws { kms, key_id } => {
+            Backend::Aws(key) => {
+                let (kms, key_id) = (key.client(), key.key_id());
                 let described = match kms.describe_key().key_id(key_id).send().await {
                     Ok(d) => d,
                     Err(e) => return down(kms_error("kms:DescribeKey", key_id, e).to_string()),
@@ -253,6 +223,20 @@ impl KmsSigner {
     }
 }
 
+/// A [`KmsError`] in keyrite's words, with the hints keyrite gives for every AWS error.
+fn aws_sign_error(e: KmsError) -> SignError {
+    match e {
+        KmsError::GetPublicKey { key, source } => kms_error("kms:GetPublicKey", &key, source),
+        KmsError::Sign { key, source } => kms_error("kms:Sign", &key, source),
+        KmsError::NotSecp256k1 { key, spec } => SignError::Kms {
+            operation: "kms:GetPublicKey",
+            key,
+            message: format!("the key is {spec}, not ECC_SECG_P256K1 (secp256k1)"),
+        },
+        KmsError::Crypto(e) => SignError::Crypto(e),
+    }
+}
+
 fn kms_error<E, R>(operation: &'static str, key: &str, e: aws_sdk_kms::error::SdkError<E, R>) -> SignError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
@@ -265,121 +249,4 @@ where
     SignError::Kms { operation, key: key.to_owned(), message }
 }
 
-/// Why a signature does not do what a wallet platform needs.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
-#[serde(tag = "cause", rename_all = "snake_case")]
-pub enum SignatureFault {
-    #[error("signature is not 65 bytes of 0x-hex: {detail}")]
-    Malformed { detail: String },
-    #[error("high-s signature (EIP-2 requires s ≤ n/2)")]
-    HighS,
-    #[error("v is {v}; expected 27 or 28")]
-    WrongV { v: u8 },
-    #[error("signature recovers to {recovered}, expected {expected}")]
-    WrongAddress { expected: String, recovered: String },
-}
-
-/// Checks a 65-byte r‖s‖v signature over `prehash` against the expected signer.
-pub fn check_rsv(expected: &Address, prehash: &[u8; 32], sig: &[u8]) -> Result<(), SignatureFault> {
-    let sig: &[u8; 65] =
-        sig.try_into().map_err(|_| SignatureFault::Malformed { detail: format!("{} bytes", sig.len()) })?;
-    let v = sig[64];
-    if v != 27 && v != 28 {
-        return Err(SignatureFault::WrongV { v });
-    }
-    let s: [u8; 32] = sig[32..64].try_into().unwrap_or([0; 32]);
-    if crypto::normalize_low_s(s).1 {
-        return Err(SignatureFault::HighS);
-    }
-    let recovered =
-        crypto::recover_address(prehash, sig).map_err(|e| SignatureFault::Malformed { detail: e.to_string() })?;
-    if &recovered != expected {
-        return Err(SignatureFault::WrongAddress { expected: expected.to_string(), recovered: recovered.to_string() });
-    }
-    Ok(())
-}
-
-/// Checks a raw DER signature from KMS: after low-s normalisation, one of the two recovery
-/// ids must give the expected address.
-pub fn check_der(expected: &Address, prehash: &[u8; 32], der: &[u8]) -> Result<(), SignatureFault> {
-    let (r, s) = crypto::parse_der_signature(der).map_err(|e| SignatureFault::Malformed { detail: e.to_string() })?;
-    let (s, _) = crypto::normalize_low_s(s);
-    let mut recovered = Vec::new();
-    for v in [27u8, 28] {
-        let mut sig = [0u8; 65];
-        sig[..32].copy_from_slice(&r);
-        sig[32..64].copy_from_slice(&s);
-        sig[64] = v;
-        match crypto::recover_address(prehash, &sig) {
-            Ok(a) if &a == expected => return Ok(()),
-            Ok(a) => recovered.push(a.to_string()),
-            Err(_) => {}
-        }
-    }
-    Err(SignatureFault::WrongAddress { expected: expected.to_string(), recovered: recovered.join(" or ") })
-}
-
-/// Parses `0x`-hex of any length.
-pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let s = s.trim();
-    hex::decode(s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s)).map_err(|e| format!("not hex: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k256::ecdsa::SigningKey;
-
-    fn key() -> (SigningKey, Address) {
-        let sk = SigningKey::from_slice(&[7u8; 32]).unwrap();
-        let addr = crypto::evm_address(&k256::PublicKey::from(sk.verifying_key()));
-        (sk, addr)
-    }
-
-    #[test]
-    fn eip191_prehash_differs_from_digest_mode() {
-        let d = [1u8; 32];
-        assert_eq!(prehash(SigningMode::Digest, &d), d);
-        assert_eq!(prehash(SigningMode::Eip191, &d), crypto::eip191_hash(&d));
-    }
-
-    #[test]
-    fn check_rsv_names_each_fault() {
-        let (sk, addr) = key();
-        let prehash = [9u8; 32];
-        let (sig, recid) = sk.sign_prehash_recoverable(&prehash).unwrap();
-        let mut rsv = [0u8; 65];
-        rsv[..64].copy_from_slice(&sig.to_bytes());
-        rsv[64] = 27 + recid.to_byte();
-        assert_eq!(check_rsv(&addr, &prehash, &rsv), Ok(()));
-
-        let mut wrong_v = rsv;
-        wrong_v[64] = 1;
-        assert_eq!(check_rsv(&addr, &prehash, &wrong_v), Err(SignatureFault::WrongV { v: 1 }));
-
-        let high = k256::ecdsa::Signature::from_scalars(sig.r(), -*sig.s()).unwrap();
-        let mut high_s = rsv;
-        high_s[32..64].copy_from_slice(&high.to_bytes()[32..]);
-        assert_eq!(check_rsv(&addr, &prehash, &high_s), Err(SignatureFault::HighS));
-
-        assert!(matches!(check_rsv(&addr, &[8u8; 32], &rsv), Err(SignatureFault::WrongAddress { .. })));
-        assert!(matches!(check_rsv(&addr, &prehash, &rsv[..64]), Err(SignatureFault::Malformed { .. })));
-    }
-
-    #[test]
-    fn check_der_accepts_high_s_and_rejects_a_signature_over_other_bytes() {
-        let (sk, addr) = key();
-        let prehash = [5u8; 32];
-        let (sig, _) = sk.sign_prehash_recoverable(&prehash).unwrap();
-        let high = k256::ecdsa::Signature::from_scalars(sig.r(), -*sig.s()).unwrap();
-        assert_eq!(check_der(&addr, &prehash, high.to_der().as_bytes()), Ok(()));
-        // What a faulty KMS does: sign SHA-256(digest) instead of the digest.
-        use sha2::Digest;
-        let wrong: [u8; 32] = sha2::Sha256::digest(prehash).into();
-        let (bad, _) = sk.sign_prehash_recoverable(&wrong).unwrap();
-        assert!(matches!(
-            check_der(&addr, &prehash, bad.to_der().as_bytes()),
-            Err(SignatureFault::WrongAddress { .. })
-        ));
-    }
-}
+pub use keyrite_core::signing::{SignatureFault, check_der, check_rsv, parse_hex, prehash};

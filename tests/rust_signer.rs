@@ -14,7 +14,10 @@ use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
 use serde_json::{Value, json};
 use sha3::{Digest, Keccak256};
 
-const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_keyrite-lambda-signer");
+/// The deployed build of the signer (its `signer` profile).
+fn bootstrap() -> &'static Path {
+    common::signer_bootstrap()
+}
 
 /// The GLIBC_x.y versions `objdump -T` lists for a binary's dynamic symbols.
 fn objdump_glibc(binary: &Path) -> Vec<(u32, u32)> {
@@ -45,7 +48,7 @@ fn host_architecture() -> &'static str {
 
 #[test]
 fn the_bootstrap_needs_no_glibc_newer_than_amazon_linux_2023() {
-    let versions = objdump_glibc(Path::new(BOOTSTRAP));
+    let versions = objdump_glibc(bootstrap());
     let newest = *versions.last().expect("the bootstrap is dynamically linked against glibc: objdump lists versions");
     assert!(
         newest <= (2, 34),
@@ -53,14 +56,14 @@ fn the_bootstrap_needs_no_glibc_newer_than_amazon_linux_2023() {
         newest.0,
         newest.1
     );
-    let format = String::from_utf8(Command::new("objdump").arg("-f").arg(BOOTSTRAP).output().unwrap().stdout).unwrap();
+    let format = String::from_utf8(Command::new("objdump").arg("-f").arg(bootstrap()).output().unwrap().stdout).unwrap();
     let expected_format = match host_architecture() {
         "x86_64" => "elf64-x86-64",
         _ => "elf64-littleaarch64",
     };
     assert!(format.contains(expected_format), "{format}");
     // keyrite's own reading, which refuses a bootstrap before packaging it, agrees.
-    let bytes = std::fs::read(BOOTSTRAP).unwrap();
+    let bytes = std::fs::read(bootstrap()).unwrap();
     let seen = keyrite::package::inspect_bootstrap(&bytes).unwrap();
     assert_eq!((seen.architecture, seen.glibc), (host_architecture(), Some(newest)));
 }
@@ -100,7 +103,7 @@ fn a_bootstrap_that_would_not_start_on_lambda_is_refused_at_validation() {
     assert!(run.stderr.contains("needs glibc 2.36, but provided.al2023 has 2.34"), "{}", run.stderr);
 
     // Another machine's build: the architecture must be declared, and then it packages.
-    let mut other = std::fs::read(BOOTSTRAP).unwrap();
+    let mut other = std::fs::read(bootstrap()).unwrap();
     let (machine, name) = if host_architecture() == "x86_64" { (0xb7u16, "arm64") } else { (0x3e, "x86_64") };
     other[18..20].copy_from_slice(&machine.to_le_bytes());
     let other_path = scratch.path().join("other-arch");
@@ -128,16 +131,16 @@ fn a_bootstrap_that_would_not_start_on_lambda_is_refused_at_validation() {
     let w = Workdir::with_text(
         &FUNCTION.replace("provided.al2023", "nodejs20.x").replace("runtime:", "template: rust-signer\n    runtime:"),
     );
-    let run = validate_with(&w, Path::new(BOOTSTRAP)).expect(1);
+    let run = validate_with(&w, bootstrap()).expect(1);
     assert!(run.stderr.contains("the template rust-signer runs on provided.al2023, not nodejs20.x"), "{}", run.stderr);
     let w = Workdir::with_text(&FUNCTION.replace("runtime:", "template: aws-lambda-signer\n    runtime:"));
-    let run = validate_with(&w, Path::new(BOOTSTRAP)).expect(1);
+    let run = validate_with(&w, bootstrap()).expect(1);
     assert!(run.stderr.contains("runs on nodejs20.x or nodejs22.x, not provided.al2023"), "{}", run.stderr);
 }
 
 #[test]
 fn the_package_is_the_bootstrap_deflated_executable_and_the_same_every_time() {
-    let a = keyrite::package::rust_signer_package(Path::new(BOOTSTRAP)).unwrap();
+    let a = keyrite::package::rust_signer_package(bootstrap()).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let zip = scratch.path().join("signer.zip");
     std::fs::write(&zip, &a.bytes).unwrap();
@@ -147,7 +150,7 @@ fn the_package_is_the_bootstrap_deflated_executable_and_the_same_every_time() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listing = String::from_utf8(out.stdout).unwrap();
     let fields: Vec<&str> = listing.split_whitespace().collect();
-    let binary = std::fs::read(BOOTSTRAP).unwrap();
+    let binary = std::fs::read(bootstrap()).unwrap();
     assert_eq!(listing.lines().count(), 1, "{listing}");
     assert_eq!(&fields[..3], ["bootstrap", "0o100755", "8"], "{listing}"); // 8: deflated
     assert_eq!(fields[3..9].join(" "), "(1980, 1, 1, 0, 0, 0)");
@@ -213,6 +216,59 @@ async fn invoke(lambda: &aws_sdk_lambda::Client, function: &str, method: &str, b
     (response["statusCode"].as_u64().unwrap(), body)
 }
 
+/// A cargo target directory of its own under `root`, holding a copy of the keyrite under
+/// test in `release/` and `debug/`, each beside a `keyrite-lambda-signer` of another build
+/// (what `cargo build --release` or `cargo bench` of the workspace leaves there), and the
+/// deployed build in `signer/`. Returns the release keyrite.
+fn target_dir_with_other_builds(root: &Path) -> PathBuf {
+    let target = root.join("target");
+    std::fs::create_dir_all(target.join("signer")).unwrap();
+    std::fs::write(target.join("CACHEDIR.TAG"), "Signature: 8a477f597d28d172789f06886806bc55\n").unwrap();
+    std::fs::copy(bootstrap(), target.join("signer/keyrite-lambda-signer")).unwrap();
+    let mut other = std::fs::read(bootstrap()).unwrap();
+    other.extend_from_slice(b"\0the benchmark's build\0");
+    for profile in ["release", "debug"] {
+        let dir = target.join(profile);
+        std::fs::create_dir_all(&dir).unwrap();
+        let keyrite = dir.join("keyrite");
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_keyrite"), &keyrite).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_keyrite"), &keyrite).unwrap();
+        }
+        std::fs::write(dir.join("keyrite-lambda-signer"), &other).unwrap();
+        std::fs::set_permissions(dir.join("keyrite-lambda-signer"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    target.join("release/keyrite")
+}
+
+#[test]
+fn what_is_deployed_is_the_signer_profiles_build_whatever_else_was_built_beside_keyrite() {
+    let emu = Emulator::start();
+    let w = Workdir::with_text(FUNCTION);
+    let deployed = keyrite::package::rust_signer_package(bootstrap()).unwrap();
+    // No KEYRITE_RUST_SIGNER: the keyrite under test takes target/signer/ on its own.
+    Run::from(w.command(&emu.endpoint, &["apply", "--auto-approve"]).stdin(Stdio::null()).output().unwrap()).expect(0);
+    assert_eq!(w.state()["resources"]["f"]["attrs"]["code_sha256"], deployed.sha256.as_str());
+
+    let scratch = tempfile::tempdir().unwrap();
+    let release = target_dir_with_other_builds(scratch.path());
+    let plan_with = |keyrite: &Path, args: &[&str]| {
+        Run::from(w.command_of(keyrite, &emu.endpoint, args).stdin(Stdio::null()).output().unwrap())
+    };
+    for keyrite in [release.clone(), scratch.path().join("target/debug/keyrite")] {
+        let run = plan_with(&keyrite, &["plan", "--detailed-exitcode"]).expect(0);
+        assert!(!run.stdout.contains("upgrades the signer code"), "{}: {}", keyrite.display(), run.stdout);
+    }
+
+    // A new build in signer/ (its sources changed) is an upgrade, and says so.
+    let signer = scratch.path().join("target/signer/keyrite-lambda-signer");
+    let mut rebuilt = std::fs::read(&signer).unwrap();
+    rebuilt.extend_from_slice(b"\0new sources\0");
+    std::fs::write(&signer, rebuilt).unwrap();
+    let run = plan_with(&release, &["plan", "--detailed-exitcode"]).expect(2);
+    assert!(run.stdout.contains("upgrades the signer code") && run.stdout.contains(&deployed.sha256), "{}", run.stdout);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rust_signer_deploys_self_tests_signs_as_the_node_one_does_and_drift_heals() {
     assert!(
@@ -225,7 +281,7 @@ async fn the_rust_signer_deploys_self_tests_signs_as_the_node_one_does_and_drift
     // An earlier keyrite's bootstrap: another build of the signer (the executable with bytes
     // appended, which still runs) deployed first, so that this build's is an upgrade.
     let earlier = w.dir.path().join("earlier-keyrite-lambda-signer");
-    let mut bytes = std::fs::read(BOOTSTRAP).unwrap();
+    let mut bytes = std::fs::read(bootstrap()).unwrap();
     bytes.extend_from_slice(b"\0an earlier build\0");
     std::fs::write(&earlier, &bytes).unwrap();
     std::fs::set_permissions(&earlier, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -234,7 +290,7 @@ async fn the_rust_signer_deploys_self_tests_signs_as_the_node_one_does_and_drift
     let earlier_sha = keyrite::package::rust_signer_package(&earlier).unwrap().sha256;
     assert_eq!(w.state()["resources"]["rust_signer"]["attrs"]["code_sha256"], earlier_sha.as_str());
 
-    let plan = keyrite_with(&w, &emu, Path::new(BOOTSTRAP), &["plan", "--format", "json"]).expect(0).json();
+    let plan = keyrite_with(&w, &emu, bootstrap(), &["plan", "--format", "json"]).expect(0).json();
     let changes = plan["changes"].as_array().unwrap();
     let upgrade = changes.iter().find(|c| c["address"] == "rust_signer").unwrap_or_else(|| panic!("{plan:#}"));
     assert_eq!(upgrade["action"], "update", "{upgrade:#}");
@@ -243,11 +299,11 @@ async fn the_rust_signer_deploys_self_tests_signs_as_the_node_one_does_and_drift
     let reason = upgrade["reason"].as_str().unwrap();
     assert!(reason.contains("upgrades the signer code") && reason.contains(&earlier_sha), "{reason}");
     assert!(changes.iter().filter(|c| c["address"] != "rust_signer").all(|c| c["action"] == "no_op"), "{plan:#}");
-    let human = keyrite_with(&w, &emu, Path::new(BOOTSTRAP), &["plan"]).expect(0);
+    let human = keyrite_with(&w, &emu, bootstrap(), &["plan"]).expect(0);
     assert!(human.stdout.contains("upgrades the signer code"), "{}", human.stdout);
 
-    keyrite_with(&w, &emu, Path::new(BOOTSTRAP), &["apply", "--auto-approve"]).expect(0);
-    let current = keyrite::package::rust_signer_package(Path::new(BOOTSTRAP)).unwrap();
+    keyrite_with(&w, &emu, bootstrap(), &["apply", "--auto-approve"]).expect(0);
+    let current = keyrite::package::rust_signer_package(bootstrap()).unwrap();
     assert_eq!(w.state()["resources"]["rust_signer"]["attrs"]["code_sha256"], current.sha256.as_str());
     w.keyrite(&emu, &["plan", "--detailed-exitcode"]).expect(0);
     let lambda = emu.lambda().await;
@@ -306,7 +362,7 @@ async fn the_rust_signer_deploys_self_tests_signs_as_the_node_one_does_and_drift
     }
 
     // Out of band: the same executable zipped another way, and another expected address.
-    let other_zip = keyrite::package::zip(vec![("bootstrap".into(), std::fs::read(BOOTSTRAP).unwrap())]).unwrap();
+    let other_zip = keyrite::package::zip(vec![("bootstrap".into(), std::fs::read(bootstrap()).unwrap())]).unwrap();
     lambda
         .update_function_code()
         .function_name("keyrite-treasury-rust-signer")

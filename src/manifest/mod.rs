@@ -156,25 +156,7 @@ pub struct ResourceSpec {
     pub import_at: Option<Pos>,
 }
 
-/// What a signer signs: the EIP-191 personal-message hash of the 32 bytes, or the bytes as
-/// given (Hedera, EIP-712 callers).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum SigningMode {
-    #[default]
-    Eip191,
-    Digest,
-}
-
-impl SigningMode {
-    /// The name the manifest, the templates' `SIGNING_MODE` and the audit log use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SigningMode::Eip191 => "eip191",
-            SigningMode::Digest => "digest",
-        }
-    }
-}
+pub use keyrite_core::signing::SigningMode;
 
 /// Authentication an HTTP signer endpoint expects.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,6 +22,30 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The Rust Lambda signer's `bootstrap` as keyrite deploys it: the `signer` profile's build
+/// (`cargo build --locked --profile signer -p keyrite-lambda-signer`, run here once per test
+/// process, a no-op when it is up to date), in this test's target directory, where the
+/// `keyrite` under test looks for it.
+pub fn signer_bootstrap() -> &'static Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "--locked", "--profile", "signer", "-p", "keyrite-lambda-signer"])
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "building the signer failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        // This test's executable is <target>/<profile>/deps/<name>.
+        let exe = std::env::current_exe().unwrap();
+        let target = exe.ancestors().nth(3).expect("a test executable in a cargo target directory");
+        let path = target.join("signer/keyrite-lambda-signer");
+        assert!(path.is_file(), "{} is not there after its build", path.display());
+        path
+    })
+}
+
 /// A running emulator; stopped when dropped.
 pub struct Emulator {
     child: Child,
@@ -213,7 +237,12 @@ impl Workdir {
 
     /// A keyrite command for this directory, talking to `endpoint`.
     pub fn command(&self, endpoint: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyrite"));
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_keyrite")), endpoint, args)
+    }
+
+    /// [`Workdir::command`] with the keyrite executable at `program` (a copy elsewhere).
+    pub fn command_of(&self, program: &Path, endpoint: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(&self.work)
             .env("AWS_ENDPOINT_URL", endpoint)

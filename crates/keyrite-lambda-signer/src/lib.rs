@@ -1,8 +1,13 @@
-//! The Lambda signer in Rust: the handler of a Function URL (payload 2.0) or API Gateway
-//! REST (`AWS_PROXY`) event, on keyrite's own signer core. The request is read by
-//! [`crate::contract`], as `keyrite serve` reads it, and a signature goes through
-//! [`KmsSigner`], as every signature keyrite hands out does: DER → low-s → recovery id,
-//! checked to be the configured address's.
+//! keyrite's Lambda signer: the `bootstrap` of a `provided.al2023` function that answers a
+//! Function URL (payload 2.0) or API Gateway REST (`AWS_PROXY`) event, and the AWS KMS key
+//! every keyrite signer on AWS signs with ([`kms`]; `keyrite serve` and `keyrite sign` use
+//! it too). The request is read by the core's [`keyrite_core::contract`], as `keyrite
+//! serve` reads it, and a signature goes through [`kms::KmsKey`]: DER → low-s → recovery
+//! id, checked to be the configured address's.
+//!
+//! Owns: the handler, its configuration, the runtime loop (feature `runtime`, on by default:
+//! the official `lambda_runtime` crate). Must not import: keyrite's CLI, manifest or
+//! providers, or any SDK but KMS's; it is deployed, so it stays small (README, "Packaging").
 //!
 //! Configuration is the Node template's (`templates/aws-lambda-signer`): `KMS_KEY_ID` (key
 //! id, ARN or alias), `EXPECTED_ADDRESS` (EIP-55 checked when mixed-case) and
@@ -15,22 +20,23 @@
 //! `{"error": what is wrong with the request}`; 500 with `{"error": "internal error"}` for a
 //! KMS fault or a signature that does not check out, the detail on stderr (CloudWatch).
 //!
-//! [`run`] is the `provided.al2023` bootstrap (`keyrite-lambda-signer`): the configuration
-//! and one KMS client at cold start, the key checked before the first event, then the
-//! Lambda Runtime API loop of the official `lambda_runtime` crate. A cold-start check that
-//! failed on a KMS fault is tried again at the next event, as the Node template does; a bad
-//! configuration or a key for another address signs nothing, and the key's mismatch is
-//! remembered, so later events make no further `GetPublicKey` call.
+//! [`run`] is the bootstrap's life (`keyrite-lambda-signer`): the configuration and one KMS
+//! client at cold start, the key checked before the first event, then the Lambda Runtime
+//! API loop. A cold-start check that failed on a KMS fault is tried again at the next
+//! event, as the Node template does; a bad configuration or a key for another address signs
+//! nothing, and the key's mismatch is remembered, so later events make no further
+//! `GetPublicKey` call.
 
-use std::time::{Duration, Instant};
+pub mod kms;
 
 use base64::Engine;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use crate::crypto::Address;
-use crate::manifest::SigningMode;
-use crate::signer::KmsSigner;
+use keyrite_core::crypto::Address;
+use keyrite_core::signing::SigningMode;
+
+use crate::kms::KmsKey;
 
 /// The function's configuration, from its environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +70,7 @@ impl Config {
 
 /// One container's signer: the key, checked once, and its KMS client.
 pub struct Handler {
-    signer: KmsSigner,
+    signer: KmsKey,
     mode: SigningMode,
 }
 
@@ -76,11 +82,11 @@ impl Handler {
     }
 
     async fn init_checked(kms: aws_sdk_kms::Client, config: &Config) -> Result<Handler, InitError> {
-        let signer = KmsSigner::connect(kms, &config.key_id).await.map_err(|e| InitError::Fault(e.into()))?;
-        if signer.address != config.address {
+        let signer = KmsKey::connect(kms, &config.key_id).await.map_err(|e| InitError::Fault(e.into()))?;
+        if *signer.address() != config.address {
             return Err(InitError::WrongAddress(format!(
                 "KMS key {} signs for {}, not EXPECTED_ADDRESS {}; refusing to sign",
-                config.key_id, signer.address, config.address
+                config.key_id, signer.address(), config.address
             )));
         }
         Ok(Handler { signer, mode: config.mode })
@@ -88,7 +94,7 @@ impl Handler {
 
     /// The address the key signs for (checked against `EXPECTED_ADDRESS`).
     pub fn address(&self) -> &Address {
-        &self.signer.address
+        self.signer.address()
     }
 
     pub fn mode(&self) -> SigningMode {
@@ -98,13 +104,13 @@ impl Handler {
     /// Answers one event with the API Gateway / Function URL response object.
     pub async fn handle(&self, event: &Value) -> Value {
         let digest = match request(event)
-            .and_then(|body| crate::contract::parse_request(&body, &self.signer.address).map_err(|m| (400, m)))
+            .and_then(|body| keyrite_core::contract::parse_request(&body, self.signer.address()).map_err(|m| (400, m)))
         {
             Ok(d) => d,
             Err((status, message)) => return reply(status, &json!({ "error": message })),
         };
         match self.signer.sign(&digest, self.mode).await {
-            Ok(sig) => reply(200, &crate::contract::response_body(&sig, &self.signer.address)),
+            Ok(sig) => reply(200, &keyrite_core::contract::response_body(&sig, self.signer.address())),
             Err(e) => {
                 eprintln!("keyrite signer: internal error: {e}");
                 reply(500, &json!({"error": "internal error"}))
@@ -188,12 +194,13 @@ impl Container {
 /// The bootstrap's life, from `started` (the process's start): configuration, the SDK's
 /// configuration and KMS client, the key's check, one log line with the timings, then the
 /// runtime loop until Lambda ends the container.
-pub async fn run(started: Instant) -> anyhow::Result<()> {
+#[cfg(feature = "runtime")]
+pub async fn run(started: std::time::Instant) -> anyhow::Result<()> {
     let config = Config::from_env(|name| std::env::var(name).ok());
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     let container = Container::new(config, aws_sdk_kms::Client::new(&sdk));
     let setup = started.elapsed();
-    let checked = Instant::now();
+    let checked = std::time::Instant::now();
     match container.handler().await {
         Ok(h) => eprintln!(
             "keyrite signer: ready in {} ms (setup {} ms, key check {} ms: GetPublicKey and the key's tables), \
@@ -216,7 +223,8 @@ pub async fn run(started: Instant) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("the Lambda runtime loop ended: {e}"))
 }
 
-fn millis(d: Duration) -> String {
+#[cfg(feature = "runtime")]
+fn millis(d: std::time::Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 

@@ -1,6 +1,6 @@
 //! `keyrite-lambda-signer`: the `bootstrap` of a keyrite Rust signer on Lambda's
-//! `provided.al2023` runtime: [`keyrite::lambda::run`], the Lambda Runtime API loop around
-//! the signer core `keyrite serve` signs with.
+//! `provided.al2023` runtime: [`keyrite_lambda_signer::run`], the Lambda Runtime API loop
+//! around the signer core `keyrite serve` signs with.
 
 use std::process::ExitCode;
 
@@ -14,7 +14,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(keyrite::lambda::run(started)) {
+    match runtime.block_on(keyrite_lambda_signer::run(started)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("keyrite signer: {e:#}");
