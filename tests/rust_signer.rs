@@ -56,7 +56,8 @@ fn the_bootstrap_needs_no_glibc_newer_than_amazon_linux_2023() {
         newest.0,
         newest.1
     );
-    let format = String::from_utf8(Command::new("objdump").arg("-f").arg(bootstrap()).output().unwrap().stdout).unwrap();
+    let format =
+        String::from_utf8(Command::new("objdump").arg("-f").arg(bootstrap()).output().unwrap().stdout).unwrap();
     let expected_format = match host_architecture() {
         "x86_64" => "elf64-x86-64",
         _ => "elf64-littleaarch64",
@@ -235,8 +236,11 @@ fn target_dir_with_other_builds(root: &Path) -> PathBuf {
             std::fs::copy(env!("CARGO_BIN_EXE_keyrite"), &keyrite).unwrap();
         }
         std::fs::write(dir.join("keyrite-lambda-signer"), &other).unwrap();
-        std::fs::set_permissions(dir.join("keyrite-lambda-signer"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(
+            dir.join("keyrite-lambda-signer"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
     }
     target.join("release/keyrite")
 }
@@ -372,6 +376,10 @@ async fn the_rust_signer_deploys_self_tests_signs_as_the_node_one_does_and_drift
         .unwrap();
     let mut env: std::collections::HashMap<String, String> = config.environment().unwrap().variables().unwrap().clone();
     env.insert("EXPECTED_ADDRESS".into(), "0x000000000000000000000000000000000000dEaD".into());
+    // The bootstrap's KMS calls, counted: its SDK takes the service's own endpoint variable
+    // over the AWS_ENDPOINT_URL the emulator gives functions.
+    let kms_proxy = common::fault_proxy::FaultProxy::start(&emu.endpoint, common::fault_proxy::Faults::default(), 7);
+    env.insert("AWS_ENDPOINT_URL_KMS".into(), kms_proxy.endpoint.clone());
     lambda
         .update_function_configuration()
         .function_name("keyrite-treasury-rust-signer")
@@ -389,9 +397,13 @@ async fn the_rust_signer_deploys_self_tests_signs_as_the_node_one_does_and_drift
     };
     assert!(on("code_sha256")["message"].as_str().unwrap().contains("signer code replaced out of band"));
     assert!(on("environment")["message"].as_str().unwrap().contains("EXPECTED_ADDRESS"), "{:#}", on("environment"));
-    // The Rust signer now finds its key is not the configured address's, and signs nothing.
-    let (status, body) = invoke(&lambda, "keyrite-treasury-rust-signer", "POST", &request).await;
-    assert_eq!((status, &body), (500, &json!({"error": "internal error"})));
+    // The Rust signer now finds its key is not the configured address's, and signs nothing;
+    // it asked KMS once, at cold start, and a flood of requests makes no further KMS call.
+    for _ in 0..5 {
+        let (status, body) = invoke(&lambda, "keyrite-treasury-rust-signer", "POST", &request).await;
+        assert_eq!((status, &body), (500, &json!({"error": "internal error"})));
+    }
+    assert_eq!(kms_proxy.counts.operations(), ["GetPublicKey"], "the runtime's KMS calls after the mismatch");
     let broken = selftest(&w).expect(1).json();
     let rust = broken["signers"].as_array().unwrap().iter().find(|r| r["signer"] == "treasury_rust").unwrap().clone();
     let endpoints = &rust["checks"].as_array().unwrap()[2..];

@@ -86,7 +86,9 @@ impl Handler {
         if *signer.address() != config.address {
             return Err(InitError::WrongAddress(format!(
                 "KMS key {} signs for {}, not EXPECTED_ADDRESS {}; refusing to sign",
-                config.key_id, signer.address(), config.address
+                config.key_id,
+                signer.address(),
+                config.address
             )));
         }
         Ok(Handler { signer, mode: config.mode })
