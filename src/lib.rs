@@ -1,4 +1,8 @@
-//! keyrite: declarative key ceremonies for cloud-KMS secp256k1 signers.
+//! keyrite: declarative key ceremonies for cloud-KMS secp256k1 signers. The CLI crate, the
+//! top of the workspace: manifests, plans, both clouds' providers, ceremonies, lint, serve.
+//! It builds on `keyrite-core` (keys, signatures, policies, the signer contract: re-exported
+//! below as [`crypto`], [`policy`], [`contract`], [`signing`]) and on `keyrite-lambda-signer`
+//! for the AWS KMS key ([`lambda`]); nothing below imports from it.
 //!
 //! Data flows one way: YAML → [`manifest`] (validated, positioned diagnostics) → refresh via
 //! [`provider`] → pure [`plan`] (changes) and [`plan::drift`] (drift) → [`render`] →
