@@ -279,6 +279,8 @@ async fn a_second_writer_fails_at_once_naming_the_lock_holder() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_example_manifest_applies_and_converges() {
+    // rust-signer.yaml deploys the Rust signer's bootstrap, from its build path.
+    common::signer_bootstrap();
     let emu = Emulator::start();
     // Examples for Google Cloud run against the Cloud KMS stand-in.
     let gcp = common::gcp_kms::GcpKms::start();
