@@ -37,9 +37,9 @@
  * Cost (figures: BENCHMARKS.md, `npm run bench:signer`)
  *   G and Q are fixed for the life of the container, so each gets the library's wNAF
  *   table (precompute, window 8: G's at module load, Q's at cold start) and a request
- *   costs two table-driven multiplyUnsafe calls, one addition and one inversion. One
- *   recovery (noble's recoverPublicKey, or verify) instead would cost several times
- *   more: it builds R's multiples on every call.
+ *   costs two table-driven multiplyUnsafe calls, one addition and one inversion. noble's
+ *   own verify or recoverPublicKey, which multiply without tables (and would need trying
+ *   both recovery ids), cost three to six times as much.
  */
 
 import { keccak_256, secp256k1 } from './noble-curves.mjs';
