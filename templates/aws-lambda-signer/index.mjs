@@ -1,9 +1,10 @@
 /**
  * keyrite AWS Lambda signer: a remote secp256k1 signer for wallet platforms, backed by
  * an AWS KMS key (ECC_SECG_P256K1 / SIGN_VERIFY). Node.js 20, ESM; the only runtime
- * dependency is @aws-sdk/client-kms, which the Lambda runtime provides. The request
- * contract and the secp256k1 work are in ./signer-core.mjs, shared with the Cloud Run
- * template.
+ * dependency outside the package is @aws-sdk/client-kms, which the Lambda runtime
+ * provides. The request contract and the signature checks are in ./signer-core.mjs,
+ * shared with the Cloud Run template; the secp256k1 and Keccak arithmetic is
+ * @noble/curves / @noble/hashes, shipped in the package as ./noble-curves.mjs.
  *
  * Contract
  *   Environment: KMS_KEY_ID (key id, ARN or alias), EXPECTED_ADDRESS, SIGNING_MODE
@@ -90,7 +91,7 @@ function lazySigner(kms, env) {
   };
 }
 
-/** GetPublicKey, strict SPKI parse, address check, and the comb table of Q. */
+/** GetPublicKey, strict SPKI parse, address check, and the precomputed table of Q. */
 async function loadKey(kms, config) {
   const out = await kms.send(new GetPublicKeyCommand({ KeyId: config.keyId }));
   if (out.KeySpec !== undefined && out.KeySpec !== 'ECC_SECG_P256K1') {

@@ -4,8 +4,9 @@
  * 20, ESM, for Cloud Run functions (Functions Framework, entry point `signDigest`).
  * Credentials are the service's own (Application Default Credentials from the metadata
  * server); its service account needs roles/cloudkms.signerVerifier on the key and nothing
- * else. The request contract and the secp256k1 work are in ./signer-core.mjs, shared with
- * the AWS Lambda template.
+ * else. The request contract and the signature checks are in ./signer-core.mjs, shared
+ * with the AWS Lambda template; the secp256k1 and Keccak arithmetic is @noble/curves /
+ * @noble/hashes, shipped beside it as ./noble-curves.mjs (not an npm dependency).
  *
  * Contract
  *   Environment: KMS_KEY_VERSION (projects/…/cryptoKeyVersions/N: a pinned version, because
@@ -131,7 +132,7 @@ function lazySigner(kms, env) {
   };
 }
 
-/** getPublicKey, PEM checksum, strict SPKI parse, address check, and the comb table of Q. */
+/** getPublicKey, PEM checksum, strict SPKI parse, address check, and the precomputed table of Q. */
 async function loadKey(kms, config) {
   const [out] = await kms.getPublicKey({ name: config.version });
   const pem = out.pem ?? '';

@@ -1,9 +1,9 @@
 /**
  * keyrite signer core: what every keyrite signer template shares, whatever cloud holds the
  * key. The request contract wallet platforms document, the signer's configuration, and the
- * secp256k1 work that turns a KMS's DER signature into Ethereum's r||s||v. No dependencies;
- * Node.js 20, ESM. The templates (aws-lambda-signer, gcp-cloud-run-signer) import it as
- * ./signer-core.mjs and add only their platform's request shape and KMS call.
+ * checks that turn a KMS's DER signature into Ethereum's r||s||v. Node.js 20, ESM. The
+ * templates (aws-lambda-signer, gcp-cloud-run-signer) import it as ./signer-core.mjs and
+ * add only their platform's request shape and KMS call.
  *
  * Contract
  *   Request: a JSON object holding the 32-byte hash in the first present of
@@ -14,30 +14,43 @@
  *   keccak256("\x19Ethereum Signed Message:\n32" || hash); digest signs the 32 bytes as given.
  *   Answer: {signature: 0x r||s||v, r, s, recid, v, address}, low-s, v in {27, 28}.
  *
- * Why the work below
- *   KMS returns a DER (r, s) and no recovery id, and a wallet platform needs r||s||v.
- *   We also refuse to return anything that does not recover to EXPECTED_ADDRESS. Both
- *   come from one computation: with w = s^-1, u1 = z*w and u2 = r*w (mod n),
- *   R = u1*G + u2*Q is the signer's nonce point; x(R) == r proves the signature valid
- *   for our key Q (ECDSA verification), and the parity of y(R) is the recovery id.
- *   At cold start the template fetches Q; its SPKI is parsed strictly (id-ecPublicKey,
- *   secp256k1), its address derived and compared with EXPECTED_ADDRESS; on mismatch
- *   nothing is ever signed.
+ * Cryptography: an audited library, not our own
+ *   Every field, curve and hash operation is @noble/curves / @noble/hashes (audited, pinned
+ *   in package-lock.json), shipped beside this file as ./noble-curves.mjs: a bundle that
+ *   scripts/vendor-noble.mjs generates from the pinned npm packages, and that
+ *   tests/node/vendor.test.mjs proves byte-identical to what they hold. This file only
+ *   parses (strict DER and SPKI, with the error messages the contract names), chooses
+ *   which library calls to make, and compares.
  *
- * How it is made fast (figures: BENCHMARKS.md, `npm run bench:signer`)
- *   G and Q are both fixed for the life of the container, so each gets a signed-digit
- *   comb table (32 windows of 8 bits x 128 affine multiples, ~0.7 MB; G's is built at
- *   module load, Q's at cold start). A request then costs at most 64 mixed additions
- *   in XYZZ coordinates (8M + 2S each), no doublings, and two modular inversions
- *   (s^-1 mod n, 1/ZZZ mod p) by Lehmer's extended Euclid. Field elements are 11 signed
- *   24-bit limbs in float64s: every product and column sum stays below 2^53, so the
- *   arithmetic is exact, allocation-free and ~3x faster than BigInt multiply-and-mod.
- *   Keccak-256 runs on 32-bit lane halves. Measured side by side: 0.11-0.18 ms of CPU
- *   per request, against 2.5-3.3 ms when node:crypto does the scalar multiplications
- *   (three ECDH operations; OpenSSL's generic secp256k1 code is slow, and crypto.verify
- *   is no option: it always hashes its input, while KMS signs a raw digest) and
- *   5.6-8.9 ms for trial recovery in BigInt.
+ * What it checks, and why
+ *   KMS returns a DER (r, s) and no recovery id, and a wallet platform needs r||s||v. We
+ *   also refuse to return anything that does not recover to EXPECTED_ADDRESS. Both come
+ *   from one computation, ECDSA verification (SEC 1, 4.1.4, as noble's own `verify`
+ *   does it): with w = s^-1, u1 = z*w and u2 = r*w (mod n), R = u1*G + u2*Q is the
+ *   signer's nonce point; x(R) == r proves the signature valid for our key Q, and the
+ *   parity of y(R) is the recovery id (x(R) = r + n would need recovery id 2 or 3, which
+ *   v = 27/28 cannot say, so it is refused). At cold start the template fetches Q; its
+ *   SPKI is parsed strictly (id-ecPublicKey, secp256k1), the point checked by the
+ *   library, its address derived and compared with EXPECTED_ADDRESS; on mismatch nothing
+ *   is ever signed.
+ *
+ * Cost (figures: BENCHMARKS.md, `npm run bench:signer`)
+ *   G and Q are fixed for the life of the container, so each gets the library's wNAF
+ *   table (precompute, window 8: G's at module load, Q's at cold start) and a request
+ *   costs two table-driven multiplyUnsafe calls, one addition and one inversion. noble's
+ *   own verify or recoverPublicKey, which multiply without tables (and would need trying
+ *   both recovery ids), cost three to six times as much.
  */
+
+import { keccak_256, secp256k1 } from './noble-curves.mjs';
+
+const { Point } = secp256k1;
+const { Fn } = Point;
+const N = Fn.ORDER;
+const HALF_N = N >> 1n;
+/** wNAF window of the G and Q tables: 2^7 points per window, 33 windows (~4,200 points each). */
+const TABLE_WINDOW = 8;
+Point.BASE.precompute(TABLE_WINDOW, false);
 
 // ---------------------------------------------------------------- request contract
 
@@ -140,7 +153,7 @@ export function readSignerConfig(env) {
 
 /**
  * The signer of one container: configuration read on first use, the key fetched, checked
- * and its comb table built once, then per request: prehash, the KMS call, and the answer.
+ * and its table built once, then per request: prehash, the KMS call, and the answer.
  * `readConfig()` returns at least {address, mode}; `loadKey(config)` returns prepareKey's
  * result plus what `kmsSign(key, digest, config)` needs to return the DER signature.
  */
@@ -178,16 +191,16 @@ function once(init) {
 // ---------------------------------------------------------------- signing
 
 /**
- * Checks a KMS public key (SPKI DER) against the expected address and builds its comb
- * table. `what` names the key in errors.
+ * Checks a KMS public key (SPKI DER) against the expected address and builds its table.
+ * `what` names the key in errors.
  */
 export function prepareKey(spki, expectedAddress, what) {
-  const { x, y, xy } = parseSecp256k1Spki(spki);
+  const { point, xy } = parseSecp256k1Spki(spki);
   const address = toChecksumAddress(keccak256(xy).toString('hex', 12));
   if (address !== expectedAddress) {
     throw new Error(`${what} signs for ${address}, not EXPECTED_ADDRESS ${expectedAddress}; refusing to sign`);
   }
-  return { address, table: buildCombTable(x, y) };
+  return { address, point: point.precompute(TABLE_WINDOW, false) };
 }
 
 /** The SPKI DER inside a PEM "PUBLIC KEY" block. */
@@ -208,7 +221,7 @@ export function prehash(mode, hash) {
 export function toSignature(der, digest, key) {
   let { r, s } = parseDerSignature(der);
   if (s > HALF_N) s = N - s; // EIP-2 low-s: (r, n - s) is the same signature with R negated
-  const recid = recoveryId(bytesToBigInt(digest), r, s, key.table);
+  const recid = recoveryId(bytesToBigInt(digest), r, s, key.point);
   const rHex = bigIntToHex32(r);
   const sHex = bigIntToHex32(s);
   const v = 27 + recid;
@@ -225,11 +238,12 @@ export function toSignature(der, digest, key) {
 /**
  * Verifies (r, s) on digest z against Q and returns the recovery id: the parity of
  * y(R) for R = (z/s)*G + (r/s)*Q. Throws unless x(R) == r exactly (x(R) = r + n would
- * need recovery id 2 or 3, which v = 27/28 cannot express).
+ * need recovery id 2 or 3, which v = 27/28 cannot express). R is the identity only when
+ * the signature is not valid; its affine form is then (0, 0), and 0 is never a valid r.
  */
-function recoveryId(z, r, s, qTable) {
-  const w = modInverse(s, N);
-  const R = doubleBaseMultiply((z * w) % N, G_TABLE, (r * w) % N, qTable);
+function recoveryId(z, r, s, Q) {
+  const w = Fn.inv(s);
+  const R = Point.BASE.multiplyUnsafe(Fn.create(z * w)).add(Q.multiplyUnsafe(Fn.mul(r, w))).toAffine();
   if (R.x !== r) throw new Error('KMS returned a signature that does not verify against the configured key');
   return Number(R.y & 1n);
 }
@@ -290,11 +304,14 @@ function parseSecp256k1Spki(der) {
   if (bits.end - bits.start !== 66 || der[bits.start] !== 0 || der[bits.start + 1] !== 0x04) {
     throw new Error('SPKI: key is not an uncompressed point');
   }
-  const xy = der.subarray(bits.start + 2, bits.end);
-  const x = bytesToBigInt(xy.subarray(0, 32));
-  const y = bytesToBigInt(xy.subarray(32));
-  if (x >= P || y >= P || (y * y - x * x * x - 7n) % P !== 0n) throw new Error('SPKI: point is not on secp256k1');
-  return { x, y, xy };
+  const xy = der.subarray(bits.start + 1, bits.end);
+  let point;
+  try {
+    point = Point.fromBytes(xy); // 0x04 || x || y; checks x, y < p and y^2 = x^3 + 7
+  } catch {
+    throw new Error('SPKI: point is not on secp256k1');
+  }
+  return { point, xy: xy.subarray(1) };
 }
 
 // ---------------------------------------------------------------- addresses
@@ -306,122 +323,13 @@ export function toChecksumAddress(lowerHex) {
   return out;
 }
 
-// ---------------------------------------------------------------- Keccak-256
+// ---------------------------------------------------------------- Keccak-256 and scalars
 
-// 64-bit lanes as (lo, hi) 32-bit halves: state[2i] = lo, state[2i + 1] = hi of lane i.
-const KECCAK_RATE = 136;
-const { RC_LO, RC_HI, RHO, PI } = keccakConstants();
-const keccakState = new Uint32Array(50);
-const keccakColumns = new Uint32Array(10);
-
-/** Round constants (the spec's LFSR) and the rho offsets / pi lane order of its walk. */
-function keccakConstants() {
-  const RC_LO = new Uint32Array(24);
-  const RC_HI = new Uint32Array(24);
-  const RHO = new Uint8Array(24);
-  const PI = new Uint8Array(24);
-  let lfsr = 1;
-  for (let round = 0, x = 1, y = 0; round < 24; round++) {
-    [x, y] = [y, (2 * x + 3 * y) % 5];
-    PI[round] = 2 * (x + 5 * y);
-    RHO[round] = (((round + 1) * (round + 2)) / 2) % 64;
-    for (let j = 0; j < 7; j++) {
-      lfsr = ((lfsr << 1) ^ ((lfsr >> 7) * 0x71)) & 0xff;
-      const bit = (1 << j) - 1;
-      if (lfsr & 2) {
-        if (bit < 32) RC_LO[round] ^= 1 << bit;
-        else RC_HI[round] ^= 1 << (bit - 32);
-      }
-    }
-  }
-  return { RC_LO, RC_HI, RHO, PI };
-}
-
-/** Keccak-256 (the Ethereum hash, not SHA3-256) of a Buffer. */
+/** Keccak-256 (Ethereum's, not SHA3-256) of bytes, as a Buffer. */
 export function keccak256(data) {
-  const state = keccakState;
-  state.fill(0);
-  let offset = 0;
-  for (; offset + KECCAK_RATE <= data.length; offset += KECCAK_RATE) {
-    absorb(state, data, offset, KECCAK_RATE);
-    keccakF(state);
-  }
-  const last = Buffer.alloc(KECCAK_RATE);
-  data.copy(last, 0, offset);
-  last[data.length - offset] ^= 0x01;
-  last[KECCAK_RATE - 1] ^= 0x80;
-  absorb(state, last, 0, KECCAK_RATE);
-  keccakF(state);
-  const out = Buffer.alloc(32);
-  for (let i = 0; i < 8; i++) out.writeUInt32LE(state[i], 4 * i);
-  return out;
+  const out = keccak_256(data);
+  return Buffer.from(out.buffer, out.byteOffset, out.length);
 }
-
-function absorb(state, bytes, offset, length) {
-  for (let i = 0; i < length; i += 4) state[i >> 2] ^= bytes.readUInt32LE(offset + i);
-}
-
-function keccakF(s) {
-  const C = keccakColumns;
-  for (let round = 0; round < 24; round++) {
-    // theta
-    for (let i = 0; i < 10; i++) C[i] = s[i] ^ s[i + 10] ^ s[i + 20] ^ s[i + 30] ^ s[i + 40];
-    for (let x = 0; x < 10; x += 2) {
-      const prev = x === 0 ? 8 : x - 2;
-      const next = x === 8 ? 0 : x + 2;
-      const lo = C[prev] ^ ((C[next] << 1) | (C[next + 1] >>> 31));
-      const hi = C[prev + 1] ^ ((C[next + 1] << 1) | (C[next] >>> 31));
-      for (let y = x; y < 50; y += 10) {
-        s[y] ^= lo;
-        s[y + 1] ^= hi;
-      }
-    }
-    // rho and pi: walk the 24 lanes of the pi cycle, rotating each into its new place
-    let lo = s[2];
-    let hi = s[3];
-    for (let t = 0; t < 24; t++) {
-      const to = PI[t];
-      const nextLo = s[to];
-      const nextHi = s[to + 1];
-      const n = RHO[t]; // never 0 or 32, so both shifts below are in 1..31
-      if (n < 32) {
-        s[to] = (lo << n) | (hi >>> (32 - n));
-        s[to + 1] = (hi << n) | (lo >>> (32 - n));
-      } else {
-        s[to] = (hi << (n - 32)) | (lo >>> (64 - n));
-        s[to + 1] = (lo << (n - 32)) | (hi >>> (64 - n));
-      }
-      lo = nextLo;
-      hi = nextHi;
-    }
-    // chi, one row of five lanes (ten halves) at a time
-    for (let y = 0; y < 50; y += 10) {
-      const a0 = s[y], a1 = s[y + 1], a2 = s[y + 2], a3 = s[y + 3], a4 = s[y + 4];
-      const a5 = s[y + 5], a6 = s[y + 6], a7 = s[y + 7], a8 = s[y + 8], a9 = s[y + 9];
-      s[y] = a0 ^ (~a2 & a4);
-      s[y + 1] = a1 ^ (~a3 & a5);
-      s[y + 2] = a2 ^ (~a4 & a6);
-      s[y + 3] = a3 ^ (~a5 & a7);
-      s[y + 4] = a4 ^ (~a6 & a8);
-      s[y + 5] = a5 ^ (~a7 & a9);
-      s[y + 6] = a6 ^ (~a8 & a0);
-      s[y + 7] = a7 ^ (~a9 & a1);
-      s[y + 8] = a8 ^ (~a0 & a2);
-      s[y + 9] = a9 ^ (~a1 & a3);
-    }
-    // iota
-    s[0] ^= RC_LO[round];
-    s[1] ^= RC_HI[round];
-  }
-}
-
-// ---------------------------------------------------------------- scalars (BigInt)
-
-const P = 0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffefffffc2fn;
-const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
-const HALF_N = N >> 1n;
-const GX = 0x79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798n;
-const GY = 0x483ada7726a3c4655da4fbfc0e1108a8fd17b448a68554199c47d08ffb10d4b8n;
 
 function bytesToBigInt(bytes) {
   return BigInt(`0x${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('hex') || '0'}`);
@@ -430,370 +338,3 @@ function bytesToBigInt(bytes) {
 function bigIntToHex32(value) {
   return value.toString(16).padStart(64, '0');
 }
-
-/**
- * a^-1 mod m (a, m coprime) by Lehmer's extended Euclid (Knuth 4.5.2, Algorithm L):
- * the quotient sequence is run on the leading 48 bits of u and v in float64 (exact:
- * every intermediate stays below 2^53), and only the resulting 2x2 cofactor matrix is
- * applied to the BigInts, so a 256-bit inverse takes ~11 BigInt rounds instead of
- * ~150 BigInt divisions (about 2.5x faster). Invariant: u = t0 * a, v = t1 * a (mod m).
- */
-function modInverse(a, m) {
-  let u = m;
-  let v = a % m;
-  let t0 = 0n;
-  let t1 = 1n;
-  while (v !== 0n) {
-    const shift = BigInt(Math.max(0, Math.floor(Math.log2(Number(u))) + 1 - LEHMER_BITS));
-    const [A, B, C, D] = lehmerCofactors(Number(u >> shift), Number(v >> shift));
-    if (B === 0) {
-      // the leading bits decide nothing: one full-precision Euclid step
-      const q = u / v;
-      [u, v] = [v, u - q * v];
-      [t0, t1] = [t1, t0 - q * t1];
-    } else {
-      const [a0, b0, c0, d0] = [BigInt(A), BigInt(B), BigInt(C), BigInt(D)];
-      [u, v] = [a0 * u + b0 * v, c0 * u + d0 * v];
-      [t0, t1] = [a0 * t0 + b0 * t1, c0 * t0 + d0 * t1];
-    }
-  }
-  if (u !== 1n) throw new Error('modular inverse of a non-invertible value');
-  t0 %= m;
-  return t0 < 0n ? t0 + m : t0;
-}
-
-const LEHMER_BITS = 48;
-
-/** Cofactors [A, B, C, D] of the Euclid steps that the leading digits uh, vh determine. */
-function lehmerCofactors(uh, vh) {
-  let A = 1, B = 0, C = 0, D = 1;
-  while (vh + C !== 0 && vh + D !== 0) {
-    const q = Math.floor((uh + A) / (vh + C));
-    if (q !== Math.floor((uh + B) / (vh + D))) break;
-    [A, C] = [C, A - q * C];
-    [B, D] = [D, B - q * D];
-    [uh, vh] = [vh, uh - q * vh];
-  }
-  return [A, B, C, D];
-}
-
-// ---------------------------------------------------------------- field arithmetic mod p
-
-// An element is a Float64Array of 11 signed limbs, value = sum(limb[i] * 2^(24 i)) mod p.
-// feMul and feNormalize leave every |limb| <= 2^23 + 2^18 ("normalized"). Limbs of sums
-// grow; feMul needs (growth of a) * (growth of b) <= 8, which keeps each of its 11-term
-// column sums below 2^53 (11 * 8 * (2^23 + 2^18)^2 < 2^52.5), so float64 arithmetic is
-// exact. The curve formulas below use growth products of at most 4.
-const LIMBS = 11;
-const RADIX = 2 ** 24;
-const INV_RADIX = 2 ** -24;
-const ROUND = 1.5 * 2 ** 52; // (x + ROUND) - ROUND rounds x to the nearest integer
-// 2^264 = 2^8 * 2^256 = 2^8 * (2^32 + 977) (mod p) = FOLD_HI * 2^24 + FOLD_LO
-const FOLD_LO = 977 * 256;
-const FOLD_HI = 2 ** 16;
-
-/** round(x / 2^24): the carry out of a limb, leaving x - carry * 2^24 in [-2^23, 2^23]. */
-function carryOf(x) {
-  return x * INV_RADIX + ROUND - ROUND;
-}
-
-function fe() {
-  return new Float64Array(LIMBS);
-}
-
-function feFromBigInt(out, value) {
-  for (let i = 0; i < LIMBS; i++) {
-    out[i] = Number(value & 0xffffffn);
-    value >>= 24n;
-  }
-  return feNormalize(out);
-}
-
-function feToBigInt(a) {
-  let value = 0n;
-  for (let i = LIMBS - 1; i >= 0; i--) value = (value << 24n) + BigInt(a[i]);
-  return ((value % P) + P) % P;
-}
-
-function feAdd(out, a, b) {
-  for (let i = 0; i < LIMBS; i++) out[i] = a[i] + b[i];
-  return out;
-}
-
-function feSub(out, a, b) {
-  for (let i = 0; i < LIMBS; i++) out[i] = a[i] - b[i];
-  return out;
-}
-
-function feNeg(out, a) {
-  for (let i = 0; i < LIMBS; i++) out[i] = -a[i];
-  return out;
-}
-
-/** Carries a sum of a few normalized elements back to normalized limbs. */
-function feNormalize(a) {
-  let carry = 0;
-  for (let i = 0; i < LIMBS; i++) {
-    const x = a[i] + carry;
-    carry = carryOf(x);
-    a[i] = x - carry * RADIX;
-  }
-  a[0] += carry * FOLD_LO; // carry is the multiple of 2^264
-  a[1] += carry * FOLD_HI;
-  carry = carryOf(a[0]);
-  a[0] -= carry * RADIX;
-  a[1] += carry;
-  return a;
-}
-
-/** out = a * b mod p, schoolbook product then folding 2^264 down; out may alias a or b. */
-function feMul(out, a, b) {
-  const a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5];
-  const a6 = a[6], a7 = a[7], a8 = a[8], a9 = a[9], a10 = a[10];
-  const b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3], b4 = b[4], b5 = b[5];
-  const b6 = b[6], b7 = b[7], b8 = b[8], b9 = b[9], b10 = b[10];
-  let c0 = a0 * b0;
-  let c1 = a0 * b1 + a1 * b0;
-  let c2 = a0 * b2 + a1 * b1 + a2 * b0;
-  let c3 = a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0;
-  let c4 = a0 * b4 + a1 * b3 + a2 * b2 + a3 * b1 + a4 * b0;
-  let c5 = a0 * b5 + a1 * b4 + a2 * b3 + a3 * b2 + a4 * b1 + a5 * b0;
-  let c6 = a0 * b6 + a1 * b5 + a2 * b4 + a3 * b3 + a4 * b2 + a5 * b1 + a6 * b0;
-  let c7 = a0 * b7 + a1 * b6 + a2 * b5 + a3 * b4 + a4 * b3 + a5 * b2 + a6 * b1 + a7 * b0;
-  let c8 = a0 * b8 + a1 * b7 + a2 * b6 + a3 * b5 + a4 * b4 + a5 * b3 + a6 * b2 + a7 * b1 + a8 * b0;
-  let c9 = a0 * b9 + a1 * b8 + a2 * b7 + a3 * b6 + a4 * b5 + a5 * b4 + a6 * b3 + a7 * b2 + a8 * b1 + a9 * b0;
-  let c10 = a0 * b10 + a1 * b9 + a2 * b8 + a3 * b7 + a4 * b6 + a5 * b5 + a6 * b4 + a7 * b3 + a8 * b2 + a9 * b1 + a10 * b0;
-  let c11 = a1 * b10 + a2 * b9 + a3 * b8 + a4 * b7 + a5 * b6 + a6 * b5 + a7 * b4 + a8 * b3 + a9 * b2 + a10 * b1;
-  let c12 = a2 * b10 + a3 * b9 + a4 * b8 + a5 * b7 + a6 * b6 + a7 * b5 + a8 * b4 + a9 * b3 + a10 * b2;
-  let c13 = a3 * b10 + a4 * b9 + a5 * b8 + a6 * b7 + a7 * b6 + a8 * b5 + a9 * b4 + a10 * b3;
-  let c14 = a4 * b10 + a5 * b9 + a6 * b8 + a7 * b7 + a8 * b6 + a9 * b5 + a10 * b4;
-  let c15 = a5 * b10 + a6 * b9 + a7 * b8 + a8 * b7 + a9 * b6 + a10 * b5;
-  let c16 = a6 * b10 + a7 * b9 + a8 * b8 + a9 * b7 + a10 * b6;
-  let c17 = a7 * b10 + a8 * b9 + a9 * b8 + a10 * b7;
-  let c18 = a8 * b10 + a9 * b9 + a10 * b8;
-  let c19 = a9 * b10 + a10 * b9;
-  let c20 = a10 * b10;
-  // 1. carry the high columns (weights 2^264 .. 2^504) down to 24-bit limbs
-  let q;
-  q = carryOf(c11); c11 -= q * RADIX; c12 += q;
-  q = carryOf(c12); c12 -= q * RADIX; c13 += q;
-  q = carryOf(c13); c13 -= q * RADIX; c14 += q;
-  q = carryOf(c14); c14 -= q * RADIX; c15 += q;
-  q = carryOf(c15); c15 -= q * RADIX; c16 += q;
-  q = carryOf(c16); c16 -= q * RADIX; c17 += q;
-  q = carryOf(c17); c17 -= q * RADIX; c18 += q;
-  q = carryOf(c18); c18 -= q * RADIX; c19 += q;
-  q = carryOf(c19); c19 -= q * RADIX; c20 += q;
-  const c21 = carryOf(c20); c20 -= c21 * RADIX;
-  // 2. fold: limb c(11 + j) * 2^264 becomes FOLD_LO at column j and FOLD_HI at column j + 1
-  c0 += c11 * FOLD_LO;
-  c1 += c12 * FOLD_LO + c11 * FOLD_HI;
-  c2 += c13 * FOLD_LO + c12 * FOLD_HI;
-  c3 += c14 * FOLD_LO + c13 * FOLD_HI;
-  c4 += c15 * FOLD_LO + c14 * FOLD_HI;
-  c5 += c16 * FOLD_LO + c15 * FOLD_HI;
-  c6 += c17 * FOLD_LO + c16 * FOLD_HI;
-  c7 += c18 * FOLD_LO + c17 * FOLD_HI;
-  c8 += c19 * FOLD_LO + c18 * FOLD_HI;
-  c9 += c20 * FOLD_LO + c19 * FOLD_HI;
-  c10 += c21 * FOLD_LO + c20 * FOLD_HI;
-  let top = c21 * FOLD_HI; // weight 2^264
-  // 3. carry the low columns; what passes column 10 joins top
-  q = carryOf(c0); c0 -= q * RADIX; c1 += q;
-  q = carryOf(c1); c1 -= q * RADIX; c2 += q;
-  q = carryOf(c2); c2 -= q * RADIX; c3 += q;
-  q = carryOf(c3); c3 -= q * RADIX; c4 += q;
-  q = carryOf(c4); c4 -= q * RADIX; c5 += q;
-  q = carryOf(c5); c5 -= q * RADIX; c6 += q;
-  q = carryOf(c6); c6 -= q * RADIX; c7 += q;
-  q = carryOf(c7); c7 -= q * RADIX; c8 += q;
-  q = carryOf(c8); c8 -= q * RADIX; c9 += q;
-  q = carryOf(c9); c9 -= q * RADIX; c10 += q;
-  q = carryOf(c10); c10 -= q * RADIX; top += q;
-  // 4. fold top (< 2^43) as two limbs, then carry the three columns it touched
-  const topHi = carryOf(top);
-  const topLo = top - topHi * RADIX;
-  c0 += topLo * FOLD_LO;
-  c1 += topLo * FOLD_HI + topHi * FOLD_LO;
-  c2 += topHi * FOLD_HI;
-  q = carryOf(c0); c0 -= q * RADIX; c1 += q;
-  q = carryOf(c1); c1 -= q * RADIX; c2 += q;
-  q = carryOf(c2); c2 -= q * RADIX; c3 += q;
-  out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3; out[4] = c4; out[5] = c5;
-  out[6] = c6; out[7] = c7; out[8] = c8; out[9] = c9; out[10] = c10;
-  return out;
-}
-
-function feSqr(out, a) {
-  return feMul(out, a, a);
-}
-
-/** a^-1 mod p: canonical BigInt, extended Euclid, back to limbs. */
-function feInvert(out, a) {
-  return feFromBigInt(out, modInverse(feToBigInt(a), P));
-}
-
-// ---------------------------------------------------------------- curve y^2 = x^3 + 7
-
-// Points in XYZZ coordinates (X, Y, ZZ, ZZZ) stand for (X / ZZ, Y / ZZZ), ZZ^3 = ZZZ^2:
-// a mixed addition costs 8M + 2S against 7M + 4S in Jacobian coordinates. The formulas
-// (EFD madd-2008-s, dbl-2008-s-1) assume distinct operands; a degenerate addition
-// (equal or opposite points) makes ZZ and ZZZ zero for good, which toAffine reports, so
-// it can only fail a request, never mis-sign one.
-
-function xyzzPoint() {
-  return { X: fe(), Y: fe(), ZZ: fe(), ZZZ: fe() };
-}
-
-const T1 = fe(), T2 = fe(), T3 = fe(), T4 = fe(), T5 = fe(), T6 = fe();
-
-/** p += (x2, +-y2), affine (madd-2008-s). */
-function addAffine(p, x2, y2, negate) {
-  const u2 = feMul(T1, x2, p.ZZ);
-  const s2 = feMul(T2, y2, p.ZZZ);
-  if (negate) feNeg(s2, s2);
-  const h = feSub(T3, u2, p.X); // growth 2
-  const r = feSub(T4, s2, p.Y); // growth 2
-  const hh = feSqr(T1, h);
-  const hhh = feMul(T2, h, hh);
-  const q = feMul(T5, p.X, hh);
-  const x3 = feSqr(T6, r);
-  feNormalize(feSub(x3, feSub(x3, feSub(x3, x3, hhh), q), q)); // r^2 - hhh - 2q
-  feMul(p.ZZ, p.ZZ, hh);
-  feMul(p.ZZZ, p.ZZZ, hhh);
-  feMul(T3, p.Y, hhh);
-  feMul(p.Y, r, feSub(T5, q, x3));
-  feNormalize(feSub(p.Y, p.Y, T3)); // r (q - x3) - y1 hhh
-  p.X.set(x3);
-}
-
-/** p = 2p (dbl-2008-s-1, a = 0); used only to build tables. */
-function double(p) {
-  const u = feNormalize(feAdd(T1, p.Y, p.Y));
-  const v = feSqr(T2, u);
-  const w = feMul(T3, u, v);
-  const s = feMul(T4, p.X, v);
-  const x2 = feSqr(T5, p.X);
-  const m = feNormalize(feAdd(T5, feAdd(T6, x2, x2), x2)); // 3 x^2
-  feNormalize(feSub(p.X, feSub(p.X, feSqr(T6, m), s), s)); // m^2 - 2s
-  feMul(p.ZZ, p.ZZ, v);
-  feMul(p.ZZZ, p.ZZZ, w);
-  feMul(T6, w, p.Y);
-  feMul(p.Y, m, feSub(T4, s, p.X));
-  feNormalize(feSub(p.Y, p.Y, T6)); // m (s - x3) - w y
-}
-
-function setAffine(p, x, y) {
-  p.X.set(x);
-  p.Y.set(y);
-  p.ZZ.fill(0);
-  p.ZZ[0] = 1;
-  p.ZZZ.set(p.ZZ);
-}
-
-function copyPoint(to, from) {
-  to.X.set(from.X);
-  to.Y.set(from.Y);
-  to.ZZ.set(from.ZZ);
-  to.ZZZ.set(from.ZZZ);
-}
-
-/** Affine coordinates as canonical BigInts: with t = 1/ZZZ, 1/ZZ = (ZZ t)^2. */
-function toAffine(p) {
-  const zzz = feToBigInt(p.ZZZ);
-  if (zzz === 0n) throw new Error('degenerate point addition');
-  const t = modInverse(zzz, P);
-  const zzInv = (feToBigInt(p.ZZ) * t) % P;
-  return { x: (((feToBigInt(p.X) * zzInv) % P) * zzInv) % P, y: (feToBigInt(p.Y) * t) % P };
-}
-
-// ---------------------------------------------------------------- fixed-base combs
-
-// A scalar k < n/2 (k > n/2 is handled as -(n - k)) is written in base 256 with signed
-// digits d_i in [-127, 128]; then k*B = sum_i d_i * (256^i B), read from a table of
-// |d| * 256^i * B for i < 32 and 1 <= |d| <= 128, in affine coordinates.
-const WINDOWS = 32;
-const ENTRIES = 128;
-
-/** The comb table of the affine point (x, y): entry i*ENTRIES + |d| - 1. */
-function buildCombTable(x, y) {
-  const storage = new Float64Array(WINDOWS * ENTRIES * 2 * LIMBS);
-  const table = { x: [], y: [] };
-  for (let i = 0; i < WINDOWS * ENTRIES; i++) {
-    table.x.push(storage.subarray(2 * i * LIMBS, (2 * i + 1) * LIMBS));
-    table.y.push(storage.subarray((2 * i + 1) * LIMBS, (2 * i + 2) * LIMBS));
-  }
-  const multiples = Array.from({ length: ENTRIES + 1 }, xyzzPoint);
-  const base = { x: feFromBigInt(fe(), x), y: feFromBigInt(fe(), y) };
-  for (let window = 0; window < WINDOWS; window++) {
-    // multiples[j - 1] = j * base for j = 1..128, and multiples[128] = 256 * base
-    setAffine(multiples[0], base.x, base.y);
-    setAffine(multiples[1], base.x, base.y);
-    double(multiples[1]);
-    for (let j = 2; j < ENTRIES; j++) {
-      copyPoint(multiples[j], multiples[j - 1]);
-      addAffine(multiples[j], base.x, base.y, false);
-    }
-    copyPoint(multiples[ENTRIES], multiples[ENTRIES - 1]);
-    double(multiples[ENTRIES]);
-    const entries = table.x.slice(window * ENTRIES, (window + 1) * ENTRIES);
-    const ys = table.y.slice(window * ENTRIES, (window + 1) * ENTRIES);
-    batchToAffine(multiples, [...entries, base.x], [...ys, base.y]); // the last is the next base
-  }
-  return table;
-}
-
-/** Writes points[i] in affine form to xs[i], ys[i] with one inversion (Montgomery's trick). */
-function batchToAffine(points, xs, ys) {
-  const prefix = points.map(() => fe());
-  prefix[0].set(points[0].ZZZ);
-  for (let i = 1; i < points.length; i++) feMul(prefix[i], prefix[i - 1], points[i].ZZZ);
-  const inv = feInvert(fe(), prefix[points.length - 1]); // 1 / (ZZZ_0 ... ZZZ_last)
-  const t = fe();
-  const zzInv = fe();
-  for (let i = points.length - 1; i >= 0; i--) {
-    if (i > 0) {
-      feMul(t, inv, prefix[i - 1]); // 1 / ZZZ_i
-      feMul(inv, inv, points[i].ZZZ);
-    } else {
-      t.set(inv);
-    }
-    feSqr(zzInv, feMul(zzInv, points[i].ZZ, t));
-    feMul(xs[i], points[i].X, zzInv);
-    feMul(ys[i], points[i].Y, t);
-  }
-}
-
-const accumulator = { ...xyzzPoint(), empty: true };
-
-/** u1*G + u2*Q from the comb tables of G and Q, in affine coordinates. */
-function doubleBaseMultiply(u1, gTable, u2, qTable) {
-  accumulator.empty = true;
-  addScalarMultiple(accumulator, gTable, u1);
-  addScalarMultiple(accumulator, qTable, u2);
-  if (accumulator.empty) throw new Error('point at infinity');
-  return toAffine(accumulator);
-}
-
-function addScalarMultiple(acc, table, k) {
-  const negate = k > HALF_N;
-  const digits = Buffer.from(bigIntToHex32(negate ? N - k : k), 'hex'); // big-endian base-256
-  let carry = 0;
-  for (let i = 0; i < WINDOWS; i++) {
-    let d = digits[WINDOWS - 1 - i] + carry;
-    carry = d > ENTRIES ? 1 : 0;
-    d -= carry * 256;
-    if (d === 0) continue;
-    const entry = i * ENTRIES + Math.abs(d) - 1;
-    const negative = d < 0 !== negate;
-    if (acc.empty) {
-      setAffine(acc, table.x[entry], table.y[entry]);
-      if (negative) feNeg(acc.Y, acc.Y);
-      acc.empty = false;
-    } else {
-      addAffine(acc, table.x[entry], table.y[entry], negative);
-    }
-  }
-}
-
-const G_TABLE = buildCombTable(GX, GY);

@@ -1,24 +1,42 @@
-// Benchmark of the signer templates' per-request CPU (npm run bench:signer): the AWS Lambda
-// handler and the Cloud Run signDigest function (which also computes and checks CRC32Cs).
-//
-// The handler runs in-process against a KMS stand-in that answers from precomputed DER
-// signatures (half of them high-s), so KMS costs ~0 and what is measured is the
-// handler's own work: event parsing, EIP-191 Keccak, DER parsing, low-s, verification
-// and recovery id, response. Two ways of deriving the recovery id are measured
-// alongside, for comparison only:
+// Benchmark of the signer templates' per-request CPU (npm run bench:signer), side by side
+// in one process so that a noisy machine weighs on every row alike:
+//   template handler: the AWS Lambda handler as shipped, signing with @noble/curves
+//     (templates/shared/noble-curves.mjs), and the Cloud Run signDigest function (which
+//     also computes and checks CRC32Cs);
+//   hand-written core: the same Lambda handler (templates/aws-lambda-signer/index.mjs,
+//     loaded with its './signer-core.mjs' pointed elsewhere) on the hand-written field
+//     arithmetic and Keccak the templates used before, kept NOT SHIPPED in
+//     tests/node/support/handwritten-signer-core.mjs as this comparison's baseline;
+//   seed guide's handler: the sample Lambda handler of the wallet platform's "Cloud KMS
+//     signers" guide in ../shared/seeds (trial recovery in BigInt, BigInt Keccak), read
+//     from the guide at run time and run unchanged but for its import specifier, with
+//     KMSClient.prototype.send answering from the same stand-in (KEYRITE_SEEDS_DIR
+//     overrides where the guides are; without them the row is skipped, and says so);
 //   native: node:crypto (OpenSSL) ECDH computing u1*G, x(u2*Q) and x((u2+1)*Q), from
-//           which R = u1*G + u2*Q is assembled (crypto.verify cannot check a raw-digest
-//           signature: it always hashes);
-//   naive:  pure BigInt, trial recovery of the public key for recid 0 then 1, with a
-//           BigInt Keccak, until the address matches.
-// Usage: node tests/node/bench.mjs [requests]   (default 5000; native and naive run fewer)
+//     which R = u1*G + u2*Q is assembled (crypto.verify cannot check a raw-digest
+//     signature: it always hashes), for reference.
+//
+// Every handler runs in-process against a KMS stand-in that answers from precomputed DER
+// signatures (half of them high-s), so KMS costs ~0 and what is measured is the handler's
+// own work: event parsing, EIP-191 Keccak, DER parsing, low-s, verification and recovery
+// id, response. Before measuring, every variant must give the template's exact answer
+// (signature bytes, or recovery id) on the same requests. The variants are measured in
+// interleaved rounds (ROUNDS below), so a burst of load elsewhere hits them all.
+// Usage: node tests/node/bench.mjs [requests]   (default 5000; native and the seed run fewer)
 import assert from 'node:assert/strict';
 import { createECDH, ECDH, randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KMSClient } from '@aws-sdk/client-kms';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { eip191Digest, derSignature, functionUrlEvent, hex, makeKey, N, toBigInt } from './support/signer-fixtures.mjs';
 
 const REQUESTS = Number(process.argv[2] ?? 5000);
 const DISTINCT = 512;
+const ROUNDS = 5;
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 // ---------------------------------------------------------------- measurement
 
@@ -39,26 +57,42 @@ function probeCost() {
 }
 
 /**
- * CPU time (user + system, µs) of `fn(i)` for i < count, after a warm-up: the mean from
- * one reading around the whole run, p50/p99 from a reading around each call.
+ * CPU time (user + system, µs) of each variant's `fn(i)`, `count` calls each, after a
+ * warm-up; the variants take turns, ROUNDS times, each turn count / ROUNDS calls read one
+ * by one (p50, p99) and as many again under one reading (the mean).
  */
-async function measure(name, count, fn) {
-  for (let i = 0; i < Math.min(count, 2000); i++) await fn(i);
-  const samples = [];
-  for (let i = 0; i < count; i++) {
-    const call = process.cpuUsage();
-    await fn(i);
-    samples.push(cpuMicros(call));
+async function compare(variants) {
+  for (const v of variants) for (let i = 0; i < Math.min(v.count, 1000); i++) await v.fn(i);
+  const stats = variants.map(() => ({ samples: [], cpu: 0, calls: 0 }));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [k, v] of variants.entries()) {
+      const chunk = Math.ceil(v.count / ROUNDS);
+      const offset = round * chunk;
+      for (let i = offset; i < offset + chunk; i++) {
+        const call = process.cpuUsage();
+        await v.fn(i);
+        stats[k].samples.push(cpuMicros(call));
+      }
+      const start = process.cpuUsage();
+      for (let i = offset; i < offset + chunk; i++) await v.fn(i);
+      stats[k].cpu += cpuMicros(start);
+      stats[k].calls += chunk;
+    }
   }
-  const start = process.cpuUsage();
-  for (let i = 0; i < count; i++) await fn(i);
-  const mean = cpuMicros(start) / count;
-  samples.sort((a, b) => a - b);
-  const row = { name, count, mean, p50: percentile(samples, 0.5), p99: percentile(samples, 0.99) };
-  console.log(
-    `${name.padEnd(46)} n=${String(count).padEnd(5)} mean ${mean.toFixed(1).padStart(7)} µs   p50 ${String(row.p50).padStart(5)} µs   p99 ${String(row.p99).padStart(5)} µs`,
-  );
-  return row;
+  return variants.map((v, k) => {
+    const samples = stats[k].samples.sort((a, b) => a - b);
+    return { name: v.name, count: stats[k].calls, mean: stats[k].cpu / stats[k].calls, p50: percentile(samples, 0.5), p99: percentile(samples, 0.99) };
+  });
+}
+
+function printRows(rows, base) {
+  const width = Math.max(...rows.map((r) => r.name.length));
+  for (const row of rows) {
+    const ratio = row === base ? 'the baseline of x' : `${(row.mean / base.mean).toFixed(2)}x`;
+    console.log(
+      `${row.name.padEnd(width)}  n=${String(row.count).padEnd(5)} mean ${row.mean.toFixed(1).padStart(7)} µs   p50 ${String(row.p50).padStart(5)} µs   p99 ${String(row.p99).padStart(5)} µs   ${ratio}`,
+    );
+  }
 }
 
 // ---------------------------------------------------------------- fixtures
@@ -245,84 +279,113 @@ async function nativeRequest(i) {
   return nativeRecid(digest, r, s);
 }
 
-// ---------------------------------------------------------------- naive variant
+// ---------------------------------------------------------------- the hand-written core (baseline, not shipped)
 
-const MASK64 = (1n << 64n) - 1n;
-const KECCAK_RC = [
-  0x1n, 0x8082n, 0x800000000000808an, 0x8000000080008000n, 0x808bn, 0x80000001n, 0x8000000080008081n,
-  0x8000000000008009n, 0x8an, 0x88n, 0x80008009n, 0x8000000an, 0x8000808bn, 0x800000000000008bn,
-  0x8000000000008089n, 0x8000000000008003n, 0x8000000000008002n, 0x8000000000000080n, 0x800an,
-  0x800000008000000an, 0x8000000080008081n, 0x8000000000008080n, 0x80000001n, 0x8000000080008008n,
-];
-const KECCAK_ROT = [0, 1, 62, 28, 27, 36, 44, 6, 55, 20, 3, 10, 43, 25, 39, 41, 45, 15, 21, 8, 18, 2, 61, 56, 14];
-
-function rotl64(x, n) {
-  return n === 0 ? x : ((x << BigInt(n)) | (x >> BigInt(64 - n))) & MASK64;
+/**
+ * A module from `source` with some import specifiers replaced by absolute URLs, loaded from
+ * a data: URL (which can import absolute URLs only, hence the replacements).
+ */
+async function importWith(source, specifiers) {
+  let text = source;
+  for (const [from, to] of Object.entries(specifiers)) {
+    const quoted = new RegExp(`(['"])${from.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\1`, 'g');
+    assert.ok(quoted.test(text), `no import of ${from} to replace`);
+    text = text.replace(quoted, `'${to}'`);
+  }
+  return import(`data:text/javascript;base64,${Buffer.from(text).toString('base64')}`);
 }
 
-/** Keccak-256 with BigInt lanes, the textbook way. */
-function keccakBig(data) {
-  const rate = 136;
-  const padded = Buffer.alloc(Math.floor(data.length / rate + 1) * rate);
-  data.copy(padded);
-  padded[data.length] ^= 1;
-  padded[padded.length - 1] ^= 0x80;
-  const a = new Array(25).fill(0n);
-  for (let block = 0; block < padded.length; block += rate) {
-    for (let i = 0; i < rate / 8; i++) a[i] ^= padded.readBigUInt64LE(block + 8 * i);
-    for (let round = 0; round < 24; round++) {
-      const c = [0, 1, 2, 3, 4].map((x) => a[x] ^ a[x + 5] ^ a[x + 10] ^ a[x + 15] ^ a[x + 20]);
-      for (let x = 0; x < 5; x++) {
-        const dx = c[(x + 4) % 5] ^ rotl64(c[(x + 1) % 5], 1);
-        for (let y = 0; y < 25; y += 5) a[x + y] ^= dx;
-      }
-      const b = new Array(25);
-      for (let x = 0; x < 5; x++) for (let y = 0; y < 5; y++) b[y + 5 * ((2 * x + 3 * y) % 5)] = rotl64(a[x + 5 * y], KECCAK_ROT[x + 5 * y]);
-      for (let x = 0; x < 5; x++) for (let y = 0; y < 25; y += 5) a[x + y] = b[x + y] ^ (~b[((x + 1) % 5) + y] & MASK64 & b[((x + 2) % 5) + y]);
-      a[0] ^= KECCAK_RC[round];
+const KMS_URL = import.meta.resolve('@aws-sdk/client-kms');
+const baselineStart = performance.now();
+const baseline = await importWith(readFileSync(join(ROOT, 'templates/aws-lambda-signer/index.mjs'), 'utf8'), {
+  './signer-core.mjs': new URL('./support/handwritten-signer-core.mjs', import.meta.url).href,
+  '@aws-sdk/client-kms': KMS_URL,
+});
+const baselineImportMs = performance.now() - baselineStart;
+const handleBaseline = baseline.createHandler({ kms: fastKms, env: { KMS_KEY_ID: 'alias/bench', EXPECTED_ADDRESS: key.address } });
+const handleBaselineDigest = baseline.createHandler({ kms: fastKms, env: { KMS_KEY_ID: 'alias/bench', EXPECTED_ADDRESS: key.address, SIGNING_MODE: 'digest' } });
+const baselineColdStart = performance.now();
+await handleBaseline(events[0]);
+const baselineColdMs = performance.now() - baselineColdStart;
+
+// ---------------------------------------------------------------- the seed guide's handler
+
+/**
+ * The seed guide's sample Lambda handler: the JavaScript block of ../shared/seeds that
+ * exports `handler` and calls SignCommand, dedented; `null` (and why) if there is none.
+ */
+function findSeedHandler() {
+  const dir = process.env.KEYRITE_SEEDS_DIR || join(ROOT, '../shared/seeds');
+  let files;
+  try {
+    files = readdirSync(dir).filter((f) => f.endsWith('.txt')).sort();
+  } catch {
+    return { why: `no seed guides at ${dir}` };
+  }
+  for (const file of files) {
+    const text = readFileSync(join(dir, file), 'utf8');
+    for (const match of text.matchAll(/^([ \t]*)```javascript[^\n]*\n([\s\S]*?)\n[ \t]*```/gm)) {
+      const indent = match[1];
+      const code = match[2]
+        .split('\n')
+        .map((line) => (line.startsWith(indent) ? line.slice(indent.length) : line.trimStart()))
+        .join('\n');
+      if (/export const handler/.test(code) && /SignCommand/.test(code)) return { file, code };
     }
   }
-  const out = Buffer.alloc(32);
-  for (let i = 0; i < 4; i++) out.writeBigUInt64LE(a[i], 8 * i);
-  return out;
+  return { why: `no Lambda handler in the seed guides at ${dir}` };
 }
 
-/** Address of Q = r^-1 (s R - z G) for the R of x = r and y of the given parity. */
-function naiveRecover(z, r, s, recid) {
-  let y = modPow((r ** 3n + 7n) % P, (P + 1n) / 4n, P);
-  if (Number(y & 1n) !== recid) y = P - y;
-  const sR = multiply(s, [r, y]);
-  const zG = multiply((N - (z % N)) % N, G);
-  const [qx, qy] = affine(multiply(modInverseSimple(r, N), affine(jacobianAdd(sR, zG))));
-  return `0x${keccakBig(Buffer.concat([to32(qx), to32(qy)])).toString('hex', 12)}`;
-}
-
-async function naiveRequest(i) {
-  const digest = keccakBig(Buffer.concat([Buffer.from('\x19Ethereum Signed Message:\n32', 'latin1'), hashes[i % DISTINCT]]));
-  const { Signature } = await fastKms.send({ constructor: { name: 'SignCommand' }, input: { Message: digest } });
-  let { r, s } = parseDerSignature(Buffer.from(Signature));
-  if (s > N >> 1n) s = N - s;
-  const z = toBigInt(digest);
-  for (const recid of [0, 1]) if (naiveRecover(z, r, s, recid) === key.address.toLowerCase()) return recid;
-  throw new Error('no recovery id recovers the address');
+const seed = findSeedHandler();
+let handleSeed;
+if (seed.code) {
+  // Its module makes `new KMSClient({})` at load and calls kms.send(new SignCommand(...)):
+  // the stand-in answers instead, for KMSClient instances only (the templates above were
+  // given fastKms and never reach a KMSClient).
+  KMSClient.prototype.send = fastKms.send;
+  process.env.KMS_KEY_ID ??= 'alias/bench';
+  handleSeed = (await importWith(seed.code, { '@aws-sdk/client-kms': KMS_URL })).handler;
 }
 
 // ---------------------------------------------------------------- run
 
+// Every variant must answer exactly as the template does before it is timed.
 for (let i = 0; i < 64; i++) {
-  const expected = recids.get(digests[i].toString('hex'));
-  assert.equal(await nativeRequest(i), expected, 'native recovery id disagrees');
-  assert.equal(await naiveRequest(i), expected, 'naive recovery id disagrees');
+  const expected = JSON.parse((await handle(events[i])).body);
+  assert.deepEqual(JSON.parse((await handleBaseline(events[i])).body), expected, 'the hand-written core answers differently');
+  assert.deepEqual(JSON.parse((await handleBaselineDigest(events[i])).body), JSON.parse((await handleDigest(events[i])).body));
+  assert.equal(await nativeRequest(i), expected.recid, 'native recovery id disagrees');
+  if (handleSeed) {
+    const answer = await handleSeed(events[i]);
+    assert.equal(answer.statusCode, 200, answer.body);
+    assert.equal(JSON.parse(answer.body).signature, expected.signature, "the seed guide's handler signs differently");
+  }
 }
 
-console.log(`node ${process.version}, OpenSSL ${process.versions.openssl}, ${REQUESTS} requests`);
-console.log(`cold start: template import (builds the G table) ${importMs.toFixed(0)} ms; first request (GetPublicKey stand-in + Q table) ${coldMs.toFixed(0)} ms`);
+const started = new Date();
+console.log(`node ${process.version}, OpenSSL ${process.versions.openssl}, ${cpus().length} x ${cpus()[0].model}, ${REQUESTS} requests, ${started.toISOString()}`);
+console.log(`load average at the start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+console.log(`cold start: template import (library's G table) ${importMs.toFixed(0)} ms; first request (GetPublicKey stand-in + Q table) ${coldMs.toFixed(0)} ms`);
+console.log(`hand-written core cold start: import (comb table of G) ${baselineImportMs.toFixed(0)} ms; first request (+ comb table of Q) ${baselineColdMs.toFixed(0)} ms`);
+console.log(handleSeed ? `seed guide's handler: ${seed.file}` : `seed guide's handler: skipped, ${seed.why}`);
 console.log(`each percentile sample includes one process.cpuUsage() reading: ${probeCost().toFixed(1)} µs`);
-const rows = [
-  await measure('template handler, eip191 (Function URL event)', REQUESTS, (i) => handle(events[i % DISTINCT])),
-  await measure('template handler, digest mode', REQUESTS, (i) => handleDigest(events[i % DISTINCT])),
-  await measure('Cloud Run signDigest, eip191 (CRC32C checked)', REQUESTS, (i) => cloudRunCall(hashes[i % DISTINCT])),
-  await measure('native: node:crypto ECDH verify + recid', Math.max(50, Math.round(REQUESTS / 5)), nativeRequest),
-  await measure('naive: BigInt trial recovery + BigInt keccak', Math.max(20, Math.round(REQUESTS / 50)), naiveRequest),
+const variants = [
+  { name: 'template handler, eip191 (Function URL event)', count: REQUESTS, fn: (i) => handle(events[i % DISTINCT]) },
+  { name: 'template handler, digest mode', count: REQUESTS, fn: (i) => handleDigest(events[i % DISTINCT]) },
+  { name: 'Cloud Run signDigest, eip191 (CRC32C checked)', count: REQUESTS, fn: (i) => cloudRunCall(hashes[i % DISTINCT]) },
+  { name: 'hand-written core (not shipped), eip191', count: REQUESTS, fn: (i) => handleBaseline(events[i % DISTINCT]) },
+  { name: 'hand-written core (not shipped), digest mode', count: REQUESTS, fn: (i) => handleBaselineDigest(events[i % DISTINCT]) },
+  { name: 'native: node:crypto ECDH verify + recid', count: Math.max(50, Math.round(REQUESTS / 5)), fn: nativeRequest },
 ];
-console.log(`eip191 handler vs native: ${(rows[3].mean / rows[0].mean).toFixed(1)}x less CPU; vs naive: ${(rows[4].mean / rows[0].mean).toFixed(0)}x less CPU`);
+if (handleSeed) {
+  variants.push({ name: "seed guide's handler (BigInt trial recovery)", count: Math.max(25, Math.round(REQUESTS / 25)), fn: (i) => handleSeed(events[i % DISTINCT]) });
+}
+const rows = await compare(variants);
+printRows(rows, rows[0]);
+console.log(`load average at the end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+const [noble, , , handwritten] = rows;
+const seedRow = rows.find((row) => row.name.startsWith('seed'));
+console.log(
+  `eip191, by mean CPU: @noble/curves ${(noble.mean / handwritten.mean).toFixed(2)}x the hand-written core` +
+    (seedRow ? `; the seed guide's handler ${(seedRow.mean / noble.mean).toFixed(0)}x the template` : ''),
+);

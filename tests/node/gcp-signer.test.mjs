@@ -1,16 +1,17 @@
 // The Cloud Run signDigest template in-process: the request contract as the Functions
 // Framework hands it over (pre-parsed JSON or a raw body), the Cloud KMS integrity checks
 // (every CRC32C, the echoed version name), the key check at cold start, and signatures
-// verified by @noble/curves. The template against the stand-in with the real
+// checked by ethers (the template itself signs with @noble/curves). The template against the stand-in with the real
 // @google-cloud/kms client is tested end to end in tests/gcp_lifecycle.rs.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { recoverAddress } from 'ethers';
 import crc32c from 'fast-crc32c';
 import { clientOptions, createSignDigest } from '../../templates/gcp-cloud-run-signer/index.mjs';
-import { addressOfPoint, derSignature, eip191Digest, hex, makeKey, N, toBigInt } from './support/signer-fixtures.mjs';
+import { addressOfPoint, derSignature, derValues, eip191Digest, hex, makeKey, N, toBigInt } from './support/signer-fixtures.mjs';
 
 const VERSION = 'projects/p-1/locations/us-east1/keyRings/r/cryptoKeys/k/cryptoKeyVersions/3';
 const crc = (bytes) => ({ value: String(crc32c.calculate(Buffer.from(bytes))) });
@@ -73,11 +74,13 @@ function assertSigned({ status, body }, digest, address) {
   assert.equal(sig.length, 65);
   assert.ok(toBigInt(sig.subarray(32, 64)) <= N >> 1n, 'high s returned');
   assert.ok(body.v === 27 || body.v === 28);
-  const recovered = secp256k1.Signature.fromBytes(sig.subarray(0, 64), 'compact').addRecoveryBit(body.v - 27).recoverPublicKey(digest);
-  assert.equal(addressOfPoint(recovered.toBytes(false)), address);
-  // derSignature is Cloud KMS's own DER, as the Cloud KMS guide's callers expect it.
-  const der = Buffer.from(body.derSignature, 'hex');
-  assert.ok(secp256k1.verify(secp256k1.Signature.fromBytes(der, 'der').toBytes('compact'), digest, recovered.toBytes(true), { prehash: false, lowS: false }));
+  assert.equal(recoverAddress(hex(digest), body.signature), address);
+  // derSignature is Cloud KMS's own DER, as the Cloud KMS guide's callers expect it: the
+  // same (r, s), s possibly high.
+  const der = derValues(Buffer.from(body.derSignature, 'hex'));
+  assert.equal(hex(Buffer.from(der.r.toString(16).padStart(64, '0'), 'hex')), body.r);
+  const lowS = der.s > N >> 1n ? N - der.s : der.s;
+  assert.equal(`0x${lowS.toString(16).padStart(64, '0')}`, body.s);
   return body;
 }
 

@@ -1,5 +1,5 @@
 // Unit tests of the AWS Lambda signer template against an in-process KMS stand-in;
-// every signature it returns is checked independently with @noble/curves.
+// every signature it returns is checked independently by ethers.
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';

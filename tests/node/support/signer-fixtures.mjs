@@ -1,15 +1,17 @@
 // Test support for the AWS Lambda signer template: keys, an in-process KMS stand-in that
 // signs like KMS does (DER, high or low s, any nonce), Lambda events, and an independent
-// checker built on @noble/curves / @noble/hashes.
+// checker. The templates sign with @noble/curves 2 (templates/shared/noble-curves.mjs),
+// so the judge of their answers is ethers (its own secp256k1 and Keccak code, from
+// another noble release), never the library under test; the stand-in's signing may use
+// @noble/curves, since ethers checks whatever it produces.
 import assert from 'node:assert/strict';
 import { GetPublicKeyCommand, SignCommand } from '@aws-sdk/client-kms';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
-import { keccak_256 } from '@noble/hashes/sha3.js';
+import { computeAddress, hashMessage, recoverAddress } from 'ethers';
 
 const { Point } = secp256k1;
 export const N = Point.Fn.ORDER;
 const SPKI_PREFIX = Buffer.from('3056301006072a8648ce3d020106052b8104000a034200', 'hex');
-const EIP191_PREFIX = Buffer.from('\x19Ethereum Signed Message:\n32', 'latin1');
 
 /** A nonce whose R has 2^232 <= x < 2^239: its r is a 30-byte DER INTEGER (found by search). */
 export const NONCE_WITH_30_BYTE_R = 0x5eed0000000000000000000000000000000000000000000000000000000416een;
@@ -18,13 +20,9 @@ export function toBigInt(bytes) {
   return BigInt(`0x${Buffer.from(bytes).toString('hex') || '0'}`);
 }
 
-function checksumAddress(lowerHex) {
-  const hash = Buffer.from(keccak_256(Buffer.from(lowerHex, 'latin1'))).toString('hex');
-  return `0x${[...lowerHex].map((c, i) => (parseInt(hash[i], 16) >= 8 ? c.toUpperCase() : c)).join('')}`;
-}
-
+/** The EIP-55 address of an uncompressed public key, by ethers. */
 export function addressOfPoint(uncompressed65) {
-  return checksumAddress(Buffer.from(keccak_256(uncompressed65.subarray(1))).toString('hex', 12));
+  return computeAddress(hex(uncompressed65));
 }
 
 /** A secp256k1 key as KMS would describe it. */
@@ -40,8 +38,9 @@ export function makeKey() {
   };
 }
 
+/** The EIP-191 personal-message hash of 32 bytes, by ethers. */
 export function eip191Digest(hash) {
-  return Buffer.from(keccak_256(Buffer.concat([EIP191_PREFIX, hash])));
+  return Buffer.from(hashMessage(hash).slice(2), 'hex');
 }
 
 function derInteger(value) {
@@ -156,7 +155,7 @@ export function hex(bytes) {
 
 /**
  * Asserts a 200 response carries a low-s signature of `digest` whose v recovers, by
- * @noble/curves, to `address`; returns the parsed body.
+ * ethers, to `address`; returns the parsed body.
  */
 export function assertRecovers(response, digest, address) {
   assert.equal(response.statusCode, 200, response.body);
@@ -170,12 +169,14 @@ export function assertRecovers(response, digest, address) {
   assert.equal(sig[64], body.v);
   assert.equal(body.recid, body.v - 27);
   assert.ok(toBigInt(sig.subarray(32, 64)) <= N >> 1n, 'high s returned');
-  const recovered = secp256k1.Signature.fromBytes(sig.subarray(0, 64), 'compact')
-    .addRecoveryBit(body.recid)
-    .recoverPublicKey(digest)
-    .toBytes(false);
-  assert.equal(addressOfPoint(recovered), address);
-  assert.ok(secp256k1.verify(sig.subarray(0, 64), digest, recovered, { prehash: false, lowS: true }));
+  assert.equal(recoverAddress(hex(digest), body.signature), address);
   assert.equal(body.address, address);
   return body;
+}
+
+/** (r, s) of a well-formed DER ECDSA signature, read without the template's parser. */
+export function derValues(der) {
+  const rLength = der[3];
+  const r = toBigInt(der.subarray(4, 4 + rLength));
+  return { r, s: toBigInt(der.subarray(6 + rLength, 6 + rLength + der[5 + rLength])) };
 }
