@@ -221,7 +221,7 @@ async fn execute(
     delete: DeleteOptions,
 ) -> Result<Step, ProviderError> {
     let kind: &dyn Kind =
-        change.kind().ok_or_else(|| ProviderError::Refused(format!("unknown resource type {}", change.kind)))?;
+        crate::provider::kind(&change.kind).ok_or_else(|| ProviderError::Refused(format!("unknown resource type {}", change.kind)))?;
     let prior = change.prior.as_ref();
     match change.action {
         Action::Create => {

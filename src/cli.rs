@@ -64,7 +64,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
         format: ReportFormat,
         /// The lowest level that makes the exit status 2
-        #[arg(long, value_enum, default_value_t = Level::Warning, value_name = "LEVEL")]
+        #[arg(long, value_parser = level(), default_value = "warning", value_name = "LEVEL")]
         fail_on: Level,
     },
     /// Show what apply would change, attribute by attribute
@@ -459,6 +459,11 @@ pub struct ServeArgs {
 }
 
 /// `--mode`: the signing modes by name, listed in `--help`.
+fn level() -> impl clap::builder::TypedValueParser<Value = Level> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["note", "warning", "error"]).try_map(|s| s.parse::<Level>())
+}
+
 fn signing_mode() -> impl clap::builder::TypedValueParser<Value = SigningMode> {
     use clap::builder::TypedValueParser as _;
     clap::builder::PossibleValuesParser::new(["eip191", "digest"]).try_map(|s| s.parse::<SigningMode>())

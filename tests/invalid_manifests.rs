@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use keyrite::manifest::Manifest;
+use keyrite::manifest;
 
 fn errors(path: &Path, text: &str) -> Vec<String> {
-    match Manifest::parse(path, text) {
+    match manifest::parse(path, text) {
         Ok(_) => panic!("{} parsed, but it is invalid", path.display()),
         Err(d) => d.0.iter().map(ToString::to_string).collect(),
     }

@@ -153,7 +153,7 @@ pub fn prepare(
         return Ok(None);
     };
     let started_at = now();
-    let manifest = Manifest::load(Path::new(&plan.manifest_path)).with_context(|| {
+    let manifest = crate::manifest::load(Path::new(&plan.manifest_path)).with_context(|| {
         format!("a ceremony plan is applied with the manifest it was made from ({})", plan.manifest_path)
     })?;
     if manifest.sha256 != plan.manifest_sha256 {

@@ -17,7 +17,7 @@ pub async fn run(arg: &ManifestArg, format: ReportFormat) -> anyhow::Result<Stat
     };
     let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
     let observed = refresh(&cloud, &manifest, Some(&state), Reference::State).await?;
-    let items = crate::plan::drift::detect(&state, &observed);
+    let items = crate::plan::drift::detect(&state, &observed, crate::provider::schemas());
     let pending = crate::plan::build(&manifest, Some(&state), &observed, now());
     match format {
         ReportFormat::Human => print!("{}", human::drift(&items, &pending)),

@@ -9,7 +9,7 @@ use super::{Reference, Status, load, refresh};
 use crate::cli::ManifestArg;
 use crate::discover;
 use crate::lint::{self, Context, Deployed, Finding, Level};
-use crate::manifest::{AwsConfig, GcpConfig, Manifest, Slot};
+use crate::manifest::{AwsConfig, GcpConfig, Slot};
 use crate::provider::{self, Cloud};
 use crate::render::{ReportFormat, human, sarif};
 
@@ -63,7 +63,7 @@ impl Source {
 
 pub async fn run(arg: &ManifestArg, source: Source, format: ReportFormat, fail_on: Level) -> anyhow::Result<Status> {
     let findings = match &source {
-        Source::Manifest => lint::manifest(&Manifest::load(&arg.file)?),
+        Source::Manifest => lint::manifest(&crate::manifest::load(&arg.file)?),
         Source::State => state(arg).await?,
         Source::Aws { region } => aws_account(region.clone()).await?,
         Source::Gcp { project, location } => gcp_project(project, location).await?,

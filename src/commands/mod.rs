@@ -100,7 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         }
         Command::Sig { command: SigCommand::Recover { digest, signature } } => sig::recover(&digest, &signature),
         Command::ForceUnlock { id, manifest } => {
-            let manifest = Manifest::load(&manifest.file)?;
+            let manifest = crate::manifest::load(&manifest.file)?;
             println!("{}", backend(&manifest.state, &manifest.aws).await?.force_unlock(&id).await?);
             Ok(Status::Ok)
         }
@@ -135,7 +135,7 @@ pub async fn backend(config: &StateConfig, aws: &crate::manifest::AwsConfig) -> 
 
 /// Loads the manifest and its state backend.
 async fn load(arg: &ManifestArg) -> anyhow::Result<(Manifest, Backend)> {
-    let manifest = Manifest::load(&arg.file)?;
+    let manifest = crate::manifest::load(&arg.file)?;
     let store = backend(&manifest.state, &manifest.aws).await?;
     Ok((manifest, store))
 }

@@ -13,7 +13,7 @@ use crate::provider::{self, Cloud};
 
 /// Fills in `plan.permissions`, and a plan error per cloud with missing permissions.
 pub async fn check_permissions(cloud: &Cloud, plan: &mut Plan) -> anyhow::Result<()> {
-    let needs = permissions::needed(plan);
+    let needs = permissions::needed(plan, crate::provider::schemas());
     let mut checks = Vec::with_capacity(needs.len());
     let aws: Vec<&Need> = needs.iter().filter(|n| n.cloud == Side::Aws).collect();
     if !aws.is_empty() {

@@ -201,7 +201,7 @@ pub async fn serve(arg: &ManifestArg, options: ServeArgs) -> anyhow::Result<Stat
         }
         manifest.signers.iter().filter(|s| s.slot != crate::manifest::Slot::Recovery).collect()
     } else {
-        options.signers.iter().map(|n| manifest.signer(Some(n))).collect::<anyhow::Result<_>>()?
+        options.signers.iter().map(|n| manifest.signer(Some(n))).collect::<Result<_, _>>()?
     };
     for spec in &specs {
         if spec.slot == crate::manifest::Slot::Recovery {

@@ -2,10 +2,9 @@
 
 use super::Status;
 use crate::cli::ManifestArg;
-use crate::manifest::Manifest;
 
 pub fn run(arg: &ManifestArg) -> anyhow::Result<Status> {
-    let manifest = Manifest::load(&arg.file)?;
+    let manifest = crate::manifest::load(&arg.file)?;
     let n = manifest.resources.len();
     println!("{}: valid ({n} resource{})", arg.file.display(), if n == 1 { "" } else { "s" });
     let findings = crate::lint::manifest(&manifest);

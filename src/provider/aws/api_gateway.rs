@@ -24,6 +24,7 @@ use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Op as Operation, ProviderError, Result, map_json, str_attr,
     tag_delta,
 };
+use crate::provider::Schema;
 
 pub struct ApiGateway;
 
@@ -39,8 +40,7 @@ const ATTRS: &[AttrSpec] = &[
     AttrSpec::update("tags"),
 ];
 
-#[async_trait]
-impl Kind for ApiGateway {
+impl Schema for ApiGateway {
     fn name(&self) -> &'static str {
         "aws_api_gateway_rest_api"
     }
@@ -142,7 +142,10 @@ impl Kind for ApiGateway {
         a.insert("tags".into(), map_json(&b.string_map(cx, "tags").unwrap_or_default()));
         a
     }
+}
 
+#[async_trait]
+impl Kind for ApiGateway {
     /// `apigateway:GET` on the API, its resources, method, integration and stage.
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
         let Some(api) = unless_gone(

@@ -22,6 +22,7 @@ use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, map_attr, map_json,
     str_attr, tag_delta,
 };
+use crate::provider::Schema;
 
 pub struct IamRole;
 
@@ -36,8 +37,7 @@ const ATTRS: &[AttrSpec] = &[
     AttrSpec::state_only("inline_policies"),
 ];
 
-#[async_trait]
-impl Kind for IamRole {
+impl Schema for IamRole {
     fn name(&self) -> &'static str {
         "aws_iam_role"
     }
@@ -166,7 +166,10 @@ impl Kind for IamRole {
     fn upgrade_recorded(&self, attrs: &mut Attrs) {
         attrs.entry("managed_policies").or_insert_with(|| json!([]));
     }
+}
 
+#[async_trait]
+impl Kind for IamRole {
     /// `iam:GetRole`, `iam:ListRoleTags`, `iam:ListRolePolicies`, `iam:ListAttachedRolePolicies`.
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
         let Some(out) =

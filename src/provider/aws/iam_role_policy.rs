@@ -12,13 +12,13 @@ use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, TAG_LINEAGE, str_attr,
     unresolved,
 };
+use crate::provider::Schema;
 
 pub struct IamRolePolicy;
 
 const ATTRS: &[AttrSpec] = &[AttrSpec::replace("role"), AttrSpec::replace("name"), AttrSpec::policy("document")];
 
-#[async_trait]
-impl Kind for IamRolePolicy {
+impl Schema for IamRolePolicy {
     fn name(&self) -> &'static str {
         "aws_iam_role_policy"
     }
@@ -55,7 +55,10 @@ impl Kind for IamRolePolicy {
     fn desired(&self, _name: &str, _b: &mut Block<'_>, _cx: &mut Validation) -> Attrs {
         Attrs::new()
     }
+}
 
+#[async_trait]
+impl Kind for IamRolePolicy {
     /// `iam:GetRolePolicy`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let (role, name) = split_id(id)?;

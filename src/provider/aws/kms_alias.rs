@@ -12,13 +12,13 @@ use crate::manifest::{Attrs, Block, Validation};
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, Result, str_attr, unresolved,
 };
+use crate::provider::Schema;
 
 pub struct KmsAlias;
 
 const ATTRS: &[AttrSpec] = &[AttrSpec::replace("name"), AttrSpec::update("target_key_id")];
 
-#[async_trait]
-impl Kind for KmsAlias {
+impl Schema for KmsAlias {
     fn name(&self) -> &'static str {
         "aws_kms_alias"
     }
@@ -74,7 +74,10 @@ impl Kind for KmsAlias {
         }
         a
     }
+}
 
+#[async_trait]
+impl Kind for KmsAlias {
     /// `kms:ListAliases`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let mut marker = None;

@@ -40,6 +40,7 @@ use crate::manifest::{Attrs, Block, Slot, Validation};
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Op, ProviderError, Result, map_json, str_attr, tag_delta,
 };
+use crate::provider::Schema;
 
 pub struct KmsKey;
 
@@ -73,8 +74,7 @@ const ADMIN_ACTIONS: &[&str] = &[
     "kms:CancelKeyDeletion",
 ];
 
-#[async_trait]
-impl Kind for KmsKey {
+impl Schema for KmsKey {
     fn name(&self) -> &'static str {
         "aws_kms_key"
     }
@@ -151,7 +151,10 @@ impl Kind for KmsKey {
         a.insert("deletion_window_days".into(), json!(b.integer(cx, "deletion_window_days", 7..=30).unwrap_or(30)));
         a
     }
+}
 
+#[async_trait]
+impl Kind for KmsKey {
     /// `kms:DescribeKey`, `kms:GetKeyPolicy`, `kms:ListResourceTags`, `kms:GetPublicKey`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(described) = unless_gone(
@@ -612,6 +615,17 @@ fn unexpected(operation: &'static str, message: &str) -> ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_generated_key_policy_is_clean_by_lint() {
+        let policy = generated_policy(&Generated {
+            signers: vec!["arn:aws:iam::111122223333:role/signer".into()],
+            ..Default::default()
+        });
+        let attrs = serde_json::json!({"policy": policy}).as_object().unwrap().clone();
+        let findings = crate::lint::check("aws_kms_key", &attrs, &crate::lint::Context::default());
+        assert_eq!(findings, Vec::new());
+    }
 
     #[test]
     fn generated_policy_limits_signing_to_ecdsa_sha256_and_source_ips() {

@@ -31,6 +31,7 @@ use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, map_attr, map_json,
     str_attr, tag_delta,
 };
+use crate::provider::Schema;
 
 pub struct LambdaFunction;
 
@@ -56,8 +57,7 @@ const ATTRS: &[AttrSpec] = &[
     AttrSpec::state_only("template_base"),
 ];
 
-#[async_trait]
-impl Kind for LambdaFunction {
+impl Schema for LambdaFunction {
     fn name(&self) -> &'static str {
         "aws_lambda_function"
     }
@@ -285,7 +285,10 @@ impl Kind for LambdaFunction {
         a.insert("template_base".into(), json!(base.display().to_string()));
         a
     }
+}
 
+#[async_trait]
+impl Kind for LambdaFunction {
     /// `lambda:GetFunction`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(out) = unless_gone(get_function(cloud, id).await)? else {

@@ -22,6 +22,7 @@ use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, Result, TAG_LINEAGE, map_attr, str_attr,
     unresolved,
 };
+use crate::provider::Schema;
 
 pub struct LambdaFunctionUrl;
 
@@ -39,8 +40,7 @@ const PUBLIC_SIDS: [(&str, &str); 2] =
 /// The two actions, in the order `public_permissions` lists them.
 pub const PUBLIC_ACTIONS: [&str; 2] = ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"];
 
-#[async_trait]
-impl Kind for LambdaFunctionUrl {
+impl Schema for LambdaFunctionUrl {
     fn name(&self) -> &'static str {
         "aws_lambda_function_url"
     }
@@ -148,7 +148,10 @@ impl Kind for LambdaFunctionUrl {
         a.insert("public_permissions".into(), json!(granted));
         a
     }
+}
 
+#[async_trait]
+impl Kind for LambdaFunctionUrl {
     /// `lambda:GetFunctionUrlConfig`, `lambda:GetPolicy`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(out) = unless_gone(

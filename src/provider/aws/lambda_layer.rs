@@ -18,6 +18,7 @@ use crate::package;
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, str_attr,
 };
+use crate::provider::Schema;
 
 pub struct LambdaLayer;
 
@@ -30,8 +31,7 @@ const ATTRS: &[AttrSpec] = &[
     AttrSpec::state_only("include"),
 ];
 
-#[async_trait]
-impl Kind for LambdaLayer {
+impl Schema for LambdaLayer {
     fn name(&self) -> &'static str {
         "aws_lambda_layer_version"
     }
@@ -83,7 +83,10 @@ impl Kind for LambdaLayer {
         a.insert("include".into(), json!(include));
         a
     }
+}
 
+#[async_trait]
+impl Kind for LambdaLayer {
     /// `lambda:GetLayerVersionByArn`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(out) = unless_gone(

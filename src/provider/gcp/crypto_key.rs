@@ -41,6 +41,7 @@ use crate::provider::{
     AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, map_attr,
     map_json, str_attr, unless_gone, unresolved,
 };
+use crate::provider::Schema;
 
 pub struct CryptoKey;
 
@@ -63,8 +64,7 @@ const ATTRS: &[AttrSpec] = &[
     AttrSpec::state_only("slot"),
 ];
 
-#[async_trait]
-impl Kind for CryptoKey {
+impl Schema for CryptoKey {
     fn name(&self) -> &'static str {
         "gcp_kms_crypto_key"
     }
@@ -197,7 +197,10 @@ impl Kind for CryptoKey {
         a.insert("other_enabled_versions".into(), json!([]));
         a
     }
+}
 
+#[async_trait]
+impl Kind for CryptoKey {
     /// Permissions `cloudkms.cryptoKeys.get`, `cloudkms.cryptoKeyVersions.list` and, for an
     /// enabled version, `cloudkms.cryptoKeyVersions.viewPublicKey`.
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {

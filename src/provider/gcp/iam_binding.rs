@@ -24,6 +24,7 @@ use crate::manifest::{Attrs, Block, Validation};
 use crate::provider::{
     AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, Op, Result, str_attr, unless_gone,
 };
+use crate::provider::Schema;
 
 pub struct CryptoKeyIamBinding;
 
@@ -38,8 +39,7 @@ const ATTRS: &[AttrSpec] = &[
     AttrSpec::update("other_bindings"),
 ];
 
-#[async_trait]
-impl Kind for CryptoKeyIamBinding {
+impl Schema for CryptoKeyIamBinding {
     fn name(&self) -> &'static str {
         "gcp_kms_crypto_key_iam_binding"
     }
@@ -130,7 +130,10 @@ impl Kind for CryptoKeyIamBinding {
         a.insert("other_bindings".into(), json!(others));
         a
     }
+}
 
+#[async_trait]
+impl Kind for CryptoKeyIamBinding {
     /// Permission `cloudkms.cryptoKeys.getIamPolicy` (policy version 3, so conditional
     /// bindings are seen).
     async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {

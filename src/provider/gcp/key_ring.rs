@@ -13,13 +13,13 @@ use crate::manifest::{Attrs, Block, Validation, check_project_id};
 use crate::provider::{
     AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, Result, str_attr, unless_gone,
 };
+use crate::provider::Schema;
 
 pub struct KeyRing;
 
 const ATTRS: &[AttrSpec] = &[AttrSpec::replace("project"), AttrSpec::replace("location"), AttrSpec::replace("name")];
 
-#[async_trait]
-impl Kind for KeyRing {
+impl Schema for KeyRing {
     fn name(&self) -> &'static str {
         "gcp_kms_key_ring"
     }
@@ -96,7 +96,10 @@ impl Kind for KeyRing {
         a.insert("name".into(), json!(id));
         a
     }
+}
 
+#[async_trait]
+impl Kind for KeyRing {
     /// Permission `cloudkms.keyRings.get`.
     async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let kms = cloud.gcp.kms().await?;

@@ -9,19 +9,32 @@
 
 mod rules;
 
-pub use rules::Context;
+pub use rules::{Context, check};
 
 use serde::Serialize;
 
 use crate::manifest::{Manifest, Slot};
 
 /// How serious a finding is. Ordered: `Note < Warning < Error`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     Note,
     Warning,
     Error,
+}
+
+impl std::str::FromStr for Level {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Level, String> {
+        match s {
+            "note" => Ok(Level::Note),
+            "warning" => Ok(Level::Warning),
+            "error" => Ok(Level::Error),
+            other => Err(format!("unknown level {other:?} (note, warning, error)")),
+        }
+    }
 }
 
 impl Level {

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
-use crate::provider;
+use crate::schema::Schemas;
 pub use allow::Allowance;
 pub use ceremony::CeremonyConfig;
 pub use refs::Reference;
@@ -156,7 +156,7 @@ pub struct ResourceSpec {
     pub import_at: Option<Pos>,
 }
 
-pub use keyrite_core::signing::SigningMode;
+pub use crate::signing::SigningMode;
 
 /// Authentication an HTTP signer endpoint expects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -255,22 +255,15 @@ pub struct Manifest {
     /// Things that are allowed but deserve attention (a public endpoint); printed by every
     /// command that reads the manifest.
     pub warnings: Vec<Diagnostic>,
+    /// The kinds it was validated against, which plans and drift read.
+    pub schemas: &'static Schemas,
 }
 
 impl Manifest {
     /// Reads and validates the manifest at `path`.
-    pub fn load(path: &Path) -> anyhow::Result<Manifest> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read manifest {}: {e}", path.display()))?;
-        let manifest = Manifest::parse(path, &text)?;
-        for w in &manifest.warnings {
-            eprintln!("{}", w.as_warning());
-        }
-        Ok(manifest)
-    }
-
-    /// Validates manifest text; `path` names the file in diagnostics and anchors relative paths.
-    pub fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
+    /// Validates manifest text against the kinds in `schemas`; `path` names the file in
+    /// diagnostics and anchors relative paths.
+    pub fn parse(path: &Path, text: &str, schemas: &'static Schemas) -> Result<Manifest, Diagnostics> {
         let file = path.display().to_string();
         let root = yaml::parse(text).map_err(|e| {
             Diagnostics(vec![Diagnostic {
@@ -285,7 +278,7 @@ impl Manifest {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let mut cx = Validation::new(file, base);
+        let mut cx = Validation::new(file, base, schemas);
         let parsed = cx.manifest(path, &root);
         let positions = parsed.resources.iter().map(|(r, pos)| (r.name.clone(), *pos)).collect();
         let resources = cx.check_references(parsed.resources);
@@ -305,6 +298,7 @@ impl Manifest {
             positions,
             allowances: parsed.allowances,
             warnings: cx.warnings,
+            schemas,
         })
     }
 
@@ -313,20 +307,25 @@ impl Manifest {
     }
 
     /// The named signer, or the only one when `name` is None.
-    pub fn signer(&self, name: Option<&str>) -> anyhow::Result<&SignerSpec> {
+    pub fn signer(&self, name: Option<&str>) -> Result<&SignerSpec, NoSigner> {
         let names = || self.signers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
         match name {
             Some(n) => self
                 .signers
                 .iter()
                 .find(|s| s.name == n)
-                .ok_or_else(|| anyhow::anyhow!("no signer named {n:?} in the manifest (signers: {})", names())),
+                .ok_or_else(|| NoSigner(format!("no signer named {n:?} in the manifest (signers: {})", names()))),
             None if self.signers.len() == 1 => Ok(&self.signers[0]),
-            None if self.signers.is_empty() => anyhow::bail!("the manifest declares no `signers:`"),
-            None => anyhow::bail!("the manifest declares several signers ({}); choose one with --signer", names()),
+            None if self.signers.is_empty() => Err(NoSigner("the manifest declares no `signers:`".into())),
+            None => Err(NoSigner(format!("the manifest declares several signers ({}); choose one with --signer", names()))),
         }
     }
 }
+
+/// Why [`Manifest::signer`] found no single signer.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoSigner(String);
 
 struct Parsed {
     aws: AwsConfig,
@@ -354,11 +353,14 @@ pub struct Validation {
     children: Vec<Child>,
     /// `provider.gcp.project`, the default for GCP resources.
     gcp_project: Option<String>,
+    /// The kinds resources may have.
+    schemas: &'static Schemas,
 }
 
 impl Validation {
-    fn new(file: String, base: PathBuf) -> Self {
+    fn new(file: String, base: PathBuf, schemas: &'static Schemas) -> Self {
         Validation {
+            schemas,
             file,
             base,
             diags: Vec::new(),
@@ -724,19 +726,19 @@ impl Validation {
             self.error(
                 body.pos,
                 "type",
-                format!("{path}: missing `type` (one of {})", provider::kind_names().join(", ")),
+                format!("{path}: missing `type` (one of {})", self.schemas.names().join(", ")),
             );
             return None;
         };
         let type_name = kind_node.as_scalar().unwrap_or_default();
-        let Some(kind) = provider::kind(type_name) else {
+        let Some(kind) = self.schemas.get(type_name) else {
             self.error(
                 kind_node.pos,
                 "type",
                 format!(
                     "{path}.type: unknown resource type {:?}; expected one of {}",
                     type_name,
-                    provider::kind_names().join(", ")
+                    self.schemas.names().join(", ")
                 ),
             );
             return None;
@@ -769,10 +771,11 @@ impl Validation {
     /// Checks every reference's target and attribute, finds cycles, and orders resources.
     fn check_references(&mut self, resources: Vec<(ResourceSpec, Pos)>) -> Vec<ResourceSpec> {
         let kinds: BTreeMap<&str, &str> = resources.iter().map(|(r, _)| (r.name.as_str(), r.kind.as_str())).collect();
+        let schemas = self.schemas;
         for (spec, _) in &resources {
             for (reference, pos) in refs_from_json(&spec.desired) {
                 if let Err(msg) =
-                    reference.check(&spec.name, |n| kinds.get(n).and_then(|k| provider::kind(k)).map(|k| k.outputs()))
+                    reference.check(&spec.name, |n| kinds.get(n).and_then(|k| schemas.get(k)).map(|k| k.outputs()))
                 {
                     self.error(pos, "reference", msg);
                 }
@@ -1124,6 +1127,3 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     row[b.len()]
 }
-
-#[cfg(test)]
-mod tests;

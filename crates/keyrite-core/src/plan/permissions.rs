@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use super::{Action, Outputs, Plan, ResourceChange, resolve};
-use crate::provider::Op;
+use crate::schema::{Op, Schemas};
 
 /// Which cloud a permission belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,7 +45,7 @@ fn operations(action: Action) -> &'static [Op] {
 
 /// Every permission the plan's changes need, grouped by permission and resource, in a stable
 /// order. An adoption with no attribute changes needs nothing.
-pub fn needed(plan: &Plan) -> Vec<Need> {
+pub fn needed(plan: &Plan, schemas: &Schemas) -> Vec<Need> {
     let mut known = Outputs::new(&plan.builtins);
     for c in &plan.changes {
         if let Some(p) = &c.prior {
@@ -54,7 +54,7 @@ pub fn needed(plan: &Plan) -> Vec<Need> {
     }
     let mut grouped: BTreeMap<(Cloud, &'static str, Option<String>), Vec<String>> = BTreeMap::new();
     for change in &plan.changes {
-        let Some(kind) = change.kind() else { continue };
+        let Some(kind) = schemas.get(&change.kind) else { continue };
         if change.action == Action::Adopt && change.changes.is_empty() {
             continue;
         }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::{Observed, compare};
-use crate::provider::{self, Compare};
+use crate::schema::{Compare, Schemas};
 use crate::state::State;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -40,10 +40,10 @@ pub struct DriftItem {
 }
 
 /// Compares every state entry with what the refresh observed.
-pub fn detect(state: &State, observed: &Observed) -> Vec<DriftItem> {
+pub fn detect(state: &State, observed: &Observed, schemas: &Schemas) -> Vec<DriftItem> {
     let mut items = Vec::new();
     for (address, prior) in &state.resources {
-        let Some(kind) = provider::kind(&prior.kind) else { continue };
+        let Some(kind) = schemas.get(&prior.kind) else { continue };
         let Some(live) = observed.live.get(address) else { continue };
         let Some(live) = live else {
             items.push(DriftItem {

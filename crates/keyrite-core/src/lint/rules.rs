@@ -454,15 +454,6 @@ mod tests {
     }
 
     #[test]
-    fn the_generated_key_policy_is_clean() {
-        let p = crate::provider::aws::kms_key::generated_policy(&crate::provider::aws::kms_key::Generated {
-            signers: vec!["arn:aws:iam::111122223333:role/signer".into()],
-            ..Default::default()
-        });
-        assert_eq!(key(p), Vec::<&str>::new());
-    }
-
-    #[test]
     fn the_console_default_key_policy_lacks_only_the_algorithm_condition_when_it_signs() {
         let console = json!({"Version": "2012-10-17", "Statement": [
             {"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"}]});

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::drift::{Severity, detect};
-use super::*;
-use crate::manifest::Manifest;
-use crate::provider::Live;
-use crate::state::ResourceState;
+use crate::manifest::{Attrs, Manifest};
+use crate::plan::drift::{Severity, detect};
+use crate::plan::*;
+use crate::provider::{self, Compare, Live};
+use crate::state::{ResourceState, State};
 
 const MANIFEST: &str = r#"
 version: 1
@@ -36,7 +36,7 @@ resources:
 const LINEAGE: &str = "00000000-0000-4000-8000-000000000000";
 
 fn manifest(text: &str) -> Manifest {
-    Manifest::parse(Path::new("m.yaml"), text).unwrap()
+    crate::manifest::parse(Path::new("m.yaml"), text).unwrap()
 }
 
 fn builtins() -> BTreeMap<String, String> {
@@ -129,7 +129,7 @@ fn after_a_perfect_apply_nothing_changes_and_nothing_drifted() {
     assert!(!plan.has_changes(), "{:#?}", plan.changes.iter().filter(|c| c.action != Action::NoOp).collect::<Vec<_>>());
     assert_eq!(plan.base_serial, Some(4));
     assert_eq!(plan.lineage, LINEAGE);
-    assert!(detect(&state, &observed).is_empty());
+    assert!(detect(&state, &observed, provider::schemas()).is_empty());
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn a_reformatted_but_equivalent_policy_is_no_change() {
     policy["Statement"].as_array_mut().unwrap().reverse();
     policy["Statement"][0]["Resource"] = json!(["*"]);
     assert!(!build(&m, Some(&state), &observed, "now".into()).has_changes());
-    assert!(detect(&state, &observed).is_empty());
+    assert!(detect(&state, &observed, provider::schemas()).is_empty());
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn a_broadened_policy_is_an_update_and_security_drift_naming_statement_and_field
     assert_eq!(c.changes.len(), 1);
     let detail = c.changes[0].detail.join("\n");
     assert!(detail.contains("AllowSigning") && detail.contains("kms:*"), "{detail}");
-    let drift = detect(&state, &observed);
+    let drift = detect(&state, &observed, provider::schemas());
     assert_eq!(drift.len(), 1);
     assert_eq!(drift[0].severity, Severity::Security);
     assert_eq!(drift[0].attribute.as_deref(), Some("policy"));
@@ -186,7 +186,7 @@ fn a_resource_deleted_out_of_band_is_created_again_with_a_reason() {
     assert_eq!(c.action, Action::Create);
     assert!(c.reason.as_deref().unwrap().contains("deleted outside keyrite"));
     assert_eq!(c.hazard, None);
-    let drift = detect(&state, &observed);
+    let drift = detect(&state, &observed, provider::schemas());
     assert_eq!(drift.len(), 1);
     assert_eq!(drift[0].attribute, None);
     // A key that vanished is re-created only with the replacement flag.
@@ -231,7 +231,7 @@ fn undeclared_inline_policies_and_disabled_keys_are_security_drift() {
     live_mut(&mut observed, "role").insert("undeclared_inline_policies".into(), json!(["backdoor"]));
     live_mut(&mut observed, "key").insert("key_state".into(), json!("PendingDeletion"));
     live_mut(&mut observed, "key").get_mut("tags").unwrap()["owner"] = json!("eve");
-    let drift = detect(&state, &observed);
+    let drift = detect(&state, &observed, provider::schemas());
     let msg = |attr: &str| {
         drift.iter().find(|d| d.attribute.as_deref() == Some(attr)).map(|d| (d.severity, d.message.clone())).unwrap()
     };

@@ -1,11 +1,11 @@
 //! Manifest validation: every problem reported at once, at the right line and column.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::*;
+use crate::manifest::*;
 
 fn errors(text: &str) -> Vec<String> {
-    match Manifest::parse(Path::new("m.yaml"), text) {
+    match parse(Path::new("m.yaml"), text) {
         Ok(_) => panic!("expected errors for:\n{text}"),
         Err(d) => d.0.iter().map(ToString::to_string).collect(),
     }
@@ -39,7 +39,7 @@ resources:
 
 #[test]
 fn a_valid_manifest_orders_resources_by_reference() {
-    let m = Manifest::parse(Path::new("m.yaml"), GOOD).unwrap();
+    let m = parse(Path::new("m.yaml"), GOOD).unwrap();
     let names: Vec<&str> = m.resources.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, vec!["role", "key", "role/sign", "alias"]);
     assert_eq!(m.resource("role/sign").unwrap().kind, "aws_iam_role_policy");
@@ -160,13 +160,13 @@ fn role_policies_cannot_be_declared_alone() {
 #[test]
 fn explicit_documents_may_be_json_strings() {
     let text = "version: 1\nresources:\n  key:\n    type: aws_kms_key\n    policy:\n      document: '{\"Version\":\"2012-10-17\",\"Statement\":{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"${aws.account_id}\"},\"Action\":\"kms:*\",\"Resource\":\"*\"}}'\n";
-    let m = Manifest::parse(Path::new("m.yaml"), text).unwrap();
+    let m = parse(Path::new("m.yaml"), text).unwrap();
     assert_eq!(m.resources[0].desired["policy"]["Statement"]["Principal"]["AWS"], "${aws.account_id}");
 }
 
 #[test]
 fn state_path_is_relative_to_the_manifest_and_endpoint_must_be_a_url() {
-    let m = Manifest::parse(Path::new("dir/m.yaml"), "version: 1\nstate: {local: {path: s/x.json}}\nresources: {}\n")
+    let m = parse(Path::new("dir/m.yaml"), "version: 1\nstate: {local: {path: s/x.json}}\nresources: {}\n")
         .unwrap();
     assert_eq!(m.state, StateConfig::Local { path: PathBuf::from("dir/s/x.json") });
     has(
@@ -183,7 +183,7 @@ fn every_example_manifest_is_valid() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            match Manifest::parse(&path, &text) {
+            match parse(&path, &text) {
                 Ok(_) => {}
                 // A unit test's executable is in target/*/deps, where no keyrite-lambda-signer
                 // is built: that must be the Rust signer's only complaint. The integration
@@ -224,7 +224,7 @@ resources:
     other_bindings:
       roles/cloudkms.publicKeyViewer: [group:auditors@example.com, group:auditors@example.com]
 "#;
-    let m = Manifest::parse(Path::new("m.yaml"), text).unwrap();
+    let m = parse(Path::new("m.yaml"), text).unwrap();
     assert_eq!(
         m.resource("access").unwrap().desired["other_bindings"],
         serde_json::json!({"roles/cloudkms.publicKeyViewer": ["group:auditors@example.com"]})
@@ -234,7 +234,7 @@ resources:
         "      roles/cloudkms.publicKeyViewer: [group:auditors@example.com, group:auditors@example.com]",
         "      cloudkms.viewer: [group:auditors@example.com]\n      roles/cloudkms.signerVerifier: [alice@example.com]\n      roles/cloudkms.admin: [allUsers]",
     );
-    let errors = Manifest::parse(Path::new("m.yaml"), &bad).unwrap_err().to_string();
+    let errors = parse(Path::new("m.yaml"), &bad).unwrap_err().to_string();
     for expected in [
         "m.yaml:17:24: error[value]: resources.access.other_bindings.cloudkms.viewer: \"cloudkms.viewer\" is not a role",
         "m.yaml:18:38: error[value]: resources.access.other_bindings.roles/cloudkms.signerVerifier: roles/cloudkms.signerVerifier is the binding's own role",
@@ -265,7 +265,7 @@ resources:
     members: [allAuthenticatedUsers]
     allow_public: true
 "#;
-    let m = Manifest::parse(Path::new("m.yaml"), text).unwrap();
+    let m = parse(Path::new("m.yaml"), text).unwrap();
     let ring = m.resource("ring").unwrap();
     assert_eq!(ring.desired["project"], "treasury-prod-4711");
     assert_eq!(ring.desired["name"], "ring");

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::manifest::{Attrs, AwsConfig, GcpConfig, Manifest, REFS_KEY, Reference, StateConfig, refs};
-use crate::provider::{self, Compare, Kind, Live, OnChange};
+use crate::schema::{self, Compare, Live, OnChange, Schema, Schemas};
 use crate::state::{ResourceState, State};
 
 /// Saved plan format version.
@@ -89,12 +89,6 @@ pub struct ResourceChange {
     /// The state entry before this plan.
     pub prior: Option<ResourceState>,
     pub depends_on: BTreeSet<String>,
-}
-
-impl ResourceChange {
-    pub fn kind(&self) -> Option<&'static dyn Kind> {
-        provider::kind(&self.kind)
-    }
 }
 
 /// Whether the plan converges on the manifest or tears everything down.
@@ -333,7 +327,7 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
     let mut changes = Vec::new();
     let mut errors = Vec::new();
     for spec in &manifest.resources {
-        let Some(kind) = provider::kind(&spec.kind) else { continue };
+        let Some(kind) = manifest.schemas.get(&spec.kind) else { continue };
         if let Some(e) = observed.import_errors.get(&spec.name) {
             // Nothing is known of what the import names: the plan promises nothing for it.
             errors.push(e.clone());
@@ -343,14 +337,14 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
         let adopted = observed.adopted.get(&spec.name);
         // An import carrying another state's marks belongs to that state. A new state may
         // continue a lost one's lineage (see `continue_lineage`), but only at the same address.
-        let marked = |mark| adopted.and_then(|a| provider::ownership_mark(kind, &a.live.attrs, mark));
-        let readdressed = state.is_none() && marked(provider::Mark::Address).is_some_and(|m| m != spec.name);
+        let marked = |mark| adopted.and_then(|a| schema::ownership_mark(kind, &a.live.attrs, mark));
+        let readdressed = state.is_none() && marked(schema::Mark::Address).is_some_and(|m| m != spec.name);
         if let Some(a) = adopted.filter(|a| a.imported)
-            && let Some(other) = marked(provider::Mark::Lineage)
+            && let Some(other) = marked(schema::Mark::Lineage)
             && !other.is_empty()
             && (other != lineage || readdressed)
         {
-            let by = marked(provider::Mark::Address).map(|addr| format!(" as {addr}")).unwrap_or_default();
+            let by = marked(schema::Mark::Address).map(|addr| format!(" as {addr}")).unwrap_or_default();
             errors.push(PlanError {
                 address: Some(spec.name.clone()),
                 message: format!(
@@ -370,6 +364,7 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
             // An interrupted replacement: the new resource exists and is adopted below; the
             // old one still has to go, as the replacement would have done.
             let mut finish = delete_change(
+                manifest.schemas,
                 &format!("{}#replaced", spec.name),
                 old,
                 observed.live.get(&spec.name).cloned().flatten(),
@@ -382,7 +377,7 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
                 kind: spec.kind.clone(),
                 id: a.id.clone(),
                 // An adoption takes what the cloud cannot show (a deletion window) as declared.
-                attrs: provider::with_state_only(kind, &a.live.attrs, &template),
+                attrs: schema::with_state_only(kind, &a.live.attrs, &template),
                 outputs: a.live.outputs.clone(),
                 depends_on: spec.depends_on.clone(),
                 updated_at: created_at.clone(),
@@ -476,7 +471,7 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
     let declared: BTreeSet<&str> = manifest.resources.iter().map(|r| r.name.as_str()).collect();
     for address in delete_order(prior_resources, &declared) {
         let prior = &prior_resources[&address];
-        changes.push(delete_change(&address, prior, observed.live.get(&address).cloned().flatten()));
+        changes.push(delete_change(manifest.schemas, &address, prior, observed.live.get(&address).cloned().flatten()));
     }
     let mut plan = Plan::new(Mode::Apply, manifest, lineage, state.map(|s| s.serial), observed, created_at, changes);
     plan.errors = errors;
@@ -489,14 +484,14 @@ pub fn build_destroy(manifest: &Manifest, state: &State, observed: &Observed, cr
     let changes = delete_order(&state.resources, &everything)
         .into_iter()
         .map(|address| {
-            delete_change(&address, &state.resources[&address], observed.live.get(&address).cloned().flatten())
+            delete_change(manifest.schemas, &address, &state.resources[&address], observed.live.get(&address).cloned().flatten())
         })
         .collect();
     Plan::new(Mode::Destroy, manifest, state.lineage.clone(), Some(state.serial), observed, created_at, changes)
 }
 
-fn delete_change(address: &str, prior: &ResourceState, live: Option<Live>) -> ResourceChange {
-    let kind = provider::kind(&prior.kind);
+fn delete_change(schemas: &Schemas, address: &str, prior: &ResourceState, live: Option<Live>) -> ResourceChange {
+    let kind = schemas.get(&prior.kind);
     let gone = live.is_none();
     let hazard = kind.filter(|k| k.replacement_hazard().is_some() && !gone).map(|_| {
         let days = prior.attrs.get("deletion_window_days").and_then(Json::as_i64).unwrap_or(30);
@@ -533,7 +528,7 @@ fn delete_order(resources: &BTreeMap<String, ResourceState>, keep: &BTreeSet<&st
 }
 
 /// The desired attributes with keyrite's ownership marks added (see [`Kind::ownership`]).
-pub fn with_ownership(kind: &dyn Kind, desired: &Attrs, lineage: &str, address: &str) -> Attrs {
+pub fn with_ownership(kind: &dyn Schema, desired: &Attrs, lineage: &str, address: &str) -> Attrs {
     let mut attrs = desired.clone();
     if let Some((attr, marks)) = kind.ownership(lineage, address) {
         let map = attrs.entry(attr).or_insert_with(|| Json::Object(Default::default()));
@@ -626,7 +621,7 @@ fn resolve_value(value: &Json, known: &Outputs) -> (Json, bool) {
 /// Attribute changes between desired and live. State-only attributes compare against the
 /// last-applied attributes instead of live.
 pub fn diff_attrs(
-    kind: &dyn Kind,
+    kind: &dyn Schema,
     desired: &Attrs,
     unknown: &BTreeSet<String>,
     live: &Attrs,
@@ -668,7 +663,7 @@ pub fn diff_attrs(
 }
 
 /// For a resource about to be created: every attribute, with no `before`.
-fn creation_attrs(kind: &dyn Kind, desired: &Attrs, unknown: &BTreeSet<String>) -> Vec<AttrChange> {
+fn creation_attrs(kind: &dyn Schema, desired: &Attrs, unknown: &BTreeSet<String>) -> Vec<AttrChange> {
     kind.attrs()
         .iter()
         .filter_map(|spec| {
@@ -704,9 +699,6 @@ pub fn compare(mode: Compare, from: Option<&Json>, to: Option<&Json>) -> (bool, 
         _ => (from == to, Vec::new()),
     }
 }
-
-#[cfg(test)]
-mod tests;
 
 /// A value for a one-line message: a string as itself, anything else as JSON, absent as "-".
 fn short(v: &Option<Json>) -> String {

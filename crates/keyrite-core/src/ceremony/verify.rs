@@ -236,14 +236,14 @@ fn check_key(statement: &Statement, k: &record::KeyRecord) -> Result<(), VerifyE
     if k.proof.digest != format!("0x{}", hex::encode(prehash)) {
         return Err(what("the proof's digest is not the EIP-191 hash of its statement".into()));
     }
-    let sig = crate::signer::parse_hex(&k.proof.signature).map_err(|e| what(format!("proof signature: {e}")))?;
+    let sig = crate::signing::parse_hex(&k.proof.signature).map_err(|e| what(format!("proof signature: {e}")))?;
     let sig: [u8; 65] = sig.try_into().map_err(|_| what("proof signature is not 65 bytes".into()))?;
     let recovered = crypto::recover_address(&prehash, &sig).map_err(|e| what(format!("proof signature: {e}")))?;
     if recovered.to_checksum_string() != k.evm_address {
         return Err(what(format!("the proof recovers to {recovered}, not {}", k.evm_address)));
     }
     let der = hex::decode(k.proof.der.trim_start_matches("0x")).map_err(|e| what(format!("proof DER: {e}")))?;
-    crate::signer::check_der(&recovered, &prehash, &der).map_err(|e| what(format!("proof DER: {e}")))?;
+    crate::signing::check_der(&recovered, &prehash, &der).map_err(|e| what(format!("proof DER: {e}")))?;
     Ok(())
 }
 
@@ -296,20 +296,7 @@ pub fn verify_chain(records: &[Found], trusted: &[ssh_key::PublicKey]) -> Result
 
 /// Seconds since the Unix epoch of an RFC 3339 UTC time (`2026-12-01T21:11:36Z`).
 pub fn unix_time(text: &str) -> Option<u64> {
-    let (date, time) = text.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let time = time.split(['.', '+']).next()?;
-    let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
-    let (h, min, s) = (t.next()??, t.next()??, t.next()??);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + min * 60 + s).ok()
+    u64::try_from(text.parse::<jiff::Timestamp>().ok()?.as_second()).ok()
 }
 
 #[cfg(test)]
