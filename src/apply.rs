@@ -10,7 +10,7 @@
 //!
 //! Creates are crash-safe: a create intent is written to the state before the create call
 //! and cleared when the result is recorded, and a failed create is followed by a search for
-//! what it may have made ([`Kind::adopt`]) before any retry. See `provider::aws::kms_key`
+//! what it may have made ([`keyrite_core::provider::Kind::adopt`]) before any retry. See `provider::aws::kms_key`
 //! for why this matters most for keys.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +20,7 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 
 use crate::plan::{Action, Outputs, Plan, ResourceChange, resolve};
-use crate::provider::{Cloud, DeleteOptions, Deleted, Kind, ProviderError};
+use crate::provider::{AnyKind, Cloud, DeleteOptions, Deleted, ProviderError};
 use crate::state::{Backend, Intent, ResourceState, State, StateError, now};
 
 #[derive(Clone, Copy, Debug)]
@@ -220,8 +220,8 @@ async fn execute(
     desired: &crate::manifest::Attrs,
     delete: DeleteOptions,
 ) -> Result<Step, ProviderError> {
-    let kind: &dyn Kind =
-        crate::provider::kind(&change.kind).ok_or_else(|| ProviderError::Refused(format!("unknown resource type {}", change.kind)))?;
+    let kind: AnyKind = crate::provider::kind(&change.kind)
+        .ok_or_else(|| ProviderError::Refused(format!("unknown resource type {}", change.kind)))?;
     let prior = change.prior.as_ref();
     match change.action {
         Action::Create => {
@@ -275,7 +275,7 @@ async fn execute(
 /// the cloud acted), first look for what it made; retry only transient failures, at most
 /// four attempts with backoff.
 async fn create(
-    kind: &dyn Kind,
+    kind: AnyKind,
     cloud: &Cloud,
     desired: &crate::manifest::Attrs,
     exclude: Option<&str>,

@@ -15,7 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod discover;
 pub mod manifest;
-pub mod package;
+pub use keyrite_aws::package;
 pub mod provider;
 pub mod render;
 pub mod selftest;

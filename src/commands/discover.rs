@@ -109,7 +109,7 @@ fn address(base: &str, suffix: &str, taken: &mut BTreeSet<String>) -> String {
 /// keyrite made keeps its addresses), else one made from its name.
 fn address_for(f: &Found, scan: &Scan, taken: &mut BTreeSet<String>) -> String {
     if let Some(recorded) =
-        provider::kind(f.kind).and_then(|k| provider::ownership_mark(k, &f.live.attrs, Mark::Address))
+        provider::kind(f.kind).and_then(|k| provider::ownership_mark(k.schema(), &f.live.attrs, Mark::Address))
         && crate::manifest::refs::check_name(recorded).is_ok()
         && taken.insert(recorded.to_owned())
     {

@@ -98,7 +98,7 @@ async fn state(arg: &ManifestArg) -> anyhow::Result<Vec<Finding>> {
             continue;
         };
         let attrs = match provider::kind(&prior.kind) {
-            Some(kind) => provider::with_state_only(kind, &live.attrs, &prior.attrs),
+            Some(kind) => provider::with_state_only(kind.schema(), &live.attrs, &prior.attrs),
             None => live.attrs.clone(),
         };
         if Slot::of(&attrs) == Slot::Recovery {

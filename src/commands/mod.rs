@@ -239,7 +239,7 @@ async fn look_before_creating(
     for spec in &manifest.resources {
         let Some(kind) = provider::kind(&spec.kind) else { continue };
         let recorded = state.and_then(|s| s.resources.get(&spec.name));
-        let template = crate::plan::with_ownership(kind, &spec.desired, &lineage, &spec.name);
+        let template = crate::plan::with_ownership(kind.schema(), &spec.desired, &lineage, &spec.name);
         let (desired, unknown) = crate::plan::resolve(&template, &known);
         if let Some(intent) = state.and_then(|s| s.pending.get(&spec.name)) {
             // A pending create for an address already in the state is an interrupted
@@ -329,7 +329,7 @@ fn continue_lineage(manifest: &Manifest, observed: &mut Observed) {
         if kind.ownership("", "").is_none() {
             continue;
         }
-        let lineage = provider::ownership_mark(kind, &a.live.attrs, provider::Mark::Lineage);
+        let lineage = provider::ownership_mark(kind.schema(), &a.live.attrs, provider::Mark::Lineage);
         lineages.insert(lineage.unwrap_or_default().to_owned());
         marked.push(address.clone());
     }
@@ -351,7 +351,7 @@ fn continue_lineage(manifest: &Manifest, observed: &mut Observed) {
 /// already in the state under another address.
 async fn import(
     cloud: &Cloud,
-    kind: &dyn provider::Kind,
+    kind: provider::AnyKind,
     address: &str,
     at: &str,
     given: &str,

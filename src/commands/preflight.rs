@@ -19,7 +19,7 @@ pub async fn check_permissions(cloud: &Cloud, plan: &mut Plan) -> anyhow::Result
     if !aws.is_empty() {
         let asks: Vec<(&str, &str)> =
             aws.iter().map(|n| (n.permission, n.resource.as_deref().unwrap_or("*"))).collect();
-        match provider::aws::simulate::simulate(cloud, &asks).await? {
+        match provider::aws::simulate::simulate(&cloud.aws, &asks).await? {
             Ok(allowed) => {
                 for (need, ok) in aws.iter().zip(allowed) {
                     checks.push((Side::Aws, check(need, if ok { Verdict::Granted } else { Verdict::Missing }, None)));

@@ -166,8 +166,7 @@ fn explicit_documents_may_be_json_strings() {
 
 #[test]
 fn state_path_is_relative_to_the_manifest_and_endpoint_must_be_a_url() {
-    let m = parse(Path::new("dir/m.yaml"), "version: 1\nstate: {local: {path: s/x.json}}\nresources: {}\n")
-        .unwrap();
+    let m = parse(Path::new("dir/m.yaml"), "version: 1\nstate: {local: {path: s/x.json}}\nresources: {}\n").unwrap();
     assert_eq!(m.state, StateConfig::Local { path: PathBuf::from("dir/s/x.json") });
     has(
         &errors("version: 1\nprovider: {aws: {endpoint: localhost:4566}}\nresources: {}\n"),

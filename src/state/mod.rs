@@ -4,7 +4,7 @@
 
 pub use keyrite_core::state::*;
 
-pub mod s3;
+pub use keyrite_aws::state_s3 as s3;
 
 /// Where the state lives: a local file (default) or an S3 object.
 #[derive(Debug)]
@@ -74,4 +74,3 @@ impl Backend {
         }
     }
 }
-

@@ -26,6 +26,7 @@ pub mod lint;
 pub mod manifest;
 pub mod plan;
 pub mod policy;
+pub mod provider;
 pub mod schema;
 pub mod signing;
 pub mod state;

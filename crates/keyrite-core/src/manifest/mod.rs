@@ -317,7 +317,9 @@ impl Manifest {
                 .ok_or_else(|| NoSigner(format!("no signer named {n:?} in the manifest (signers: {})", names()))),
             None if self.signers.len() == 1 => Ok(&self.signers[0]),
             None if self.signers.is_empty() => Err(NoSigner("the manifest declares no `signers:`".into())),
-            None => Err(NoSigner(format!("the manifest declares several signers ({}); choose one with --signer", names()))),
+            None => {
+                Err(NoSigner(format!("the manifest declares several signers ({}); choose one with --signer", names())))
+            }
         }
     }
 }

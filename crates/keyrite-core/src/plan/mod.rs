@@ -484,7 +484,12 @@ pub fn build_destroy(manifest: &Manifest, state: &State, observed: &Observed, cr
     let changes = delete_order(&state.resources, &everything)
         .into_iter()
         .map(|address| {
-            delete_change(manifest.schemas, &address, &state.resources[&address], observed.live.get(&address).cloned().flatten())
+            delete_change(
+                manifest.schemas,
+                &address,
+                &state.resources[&address],
+                observed.live.get(&address).cloned().flatten(),
+            )
         })
         .collect();
     Plan::new(Mode::Destroy, manifest, state.lineage.clone(), Some(state.serial), observed, created_at, changes)

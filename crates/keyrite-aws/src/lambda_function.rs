@@ -24,14 +24,14 @@ use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
 use futures_util::TryFutureExt;
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, unless_gone, until_visible};
+use super::{Aws, api_error, unless_gone, until_visible};
 use crate::manifest::{Attrs, Block, Validation};
 use crate::package;
+use crate::provider::Schema;
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, map_attr, map_json,
     str_attr, tag_delta,
 };
-use crate::provider::Schema;
 
 pub struct LambdaFunction;
 
@@ -288,9 +288,9 @@ impl Schema for LambdaFunction {
 }
 
 #[async_trait]
-impl Kind for LambdaFunction {
+impl Kind<Aws> for LambdaFunction {
     /// `lambda:GetFunction`.
-    async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
+    async fn read(&self, cloud: &Aws, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(out) = unless_gone(get_function(cloud, id).await)? else {
             return Ok(None);
         };
@@ -325,7 +325,7 @@ impl Kind for LambdaFunction {
 
     /// `lambda:CreateFunction` (with tags), `lambda:PutFunctionConcurrency`, and
     /// `iam:PassRole` on the role. Retries while the new role is not yet assumable.
-    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+    async fn create(&self, cloud: &Aws, desired: &Attrs) -> Result<Created> {
         if str_attr(desired, "template").is_empty() {
             return Err(ProviderError::Refused(format!(
                 "function {} keeps code keyrite did not write (code: keep), so keyrite cannot create it: import it, or \
@@ -338,7 +338,6 @@ impl Kind for LambdaFunction {
         let out = until_visible(
             || {
                 cloud
-                    .aws
                     .lambda
                     .create_function()
                     .function_name(name)
@@ -360,7 +359,6 @@ impl Kind for LambdaFunction {
         .await?;
         if let Some(n) = desired.get("reserved_concurrency").and_then(Json::as_i64) {
             cloud
-                .aws
                 .lambda
                 .put_function_concurrency()
                 .function_name(name)
@@ -375,14 +373,7 @@ impl Kind for LambdaFunction {
     /// `lambda:UpdateFunctionCode`, `lambda:UpdateFunctionConfiguration`,
     /// `lambda:PutFunctionConcurrency` / `lambda:DeleteFunctionConcurrency`,
     /// `lambda:TagResource` / `lambda:UntagResource`, as the changes need.
-    async fn update(
-        &self,
-        cloud: &Cloud,
-        id: &str,
-        desired: &Attrs,
-        live: &Attrs,
-        changed: &[String],
-    ) -> Result<Attrs> {
+    async fn update(&self, cloud: &Aws, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs> {
         let has = |a: &str| changed.iter().any(|c| c == a);
         if has("architecture") && !has("code_sha256") && str_attr(desired, "template").is_empty() {
             return Err(ProviderError::Refused(format!(
@@ -405,7 +396,6 @@ impl Kind for LambdaFunction {
             let code = build(desired)?;
             retry_conflict(|| {
                 cloud
-                    .aws
                     .lambda
                     .update_function_code()
                     .function_name(id)
@@ -422,7 +412,6 @@ impl Kind for LambdaFunction {
         {
             retry_conflict(|| {
                 cloud
-                    .aws
                     .lambda
                     .update_function_configuration()
                     .function_name(id)
@@ -442,7 +431,6 @@ impl Kind for LambdaFunction {
             match desired.get("reserved_concurrency").and_then(Json::as_i64) {
                 Some(n) => {
                     cloud
-                        .aws
                         .lambda
                         .put_function_concurrency()
                         .function_name(id)
@@ -453,7 +441,6 @@ impl Kind for LambdaFunction {
                 }
                 None => {
                     cloud
-                        .aws
                         .lambda
                         .delete_function_concurrency()
                         .function_name(id)
@@ -469,7 +456,6 @@ impl Kind for LambdaFunction {
             let (set, unset) = tag_delta(desired, live);
             if !unset.is_empty() {
                 cloud
-                    .aws
                     .lambda
                     .untag_resource()
                     .resource(&arn)
@@ -480,7 +466,6 @@ impl Kind for LambdaFunction {
             }
             if !set.is_empty() {
                 cloud
-                    .aws
                     .lambda
                     .tag_resource()
                     .resource(&arn)
@@ -494,7 +479,7 @@ impl Kind for LambdaFunction {
     }
 
     /// `lambda:GetFunction`: the function of this name, if it carries our tags.
-    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+    async fn adopt(&self, cloud: &Aws, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
         let name = str_attr(desired, "name");
         let live = self.read(cloud, name, desired).await?;
         Ok(live.filter(|l| crate::provider::owned_by(desired, &map_attr(&l.attrs, "tags"))).map(|_| name.to_owned()))
@@ -502,7 +487,7 @@ impl Kind for LambdaFunction {
 
     /// `lambda:GetFunction`: a function of this name is ours only with this state's
     /// ownership tags.
-    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
+    async fn occupant(&self, cloud: &Aws, desired: &Attrs, _: &str) -> Result<Occupant> {
         let name = str_attr(desired, "name");
         let Some(live) = self.read(cloud, name, desired).await? else { return Ok(Occupant::Free) };
         Ok(if crate::provider::owned_by(desired, &map_attr(&live.attrs, "tags")) {
@@ -519,10 +504,9 @@ impl Kind for LambdaFunction {
     }
 
     /// `lambda:DeleteFunction`.
-    async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+    async fn delete(&self, cloud: &Aws, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         unless_gone(
             cloud
-                .aws
                 .lambda
                 .delete_function()
                 .function_name(id)
@@ -587,6 +571,6 @@ fn unexpected(operation: &'static str, message: &str) -> ProviderError {
 }
 
 /// `lambda:GetFunction`.
-async fn get_function(cloud: &Cloud, id: &str) -> Result<aws_sdk_lambda::operation::get_function::GetFunctionOutput> {
-    cloud.aws.lambda.get_function().function_name(id).send().await.map_err(|e| api_error("lambda:GetFunction", e))
+async fn get_function(cloud: &Aws, id: &str) -> Result<aws_sdk_lambda::operation::get_function::GetFunctionOutput> {
+    cloud.lambda.get_function().function_name(id).send().await.map_err(|e| api_error("lambda:GetFunction", e))
 }

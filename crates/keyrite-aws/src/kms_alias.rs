@@ -7,12 +7,12 @@
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::{Cloud, api_error, unless_gone};
+use super::{Aws, api_error, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
+use crate::provider::Schema;
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, Result, str_attr, unresolved,
 };
-use crate::provider::Schema;
 
 pub struct KmsAlias;
 
@@ -77,13 +77,12 @@ impl Schema for KmsAlias {
 }
 
 #[async_trait]
-impl Kind for KmsAlias {
+impl Kind<Aws> for KmsAlias {
     /// `kms:ListAliases`.
-    async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
+    async fn read(&self, cloud: &Aws, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let mut marker = None;
         loop {
             let out = cloud
-                .aws
                 .kms
                 .list_aliases()
                 .set_marker(marker)
@@ -106,10 +105,9 @@ impl Kind for KmsAlias {
     }
 
     /// `kms:CreateAlias` (on the alias and the key).
-    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+    async fn create(&self, cloud: &Aws, desired: &Attrs) -> Result<Created> {
         let name = str_attr(desired, "name");
         cloud
-            .aws
             .kms
             .create_alias()
             .alias_name(name)
@@ -121,9 +119,8 @@ impl Kind for KmsAlias {
     }
 
     /// `kms:UpdateAlias`.
-    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
+    async fn update(&self, cloud: &Aws, id: &str, desired: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
         cloud
-            .aws
             .kms
             .update_alias()
             .alias_name(id)
@@ -136,7 +133,7 @@ impl Kind for KmsAlias {
 
     /// An alias is named uniquely; one pointing at the desired key is the one the
     /// interrupted create made.
-    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+    async fn adopt(&self, cloud: &Aws, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
         let name = str_attr(desired, "name");
         let live = self.read(cloud, name, desired).await?;
         Ok(live.filter(|l| l.attrs.get("target_key_id") == desired.get("target_key_id")).map(|_| name.to_owned()))
@@ -144,7 +141,7 @@ impl Kind for KmsAlias {
 
     /// `kms:ListAliases`: an alias already pointing at the declared key (one in this state)
     /// is ours; pointing anywhere else, it belongs to someone else's key.
-    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
+    async fn occupant(&self, cloud: &Aws, desired: &Attrs, _: &str) -> Result<Occupant> {
         let name = str_attr(desired, "name");
         let Some(live) = self.read(cloud, name, desired).await? else { return Ok(Occupant::Free) };
         let (target, want) = (str_attr(&live.attrs, "target_key_id"), str_attr(desired, "target_key_id"));
@@ -156,24 +153,19 @@ impl Kind for KmsAlias {
     }
 
     /// `kms:DeleteAlias`. The key itself is untouched.
-    async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
-        unless_gone(
-            cloud.aws.kms.delete_alias().alias_name(id).send().await.map_err(|e| api_error("kms:DeleteAlias", e)),
-        )?;
+    async fn delete(&self, cloud: &Aws, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+        unless_gone(cloud.kms.delete_alias().alias_name(id).send().await.map_err(|e| api_error("kms:DeleteAlias", e)))?;
         Ok(Deleted::Removed)
     }
 }
 
 /// The alias's outputs. The ARN is derived rather than read back: it is fully determined by
 /// the caller's partition, region and account.
-async fn outputs(cloud: &Cloud, name: &str) -> Result<Attrs> {
-    let who = cloud.aws.identity().await?;
+async fn outputs(cloud: &Aws, name: &str) -> Result<Attrs> {
+    let who = cloud.identity().await?;
     let mut out = Attrs::new();
     out.insert("name".into(), json!(name));
-    out.insert(
-        "arn".into(),
-        json!(format!("arn:{}:kms:{}:{}:{name}", who.partition, cloud.aws.region, who.account_id)),
-    );
+    out.insert("arn".into(), json!(format!("arn:{}:kms:{}:{}:{name}", who.partition, cloud.region, who.account_id)));
     Ok(out)
 }
 

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::{LockInfo, State, StateError, now, whoami};
+use keyrite_core::state::{LockInfo, State, StateError, now, whoami};
 
 /// State stored at `s3://bucket/key`.
 #[derive(Debug)]
@@ -60,7 +60,7 @@ impl S3Backend {
         };
         let state: State = serde_json::from_slice(&bytes)
             .map_err(|source| StateError::Corrupt { path: self.describe().into(), source })?;
-        if state.format_version != super::STATE_FORMAT {
+        if state.format_version != keyrite_core::state::STATE_FORMAT {
             return Err(StateError::Format { path: self.describe().into(), found: state.format_version });
         }
         *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = etag;

@@ -29,7 +29,7 @@ const BUILTIN: &[(&str, &[(&str, &str)])] = &[
     (
         "aws-lambda-signer",
         &[
-            ("index.mjs", include_str!("../templates/aws-lambda-signer/index.mjs")),
+            ("index.mjs", include_str!("../../../templates/aws-lambda-signer/index.mjs")),
             ("signer-core.mjs", SIGNER_CORE),
             ("noble-curves.mjs", NOBLE_CURVES),
         ],
@@ -37,8 +37,8 @@ const BUILTIN: &[(&str, &[(&str, &str)])] = &[
     (
         "gcp-cloud-run-signer",
         &[
-            ("index.mjs", include_str!("../templates/gcp-cloud-run-signer/index.mjs")),
-            ("package.json", include_str!("../templates/gcp-cloud-run-signer/package.json")),
+            ("index.mjs", include_str!("../../../templates/gcp-cloud-run-signer/index.mjs")),
+            ("package.json", include_str!("../../../templates/gcp-cloud-run-signer/package.json")),
             ("signer-core.mjs", SIGNER_CORE),
             ("noble-curves.mjs", NOBLE_CURVES),
         ],
@@ -62,11 +62,11 @@ pub const RUST_SIGNER_BUILD: &str = "cargo build --locked --profile signer -p ke
 pub const RUST_SIGNER_ENV: &str = "KEYRITE_RUST_SIGNER";
 
 /// The request contract and secp256k1 code every signer template shares.
-const SIGNER_CORE: &str = include_str!("../templates/shared/signer-core.mjs");
+const SIGNER_CORE: &str = include_str!("../../../templates/shared/signer-core.mjs");
 
 /// @noble/curves and @noble/hashes, which the signer core computes with, bundled from the
 /// pinned npm packages (scripts/vendor-noble.mjs; tests/node/vendor.test.mjs checks it).
-const NOBLE_CURVES: &str = include_str!("../templates/shared/noble-curves.mjs");
+const NOBLE_CURVES: &str = include_str!("../../../templates/shared/noble-curves.mjs");
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {

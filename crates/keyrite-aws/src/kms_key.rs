@@ -35,12 +35,12 @@ use base64::Engine;
 use futures_util::TryFutureExt;
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, arn_of, check_cidr, check_principal, document_field, unless_gone, until_visible};
+use super::{Aws, api_error, arn_of, check_cidr, check_principal, document_field, unless_gone, until_visible};
 use crate::manifest::{Attrs, Block, Slot, Validation};
+use crate::provider::Schema;
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Op, ProviderError, Result, map_json, str_attr, tag_delta,
 };
-use crate::provider::Schema;
 
 pub struct KmsKey;
 
@@ -154,19 +154,17 @@ impl Schema for KmsKey {
 }
 
 #[async_trait]
-impl Kind for KmsKey {
+impl Kind<Aws> for KmsKey {
     /// `kms:DescribeKey`, `kms:GetKeyPolicy`, `kms:ListResourceTags`, `kms:GetPublicKey`.
-    async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
-        let Some(described) = unless_gone(
-            cloud.aws.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e)),
-        )?
+    async fn read(&self, cloud: &Aws, id: &str, _: &Attrs) -> Result<Option<Live>> {
+        let Some(described) =
+            unless_gone(cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e)))?
         else {
             return Ok(None);
         };
         let meta = described.key_metadata().ok_or_else(|| unexpected("kms:DescribeKey", "no KeyMetadata"))?;
         let state = meta.key_state().map(|s| s.as_str()).unwrap_or("Unknown").to_owned();
         let policy = cloud
-            .aws
             .kms
             .get_key_policy()
             .key_id(id)
@@ -191,7 +189,7 @@ impl Kind for KmsKey {
     /// `kms:CreateKey` (+ `kms:TagResource` via tags on create), `kms:GetPublicKey`,
     /// `kms:DisableKey` when declared disabled. Retries while a principal named in the policy
     /// is not yet visible to KMS (IAM eventual consistency).
-    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+    async fn create(&self, cloud: &Aws, desired: &Attrs) -> Result<Created> {
         let tags = crate::provider::map_attr(desired, "tags")
             .into_iter()
             .map(|(k, v)| {
@@ -202,7 +200,6 @@ impl Kind for KmsKey {
         let out = until_visible(
             || {
                 cloud
-                    .aws
                     .kms
                     .create_key()
                     .key_spec(KeySpec::from(str_attr(desired, "key_spec")))
@@ -224,7 +221,7 @@ impl Kind for KmsKey {
         let meta = out.key_metadata().ok_or_else(|| unexpected("kms:CreateKey", "no KeyMetadata"))?;
         let id = meta.key_id().to_owned();
         if str_attr(desired, "key_state") == "Disabled" {
-            cloud.aws.kms.disable_key().key_id(&id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
+            cloud.kms.disable_key().key_id(&id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
         }
         let outputs = key_outputs(&id, meta.arn().unwrap_or_default(), Some(public_key(cloud, &id).await?));
         Ok(Created { id, outputs })
@@ -232,19 +229,11 @@ impl Kind for KmsKey {
 
     /// `kms:UpdateKeyDescription`, `kms:PutKeyPolicy`, `kms:TagResource`, `kms:UntagResource`,
     /// `kms:CancelKeyDeletion`, `kms:EnableKey`, `kms:DisableKey`, as the changes need.
-    async fn update(
-        &self,
-        cloud: &Cloud,
-        id: &str,
-        desired: &Attrs,
-        live: &Attrs,
-        changed: &[String],
-    ) -> Result<Attrs> {
+    async fn update(&self, cloud: &Aws, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs> {
         for attr in changed {
             match attr.as_str() {
                 "description" => {
                     cloud
-                        .aws
                         .kms
                         .update_key_description()
                         .key_id(id)
@@ -258,7 +247,6 @@ impl Kind for KmsKey {
                     until_visible(
                         || {
                             cloud
-                                .aws
                                 .kms
                                 .put_key_policy()
                                 .key_id(id)
@@ -279,7 +267,7 @@ impl Kind for KmsKey {
             }
         }
         let described =
-            cloud.aws.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
+            cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
         let arn = described.key_metadata().and_then(|m| m.arn()).unwrap_or_default();
         let spki = if str_attr(desired, "key_state") == "Enabled" { Some(public_key(cloud, id).await?) } else { None };
         Ok(key_outputs(id, arn, spki))
@@ -289,25 +277,19 @@ impl Kind for KmsKey {
     /// disabled, not pending deletion, not `exclude`) with the same ownership tags. Two such
     /// keys is an error: that is the situation this whole design prevents, and a person
     /// must look.
-    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
+    async fn adopt(&self, cloud: &Aws, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
         let mut found = Vec::new();
         let mut marker = None;
         loop {
             let page =
-                cloud.aws.kms.list_keys().set_marker(marker).send().await.map_err(|e| api_error("kms:ListKeys", e))?;
+                cloud.kms.list_keys().set_marker(marker).send().await.map_err(|e| api_error("kms:ListKeys", e))?;
             for key in page.keys() {
                 let Some(id) = key.key_id() else { continue };
                 if Some(id) == exclude || !crate::provider::owned_by(desired, &list_tags(cloud, id).await?) {
                     continue;
                 }
-                let meta = cloud
-                    .aws
-                    .kms
-                    .describe_key()
-                    .key_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| api_error("kms:DescribeKey", e))?;
+                let meta =
+                    cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
                 let state =
                     meta.key_metadata().and_then(|m| m.key_state()).map(|s| s.as_str().to_owned()).unwrap_or_default();
                 if state == "Enabled" || state == "Disabled" {
@@ -331,14 +313,14 @@ impl Kind for KmsKey {
     }
 
     /// `kms:ScheduleKeyDeletion` with the recorded window. Refused without the explicit flag.
-    async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, options: DeleteOptions) -> Result<Deleted> {
+    async fn delete(&self, cloud: &Aws, id: &str, prior: &Attrs, options: DeleteOptions) -> Result<Deleted> {
         if !options.allow_key_deletion {
             return Err(ProviderError::Refused(format!(
                 "refusing to schedule deletion of KMS key {id}: keys are only deleted with --allow-key-deletion"
             )));
         }
         let window = prior.get("deletion_window_days").and_then(Json::as_i64).unwrap_or(30) as i32;
-        let out = cloud.aws.kms.schedule_key_deletion().key_id(id).pending_window_in_days(window).send().await;
+        let out = cloud.kms.schedule_key_deletion().key_id(id).pending_window_in_days(window).send().await;
         match out {
             Ok(out) => Ok(Deleted::Scheduled {
                 deletion_date: out
@@ -517,19 +499,18 @@ fn key_outputs(id: &str, arn: &str, spki_b64: Option<String>) -> Attrs {
 }
 
 /// The key's SubjectPublicKeyInfo (DER), base64. `kms:GetPublicKey`.
-async fn public_key(cloud: &Cloud, id: &str) -> Result<String> {
-    let out = cloud.aws.kms.get_public_key().key_id(id).send().await.map_err(|e| api_error("kms:GetPublicKey", e))?;
+async fn public_key(cloud: &Aws, id: &str) -> Result<String> {
+    let out = cloud.kms.get_public_key().key_id(id).send().await.map_err(|e| api_error("kms:GetPublicKey", e))?;
     let der = out.public_key().ok_or_else(|| unexpected("kms:GetPublicKey", "no PublicKey"))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(der.as_ref()))
 }
 
 /// All tags on the key. `kms:ListResourceTags`.
-async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap<String, String>> {
+async fn list_tags(cloud: &Aws, id: &str) -> Result<std::collections::BTreeMap<String, String>> {
     let mut tags = std::collections::BTreeMap::new();
     let mut marker = None;
     loop {
         let out = cloud
-            .aws
             .kms
             .list_resource_tags()
             .key_id(id)
@@ -545,11 +526,10 @@ async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap
     }
 }
 
-async fn update_tags(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> Result<()> {
+async fn update_tags(cloud: &Aws, id: &str, desired: &Attrs, live: &Attrs) -> Result<()> {
     let (set, unset) = tag_delta(desired, live);
     if !unset.is_empty() {
         cloud
-            .aws
             .kms
             .untag_resource()
             .key_id(id)
@@ -570,7 +550,6 @@ async fn update_tags(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> 
             })
             .collect::<Result<Vec<_>>>()?;
         cloud
-            .aws
             .kms
             .tag_resource()
             .key_id(id)
@@ -583,25 +562,18 @@ async fn update_tags(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> 
 }
 
 /// Moves a key between Enabled, Disabled and PendingDeletion (cancelling the deletion).
-async fn update_state(cloud: &Cloud, id: &str, want: &str, have: &str) -> Result<()> {
+async fn update_state(cloud: &Aws, id: &str, want: &str, have: &str) -> Result<()> {
     let mut have = have.to_owned();
     if have == "PendingDeletion" {
-        cloud
-            .aws
-            .kms
-            .cancel_key_deletion()
-            .key_id(id)
-            .send()
-            .await
-            .map_err(|e| api_error("kms:CancelKeyDeletion", e))?;
+        cloud.kms.cancel_key_deletion().key_id(id).send().await.map_err(|e| api_error("kms:CancelKeyDeletion", e))?;
         have = "Disabled".into();
     }
     match (want, have.as_str()) {
         ("Enabled", "Disabled") => {
-            cloud.aws.kms.enable_key().key_id(id).send().await.map_err(|e| api_error("kms:EnableKey", e))?;
+            cloud.kms.enable_key().key_id(id).send().await.map_err(|e| api_error("kms:EnableKey", e))?;
         }
         ("Disabled", "Enabled") => {
-            cloud.aws.kms.disable_key().key_id(id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
+            cloud.kms.disable_key().key_id(id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
         }
         _ => {}
     }
@@ -623,7 +595,7 @@ mod tests {
             ..Default::default()
         });
         let attrs = serde_json::json!({"policy": policy}).as_object().unwrap().clone();
-        let findings = crate::lint::check("aws_kms_key", &attrs, &crate::lint::Context::default());
+        let findings = keyrite_core::lint::check("aws_kms_key", &attrs, &keyrite_core::lint::Context::default());
         assert_eq!(findings, Vec::new());
     }
 

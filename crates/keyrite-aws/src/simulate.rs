@@ -9,13 +9,13 @@
 
 use aws_sdk_iam::types::PolicyEvaluationDecisionType;
 
-use super::{Cloud, api_error};
+use super::{Aws, api_error};
 use crate::provider::Result;
 
 /// What the simulator said about each `(action, resource)` asked, in order: `true` allowed.
 /// `Ok(Err(reason))` when the check could not be made.
-pub async fn simulate(cloud: &Cloud, asks: &[(&str, &str)]) -> Result<std::result::Result<Vec<bool>, String>> {
-    let caller = cloud.aws.identity().await?.arn.clone();
+pub async fn simulate(cloud: &Aws, asks: &[(&str, &str)]) -> Result<std::result::Result<Vec<bool>, String>> {
+    let caller = cloud.identity().await?.arn.clone();
     let source = match principal_to_simulate(cloud, &caller).await? {
         Ok(arn) => arn,
         Err(why) => return Ok(Err(why)),
@@ -29,7 +29,6 @@ pub async fn simulate(cloud: &Cloud, asks: &[(&str, &str)]) -> Result<std::resul
         let mut marker = None;
         loop {
             let out = cloud
-                .aws
                 .iam
                 .simulate_principal_policy()
                 .policy_source_arn(&source)
@@ -66,7 +65,7 @@ pub async fn simulate(cloud: &Cloud, asks: &[(&str, &str)]) -> Result<std::resul
 
 /// The IAM principal whose policies govern the caller: a user as it is, an assumed role's
 /// role (read with `iam:GetRole`, since the role's path is not in the session ARN).
-async fn principal_to_simulate(cloud: &Cloud, caller: &str) -> Result<std::result::Result<String, String>> {
+async fn principal_to_simulate(cloud: &Aws, caller: &str) -> Result<std::result::Result<String, String>> {
     let resource = caller.splitn(6, ':').nth(5).unwrap_or_default();
     if resource == "root" {
         return Ok(Err(format!(
@@ -78,7 +77,7 @@ async fn principal_to_simulate(cloud: &Cloud, caller: &str) -> Result<std::resul
     }
     if let Some(rest) = resource.strip_prefix("assumed-role/") {
         let role = rest.split('/').next().unwrap_or_default();
-        return Ok(match cloud.aws.iam.get_role().role_name(role).send().await {
+        return Ok(match cloud.iam.get_role().role_name(role).send().await {
             Ok(out) => match out.role() {
                 Some(r) => Ok(r.arn().to_owned()),
                 None => Err(format!("iam:GetRole returned no role for {role}")),

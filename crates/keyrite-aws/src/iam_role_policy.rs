@@ -6,13 +6,13 @@
 use async_trait::async_trait;
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, document_field, unless_gone};
+use super::{Aws, api_error, document_field, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
+use crate::provider::Schema;
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, TAG_LINEAGE, str_attr,
     unresolved,
 };
-use crate::provider::Schema;
 
 pub struct IamRolePolicy;
 
@@ -58,13 +58,12 @@ impl Schema for IamRolePolicy {
 }
 
 #[async_trait]
-impl Kind for IamRolePolicy {
+impl Kind<Aws> for IamRolePolicy {
     /// `iam:GetRolePolicy`.
-    async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
+    async fn read(&self, cloud: &Aws, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let (role, name) = split_id(id)?;
         let Some(out) = unless_gone(
             cloud
-                .aws
                 .iam
                 .get_role_policy()
                 .role_name(role)
@@ -87,7 +86,7 @@ impl Kind for IamRolePolicy {
     }
 
     /// `iam:PutRolePolicy`.
-    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+    async fn create(&self, cloud: &Aws, desired: &Attrs) -> Result<Created> {
         put(cloud, desired).await?;
         let (role, name) = (str_attr(desired, "role"), str_attr(desired, "name"));
         let mut outputs = Attrs::new();
@@ -96,7 +95,7 @@ impl Kind for IamRolePolicy {
     }
 
     /// `iam:PutRolePolicy`.
-    async fn update(&self, cloud: &Cloud, _: &str, desired: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
+    async fn update(&self, cloud: &Aws, _: &str, desired: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
         put(cloud, desired).await?;
         let mut outputs = Attrs::new();
         outputs.insert("name".into(), json!(str_attr(desired, "name")));
@@ -105,14 +104,14 @@ impl Kind for IamRolePolicy {
 
     /// An inline policy is named by its role and name; if one is there, it is the one the
     /// interrupted create put there (the next apply overwrites its document if not).
-    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+    async fn adopt(&self, cloud: &Aws, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
         let id = format!("{}:{}", str_attr(desired, "role"), str_attr(desired, "name"));
         Ok(self.read(cloud, &id, desired).await?.map(|_| id))
     }
 
     /// `iam:GetRolePolicy`, `iam:ListRoleTags`: an inline policy of this name is ours when its
     /// role carries this state's lineage (its document is then planned like any update).
-    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, lineage: &str) -> Result<Occupant> {
+    async fn occupant(&self, cloud: &Aws, desired: &Attrs, lineage: &str) -> Result<Occupant> {
         let (role, name) = (str_attr(desired, "role"), str_attr(desired, "name"));
         if unresolved(role) {
             return Ok(Occupant::Free);
@@ -130,11 +129,10 @@ impl Kind for IamRolePolicy {
     }
 
     /// `iam:DeleteRolePolicy`.
-    async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+    async fn delete(&self, cloud: &Aws, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let (role, name) = split_id(id)?;
         unless_gone(
             cloud
-                .aws
                 .iam
                 .delete_role_policy()
                 .role_name(role)
@@ -147,10 +145,9 @@ impl Kind for IamRolePolicy {
     }
 }
 
-async fn put(cloud: &Cloud, desired: &Attrs) -> Result<()> {
+async fn put(cloud: &Aws, desired: &Attrs) -> Result<()> {
     let doc = serde_json::to_string(&desired["document"]).unwrap_or_default();
     cloud
-        .aws
         .iam
         .put_role_policy()
         .role_name(str_attr(desired, "role"))

@@ -18,13 +18,13 @@ use async_trait::async_trait;
 use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation};
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, check_cidr, check_principal, document_field, unless_gone};
+use super::{Aws, api_error, check_cidr, check_principal, document_field, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
+use crate::provider::Schema;
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Op as Operation, ProviderError, Result, map_json, str_attr,
     tag_delta,
 };
-use crate::provider::Schema;
 
 pub struct ApiGateway;
 
@@ -145,12 +145,11 @@ impl Schema for ApiGateway {
 }
 
 #[async_trait]
-impl Kind for ApiGateway {
+impl Kind<Aws> for ApiGateway {
     /// `apigateway:GET` on the API, its resources, method, integration and stage.
-    async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
+    async fn read(&self, cloud: &Aws, id: &str, reference: &Attrs) -> Result<Option<Live>> {
         let Some(api) = unless_gone(
             cloud
-                .aws
                 .apigateway
                 .get_rest_api()
                 .rest_api_id(id)
@@ -176,7 +175,6 @@ impl Kind for ApiGateway {
         // Tags from GetTags, which reflects TagResource everywhere (an emulator's GetRestApi
         // may show only the tags given at creation).
         let tags = cloud
-            .aws
             .apigateway
             .get_tags()
             .resource_arn(api_arn(cloud, id))
@@ -193,7 +191,6 @@ impl Kind for ApiGateway {
             ),
         );
         let resources = cloud
-            .aws
             .apigateway
             .get_resources()
             .rest_api_id(id)
@@ -205,20 +202,12 @@ impl Kind for ApiGateway {
         live.attrs.insert("path".into(), json!(if resource.is_some() { path.as_str() } else { "" }));
         let (mut authorization, mut function_arn) = (String::new(), String::new());
         if let Some(resource_id) = resource.and_then(|r| r.id()) {
-            if let Ok(m) = cloud
-                .aws
-                .apigateway
-                .get_method()
-                .rest_api_id(id)
-                .resource_id(resource_id)
-                .http_method("POST")
-                .send()
-                .await
+            if let Ok(m) =
+                cloud.apigateway.get_method().rest_api_id(id).resource_id(resource_id).http_method("POST").send().await
             {
                 authorization = m.authorization_type().unwrap_or_default().to_owned();
             }
             if let Ok(i) = cloud
-                .aws
                 .apigateway
                 .get_integration()
                 .rest_api_id(id)
@@ -232,7 +221,7 @@ impl Kind for ApiGateway {
         }
         live.attrs.insert("authorization".into(), json!(authorization));
         live.attrs.insert("function_arn".into(), json!(function_arn));
-        match cloud.aws.apigateway.get_stage().rest_api_id(id).stage_name(&stage).send().await {
+        match cloud.apigateway.get_stage().rest_api_id(id).stage_name(&stage).send().await {
             Ok(s) => {
                 let all = s.method_settings().and_then(|m| m.get("*/*"));
                 live.attrs.insert("stage".into(), json!(stage));
@@ -255,10 +244,9 @@ impl Kind for ApiGateway {
 
     /// `apigateway:POST`/`PUT`/`PATCH` to build the route, `lambda:AddPermission` for API
     /// Gateway, and `apigateway:DELETE` of the API again if a later step fails.
-    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+    async fn create(&self, cloud: &Aws, desired: &Attrs) -> Result<Created> {
         let policy = serde_json::to_string(&desired["policy"]).unwrap_or_default();
         let api = cloud
-            .aws
             .apigateway
             .create_rest_api()
             .name(str_attr(desired, "name"))
@@ -270,7 +258,7 @@ impl Kind for ApiGateway {
             .map_err(|e| api_error("apigateway:CreateRestApi", e))?;
         let id = api.id().unwrap_or_default().to_owned();
         if let Err(e) = build_route(cloud, &id, desired).await {
-            let _ = cloud.aws.apigateway.delete_rest_api().rest_api_id(&id).send().await;
+            let _ = cloud.apigateway.delete_rest_api().rest_api_id(&id).send().await;
             return Err(e);
         }
         Ok(Created { outputs: outputs(cloud, &id, str_attr(desired, "stage"), str_attr(desired, "path")).await?, id })
@@ -278,14 +266,7 @@ impl Kind for ApiGateway {
 
     /// `apigateway:PATCH` (name, policy, method, stage), `apigateway:PUT` (integration),
     /// `lambda:AddPermission`, `apigateway:POST` (a deployment, so changes take effect).
-    async fn update(
-        &self,
-        cloud: &Cloud,
-        id: &str,
-        desired: &Attrs,
-        live: &Attrs,
-        changed: &[String],
-    ) -> Result<Attrs> {
+    async fn update(&self, cloud: &Aws, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs> {
         let has = |a: &str| changed.iter().any(|c| c == a);
         let (stage, path) = (str_attr(desired, "stage"), str_attr(desired, "path"));
         let mut api_patch = Vec::new();
@@ -297,7 +278,6 @@ impl Kind for ApiGateway {
         }
         if !api_patch.is_empty() {
             cloud
-                .aws
                 .apigateway
                 .update_rest_api()
                 .rest_api_id(id)
@@ -310,7 +290,6 @@ impl Kind for ApiGateway {
             let resource_id = find_resource(cloud, id, path).await?;
             if has("authorization") {
                 cloud
-                    .aws
                     .apigateway
                     .update_method()
                     .rest_api_id(id)
@@ -327,7 +306,6 @@ impl Kind for ApiGateway {
         }
         if ["name", "policy", "authorization", "function_arn"].iter().any(|a| has(a)) {
             cloud
-                .aws
                 .apigateway
                 .create_deployment()
                 .rest_api_id(id)
@@ -344,7 +322,6 @@ impl Kind for ApiGateway {
             let (set, unset) = tag_delta(desired, live);
             if !unset.is_empty() {
                 cloud
-                    .aws
                     .apigateway
                     .untag_resource()
                     .resource_arn(&arn)
@@ -355,7 +332,6 @@ impl Kind for ApiGateway {
             }
             if !set.is_empty() {
                 cloud
-                    .aws
                     .apigateway
                     .tag_resource()
                     .resource_arn(&arn)
@@ -370,9 +346,8 @@ impl Kind for ApiGateway {
 
     /// `apigateway:GET` on the APIs: the one with this name and our tags. A half-built API
     /// is adopted too; the next apply finds what it lacks and plans it back.
-    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
+    async fn adopt(&self, cloud: &Aws, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
         let apis = cloud
-            .aws
             .apigateway
             .get_rest_apis()
             .limit(500)
@@ -395,10 +370,9 @@ impl Kind for ApiGateway {
     }
 
     /// `apigateway:DELETE` on the API, `lambda:RemovePermission`.
-    async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+    async fn delete(&self, cloud: &Aws, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         unless_gone(
             cloud
-                .aws
                 .apigateway
                 .delete_rest_api()
                 .rest_api_id(id)
@@ -409,7 +383,6 @@ impl Kind for ApiGateway {
         let function = str_attr(prior, "function_arn");
         unless_gone(
             cloud
-                .aws
                 .lambda
                 .remove_permission()
                 .function_name(function)
@@ -423,9 +396,8 @@ impl Kind for ApiGateway {
 }
 
 /// Resource, method, integration, permission, deployment, stage throttling.
-async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
+async fn build_route(cloud: &Aws, id: &str, desired: &Attrs) -> Result<()> {
     let resources = cloud
-        .aws
         .apigateway
         .get_resources()
         .rest_api_id(id)
@@ -444,7 +416,6 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         root
     } else {
         created = cloud
-            .aws
             .apigateway
             .create_resource()
             .rest_api_id(id)
@@ -456,7 +427,6 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         created.id().unwrap_or_default()
     };
     cloud
-        .aws
         .apigateway
         .put_method()
         .rest_api_id(id)
@@ -468,7 +438,6 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         .map_err(|e| api_error("apigateway:PutMethod", e))?;
     integrate(cloud, id, resource_id, desired).await?;
     cloud
-        .aws
         .apigateway
         .create_deployment()
         .rest_api_id(id)
@@ -483,15 +452,14 @@ async fn build_route(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
 }
 
 /// The AWS_PROXY integration and the Lambda permission that lets this route invoke it.
-async fn integrate(cloud: &Cloud, id: &str, resource_id: &str, desired: &Attrs) -> Result<()> {
+async fn integrate(cloud: &Aws, id: &str, resource_id: &str, desired: &Attrs) -> Result<()> {
     let function = str_attr(desired, "function_arn");
     let uri = format!(
         "arn:{}:apigateway:{}:lambda:path/2015-03-31/functions/{function}/invocations",
-        cloud.aws.identity().await?.partition,
-        cloud.aws.region
+        cloud.identity().await?.partition,
+        cloud.region
     );
     cloud
-        .aws
         .apigateway
         .put_integration()
         .rest_api_id(id)
@@ -505,7 +473,6 @@ async fn integrate(cloud: &Cloud, id: &str, resource_id: &str, desired: &Attrs) 
         .map_err(|e| api_error("apigateway:PutIntegration", e))?;
     let source = format!("{}/*/POST/{}", execution_arn(cloud, id).await?, url_suffix(str_attr(desired, "path")));
     let added = cloud
-        .aws
         .lambda
         .add_permission()
         .function_name(function)
@@ -524,7 +491,7 @@ async fn integrate(cloud: &Cloud, id: &str, resource_id: &str, desired: &Attrs) 
     }
 }
 
-async fn throttle(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
+async fn throttle(cloud: &Aws, id: &str, desired: &Attrs) -> Result<()> {
     let (Some(rate), Some(burst)) =
         (desired.get("throttle_rate").and_then(Json::as_f64), desired.get("throttle_burst").and_then(Json::as_i64))
     else {
@@ -533,7 +500,6 @@ async fn throttle(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
         )));
     };
     cloud
-        .aws
         .apigateway
         .update_stage()
         .rest_api_id(id)
@@ -546,9 +512,8 @@ async fn throttle(cloud: &Cloud, id: &str, desired: &Attrs) -> Result<()> {
     Ok(())
 }
 
-async fn find_resource(cloud: &Cloud, id: &str, path: &str) -> Result<String> {
+async fn find_resource(cloud: &Aws, id: &str, path: &str) -> Result<String> {
     let resources = cloud
-        .aws
         .apigateway
         .get_resources()
         .rest_api_id(id)
@@ -586,16 +551,16 @@ fn permission_sid(api_id: &str) -> String {
     format!("keyrite-apigw-{api_id}")
 }
 
-fn api_arn(cloud: &Cloud, id: &str) -> String {
-    format!("arn:aws:apigateway:{}::/restapis/{id}", cloud.aws.region)
+fn api_arn(cloud: &Aws, id: &str) -> String {
+    format!("arn:aws:apigateway:{}::/restapis/{id}", cloud.region)
 }
 
-async fn execution_arn(cloud: &Cloud, id: &str) -> Result<String> {
-    let who = cloud.aws.identity().await?;
-    Ok(format!("arn:{}:execute-api:{}:{}:{id}", who.partition, cloud.aws.region, who.account_id))
+async fn execution_arn(cloud: &Aws, id: &str) -> Result<String> {
+    let who = cloud.identity().await?;
+    Ok(format!("arn:{}:execute-api:{}:{}:{id}", who.partition, cloud.region, who.account_id))
 }
 
-async fn outputs(cloud: &Cloud, id: &str, stage: &str, path: &str) -> Result<Attrs> {
+async fn outputs(cloud: &Aws, id: &str, stage: &str, path: &str) -> Result<Attrs> {
     let mut out = Attrs::new();
     out.insert("api_id".into(), json!(id));
     out.insert("arn".into(), json!(api_arn(cloud, id)));
@@ -604,7 +569,7 @@ async fn outputs(cloud: &Cloud, id: &str, stage: &str, path: &str) -> Result<Att
     out.insert("path".into(), json!(path));
     out.insert(
         "stage_url".into(),
-        json!(format!("https://{id}.execute-api.{}.amazonaws.com/{stage}/{}", cloud.aws.region, url_suffix(path))),
+        json!(format!("https://{id}.execute-api.{}.amazonaws.com/{stage}/{}", cloud.region, url_suffix(path))),
     );
     Ok(out)
 }

@@ -10,6 +10,10 @@
 //! Every call goes through [`Gcp::call`], which counts it in the shared call log and turns
 //! the client's error into a [`ProviderError`] carrying the canonical status code
 //! (`NOT_FOUND`, `ABORTED`, …).
+//!
+//! The crate is keyrite's Google Cloud provider: the connection, and the Cloud KMS kinds
+//! ([`KINDS`]), each implementing the core's `Schema` and `Kind<Gcp>`. It builds on
+//! `keyrite-core` alone; it must not import another provider or the CLI.
 
 pub mod credentials;
 pub mod crypto_key;
@@ -25,8 +29,18 @@ use google_cloud_kms_v1::client::KeyManagementService;
 use google_cloud_kms_v1::model::crypto_key_version::CryptoKeyVersionState;
 use tokio::sync::OnceCell;
 
-use super::{CallLog, ProviderError, Result, TRANSPORT};
 use crate::manifest::GcpConfig;
+use crate::provider::{CallLog, Kind, ProviderError, Result, TRANSPORT};
+
+// The core's layers under the names this crate's modules use.
+pub(crate) use keyrite_core::{crypto, manifest};
+pub(crate) mod provider {
+    pub use keyrite_core::provider::*;
+    pub use keyrite_core::schema::*;
+}
+
+/// Every Google Cloud kind, in the order `keyrite` lists kinds.
+pub static KINDS: &[&dyn Kind<Gcp>] = &[&key_ring::KeyRing, &crypto_key::CryptoKey, &iam_binding::CryptoKeyIamBinding];
 
 /// The longest one call may take, its retries included.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(90);

@@ -16,13 +16,13 @@ use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, check_principal, document_field, unless_gone};
+use super::{Aws, api_error, check_principal, document_field, unless_gone};
 use crate::manifest::{Attrs, Block, Reference, Validation};
+use crate::provider::Schema;
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, map_attr, map_json,
     str_attr, tag_delta,
 };
-use crate::provider::Schema;
 
 pub struct IamRole;
 
@@ -169,11 +169,11 @@ impl Schema for IamRole {
 }
 
 #[async_trait]
-impl Kind for IamRole {
+impl Kind<Aws> for IamRole {
     /// `iam:GetRole`, `iam:ListRoleTags`, `iam:ListRolePolicies`, `iam:ListAttachedRolePolicies`.
-    async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
+    async fn read(&self, cloud: &Aws, id: &str, reference: &Attrs) -> Result<Option<Live>> {
         let Some(out) =
-            unless_gone(cloud.aws.iam.get_role().role_name(id).send().await.map_err(|e| api_error("iam:GetRole", e)))?
+            unless_gone(cloud.iam.get_role().role_name(id).send().await.map_err(|e| api_error("iam:GetRole", e)))?
         else {
             return Ok(None);
         };
@@ -200,9 +200,8 @@ impl Kind for IamRole {
     }
 
     /// `iam:CreateRole` with tags (`iam:TagRole`).
-    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+    async fn create(&self, cloud: &Aws, desired: &Attrs) -> Result<Created> {
         let out = cloud
-            .aws
             .iam
             .create_role()
             .role_name(str_attr(desired, "name"))
@@ -220,19 +219,11 @@ impl Kind for IamRole {
 
     /// `iam:UpdateRole`, `iam:UpdateAssumeRolePolicy`, `iam:TagRole`, `iam:UntagRole`,
     /// `iam:DeleteRolePolicy` (for undeclared inline policies), as the changes need.
-    async fn update(
-        &self,
-        cloud: &Cloud,
-        id: &str,
-        desired: &Attrs,
-        live: &Attrs,
-        changed: &[String],
-    ) -> Result<Attrs> {
+    async fn update(&self, cloud: &Aws, id: &str, desired: &Attrs, live: &Attrs, changed: &[String]) -> Result<Attrs> {
         for attr in changed {
             match attr.as_str() {
                 "description" => {
                     cloud
-                        .aws
                         .iam
                         .update_role()
                         .role_name(id)
@@ -244,7 +235,6 @@ impl Kind for IamRole {
                 "trust_policy" => {
                     let doc = serde_json::to_string(&desired["trust_policy"]).unwrap_or_default();
                     cloud
-                        .aws
                         .iam
                         .update_assume_role_policy()
                         .role_name(id)
@@ -257,7 +247,6 @@ impl Kind for IamRole {
                     let (set, unset) = tag_delta(desired, live);
                     if !unset.is_empty() {
                         cloud
-                            .aws
                             .iam
                             .untag_role()
                             .role_name(id)
@@ -268,7 +257,6 @@ impl Kind for IamRole {
                     }
                     if !set.is_empty() {
                         cloud
-                            .aws
                             .iam
                             .tag_role()
                             .role_name(id)
@@ -282,7 +270,6 @@ impl Kind for IamRole {
                 "undeclared_inline_policies" => {
                     for name in live.get(attr).and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str) {
                         cloud
-                            .aws
                             .iam
                             .delete_role_policy()
                             .role_name(id)
@@ -295,14 +282,14 @@ impl Kind for IamRole {
                 _ => {}
             }
         }
-        let role = cloud.aws.iam.get_role().role_name(id).send().await.map_err(|e| api_error("iam:GetRole", e))?;
+        let role = cloud.iam.get_role().role_name(id).send().await.map_err(|e| api_error("iam:GetRole", e))?;
         Ok(outputs(role.role().ok_or_else(|| unexpected("iam:GetRole", "no Role"))?))
     }
 
     /// `iam:GetRole`, `iam:ListRoleTags`: the role of this name, if it carries our tags.
-    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+    async fn adopt(&self, cloud: &Aws, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
         let name = str_attr(desired, "name");
-        match cloud.aws.iam.get_role().role_name(name).send().await {
+        match cloud.iam.get_role().role_name(name).send().await {
             Ok(_) => Ok(crate::provider::owned_by(desired, &list_tags(cloud, name).await?).then(|| name.to_owned())),
             Err(e) => {
                 let e = api_error("iam:GetRole", e);
@@ -313,9 +300,9 @@ impl Kind for IamRole {
 
     /// `iam:GetRole`, `iam:ListRoleTags`: a role of this name is ours only with this state's
     /// ownership tags.
-    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
+    async fn occupant(&self, cloud: &Aws, desired: &Attrs, _: &str) -> Result<Occupant> {
         let name = str_attr(desired, "name");
-        let out = match cloud.aws.iam.get_role().role_name(name).send().await {
+        let out = match cloud.iam.get_role().role_name(name).send().await {
             Ok(out) => out,
             Err(e) => {
                 let e = api_error("iam:GetRole", e);
@@ -338,11 +325,10 @@ impl Kind for IamRole {
     /// `iam:ListRolePolicies` + `iam:DeleteRolePolicy`, `iam:ListAttachedRolePolicies` +
     /// `iam:DetachRolePolicy`, then `iam:DeleteRole`: IAM refuses to delete a role that still
     /// has policies.
-    async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+    async fn delete(&self, cloud: &Aws, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let result: Result<()> = async {
             for name in list_inline_policies(cloud, id).await? {
                 cloud
-                    .aws
                     .iam
                     .delete_role_policy()
                     .role_name(id)
@@ -354,7 +340,7 @@ impl Kind for IamRole {
             let attached: Attrs =
                 [("managed_policies".to_owned(), json!(list_attached(cloud, id).await?))].into_iter().collect();
             attach(cloud, id, &Attrs::new(), &attached).await?;
-            cloud.aws.iam.delete_role().role_name(id).send().await.map_err(|e| api_error("iam:DeleteRole", e))?;
+            cloud.iam.delete_role().role_name(id).send().await.map_err(|e| api_error("iam:DeleteRole", e))?;
             Ok(())
         }
         .await;
@@ -426,12 +412,11 @@ fn tags(map: &std::collections::BTreeMap<String, String>) -> Result<Vec<Tag>> {
 }
 
 /// `iam:ListRoleTags`.
-pub(crate) async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collections::BTreeMap<String, String>> {
+pub(crate) async fn list_tags(cloud: &Aws, id: &str) -> Result<std::collections::BTreeMap<String, String>> {
     let mut tags = std::collections::BTreeMap::new();
     let mut marker = None;
     loop {
         let out = cloud
-            .aws
             .iam
             .list_role_tags()
             .role_name(id)
@@ -448,12 +433,11 @@ pub(crate) async fn list_tags(cloud: &Cloud, id: &str) -> Result<std::collection
 }
 
 /// `iam:ListAttachedRolePolicies`: the ARNs of the managed policies attached, sorted.
-async fn list_attached(cloud: &Cloud, id: &str) -> Result<Vec<String>> {
+async fn list_attached(cloud: &Aws, id: &str) -> Result<Vec<String>> {
     let mut arns = Vec::new();
     let mut marker = None;
     loop {
         let out = cloud
-            .aws
             .iam
             .list_attached_role_policies()
             .role_name(id)
@@ -473,7 +457,7 @@ async fn list_attached(cloud: &Cloud, id: &str) -> Result<Vec<String>> {
 
 /// `iam:AttachRolePolicy` for each declared managed policy not in `live`, `iam:DetachRolePolicy`
 /// for each attached one not declared.
-async fn attach(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> Result<()> {
+async fn attach(cloud: &Aws, id: &str, desired: &Attrs, live: &Attrs) -> Result<()> {
     let list = |a: &Attrs| -> BTreeSet<String> {
         a.get("managed_policies")
             .and_then(Json::as_array)
@@ -483,7 +467,6 @@ async fn attach(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> Resul
     let (want, have) = (list(desired), list(live));
     for arn in want.difference(&have) {
         cloud
-            .aws
             .iam
             .attach_role_policy()
             .role_name(id)
@@ -495,7 +478,6 @@ async fn attach(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> Resul
     for arn in have.difference(&want) {
         unless_gone(
             cloud
-                .aws
                 .iam
                 .detach_role_policy()
                 .role_name(id)
@@ -509,12 +491,11 @@ async fn attach(cloud: &Cloud, id: &str, desired: &Attrs, live: &Attrs) -> Resul
 }
 
 /// `iam:ListRolePolicies`.
-async fn list_inline_policies(cloud: &Cloud, id: &str) -> Result<Vec<String>> {
+async fn list_inline_policies(cloud: &Aws, id: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
     let mut marker = None;
     loop {
         let out = cloud
-            .aws
             .iam
             .list_role_policies()
             .role_name(id)

@@ -12,13 +12,13 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{LayerVersionContentInput, Runtime};
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, unless_gone};
+use super::{Aws, api_error, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
 use crate::package;
+use crate::provider::Schema;
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, str_attr,
 };
-use crate::provider::Schema;
 
 pub struct LambdaLayer;
 
@@ -86,12 +86,11 @@ impl Schema for LambdaLayer {
 }
 
 #[async_trait]
-impl Kind for LambdaLayer {
+impl Kind<Aws> for LambdaLayer {
     /// `lambda:GetLayerVersionByArn`.
-    async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
+    async fn read(&self, cloud: &Aws, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(out) = unless_gone(
             cloud
-                .aws
                 .lambda
                 .get_layer_version_by_arn()
                 .arn(id)
@@ -116,10 +115,9 @@ impl Kind for LambdaLayer {
     /// `lambda:ListLayerVersions`. Layers carry no tags, so whose versions a name holds
     /// cannot be told: any existing version makes the name someone else's, since publishing
     /// would add a version to their layer (and a later replacement would delete ours from it).
-    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
+    async fn occupant(&self, cloud: &Aws, desired: &Attrs, _: &str) -> Result<Occupant> {
         let name = str_attr(desired, "name");
         let out = cloud
-            .aws
             .lambda
             .list_layer_versions()
             .layer_name(name)
@@ -139,7 +137,7 @@ impl Kind for LambdaLayer {
     }
 
     /// `lambda:PublishLayerVersion`.
-    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+    async fn create(&self, cloud: &Aws, desired: &Attrs) -> Result<Created> {
         let include: Vec<String> = desired
             .get("include")
             .and_then(Json::as_array)
@@ -162,7 +160,6 @@ impl Kind for LambdaLayer {
             .map(Runtime::from)
             .collect();
         let out = cloud
-            .aws
             .lambda
             .publish_layer_version()
             .layer_name(str_attr(desired, "name"))
@@ -176,16 +173,15 @@ impl Kind for LambdaLayer {
     }
 
     /// Layer versions are immutable; every change is a replacement.
-    async fn update(&self, _: &Cloud, id: &str, _: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
+    async fn update(&self, _: &Aws, id: &str, _: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
         Err(ProviderError::Refused(format!("layer version {id} cannot be updated in place")))
     }
 
     /// `lambda:DeleteLayerVersion`.
-    async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+    async fn delete(&self, cloud: &Aws, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let version = id.rsplit(':').next().and_then(|v| v.parse::<i64>().ok()).unwrap_or_default();
         unless_gone(
             cloud
-                .aws
                 .lambda
                 .delete_layer_version()
                 .layer_name(str_attr(prior, "name"))

@@ -21,10 +21,8 @@ use serde_json::{Value as Json, json};
 
 use super::Gcp;
 use crate::manifest::{Attrs, Block, Validation};
-use crate::provider::{
-    AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, Op, Result, str_attr, unless_gone,
-};
 use crate::provider::Schema;
+use crate::provider::{AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Op, Result, str_attr, unless_gone};
 
 pub struct CryptoKeyIamBinding;
 
@@ -133,11 +131,11 @@ impl Schema for CryptoKeyIamBinding {
 }
 
 #[async_trait]
-impl Kind for CryptoKeyIamBinding {
+impl Kind<Gcp> for CryptoKeyIamBinding {
     /// Permission `cloudkms.cryptoKeys.getIamPolicy` (policy version 3, so conditional
     /// bindings are seen).
-    async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
-        let Some(policy) = unless_gone(get_policy(&cloud.gcp, id).await)? else { return Ok(None) };
+    async fn read(&self, cloud: &Gcp, id: &str, reference: &Attrs) -> Result<Option<Live>> {
+        let Some(policy) = unless_gone(get_policy(cloud, id).await)? else { return Ok(None) };
         let role = str_attr(reference, "iam_role");
         let mut members = Vec::new();
         let mut others: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -169,10 +167,10 @@ impl Kind for CryptoKeyIamBinding {
 
     /// Grants the declared roles to their members; bindings of undeclared roles are left for
     /// the next plan to show (a create never removes access it has not shown first).
-    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+    async fn create(&self, cloud: &Gcp, desired: &Attrs) -> Result<Created> {
         let key = str_attr(desired, "crypto_key").to_owned();
         let grants = grants(desired);
-        let policy = rewrite(&cloud.gcp, &key, |bindings| {
+        let policy = rewrite(cloud, &key, |bindings| {
             bindings.retain(|b| !(b.condition.is_none() && grants.iter().any(|g| g.role == b.role)));
             bindings.extend(grants.iter().cloned());
         })
@@ -181,26 +179,24 @@ impl Kind for CryptoKeyIamBinding {
     }
 
     /// Makes the policy exactly the declared bindings: members set, undeclared bindings removed.
-    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
+    async fn update(&self, cloud: &Gcp, id: &str, desired: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
         let grants = grants(desired);
-        let policy = rewrite(&cloud.gcp, id, |bindings| bindings.clone_from(&grants)).await?;
+        let policy = rewrite(cloud, id, |bindings| bindings.clone_from(&grants)).await?;
         Ok(outputs(id, &policy))
     }
 
     /// Removes the declared roles' bindings; the key and undeclared bindings are untouched.
-    async fn delete(&self, cloud: &Cloud, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+    async fn delete(&self, cloud: &Gcp, id: &str, prior: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         let roles: Vec<String> = grants(prior).into_iter().map(|g| g.role).collect();
         unless_gone(
-            rewrite(&cloud.gcp, id, |bindings| {
-                bindings.retain(|b| !(b.condition.is_none() && roles.contains(&b.role)))
-            })
-            .await,
+            rewrite(cloud, id, |bindings| bindings.retain(|b| !(b.condition.is_none() && roles.contains(&b.role))))
+                .await,
         )?;
         Ok(Deleted::Removed)
     }
 
     /// A binding is identified by its key: the key's policy holding the declared members.
-    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+    async fn adopt(&self, cloud: &Gcp, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
         let key = str_attr(desired, "crypto_key");
         let live = self.read(cloud, key, desired).await?;
         Ok(live.filter(|l| l.attrs.get("members") == desired.get("members")).map(|_| key.to_owned()))

@@ -37,11 +37,11 @@ use serde_json::{Value as Json, json};
 
 use super::{Gcp, check_id, check_label, default_id, enum_name, label_value, public_key, until_generated};
 use crate::manifest::{Attrs, Block, Validation};
-use crate::provider::{
-    AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, map_attr,
-    map_json, str_attr, unless_gone, unresolved,
-};
 use crate::provider::Schema;
+use crate::provider::{
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, ProviderError, Result, map_attr, map_json,
+    str_attr, unless_gone, unresolved,
+};
 
 pub struct CryptoKey;
 
@@ -200,11 +200,11 @@ impl Schema for CryptoKey {
 }
 
 #[async_trait]
-impl Kind for CryptoKey {
+impl Kind<Gcp> for CryptoKey {
     /// Permissions `cloudkms.cryptoKeys.get`, `cloudkms.cryptoKeyVersions.list` and, for an
     /// enabled version, `cloudkms.cryptoKeyVersions.viewPublicKey`.
-    async fn read(&self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
-        let gcp = &cloud.gcp;
+    async fn read(&self, cloud: &Gcp, id: &str, reference: &Attrs) -> Result<Option<Live>> {
+        let gcp = &cloud;
         let kms = gcp.kms().await?;
         let Some(key) = unless_gone(gcp.call("GetCryptoKey", kms.get_crypto_key().set_name(id).send()).await)? else {
             return Ok(None);
@@ -267,8 +267,8 @@ impl Kind for CryptoKey {
 
     /// `cryptoKeys.create` (with version 1), then waits for the version to be generated.
     /// Permissions `cloudkms.cryptoKeys.create`, `cloudkms.cryptoKeyVersions.get`.
-    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
-        let gcp = &cloud.gcp;
+    async fn create(&self, cloud: &Gcp, desired: &Attrs) -> Result<Created> {
+        let gcp = &cloud;
         let kms = gcp.kms().await?;
         if desired.get("version").and_then(Json::as_u64) != Some(1) {
             return Err(ProviderError::Refused(format!(
@@ -327,8 +327,8 @@ impl Kind for CryptoKey {
     /// Labels with `cryptoKeys.patch`; the pinned version created, enabled or restored; other
     /// enabled versions disabled. Permissions `cloudkms.cryptoKeys.update`,
     /// `cloudkms.cryptoKeyVersions.create`, `.update` and `.restore`.
-    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, changed: &[String]) -> Result<Attrs> {
-        let gcp = &cloud.gcp;
+    async fn update(&self, cloud: &Gcp, id: &str, desired: &Attrs, _: &Attrs, changed: &[String]) -> Result<Attrs> {
+        let gcp = &cloud;
         let kms = gcp.kms().await?;
         if changed.iter().any(|c| c == "labels") {
             let key = google_cloud_kms_v1::model::CryptoKey::new().set_name(id).set_labels(map_attr(desired, "labels"));
@@ -398,14 +398,14 @@ impl Kind for CryptoKey {
 
     /// Schedules every live version for destruction; the key itself remains. Permission
     /// `cloudkms.cryptoKeyVersions.destroy`.
-    async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, options: DeleteOptions) -> Result<Deleted> {
+    async fn delete(&self, cloud: &Gcp, id: &str, _: &Attrs, options: DeleteOptions) -> Result<Deleted> {
         if !options.allow_key_deletion {
             return Err(ProviderError::Refused(format!(
                 "refusing to schedule destruction of Cloud KMS key {id}: keys are only destroyed with \
                  --allow-key-deletion"
             )));
         }
-        let gcp = &cloud.gcp;
+        let gcp = &cloud;
         let kms = gcp.kms().await?;
         let mut scheduled = Vec::new();
         let mut destroy_time = String::new();
@@ -433,8 +433,8 @@ impl Kind for CryptoKey {
     }
 
     /// The key with the desired name, if it carries this state's ownership labels.
-    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
-        let gcp = &cloud.gcp;
+    async fn adopt(&self, cloud: &Gcp, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
+        let gcp = &cloud;
         let kms = gcp.kms().await?;
         let name = format!("{}/cryptoKeys/{}", str_attr(desired, "key_ring"), str_attr(desired, "name"));
         if exclude == Some(name.as_str()) {
@@ -459,12 +459,12 @@ impl Kind for CryptoKey {
 
     /// Permission `cloudkms.cryptoKeys.get`: a key of this name is ours only with this state's
     /// ownership labels. Keys are never deleted, so a name once used stays taken.
-    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
+    async fn occupant(&self, cloud: &Gcp, desired: &Attrs, _: &str) -> Result<Occupant> {
         let ring = str_attr(desired, "key_ring");
         if unresolved(ring) {
             return Ok(Occupant::Free);
         }
-        let gcp = &cloud.gcp;
+        let gcp = &cloud;
         let kms = gcp.kms().await?;
         let name = format!("{ring}/cryptoKeys/{}", str_attr(desired, "name"));
         let Some(key) = unless_gone(gcp.call("GetCryptoKey", kms.get_crypto_key().set_name(&name).send()).await)?
@@ -488,7 +488,7 @@ impl Kind for CryptoKey {
 }
 
 /// Every version of a key, by number, oldest first (`cryptoKeyVersions.list`, all pages).
-pub(crate) async fn list_versions(gcp: &Gcp, key: &str) -> Result<Vec<(u64, CryptoKeyVersion)>> {
+pub async fn list_versions(gcp: &Gcp, key: &str) -> Result<Vec<(u64, CryptoKeyVersion)>> {
     let kms = gcp.kms().await?;
     let mut out = Vec::new();
     let mut token = String::new();

@@ -13,8 +13,7 @@ use super::Gcp;
 use crate::provider::{ProviderError, Result};
 
 /// The hint for missing or rejected Google credentials.
-pub const LOGIN_HINT: &str =
-    "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file";
+pub use crate::provider::GOOGLE_LOGIN_HINT as LOGIN_HINT;
 
 /// The principal Cloud KMS calls are made as, as IAM names members: `serviceAccount:…`,
 /// `user:…`, or `anonymous` for a stand-in without credentials.

@@ -9,11 +9,12 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{check_id, default_id};
+use crate::Gcp;
 use crate::manifest::{Attrs, Block, Validation, check_project_id};
-use crate::provider::{
-    AttrSpec, Cloud, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, Result, str_attr, unless_gone,
-};
 use crate::provider::Schema;
+use crate::provider::{
+    AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, Result, str_attr, unless_gone,
+};
 
 pub struct KeyRing;
 
@@ -99,12 +100,11 @@ impl Schema for KeyRing {
 }
 
 #[async_trait]
-impl Kind for KeyRing {
+impl Kind<Gcp> for KeyRing {
     /// Permission `cloudkms.keyRings.get`.
-    async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
-        let kms = cloud.gcp.kms().await?;
-        let Some(ring) = unless_gone(cloud.gcp.call("GetKeyRing", kms.get_key_ring().set_name(id).send()).await)?
-        else {
+    async fn read(&self, cloud: &Gcp, id: &str, _: &Attrs) -> Result<Option<Live>> {
+        let kms = cloud.kms().await?;
+        let Some(ring) = unless_gone(cloud.call("GetKeyRing", kms.get_key_ring().set_name(id).send()).await)? else {
             return Ok(None);
         };
         Ok(Some(live(&ring.name)))
@@ -112,12 +112,11 @@ impl Kind for KeyRing {
 
     /// Permission `cloudkms.keyRings.create` (and `.get` to adopt); a ring that already exists
     /// under this name is adopted.
-    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
-        let kms = cloud.gcp.kms().await?;
+    async fn create(&self, cloud: &Gcp, desired: &Attrs) -> Result<Created> {
+        let kms = cloud.kms().await?;
         let parent = format!("projects/{}/locations/{}", str_attr(desired, "project"), str_attr(desired, "location"));
         let id = str_attr(desired, "name");
         let made = cloud
-            .gcp
             .call(
                 "CreateKeyRing",
                 kms.create_key_ring()
@@ -135,20 +134,20 @@ impl Kind for KeyRing {
         Ok(Created { outputs: live(&name).outputs, id: name })
     }
 
-    async fn update(&self, _: &Cloud, id: &str, _: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
+    async fn update(&self, _: &Gcp, id: &str, _: &Attrs, _: &Attrs, _: &[String]) -> Result<Attrs> {
         // Every attribute forces replacement; nothing is updated in place.
         Ok(live(id).outputs)
     }
 
     /// Key rings cannot be deleted.
-    async fn delete(&self, _: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+    async fn delete(&self, _: &Gcp, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         Ok(Deleted::Retained {
             note: format!("key ring {id} remains: Cloud KMS never deletes key rings (they hold no key material)"),
         })
     }
 
     /// A ring is identified by its name alone.
-    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+    async fn adopt(&self, cloud: &Gcp, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
         let name = format!(
             "projects/{}/locations/{}/keyRings/{}",
             str_attr(desired, "project"),
@@ -160,7 +159,7 @@ impl Kind for KeyRing {
 
     /// Permission `cloudkms.keyRings.get`. Rings are never deleted and hold no settings, so an
     /// existing ring of the declared name is the declared ring.
-    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, _: &str) -> Result<Occupant> {
+    async fn occupant(&self, cloud: &Gcp, desired: &Attrs, _: &str) -> Result<Occupant> {
         Ok(match self.adopt(cloud, desired, None).await? {
             Some(id) => Occupant::Ours {
                 why: format!("{id} exists; Cloud KMS never deletes key rings, so it is the declared ring"),

@@ -16,13 +16,13 @@ use async_trait::async_trait;
 use aws_sdk_lambda::types::{Cors, FunctionUrlAuthType};
 use serde_json::{Value as Json, json};
 
-use super::{Cloud, api_error, unless_gone};
+use super::{Aws, api_error, unless_gone};
 use crate::manifest::{Attrs, Block, Validation};
+use crate::provider::Schema;
 use crate::provider::{
     AttrSpec, Created, DeleteOptions, Deleted, Kind, Live, Occupant, Op, Result, TAG_LINEAGE, map_attr, str_attr,
     unresolved,
 };
-use crate::provider::Schema;
 
 pub struct LambdaFunctionUrl;
 
@@ -151,12 +151,11 @@ impl Schema for LambdaFunctionUrl {
 }
 
 #[async_trait]
-impl Kind for LambdaFunctionUrl {
+impl Kind<Aws> for LambdaFunctionUrl {
     /// `lambda:GetFunctionUrlConfig`, `lambda:GetPolicy`.
-    async fn read(&self, cloud: &Cloud, id: &str, _: &Attrs) -> Result<Option<Live>> {
+    async fn read(&self, cloud: &Aws, id: &str, _: &Attrs) -> Result<Option<Live>> {
         let Some(out) = unless_gone(
             cloud
-                .aws
                 .lambda
                 .get_function_url_config()
                 .function_name(id)
@@ -181,10 +180,9 @@ impl Kind for LambdaFunctionUrl {
     }
 
     /// `lambda:CreateFunctionUrlConfig`, and `lambda:AddPermission` for a public URL.
-    async fn create(&self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
+    async fn create(&self, cloud: &Aws, desired: &Attrs) -> Result<Created> {
         let function = str_attr(desired, "function");
         let out = cloud
-            .aws
             .lambda
             .create_function_url_config()
             .function_name(function)
@@ -198,10 +196,9 @@ impl Kind for LambdaFunctionUrl {
     }
 
     /// `lambda:UpdateFunctionUrlConfig`, `lambda:AddPermission`, `lambda:RemovePermission`.
-    async fn update(&self, cloud: &Cloud, id: &str, desired: &Attrs, _: &Attrs, changed: &[String]) -> Result<Attrs> {
+    async fn update(&self, cloud: &Aws, id: &str, desired: &Attrs, _: &Attrs, changed: &[String]) -> Result<Attrs> {
         if changed.iter().any(|c| c == "auth_type" || c == "cors") {
             cloud
-                .aws
                 .lambda
                 .update_function_url_config()
                 .function_name(id)
@@ -215,7 +212,6 @@ impl Kind for LambdaFunctionUrl {
             set_public_permissions(cloud, id, desired).await?;
         }
         let out = cloud
-            .aws
             .lambda
             .get_function_url_config()
             .function_name(id)
@@ -226,14 +222,14 @@ impl Kind for LambdaFunctionUrl {
     }
 
     /// A function has at most one URL; if it is there, the interrupted create made it.
-    async fn adopt(&self, cloud: &Cloud, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
+    async fn adopt(&self, cloud: &Aws, desired: &Attrs, _: Option<&str>) -> Result<Option<String>> {
         let function = str_attr(desired, "function");
         Ok(self.read(cloud, function, desired).await?.map(|_| function.to_owned()))
     }
 
     /// `lambda:GetFunctionUrlConfig`, `lambda:GetFunction`: a function has at most one URL; it
     /// is ours when the function carries this state's lineage.
-    async fn occupant(&self, cloud: &Cloud, desired: &Attrs, lineage: &str) -> Result<Occupant> {
+    async fn occupant(&self, cloud: &Aws, desired: &Attrs, lineage: &str) -> Result<Occupant> {
         let function = str_attr(desired, "function");
         if unresolved(function) {
             return Ok(Occupant::Free);
@@ -251,10 +247,9 @@ impl Kind for LambdaFunctionUrl {
     }
 
     /// `lambda:DeleteFunctionUrlConfig`, `lambda:RemovePermission`.
-    async fn delete(&self, cloud: &Cloud, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
+    async fn delete(&self, cloud: &Aws, id: &str, _: &Attrs, _: DeleteOptions) -> Result<Deleted> {
         unless_gone(
             cloud
-                .aws
                 .lambda
                 .delete_function_url_config()
                 .function_name(id)
@@ -318,8 +313,8 @@ fn cors_sdk(desired: &Attrs) -> Option<Cors> {
 /// `lambda:GetPolicy`: the statements of the function's resource policy that grant one of
 /// [`PUBLIC_ACTIONS`] to `*`, as `(statement id, action)`; by meaning, not by statement id:
 /// the console's own statements count as much as keyrite's.
-async fn public_statements(cloud: &Cloud, function: &str) -> Result<Vec<(String, &'static str)>> {
-    let text = match cloud.aws.lambda.get_policy().function_name(function).send().await {
+async fn public_statements(cloud: &Aws, function: &str) -> Result<Vec<(String, &'static str)>> {
+    let text = match cloud.lambda.get_policy().function_name(function).send().await {
         Ok(out) => out.policy().unwrap_or("{}").to_owned(),
         Err(e) => {
             let e = api_error("lambda:GetPolicy", e);
@@ -344,7 +339,7 @@ async fn public_statements(cloud: &Cloud, function: &str) -> Result<Vec<(String,
 /// granted to `*` exactly the desired `public_permissions`, adding a statement only for an
 /// action nothing grants yet and removing only statements that grant an action no longer
 /// declared.
-async fn set_public_permissions(cloud: &Cloud, function: &str, desired: &Attrs) -> Result<()> {
+async fn set_public_permissions(cloud: &Aws, function: &str, desired: &Attrs) -> Result<()> {
     let wanted: Vec<&str> = desired
         .get("public_permissions")
         .and_then(Json::as_array)
@@ -356,7 +351,7 @@ async fn set_public_permissions(cloud: &Cloud, function: &str, desired: &Attrs) 
             continue;
         }
         let mut req =
-            cloud.aws.lambda.add_permission().function_name(function).statement_id(sid).action(action).principal("*");
+            cloud.lambda.add_permission().function_name(function).statement_id(sid).action(action).principal("*");
         req = if action == "lambda:InvokeFunctionUrl" {
             req.function_url_auth_type(FunctionUrlAuthType::None)
         } else {
@@ -376,7 +371,6 @@ async fn set_public_permissions(cloud: &Cloud, function: &str, desired: &Attrs) 
         }
         unless_gone(
             cloud
-                .aws
                 .lambda
                 .remove_permission()
                 .function_name(function)

@@ -5,6 +5,11 @@
 //! profile, SSO, IMDS; `AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_<SERVICE>`). Settings in the manifest take precedence. The call log is
 //! how keyrite proves that a converged apply makes no mutating calls.
+//!
+//! The crate is keyrite's AWS provider: the connection, the kinds ([`KINDS`]: KMS, IAM,
+//! Lambda, API Gateway), each implementing the core's `Schema` and `Kind<Aws>`, the S3 state
+//! backend ([`state_s3`]) and the function packages Lambda runs ([`package`]). It builds on
+//! `keyrite-core` alone; it must not import another provider or the CLI.
 
 pub mod api_gateway;
 pub mod iam_role;
@@ -14,7 +19,9 @@ pub mod kms_key;
 pub mod lambda_function;
 pub mod lambda_function_url;
 pub mod lambda_layer;
+pub mod package;
 pub mod simulate;
+pub mod state_s3;
 
 use std::sync::Arc;
 
@@ -29,10 +36,28 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::OnceCell;
 
-pub use super::Cloud;
-use super::{CallLog, ProviderError};
-pub use super::{TRANSPORT, unless_gone};
 use crate::manifest::AwsConfig;
+use crate::provider::{CallLog, Kind, ProviderError};
+pub use crate::provider::{TRANSPORT, unless_gone};
+
+// The core's layers under the names this crate's modules use.
+pub(crate) use keyrite_core::{crypto, manifest, policy};
+pub(crate) mod provider {
+    pub use keyrite_core::provider::*;
+    pub use keyrite_core::schema::*;
+}
+
+/// Every AWS kind, in the order `keyrite` lists kinds.
+pub static KINDS: &[&dyn Kind<Aws>] = &[
+    &kms_key::KmsKey,
+    &kms_alias::KmsAlias,
+    &iam_role::IamRole,
+    &iam_role_policy::IamRolePolicy,
+    &lambda_layer::LambdaLayer,
+    &lambda_function::LambdaFunction,
+    &lambda_function_url::LambdaFunctionUrl,
+    &api_gateway::ApiGateway,
+];
 
 /// Who keyrite is talking to AWS as.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -134,7 +159,7 @@ impl Aws {
     }
 
     /// The caller's account and partition (`sts:GetCallerIdentity`, which needs no permission).
-    pub async fn identity(&self) -> super::Result<&Identity> {
+    pub async fn identity(&self) -> crate::provider::Result<&Identity> {
         self.identity
             .get_or_try_init(|| async {
                 if self.region.is_empty() {
@@ -195,11 +220,11 @@ where
     ProviderError::Api { operation, code: if code.is_empty() { "Error".into() } else { code }, message }
 }
 
-/// The code keyrite gives to "no credentials anywhere in the chain".
-pub const NO_CREDENTIALS: &str = "NoCredentials";
 /// The code keyrite gives to a credential provider that failed (SSO token expired, a
 /// profile that does not parse, a process that exits non-zero…).
-pub const CREDENTIALS_FAILED: &str = "CredentialsError";
+pub use crate::provider::AWS_CREDENTIALS_FAILED as CREDENTIALS_FAILED;
+/// The code keyrite gives to "no credentials anywhere in the chain".
+pub use crate::provider::AWS_NO_CREDENTIALS as NO_CREDENTIALS;
 
 /// The credentials error somewhere in an SDK error's chain of causes.
 fn credentials_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a CredentialsError> {
@@ -295,10 +320,10 @@ pub fn check_principal(text: &str) -> Result<(), String> {
 /// Retries `op` while `transient` says its error is the kind IAM's eventual consistency
 /// produces (a principal created a moment ago is not visible yet), with bounded exponential
 /// backoff: 0.5 s doubling to 8 s, at most ~45 s in all. Other errors return at once.
-pub async fn until_visible<T, F, Fut>(op: F, transient: impl Fn(&ProviderError) -> bool) -> super::Result<T>
+pub async fn until_visible<T, F, Fut>(op: F, transient: impl Fn(&ProviderError) -> bool) -> crate::provider::Result<T>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = super::Result<T>>,
+    Fut: std::future::Future<Output = crate::provider::Result<T>>,
 {
     let mut delay = std::time::Duration::from_millis(500);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(45);
