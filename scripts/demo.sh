@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The main job, end to end on the local cloud: start the AWS emulator on a loopback port,
-# then, with manifests/treasury-signer.yaml (key, role, signer Lambda, Function URL, API
-# Gateway): lint → plan → apply → plan (no changes) → addresses → selftest (direct KMS, Function
-# URL, API stage; the emulator runs the template with the real AWS SDK as a layer) → drift →
-# lint --live (the state's resources as deployed) → lint --live --account aws (the account)
-# → keyrite serve over mTLS with an access list (a signature, a refused client, /healthcheck,
-# /metrics, the audit log, SIGTERM). The Rust Lambda signer (manifests/rust-signer.yaml: keyrite's
-# own signer core as the bootstrap of a provided.al2023 function, which the emulator runs
-# through the Lambda Runtime API) → apply → plan (no changes) → selftest → drift.
+# then, with manifests/rust-signer.yaml (key, role, the Rust Lambda signer: keyrite's own
+# signer core as the bootstrap of a provided.al2023 function, which the emulator runs through
+# the Lambda Runtime API; Function URL, API Gateway): lint → plan → apply → plan (no changes)
+# → addresses → selftest (direct KMS, Function URL, API stage) → drift → lint --live (the
+# state's resources as deployed) → lint --live --account aws (the account) → keyrite serve
+# over mTLS with an access list (a signature, a refused client, /healthcheck, /metrics, the
+# audit log, SIGTERM). The Node.js template, for those who must run JavaScript
+# (manifests/treasury-signer.yaml, the real AWS SDK as a layer) → apply → plan (no changes)
+# → selftest → drift.
 # A fresh state on the same manifest then shows a plan that fails because its names are
 # taken; `keyrite discover` then writes a manifest that imports the stack, and its plan
 # records every resource as it is. The public AWS guide's stack, made by hand with boto3,
@@ -35,7 +36,7 @@ tmp=$(mktemp -d)
 work="$tmp/work"
 mkdir "$work"
 ln -s "$root/node_modules" "$tmp/node_modules"   # the manifest's layer source is ../node_modules
-cp manifests/treasury-signer.yaml "$work/keyrite.yaml"
+cp manifests/rust-signer.yaml "$work/keyrite.yaml"
 cd "$work"
 step() { printf '\n\033[1m$ keyrite %s\033[0m\n' "$*"; }
 
@@ -50,7 +51,7 @@ step drift;                         "$keyrite" drift                      # exit
 step lint --live;                   "$keyrite" lint --live                # what is deployed, as the cloud holds it
 step lint --live --account aws;     "$keyrite" lint --live --account aws  # every secp256k1 key's stack, read-only
 # keyrite serve over mTLS: a CA, a server and a client certificate made with openssl, an
-# access list that lets the client use the treasury signer; health, a signature, a client the
+# access list that lets the client use the ops signer; health, a signature, a client the
 # list does not name (403, no KMS call), metrics, then SIGTERM drains it.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 https() { python3 -c '
@@ -78,7 +79,7 @@ cat > access.yaml <<'ACCESS'
 clients:
   bundler:
     certificate: {san: dns:bundler.internal}
-    signers: [treasury]
+    signers: [ops]
 ACCESS
 sport=$(free_port); mport=$(free_port)
 step serve --listen "127.0.0.1:$sport" --tls-cert pki/server.pem --tls-key pki/server.key --client-ca pki/ca.pem --access access.yaml --metrics-listen "127.0.0.1:$mport" '&'
@@ -87,23 +88,23 @@ step serve --listen "127.0.0.1:$sport" --tls-cert pki/server.pem --tls-key pki/s
 spid=$!
 for _ in $(seq 100); do python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $sport), 0.2)" 2>/dev/null && break; sleep 0.2; done
 https "https://localhost:$sport/healthcheck" bundler
-https "https://localhost:$sport/sign/treasury" bundler '{"userOpHash":"0x1111111111111111111111111111111111111111111111111111111111111111"}'
-refused=$(https "https://localhost:$sport/sign/treasury" intruder '{"userOpHash":"0x1111111111111111111111111111111111111111111111111111111111111111"}')
+https "https://localhost:$sport/sign/ops" bundler '{"userOpHash":"0x1111111111111111111111111111111111111111111111111111111111111111"}'
+refused=$(https "https://localhost:$sport/sign/ops" intruder '{"userOpHash":"0x1111111111111111111111111111111111111111111111111111111111111111"}')
 echo "$refused"; grep -q '^403 ' <<<"$refused"                           # not in the access list: no KMS call
 https "http://127.0.0.1:$mport/metrics" - | grep -E '^(200|keyrite_sign_requests_total|keyrite_signer_healthy)'
 kill -TERM "$spid"; wait "$spid"                                         # drains, exits 0
 echo "audit log:"; cat audit.jsonl
 printf '\nAWS done: applied, converged, addresses derived, self-test passed, no drift. State: %s/keyrite.state.json\n' "$work"
 
-printf '\n\033[1m== The Rust Lambda signer: keyrite-lambda-signer as the bootstrap of a provided.al2023 function\033[0m\n'
-rwork="$tmp/rust-signer"
-mkdir "$rwork"
-cp "$root/manifests/rust-signer.yaml" "$rwork/keyrite.yaml"
-cd "$rwork"
-step apply --auto-approve;          "$keyrite" apply --auto-approve       # packages the executable built beside keyrite
+printf '\n\033[1m== The Node.js template, for those who must run JavaScript: @noble/curves, the AWS SDK as a layer\033[0m\n'
+nwork="$tmp/node-signer"
+mkdir "$nwork"
+cp "$root/manifests/treasury-signer.yaml" "$nwork/keyrite.yaml"
+cd "$nwork"
+step apply --auto-approve;          "$keyrite" apply --auto-approve       # packages the template and the SDK layer
 step plan --detailed-exitcode;      "$keyrite" plan --detailed-exitcode
 step selftest --via-emulator "$AWS_ENDPOINT_URL"
-"$keyrite" selftest --via-emulator "$AWS_ENDPOINT_URL"                   # direct, Function URL and API stage, through the Rust signer
+"$keyrite" selftest --via-emulator "$AWS_ENDPOINT_URL"                   # direct, Function URL and API stage, through the Node signer
 step drift;                         "$keyrite" drift
 cd "$work"
 

@@ -15,6 +15,7 @@ mod honest_plans;
 mod import;
 mod invalid_manifests;
 mod lambda_handler;
+mod layers;
 mod lint;
 mod reliability;
 mod rust_signer;

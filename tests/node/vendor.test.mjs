@@ -4,7 +4,7 @@
 // ci` checked against package-lock.json's sha512 integrity), so the "audited library" can
 // be neither hand-edited nor silently upgraded; and that every template is self-contained:
 // each file it imports is in the template's directory and in the package keyrite builds
-// (src/package.rs), and nothing is imported from @noble by name.
+// (crates/keyrite-aws/src/package.rs), and nothing is imported from @noble by name.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -60,14 +60,14 @@ describe('the vendored noble bundle', () => {
   });
 });
 
-/** The file names src/package.rs packages for each built-in template. */
+/** The file names crates/keyrite-aws/src/package.rs packages for each built-in template. */
 function packagedFiles() {
-  const source = readFileSync(join(ROOT, 'src/package.rs'), 'utf8');
+  const source = readFileSync(join(ROOT, 'crates/keyrite-aws/src/package.rs'), 'utf8');
   const builtin = source.slice(source.indexOf('const BUILTIN'), source.indexOf('];', source.indexOf('const BUILTIN')));
   const out = {};
   const starts = TEMPLATES.map((name) => [name, builtin.indexOf(`"${name}"`)]).sort((a, b) => a[1] - b[1]);
   starts.forEach(([name, start], i) => {
-    assert.ok(start >= 0, `${name} is not in src/package.rs BUILTIN`);
+    assert.ok(start >= 0, `${name} is not in crates/keyrite-aws/src/package.rs BUILTIN`);
     const block = builtin.slice(start + name.length + 2, i + 1 < starts.length ? starts[i + 1][1] : undefined);
     out[name] = [...block.matchAll(/\("([^"]+)",/g)].map((m) => m[1]).sort();
   });

@@ -2,7 +2,7 @@
 // until they signed with @noble/curves (git: templates/shared/signer-core.mjs before branch
 // node-noble), kept byte-for-byte below this comment so that `npm run bench:signer` can
 // measure the template's handler with it and with the library side by side. keyrite never
-// packages this file (src/package.rs includes templates/ only) and no template imports it.
+// packages this file (crates/keyrite-aws/src/package.rs includes templates/ only) and no template imports it.
 
 /**
  * keyrite signer core: what every keyrite signer template shares, whatever cloud holds the
