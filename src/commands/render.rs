@@ -83,7 +83,7 @@ pub async fn run(arg: &ManifestArg, signer: Option<&str>, out: &Path, serve: boo
              with glibc 2.36 or older."
         );
     } else {
-        let files = crate::package::template_files("gcp-cloud-run-signer", Path::new("."))?;
+        let files = crate::provider::gcp::cloud_run::files();
         for (name, bytes) in &files {
             let path = out.join(name);
             std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;

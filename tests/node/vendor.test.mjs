@@ -4,7 +4,8 @@
 // ci` checked against package-lock.json's sha512 integrity), so the "audited library" can
 // be neither hand-edited nor silently upgraded; and that every template is self-contained:
 // each file it imports is in the template's directory and in the package keyrite builds
-// (crates/keyrite-aws/src/package.rs), and nothing is imported from @noble by name.
+// (crates/keyrite-aws/src/package.rs for Lambda, crates/keyrite-gcp/src/cloud_run.rs for
+// Cloud Run), and nothing is imported from @noble by name.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -60,17 +61,28 @@ describe('the vendored noble bundle', () => {
   });
 });
 
-/** The file names crates/keyrite-aws/src/package.rs packages for each built-in template. */
+/** Where keyrite compiles in each template's files, and the table that lists them there. */
+const PACKAGED_IN = {
+  'aws-lambda-signer': ['crates/keyrite-aws/src/package.rs', 'const BUILTIN'],
+  'gcp-cloud-run-signer': ['crates/keyrite-gcp/src/cloud_run.rs', 'const FILES'],
+};
+
+/** The file names keyrite packages for each built-in template, read from its Rust source. */
 function packagedFiles() {
-  const source = readFileSync(join(ROOT, 'crates/keyrite-aws/src/package.rs'), 'utf8');
-  const builtin = source.slice(source.indexOf('const BUILTIN'), source.indexOf('];', source.indexOf('const BUILTIN')));
   const out = {};
-  const starts = TEMPLATES.map((name) => [name, builtin.indexOf(`"${name}"`)]).sort((a, b) => a[1] - b[1]);
-  starts.forEach(([name, start], i) => {
-    assert.ok(start >= 0, `${name} is not in crates/keyrite-aws/src/package.rs BUILTIN`);
-    const block = builtin.slice(start + name.length + 2, i + 1 < starts.length ? starts[i + 1][1] : undefined);
+  for (const name of TEMPLATES) {
+    const [file, table] = PACKAGED_IN[name];
+    const source = readFileSync(join(ROOT, file), 'utf8');
+    const start = source.indexOf(table);
+    assert.ok(start >= 0, `${table} is not in ${file}`);
+    let block = source.slice(start, source.indexOf('];', start));
+    if (table === 'const BUILTIN') {
+      const at = block.indexOf(`"${name}"`);
+      assert.ok(at >= 0, `${name} is not in ${file} ${table}`);
+      block = block.slice(at + name.length + 2);
+    }
     out[name] = [...block.matchAll(/\("([^"]+)",/g)].map((m) => m[1]).sort();
-  });
+  }
   return out;
 }
 

@@ -34,15 +34,6 @@ const BUILTIN: &[(&str, &[(&str, &str)])] = &[
             ("noble-curves.mjs", NOBLE_CURVES),
         ],
     ),
-    (
-        "gcp-cloud-run-signer",
-        &[
-            ("index.mjs", include_str!("../../../templates/gcp-cloud-run-signer/index.mjs")),
-            ("package.json", include_str!("../../../templates/gcp-cloud-run-signer/package.json")),
-            ("signer-core.mjs", SIGNER_CORE),
-            ("noble-curves.mjs", NOBLE_CURVES),
-        ],
-    ),
 ];
 
 /// The template of the Rust Lambda signer: the `bootstrap` of a `provided.al2023` function.

@@ -15,6 +15,7 @@
 //! ([`KINDS`]), each implementing the core's `Schema` and `Kind<Gcp>`. It builds on
 //! `keyrite-core` alone; it must not import another provider or the CLI.
 
+pub mod cloud_run;
 pub mod credentials;
 pub mod crypto_key;
 pub mod iam_binding;
