@@ -46,6 +46,24 @@ use crate::manifest::SigningMode;
 use crate::signer::KmsSigner;
 use auth::{Bearer, Denied};
 
+/// The KMS client `serve` signs with: the SDK configuration every command uses (credentials,
+/// region, endpoint, the bounded retries and the connect, attempt and operation timeouts),
+/// less two things a long-running signer pays for on every request and does not need:
+/// - stalled-stream protection, a throughput check on the request and response bodies
+///   with a timer of its own. A Sign request and its answer are a few hundred bytes, and
+///   the attempt timeout (30 s) already ends a stalled call;
+/// - the call-log interceptor, with which `apply` proves a converged run mutates
+///   nothing; serve makes no calls that plan or apply count.
+///
+/// Measured with `scripts/bench-serve.sh` (BENCHMARKS.md).
+pub fn kms_client(sdk_config: &aws_types::SdkConfig) -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::config::Builder::from(sdk_config)
+            .stalled_stream_protection(aws_sdk_kms::config::StalledStreamProtectionConfig::disabled())
+            .build(),
+    )
+}
+
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
