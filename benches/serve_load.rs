@@ -2,7 +2,10 @@
 //! requests/s, and the latency it adds over the bare KMS `Sign` call, with TLS and mTLS on,
 //! side by side in one run. Run by `scripts/bench-serve.sh`:
 //!
-//!   serve_load <keyrite-binary> [requests] [seconds-at-1000-rps]
+//!   serve_load <keyrite-binary> [requests] [seconds-at-1000-rps] [baseline-keyrite-binary]
+//!
+//! With a baseline binary, every path runs for both builds, alternating path by path and
+//! round by round, so that the machine's noise falls on both alike.
 //!
 //! KMS is a stand-in in this process that answers at once: `GetPublicKey`, `DescribeKey` and
 //! `Sign` over AWS's JSON protocol, `Sign` from signatures made before the clock starts (real
@@ -41,6 +44,8 @@ async fn main() -> anyhow::Result<()> {
     let binary = PathBuf::from(args.get(1).map(String::as_str).unwrap_or("target/release/keyrite"));
     let requests: usize = args.get(2).map_or(Ok(5000), |a| a.parse())?;
     let seconds: u64 = args.get(3).map_or(Ok(5), |a| a.parse())?;
+    // Another keyrite binary (an earlier commit's), run through every path beside this one.
+    let baseline = args.get(4).map(PathBuf::from);
     let work = tempfile::tempdir()?;
 
     // The stand-in KMS, with the signature of every digest the run will send.
@@ -89,36 +94,49 @@ async fn main() -> anyhow::Result<()> {
     let pki = Pki::new(work.path())?;
 
     let bare = Arc::new(KmsSigner::connect(kms.client().await, KEY_ID).await?);
-    let plain = Serve::start(&binary, work.path(), &kms.url, &[])?;
-    let tls = Serve::start(&binary, work.path(), &kms.url, &pki.server_args(false))?;
-    let mtls = Serve::start(&binary, work.path(), &kms.url, &pki.server_args(true))?;
-    let mut two_workers = pki.server_args(true);
-    two_workers.extend(["--workers".to_owned(), "2".to_owned()]);
-    let mtls2 = Serve::start(&binary, work.path(), &kms.url, &two_workers)?;
+    // Every path for this build and, when given, for the baseline build, started alike.
+    let mut builds = vec![("", binary.as_path())];
+    if let Some(b) = &baseline {
+        builds = vec![(" (this build)", binary.as_path()), (" (baseline)", b.as_path())];
+    }
+    let mut servers: Vec<(String, Serve, bool)> = Vec::new();
+    for (suffix, binary) in &builds {
+        let mut two_workers = pki.server_args(true);
+        two_workers.extend(["--workers".to_owned(), "2".to_owned()]);
+        for (name, args, mutual) in [
+            ("serve, HTTP", None, false),
+            ("serve, HTTPS (TLS 1.3)", Some(pki.server_args(false)), false),
+            ("serve, mTLS + access list", Some(pki.server_args(true)), true),
+            ("serve, mTLS + access list, --workers 2", Some(two_workers.clone()), true),
+        ] {
+            let serve = Serve::start(binary, work.path(), &kms.url, args.as_deref().unwrap_or(&[]))?;
+            servers.push((format!("{name}{suffix}"), serve, mutual));
+        }
+    }
+    // This build's paths and the baseline's alternate: HTTP, HTTP, HTTPS, HTTPS, ...
+    let order: Vec<usize> = (0..4).flat_map(|i| (0..builds.len()).map(move |b| b * 4 + i)).collect();
 
     println!(
         "{requests} sequential requests per path, interleaved in rounds of 500; {} cores; KMS stand-in answers at once",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let mut runs: Vec<(&str, Option<&Serve>, Vec<f64>, f64)> = vec![
-        ("bare KMS Sign through the SDK", None, Vec::new(), 0.0),
-        ("serve, HTTP", Some(&plain), Vec::new(), 0.0),
-        ("serve, HTTPS (TLS 1.3)", Some(&tls), Vec::new(), 0.0),
-        ("serve, mTLS + access list", Some(&mtls), Vec::new(), 0.0),
-        ("serve, mTLS + access list, --workers 2", Some(&mtls2), Vec::new(), 0.0),
-    ];
-    let mut conns = vec![None, Some(plain.connect(None).await?), Some(tls.connect(Some(&pki.client(false))).await?)];
-    conns.push(Some(mtls.connect(Some(&pki.client(true))).await?));
-    conns.push(Some(mtls2.connect(Some(&pki.client(true))).await?));
+    let mut runs: Vec<(String, Option<&Serve>, Vec<f64>, f64)> =
+        vec![("bare KMS Sign through the SDK".to_owned(), None, Vec::new(), 0.0)];
+    let mut conns = vec![None];
+    for &i in &order {
+        let (name, serve, mutual) = &servers[i];
+        let tls = name.contains("TLS").then(|| pki.client(*mutual));
+        conns.push(Some(serve.connect(tls.as_ref()).await?));
+        runs.push((name.clone(), Some(serve), Vec::new(), 0.0));
+    }
     // Warm-up: connections, SDK clients, allocator.
-    for (i, conn) in conns.iter_mut().enumerate() {
+    for conn in conns.iter_mut() {
         for d in &digests[..200] {
             match conn {
                 Some(c) => c.sign(d).await?,
                 None => drop(bare.sign_der(d).await?),
             }
         }
-        let _ = i;
     }
     let rounds = requests.div_ceil(500);
     for round in 0..rounds {
@@ -163,12 +181,13 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // A fixed 1,000 requests/s over mTLS, from 8 connections, for `seconds`: one worker
-    // (the default), then two.
-    for (serve, name) in [(&mtls, "1 worker"), (&mtls2, "--workers 2")] {
+    // (the default), then two; each build in turn.
+    let loaded: Vec<&(String, Serve, bool)> = order.iter().map(|&i| &servers[i]).filter(|s| s.2).collect();
+    for (name, serve, _) in &loaded {
         fixed_rate(serve, &pki, &digests, seconds, name).await?;
     }
     // As many as 8 connections get answered, for `seconds`: the throughput ceiling.
-    for (serve, name) in [(&mtls, "1 worker"), (&mtls2, "--workers 2")] {
+    for (name, serve, _) in &loaded {
         let mut tasks = tokio::task::JoinSet::new();
         let deadline = Instant::now() + Duration::from_secs(seconds);
         for w in 0..8usize {
@@ -187,7 +206,7 @@ async fn main() -> anyhow::Result<()> {
         while let Some(n) = tasks.join_next().await {
             total += n??;
         }
-        println!("\nthroughput over mTLS, {name}, 8 connections: {:.0} signatures/s", total as f64 / seconds as f64);
+        println!("\nthroughput, {name}, 8 connections: {:.0} signatures/s", total as f64 / seconds as f64);
     }
     Ok(())
 }
@@ -222,7 +241,7 @@ async fn fixed_rate(serve: &Serve, pki: &Pki, digests: &[[u8; 32]], seconds: u64
     }
     let (cpu, wall) = (serve.cpu() - cpu, wall.elapsed().as_secs_f64());
     println!(
-        "\nfixed rate over mTLS, {name}: {ok} of {total} signed in {wall:.2} s ({:.0} req/s); serve used {:.1}% of one core \
+        "\nfixed rate, {name}: {ok} of {total} signed in {wall:.2} s ({:.0} req/s); serve used {:.1}% of one core \
          ({:.3} ms CPU per request); {} answers took over 50 ms",
         ok as f64 / wall,
         cpu / wall * 100.0,

@@ -400,10 +400,10 @@ pub struct ServeArgs {
     /// on Cloud Run)
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
-    /// Threads that handle requests. One spends no CPU on waking other threads; it answered
-    /// 5,349 signatures a second over mTLS on a 2-core VM on 2026-12-02
-    /// (`scripts/bench-serve.sh 5000 5`) and 3,400-4,200 in a later measurement
-    /// (BENCHMARKS.md), over three times AWS KMS's default ECC quota
+    /// Threads that handle requests. One runs on a current-thread runtime and spends no CPU
+    /// on waking other threads; it answered 4,340-4,375 signatures a second over mTLS on a
+    /// 2-core VM on 2026-12-07 (`scripts/bench-serve.sh 5000 5`, BENCHMARKS.md), over four
+    /// times AWS KMS's default ECC quota
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
     /// Seconds between background health checks of each signer's key

@@ -10,10 +10,19 @@ use keyrite::commands;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     keyrite::provider::set_verbose(cli.verbose);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let keyrite::cli::Command::Serve { options, .. } = &cli.command {
-        builder.worker_threads(usize::from(options.workers));
-    }
+    // `serve` with one worker (its default) runs on the main thread alone: no scheduler
+    // shared between threads, no atomics or queues to hand a task to a worker.
+    let mut builder = match &cli.command {
+        keyrite::cli::Command::Serve { options, .. } if options.workers == 1 => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        keyrite::cli::Command::Serve { options, .. } => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(options.workers));
+            builder
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -37,6 +37,8 @@ pub struct KmsSigner {
     key: crypto::PreparedKey,
     pub spki: Vec<u8>,
     pub address: Address,
+    /// `address` in EIP-55 form, made once: its checksum is a Keccak-256 hash.
+    address_text: String,
 }
 
 impl KmsSigner {
@@ -47,6 +49,7 @@ impl KmsSigner {
             key: key.prepared().clone(),
             spki: key.spki().to_vec(),
             address: *key.address(),
+            address_text: key.address().to_string(),
             backend: Backend::Aws(key),
         })
     }
@@ -67,12 +70,19 @@ impl KmsSigner {
 
     fn new(backend: Backend, spki: Vec<u8>) -> Result<KmsSigner, SignError> {
         let public_key = crypto::public_key_from_spki_der(&spki)?;
+        let address = crypto::evm_address(&public_key);
         Ok(KmsSigner {
             backend,
-            address: crypto::evm_address(&public_key),
+            address,
+            address_text: address.to_string(),
             key: crypto::PreparedKey::new(&public_key),
             spki,
         })
+    }
+
+    /// The address in EIP-55 form, as `address.to_string()` gives it.
+    pub fn address_text(&self) -> &str {
+        &self.address_text
     }
 
     /// Asks KMS to sign `prehash` as a digest: AWS `kms:Sign` with `ECDSA_SHA_256`, or Cloud

@@ -189,7 +189,8 @@ pub async fn serve(arg: &ManifestArg, options: ServeArgs) -> anyhow::Result<Stat
         })?)),
         _ => None,
     };
-    let (manifest, state, cloud) = connect(arg).await?;
+    let (manifest, state, mut cloud) = connect(arg).await?;
+    cloud.aws.kms = cloud.aws.serving_kms();
     // The signers to serve: those named, or every operational one. A recovery signer is never
     // served.
     let specs: Vec<&SignerSpec> = if options.signers.is_empty() {

@@ -26,57 +26,143 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-/// One signing request.
+/// One signing request, borrowed from the request's handler.
 #[derive(Debug, Serialize)]
-pub struct Entry {
+pub struct Entry<'a> {
     pub time: String,
-    pub client: String,
-    pub peer: String,
+    pub client: &'a str,
+    /// Its address and port, as a string (serde's form of a socket address in JSON).
+    pub peer: std::net::SocketAddr,
     pub auth: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cert_subject: Option<String>,
+    pub cert_subject: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cert_sha256: Option<String>,
-    pub signer: String,
+    pub cert_sha256: Option<&'a str>,
+    pub signer: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
+    pub digest: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
+    pub address: Option<&'a str>,
     pub outcome: &'static str,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kms_request_id: Option<String>,
+    pub kms_request_id: Option<&'a str>,
     pub latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<&'a str>,
 }
 
-/// Where entries go.
+/// Where entries go, and the buffer a line is made in (kept, so that a line costs no
+/// allocation).
 pub struct Audit {
-    out: Mutex<Box<dyn Write + Send>>,
+    out: Mutex<(Vec<u8>, Box<dyn Write + Send>)>,
 }
 
 impl Audit {
     pub fn stderr() -> Audit {
-        Audit { out: Mutex::new(Box::new(std::io::stderr())) }
+        Audit { out: Mutex::new((Vec::new(), Box::new(std::io::stderr()))) }
     }
 
     /// Appends to `path`, creating it.
     pub fn file(path: &std::path::Path) -> std::io::Result<Audit> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Audit { out: Mutex::new(Box::new(file)) })
+        Ok(Audit { out: Mutex::new((Vec::new(), Box::new(file))) })
     }
 
-    /// Writes one line. A write that fails is reported on stderr; the request is answered
-    /// regardless.
-    pub fn record(&self, entry: &Entry) {
-        let Ok(mut line) = serde_json::to_string(entry) else { return };
-        line.push('\n');
-        let written = self.out.lock().map(|mut out| out.write_all(line.as_bytes()).and_then(|()| out.flush()));
+    /// Writes one line, whole, with one `write` (the file is opened to append), before the
+    /// request is answered. A write that fails is reported on stderr; the request is
+    /// answered regardless.
+    pub fn record(&self, entry: &Entry<'_>) {
+        let written = self.out.lock().map(|mut out| {
+            let (line, out) = &mut *out;
+            line.clear();
+            serde_json::to_writer(&mut *line, entry).map_err(std::io::Error::from)?;
+            line.push(b'\n');
+            out.write_all(line).and_then(|()| out.flush())
+        });
         if !matches!(written, Ok(Ok(()))) {
             eprintln!("keyrite serve: cannot write the audit log");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn entry<'a>(client: &'a str, digest: Option<&'a str>) -> Entry<'a> {
+        Entry {
+            time: "2026-12-07T11:30:31.729Z".into(),
+            client,
+            peer: "127.0.0.1:50000".parse().unwrap(),
+            auth: "mtls",
+            cert_subject: Some("CN=bundler"),
+            cert_sha256: None,
+            signer: "treasury",
+            digest,
+            mode: Some("digest"),
+            address: Some("0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"),
+            outcome: "signed",
+            status: 200,
+            kms_request_id: Some("abc"),
+            latency_ms: 0.5,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn each_entry_is_one_json_line_and_the_buffer_keeps_nothing_of_the_last() {
+        let sink = Shared::default();
+        let audit = Audit { out: Mutex::new((Vec::new(), Box::new(sink.clone()))) };
+        let digest = format!("0x{}", "ab".repeat(32));
+        audit.record(&entry("a-client-with-a-long-name", Some(&digest)));
+        audit.record(&entry("b", None));
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(text.ends_with('\n'));
+        let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(first["peer"], "127.0.0.1:50000");
+        assert_eq!(first["digest"], digest.as_str());
+        assert_eq!(first["cert_subject"], "CN=bundler");
+        assert!(first.get("cert_sha256").is_none());
+        assert_eq!(second["client"], "b");
+        assert!(second.get("digest").is_none());
+        let keys: Vec<&str> = first.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "time",
+                "client",
+                "peer",
+                "auth",
+                "cert_subject",
+                "signer",
+                "digest",
+                "mode",
+                "address",
+                "outcome",
+                "status",
+                "kms_request_id",
+                "latency_ms"
+            ]
+        );
     }
 }

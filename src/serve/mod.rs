@@ -228,40 +228,44 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: &Peer) ->
         "" | "/sign" if service.signers.len() == 1 => service.signers.first(),
         other => other.strip_prefix("/sign/").and_then(|n| service.signer(n)),
     };
-    let label = target.map_or("-", |s| s.name.as_str()).to_owned();
+    let label = target.map_or("-", |s| s.name.as_str());
     let mut trace = Trace::default();
     let bearer = Bearer::parse(req.headers().get(http::header::AUTHORIZATION));
     let caller = service.authorize(peer, bearer, target.map(|s| s.name.as_str()));
+    let anonymous;
     let (client, auth) = match &caller {
-        Ok(c) | Err(Denied { caller: Some(c), .. }) => (c.client.clone(), c.auth),
-        Err(_) => (peer.name(), "none"),
+        Ok(c) | Err(Denied { caller: Some(c), .. }) => (c.client.as_str(), c.auth),
+        Err(_) => {
+            anonymous = peer.name();
+            (anonymous.as_str(), "none")
+        }
     };
-    let reason = caller.as_ref().err().map(|d| d.message.clone());
+    let reason = caller.as_ref().err().map(|d| d.message.as_str());
     let done = |outcome: &'static str, response: Response<Full<Bytes>>, trace: &Trace| {
         let elapsed = started.elapsed();
-        service.metrics.request(&label, outcome, elapsed);
+        service.metrics.request(label, outcome, elapsed);
         service.audit.record(&audit::Entry {
             time: crate::state::now(),
-            client: client.clone(),
-            peer: peer.addr.to_string(),
+            client,
+            peer: peer.addr,
             auth,
-            cert_subject: peer.cert.as_ref().map(|c| c.subject.clone()),
-            cert_sha256: peer.cert.as_ref().map(|c| c.sha256.clone()),
-            signer: label.clone(),
-            digest: trace.digest.clone(),
+            cert_subject: peer.cert.as_ref().map(|c| c.subject.as_str()),
+            cert_sha256: peer.cert.as_ref().map(|c| c.sha256.as_str()),
+            signer: label,
+            digest: trace.digest.as_deref(),
             mode: trace.mode,
-            address: trace.address.clone(),
+            address: trace.address,
             outcome,
             status: response.status().as_u16(),
-            kms_request_id: trace.kms_request_id.clone(),
+            kms_request_id: trace.kms_request_id.as_deref(),
             latency_ms: elapsed.as_secs_f64() * 1000.0,
-            reason: reason.clone(),
+            reason,
         });
         response
     };
-    if let Err(denied) = caller {
+    if let Err(denied) = &caller {
         let mut response = reply(denied.status, json!({"error": denied.message}));
-        if let Some(challenge) = denied.challenge.and_then(|c| http::HeaderValue::from_str(&c).ok()) {
+        if let Some(challenge) = denied.challenge.as_deref().and_then(|c| http::HeaderValue::from_str(c).ok()) {
             response.headers_mut().insert(http::header::WWW_AUTHENTICATE, challenge);
         }
         return done(denied.outcome, response, &trace);
@@ -276,10 +280,10 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: &Peer) ->
         return done("not_found", reply(StatusCode::NOT_FOUND, json!({"error": error})), &trace);
     };
     trace.mode = Some(signer.mode.as_str());
-    trace.address = Some(signer.signer.address.to_string());
+    trace.address = Some(signer.signer.address_text());
     // The client's bucket, then the signer's: a client over its share is refused before it
     // takes from what the signer's other clients share.
-    if let Err(wait) = service.per_client.take(&client).and_then(|()| service.per_signer.take(&signer.name)) {
+    if let Err(wait) = service.per_client.take(client).and_then(|()| service.per_signer.take(&signer.name)) {
         service.metrics.rate_limited(&signer.name);
         let mut response = reply(StatusCode::TOO_MANY_REQUESTS, json!({"error": "rate limit reached; retry later"}));
         response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(limit::retry_after(wait)));
@@ -326,10 +330,10 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: &Peer) ->
 
 /// What the audit log says of a request, filled in as it is handled.
 #[derive(Default)]
-struct Trace {
+struct Trace<'a> {
     digest: Option<String>,
     mode: Option<&'static str>,
-    address: Option<String>,
+    address: Option<&'a str>,
     kms_request_id: Option<String>,
 }
 

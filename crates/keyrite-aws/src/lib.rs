@@ -158,6 +158,24 @@ impl Aws {
         Aws { kms, iam, sts, lambda, apigateway, sdk_config, region, calls, identity: OnceCell::new() }
     }
 
+    /// The KMS client `serve` signs with: the SDK configuration every command uses (credentials,
+    /// region, endpoint, the bounded retries and the connect, attempt and operation timeouts),
+    /// less two things a long-running signer pays for on every request and does not need:
+    /// - stalled-stream protection, a throughput check on the request and response bodies
+    ///   with a timer of its own. A Sign request and its answer are a few hundred bytes, and
+    ///   the attempt timeout (30 s) already ends a stalled call;
+    /// - the call-log interceptor, with which `apply` proves a converged run mutates
+    ///   nothing; serve makes no calls that plan or apply count.
+    ///
+    /// Measured with `scripts/bench-serve.sh` (BENCHMARKS.md).
+    pub fn serving_kms(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(&self.sdk_config)
+                .stalled_stream_protection(aws_sdk_kms::config::StalledStreamProtectionConfig::disabled())
+                .build(),
+        )
+    }
+
     /// The caller's account and partition (`sts:GetCallerIdentity`, which needs no permission).
     pub async fn identity(&self) -> crate::provider::Result<&Identity> {
         self.identity

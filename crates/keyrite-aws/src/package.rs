@@ -25,16 +25,14 @@ use sha2::{Digest, Sha256};
 
 /// Templates compiled into keyrite, so that a template name pins exact bytes to the keyrite
 /// version that deploys them.
-const BUILTIN: &[(&str, &[(&str, &str)])] = &[
-    (
-        "aws-lambda-signer",
-        &[
-            ("index.mjs", include_str!("../../../templates/aws-lambda-signer/index.mjs")),
-            ("signer-core.mjs", SIGNER_CORE),
-            ("noble-curves.mjs", NOBLE_CURVES),
-        ],
-    ),
-];
+const BUILTIN: &[(&str, &[(&str, &str)])] = &[(
+    "aws-lambda-signer",
+    &[
+        ("index.mjs", include_str!("../../../templates/aws-lambda-signer/index.mjs")),
+        ("signer-core.mjs", SIGNER_CORE),
+        ("noble-curves.mjs", NOBLE_CURVES),
+    ],
+)];
 
 /// The template of the Rust Lambda signer: the `bootstrap` of a `provided.al2023` function.
 pub const RUST_SIGNER: &str = "rust-signer";
