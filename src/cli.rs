@@ -28,6 +28,13 @@ pub struct ManifestArg {
     pub file: PathBuf,
 }
 
+/// A cloud account `lint --live --account` can scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Account {
+    Aws,
+    Gcp,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a manifest without calling any cloud API
@@ -51,7 +58,7 @@ pub enum Command {
         live: bool,
         /// With --live: scan this cloud account instead of the manifest's state
         #[arg(long, value_enum, requires = "live", value_name = "CLOUD")]
-        account: Option<crate::commands::lint::Account>,
+        account: Option<Account>,
         /// With --account aws: the region (else AWS_REGION)
         #[arg(long, requires = "account")]
         region: Option<String>,

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use super::{Reference, Status, backend, call_summary, confirm, interactive, load, preflight, refresh, ui::Ui};
 use crate::apply::{self as executor, Options};
 use crate::cli::{ManifestArg, RunArgs};
-use crate::plan::{PLAN_FORMAT, Plan};
+use crate::plan::Plan;
 use crate::provider::Cloud;
 use crate::render::human;
 use crate::state::Backend;
@@ -37,7 +37,7 @@ pub async fn run(
     let (store, plan, manifest) = match saved {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("cannot read plan {}", path.display()))?;
-            let plan = parse_plan(path, &bytes)?;
+            let plan = Plan::from_saved(path, &bytes)?;
             (backend(&plan.state, &plan.aws).await?, Some((plan, path.to_owned(), bytes)), None)
         }
         None => {
@@ -120,20 +120,6 @@ async fn locked(
         Some(prepared) => super::ceremony::finish(prepared, &plan, &cloud, store).await,
         None => Ok(Status::Ok),
     }
-}
-
-/// A saved plan's bytes as a plan of this keyrite's format.
-pub fn parse_plan(path: &Path, bytes: &[u8]) -> anyhow::Result<Plan> {
-    let plan: Plan =
-        serde_json::from_slice(bytes).with_context(|| format!("{} is not a keyrite plan", path.display()))?;
-    if plan.format_version != PLAN_FORMAT {
-        bail!(
-            "plan {} has format version {}; this keyrite applies version {PLAN_FORMAT}",
-            path.display(),
-            plan.format_version
-        );
-    }
-    Ok(plan)
 }
 
 /// A saved plan was made, and approved, for the principals it names; applying it as anyone

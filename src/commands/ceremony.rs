@@ -52,7 +52,7 @@ pub fn load_key(path: &Path) -> anyhow::Result<PrivateKey> {
 /// `keyrite approve PLANFILE --key KEY`.
 pub fn approve(plan_path: &Path, key: &Path, principal: Option<&str>, yes: bool) -> anyhow::Result<Status> {
     let bytes = std::fs::read(plan_path).with_context(|| format!("cannot read plan {}", plan_path.display()))?;
-    let plan = super::apply::parse_plan(plan_path, &bytes)?;
+    let plan = crate::plan::Plan::from_saved(plan_path, &bytes)?;
     let Some(cfg) = &plan.ceremony else {
         bail!("{} needs no approvals: its manifest has no `ceremony:` block", plan_path.display());
     };

@@ -6,19 +6,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::{Reference, Status, load, refresh};
-use crate::cli::ManifestArg;
+use crate::cli::{Account, ManifestArg};
 use crate::discover;
 use crate::lint::{self, Context, Deployed, Finding, Level};
 use crate::manifest::{AwsConfig, GcpConfig, Slot};
 use crate::provider::{self, Cloud};
 use crate::render::{ReportFormat, human, sarif};
-
-/// A cloud account `lint --live --account` can scan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Account {
-    Aws,
-    Gcp,
-}
 
 /// Where an account scan looks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use gcp::Gcp;
 pub use keyrite_core::provider::*;
 pub use keyrite_core::schema::*;
 
-use crate::manifest::{Attrs, AwsConfig, GcpConfig};
+use keyrite_core::manifest::{Attrs, AwsConfig, GcpConfig};
 
 /// Both clouds' clients, and one log of every API call made through them.
 #[derive(Debug)]

@@ -208,7 +208,27 @@ pub struct Summary {
     pub delete: usize,
 }
 
+/// Why a saved plan file cannot be applied or approved.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedPlanError {
+    #[error("{path} is not a keyrite plan: {source}")]
+    NotAPlan { path: String, source: serde_json::Error },
+    #[error("plan {path} has format version {found}; this keyrite applies version {PLAN_FORMAT}")]
+    Version { path: String, found: u32 },
+}
+
 impl Plan {
+    /// A plan saved with `plan --out`, as its bytes were read (approvals sign those bytes).
+    pub fn from_saved(path: &std::path::Path, bytes: &[u8]) -> Result<Plan, SavedPlanError> {
+        let path = || path.display().to_string();
+        let plan: Plan =
+            serde_json::from_slice(bytes).map_err(|source| SavedPlanError::NotAPlan { path: path(), source })?;
+        if plan.format_version != PLAN_FORMAT {
+            return Err(SavedPlanError::Version { path: path(), found: plan.format_version });
+        }
+        Ok(plan)
+    }
+
     fn new(
         mode: Mode,
         manifest: &Manifest,
