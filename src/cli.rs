@@ -31,7 +31,9 @@ pub struct ManifestArg {
 /// A cloud account `lint --live --account` can scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Account {
+    #[cfg(feature = "aws")]
     Aws,
+    #[cfg(feature = "gcp")]
     Gcp,
 }
 
@@ -186,6 +188,7 @@ pub enum Command {
     ///
     /// Renders templates/gcp-cloud-run-signer (the `signDigest` function) into DIR, configured
     /// for the signer's pinned key version and address. Deploying is left to `gcloud`.
+    #[cfg(feature = "gcp")]
     RenderSigner {
         #[command(flatten)]
         manifest: ManifestArg,
@@ -364,6 +367,7 @@ pub enum PolicyCommand {
 #[derive(Debug, Subcommand)]
 pub enum DiscoverCloud {
     /// An AWS account and region
+    #[cfg(feature = "aws")]
     Aws {
         /// The region (else AWS_REGION)
         #[arg(long)]
@@ -382,6 +386,7 @@ pub enum DiscoverCloud {
         out: Option<PathBuf>,
     },
     /// A Google Cloud project and location
+    #[cfg(feature = "gcp")]
     Gcp {
         #[arg(long)]
         project: String,

@@ -14,7 +14,9 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod discover;
+pub mod keys;
 pub mod manifest;
+#[cfg(feature = "aws")]
 pub use keyrite_aws::package;
 pub mod provider;
 pub mod render;
@@ -28,4 +30,5 @@ mod core_tests;
 
 // The layers below, under the names the rest of this crate uses.
 pub use keyrite_core::{ceremony, contract, crypto, lint, plan, policy, signing};
+#[cfg(feature = "aws")]
 pub use keyrite_lambda_signer as lambda;

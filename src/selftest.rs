@@ -142,6 +142,14 @@ fn target(endpoint: &Endpoint, state: &State, via: Option<&str>) -> Target {
             }
             t
         }
+        #[cfg(not(feature = "aws"))]
+        Endpoint::Api { resource } => {
+            let mut t = blank(resource);
+            t.problem =
+                Some(format!("{resource} is an API Gateway stage, and this keyrite was built without --features aws"));
+            t
+        }
+        #[cfg(feature = "aws")]
         Endpoint::Api { resource } => {
             let (Some(url), Some(id), Some(stage), Some(path)) = (
                 output(resource, "stage_url"),
@@ -165,10 +173,17 @@ fn target(endpoint: &Endpoint, state: &State, via: Option<&str>) -> Target {
     }
 }
 
-/// Credentials and region for SigV4-signing endpoint requests.
-pub struct SigV4 {
-    pub credentials: aws_credential_types::Credentials,
-    pub region: String,
+/// Credentials and region for SigV4-signing endpoint requests (AWS_IAM Function URLs and
+/// API Gateway stages); in a build without AWS there are none.
+#[cfg(feature = "aws")]
+pub use crate::provider::aws::sigv4::SigV4;
+#[cfg(not(feature = "aws"))]
+pub enum SigV4 {}
+#[cfg(not(feature = "aws"))]
+impl SigV4 {
+    fn headers(&self, _: &str, _: Option<&str>, _: &[u8], _: &str) -> Result<Vec<(String, String)>, String> {
+        match *self {}
+    }
 }
 
 /// Runs every check for `spec`. `recorded_spki` is the public key recorded at apply.
@@ -217,35 +232,6 @@ async fn kms_direct(spec: &SignerSpec, signer: &KmsSigner, timeout: Duration) ->
     check
 }
 
-/// The SigV4 headers for a POST of `body` to `url`.
-fn sigv4_headers(
-    url: &str,
-    host: Option<&str>,
-    body: &[u8],
-    service: &str,
-    auth: &SigV4,
-) -> Result<Vec<(String, String)>, String> {
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    let identity = auth.credentials.clone().into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&auth.region)
-        .name(service)
-        .time(std::time::SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
-    let mut headers = vec![("content-type", "application/json")];
-    if let Some(h) = host {
-        headers.push(("host", h));
-    }
-    let signable =
-        SignableRequest::new("POST", url, headers.into_iter(), SignableBody::Bytes(body)).map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
-    Ok(instructions.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
-}
-
 async fn endpoint_check(
     spec: &SignerSpec,
     expected: &Address,
@@ -268,10 +254,20 @@ async fn endpoint_check(
         request = request.header("authorization", format!("Bearer {token}"));
     }
     if let Some(audience) = &target.google_audience {
+        #[cfg(feature = "gcp")]
         match crate::provider::gcp::credentials::google_id_token(audience).await {
             Ok(token) => request = request.header("authorization", format!("Bearer {token}")),
             Err(e) => return fail(url, "auth", format!("cannot get a Google ID token for {audience}: {e}"), 0.0),
         }
+        #[cfg(not(feature = "gcp"))]
+        return fail(
+            url,
+            "auth",
+            format!(
+                "the endpoint needs a Google ID token for {audience}, and this keyrite was built without --features gcp"
+            ),
+            0.0,
+        );
     }
     if let Some(service) = target.sigv4 {
         let Some(auth) = sigv4 else {
@@ -282,7 +278,7 @@ async fn endpoint_check(
                 0.0,
             );
         };
-        match sigv4_headers(&target.sign_url, target.host.as_deref(), body.as_bytes(), service, auth) {
+        match auth.headers(&target.sign_url, target.host.as_deref(), body.as_bytes(), service) {
             Ok(headers) => {
                 for (k, v) in headers {
                     request = request.header(k, v);

@@ -5,6 +5,7 @@
 //! naming which of the two candidate public keys signed. This module turns one into the
 //! other and verifies the result recovers to the key's address before anyone sees it.
 
+#[cfg(feature = "aws")]
 use keyrite_lambda_signer::kms::{KmsError, KmsKey};
 
 use crate::crypto::{self, Address};
@@ -21,12 +22,11 @@ pub enum SignError {
 /// Where the key lives.
 #[derive(Clone, Debug)]
 enum Backend {
+    #[cfg(feature = "aws")]
     Aws(KmsKey),
     /// A pinned Cloud KMS key version (`…/cryptoKeyVersions/N`).
-    Gcp {
-        kms: google_cloud_kms_v1::client::KeyManagementService,
-        version: String,
-    },
+    #[cfg(feature = "gcp")]
+    Gcp { kms: google_cloud_kms_v1::client::KeyManagementService, version: String },
 }
 
 /// A KMS key with its public key and address, fetched once.
@@ -43,6 +43,7 @@ pub struct KmsSigner {
 
 impl KmsSigner {
     /// Fetches an AWS KMS key's public key. `kms:GetPublicKey`.
+    #[cfg(feature = "aws")]
     pub async fn connect(kms: aws_sdk_kms::Client, key_id: &str) -> Result<KmsSigner, SignError> {
         let key = KmsKey::connect(kms, key_id).await.map_err(aws_sign_error)?;
         Ok(KmsSigner {
@@ -56,6 +57,7 @@ impl KmsSigner {
 
     /// Fetches a Cloud KMS key version's public key, checking its CRC32C. Permission
     /// `cloudkms.cryptoKeyVersions.viewPublicKey`.
+    #[cfg(feature = "gcp")]
     pub async fn connect_gcp(gcp: &crate::provider::gcp::Gcp, version: &str) -> Result<KmsSigner, SignError> {
         let failed = |operation: &'static str, e: crate::provider::ProviderError| SignError::Kms {
             operation,
@@ -68,6 +70,7 @@ impl KmsSigner {
         KmsSigner::new(Backend::Gcp { kms, version: version.to_owned() }, spki)
     }
 
+    #[cfg(feature = "gcp")]
     fn new(backend: Backend, spki: Vec<u8>) -> Result<KmsSigner, SignError> {
         let public_key = crypto::public_key_from_spki_der(&spki)?;
         let address = crypto::evm_address(&public_key);
@@ -97,14 +100,17 @@ impl KmsSigner {
     /// answers and in errors).
     pub async fn sign_der_traced(&self, prehash: &[u8; 32]) -> (Result<Vec<u8>, SignError>, Option<String>) {
         match &self.backend {
+            #[cfg(feature = "aws")]
             Backend::Aws(key) => {
                 let (der, id) = key.sign_der_traced(prehash).await;
                 (der.map_err(aws_sign_error), id)
             }
+            #[cfg(feature = "gcp")]
             Backend::Gcp { kms, version } => (Self::sign_der_gcp(kms, version, prehash).await, None),
         }
     }
 
+    #[cfg(feature = "gcp")]
     async fn sign_der_gcp(
         kms: &google_cloud_kms_v1::client::KeyManagementService,
         version: &str,
@@ -191,6 +197,7 @@ impl KmsSigner {
             error: Some(error),
         };
         match &self.backend {
+            #[cfg(feature = "aws")]
             Backend::Aws(key) => {
                 let (kms, key_id) = (key.client(), key.key_id());
                 let described = match kms.describe_key().key_id(key_id).send().await {
@@ -210,6 +217,7 @@ impl KmsSigner {
                     .or_else(|| (!matches).then(|| format!("key {key_id} now gives another public key")));
                 KeyHealth { reachable: true, enabled, public_key_matches: matches, error }
             }
+            #[cfg(feature = "gcp")]
             Backend::Gcp { kms, version } => {
                 let v = match kms.get_crypto_key_version().set_name(version).send().await {
                     Ok(v) => v,
@@ -234,6 +242,7 @@ impl KmsSigner {
 }
 
 /// A [`KmsError`] in keyrite's words, with the hints keyrite gives for every AWS error.
+#[cfg(feature = "aws")]
 fn aws_sign_error(e: KmsError) -> SignError {
     match e {
         KmsError::GetPublicKey { key, source } => kms_error("kms:GetPublicKey", &key, source),
@@ -247,6 +256,7 @@ fn aws_sign_error(e: KmsError) -> SignError {
     }
 }
 
+#[cfg(feature = "aws")]
 fn kms_error<E, R>(operation: &'static str, key: &str, e: aws_sdk_kms::error::SdkError<E, R>) -> SignError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,

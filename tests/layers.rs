@@ -60,3 +60,16 @@ fn the_lambda_signer_is_the_core_the_kms_sdk_and_the_runtime() {
     assert_eq!(offending(&signer, &["keyrite-aws", "keyrite-gcp"]), Vec::<&String>::new());
     assert!(!signer.contains("keyrite"), "the signer must not depend on the CLI");
 }
+
+#[test]
+fn the_cli_built_for_one_cloud_compiles_no_other_clouds_sdk() {
+    let aws_only = tree("keyrite", &["--no-default-features", "--features", "aws"]);
+    assert!(aws_only.contains("keyrite-aws") && aws_only.contains("aws-sdk-kms"), "{aws_only:?}");
+    assert_eq!(offending(&aws_only, &["google-", "keyrite-gcp"]), Vec::<&String>::new());
+
+    let gcp_only = tree("keyrite", &["--no-default-features", "--features", "gcp"]);
+    assert!(gcp_only.contains("keyrite-gcp") && gcp_only.contains("google-cloud-kms-v1"), "{gcp_only:?}");
+    // aws-lc-rs is rustls's crypto backend (serve's TLS), not an AWS service client.
+    let forbidden = ["aws-sdk", "aws-config", "aws-smithy", "aws-sigv4", "keyrite-aws", "keyrite-lambda-signer"];
+    assert_eq!(offending(&gcp_only, &forbidden), Vec::<&String>::new());
+}

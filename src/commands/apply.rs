@@ -126,9 +126,11 @@ async fn locked(
 /// else needs a flag.
 async fn check_identity(plan: &Plan, cloud: &Cloud, allow_change: bool) -> anyhow::Result<()> {
     let mut now = crate::plan::Identity::default();
+    #[cfg(feature = "aws")]
     if plan.identity.aws.is_some() {
         now.aws = Some(cloud.aws.identity().await.context("cannot identify the AWS caller")?.arn.clone());
     }
+    #[cfg(feature = "gcp")]
     if plan.identity.gcp.is_some() {
         now.gcp = Some(
             crate::provider::gcp::credentials::principal(&cloud.gcp)

@@ -247,7 +247,7 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
         Subject::sha256(format!("plan:{}", p.plan_path.display()), &p.plan_bytes),
     ];
     for change in &plan.changes {
-        let is_key = matches!(change.kind.as_str(), "aws_kms_key" | "gcp_kms_crypto_key");
+        let is_key = crate::keys::KEY_KINDS.contains(&change.kind.as_str());
         if !is_key || matches!(change.action, Action::NoOp | Action::Delete) {
             continue;
         }
@@ -258,7 +258,7 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
         let statement = record::pop_statement(&record_id, &plan_sha, &change.address, &evm);
         let prehash = crate::crypto::eip191_message_hash(statement.as_bytes());
         let (der, rsv) = signer.sign_prehash(&prehash).await?;
-        let (id, facts) = key_facts(cloud, &change.kind, r).await?;
+        let (id, facts) = crate::keys::facts(cloud, r).await?;
         subjects.push(Subject::sha256(format!("spki:{}", change.address), &signer.spki));
         keys.push(record::KeyRecord {
             address: change.address.clone(),
@@ -440,64 +440,6 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// What the cloud says about a key: AWS `kms:DescribeKey`; Cloud KMS the pinned version
-/// (`cloudkms.cryptoKeyVersions.get`), with its HSM attestation when the API returns one.
-async fn key_facts(
-    cloud: &Cloud,
-    kind: &str,
-    r: &crate::state::ResourceState,
-) -> anyhow::Result<(String, serde_json::Value)> {
-    use serde_json::json;
-    if kind == "gcp_kms_crypto_key" {
-        let version = r.outputs.get("version_id").and_then(|v| v.as_str()).context("no pinned version in the state")?;
-        let kms = cloud.gcp.kms().await?;
-        let v = cloud.gcp.call("GetCryptoKeyVersion", kms.get_crypto_key_version().set_name(version).send()).await?;
-        let attestation = v.attestation.as_ref().map(|a| {
-            json!({
-                "format": a.format.name(),
-                "content": B64.encode(&a.content),
-                "cert_chains": a.cert_chains.as_ref().map(|c| json!({
-                    "cavium_certs": c.cavium_certs.len(),
-                    "google_card_certs": c.google_card_certs.len(),
-                    "google_partition_certs": c.google_partition_certs.len(),
-                })),
-            })
-        });
-        return Ok((
-            version.to_owned(),
-            json!({
-                "protection_level": v.protection_level.name(),
-                "algorithm": v.algorithm.name(),
-                "version": version,
-                "state": v.state.name(),
-                "attestation": attestation,
-            }),
-        ));
-    }
-    let out = cloud
-        .aws
-        .kms
-        .describe_key()
-        .key_id(&r.id)
-        .send()
-        .await
-        .map_err(|e| crate::provider::aws::api_error("kms:DescribeKey", e))?;
-    let m = out.key_metadata().context("kms:DescribeKey returned no metadata")?;
-    Ok((
-        r.id.clone(),
-        json!({
-            "arn": m.arn(),
-            "key_spec": m.key_spec().map(|s| s.as_str()),
-            "key_usage": m.key_usage().map(|s| s.as_str()),
-            "origin": m.origin().map(|s| s.as_str()),
-            "key_manager": m.key_manager().map(|s| s.as_str()),
-            "custom_key_store_id": m.custom_key_store_id(),
-            "key_state": m.key_state().map(|s| s.as_str()),
-            "multi_region": m.multi_region(),
-        }),
-    ))
-}
-
 /// `keyrite ceremony verify RECORD`.
 #[allow(clippy::too_many_arguments)]
 pub async fn verify(
@@ -648,29 +590,7 @@ impl VerifyReport {
 
 /// The key still exists, is enabled, and has the recorded public key (read-only calls).
 async fn live_check(cloud: &Cloud, k: &record::KeyRecord) -> anyhow::Result<()> {
-    let signer = if k.kind == "gcp_kms_crypto_key" {
-        let kms = cloud.gcp.kms().await?;
-        let v = cloud.gcp.call("GetCryptoKeyVersion", kms.get_crypto_key_version().set_name(&k.id).send()).await?;
-        let state = v.state.name().unwrap_or("UNKNOWN");
-        if state != "ENABLED" {
-            bail!("version {} is {state}", k.id);
-        }
-        crate::signer::KmsSigner::connect_gcp(&cloud.gcp, &k.id).await?
-    } else {
-        let out = cloud
-            .aws
-            .kms
-            .describe_key()
-            .key_id(&k.id)
-            .send()
-            .await
-            .map_err(|e| crate::provider::aws::api_error("kms:DescribeKey", e))?;
-        let state = out.key_metadata().and_then(|m| m.key_state()).map(|s| s.as_str().to_owned()).unwrap_or_default();
-        if state != "Enabled" {
-            bail!("key {} is {state}", k.id);
-        }
-        crate::signer::KmsSigner::connect(cloud.aws.kms.clone(), &k.id).await?
-    };
+    let signer = crate::keys::enabled_signer(cloud, &k.kind, &k.id).await?;
     if B64.encode(&signer.spki) != k.spki {
         bail!("its public key is not the recorded one (address now {}, recorded {})", signer.address, k.evm_address);
     }

@@ -15,7 +15,9 @@ use serde_json::{Value as Json, json};
 
 use super::Status;
 use crate::cli::DiscoverCloud;
-use crate::discover::{self, Found, Scan, Scope};
+#[cfg(feature = "aws")]
+use crate::discover::Scope;
+use crate::discover::{self, Found, Scan};
 use crate::lint::{self, Deployed, Finding, Level};
 use crate::manifest::{AwsConfig, GcpConfig};
 use crate::provider::{self, Cloud, Mark};
@@ -23,6 +25,7 @@ use crate::render::{human, yaml};
 
 pub async fn run(cloud: DiscoverCloud) -> anyhow::Result<Status> {
     let (text, findings, out) = match cloud {
+        #[cfg(feature = "aws")]
         DiscoverCloud::Aws { region, key, tag, all: _, out } => {
             let scope = match (key, tag) {
                 (Some(k), _) => Scope::Key(k),
@@ -48,6 +51,7 @@ pub async fn run(cloud: DiscoverCloud) -> anyhow::Result<Status> {
             let (text, findings) = manifest(&scan, &provider, &header, &cx);
             (text, findings, out)
         }
+        #[cfg(feature = "gcp")]
         DiscoverCloud::Gcp { project, location, key_ring, out } => {
             let settings = GcpConfig { project: Some(project.clone()), ..GcpConfig::default() };
             let cloud = Cloud::connect(&AwsConfig::default(), &settings).await;

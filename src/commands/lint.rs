@@ -28,10 +28,12 @@ pub enum Source {
     /// What the manifest's state records, read from the cloud.
     State,
     /// Every signer stack of an AWS account and region.
+    #[cfg(feature = "aws")]
     Aws {
         region: Option<String>,
     },
     /// Every signer stack of a Google Cloud project and location.
+    #[cfg(feature = "gcp")]
     Gcp {
         project: String,
         location: String,
@@ -41,7 +43,9 @@ pub enum Source {
 impl Source {
     pub fn pick(live: bool, account: Option<Account>, scope: Scope) -> anyhow::Result<Source> {
         Ok(match (live, account) {
+            #[cfg(feature = "aws")]
             (true, Some(Account::Aws)) => Source::Aws { region: scope.region },
+            #[cfg(feature = "gcp")]
             (true, Some(Account::Gcp)) => {
                 let (Some(project), Some(location)) = (scope.project, scope.location) else {
                     anyhow::bail!("--account gcp needs --project and --location")
@@ -58,7 +62,9 @@ pub async fn run(arg: &ManifestArg, source: Source, format: ReportFormat, fail_o
     let findings = match &source {
         Source::Manifest => lint::manifest(&crate::manifest::load(&arg.file)?),
         Source::State => state(arg).await?,
+        #[cfg(feature = "aws")]
         Source::Aws { region } => aws_account(region.clone()).await?,
+        #[cfg(feature = "gcp")]
         Source::Gcp { project, location } => gcp_project(project, location).await?,
     };
     match format {
@@ -109,6 +115,7 @@ async fn state(arg: &ManifestArg) -> anyhow::Result<Vec<Finding>> {
 }
 
 /// Every secp256k1 key of the account and the stack around it, found read-only.
+#[cfg(feature = "aws")]
 async fn aws_account(region: Option<String>) -> anyhow::Result<Vec<Finding>> {
     let settings = AwsConfig { region, ..AwsConfig::default() };
     let cloud = Cloud::connect(&settings, &GcpConfig::default()).await;
@@ -120,6 +127,7 @@ async fn aws_account(region: Option<String>) -> anyhow::Result<Vec<Finding>> {
 }
 
 /// Every secp256k1 key of the project and location, its ring and its IAM policy.
+#[cfg(feature = "gcp")]
 async fn gcp_project(project: &str, location: &str) -> anyhow::Result<Vec<Finding>> {
     let settings = GcpConfig { project: Some(project.to_owned()), ..GcpConfig::default() };
     let cloud = Cloud::connect(&AwsConfig::default(), &settings).await;

@@ -10,6 +10,7 @@ pub mod lint;
 mod plan;
 mod policy;
 mod preflight;
+#[cfg(feature = "gcp")]
 mod render;
 mod show;
 mod sig;
@@ -88,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
             signing::sign(&manifest, signer.as_deref(), &hash, mode).await
         }
         Command::Discover { cloud } => discover::run(cloud).await,
+        #[cfg(feature = "gcp")]
         Command::RenderSigner { manifest, signer, out, serve } => {
             render::run(&manifest, signer.as_deref(), &out, serve).await
         }
@@ -111,24 +113,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
 pub async fn backend(config: &StateConfig, aws: &crate::manifest::AwsConfig) -> anyhow::Result<Backend> {
     Ok(match config {
         StateConfig::Local { path } => Backend::Local(LocalBackend::new(path)),
+        #[cfg(feature = "aws")]
         StateConfig::S3 { bucket, key, region, path_style } => {
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-            if let Some(profile) = &aws.profile {
-                loader = loader.profile_name(profile);
-            }
-            if let Some(region) = region.as_ref().or(aws.region.as_ref()) {
-                loader = loader.region(aws_config::Region::new(region.clone()));
-            }
-            if let Some(endpoint) = &aws.endpoint {
-                loader = loader.endpoint_url(endpoint);
-            }
-            let sdk = loader.load().await;
-            // Local emulators serve buckets by path, not by virtual host.
-            let path_style = *path_style || sdk.endpoint_url().is_some();
-            let client = aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style).build(),
-            );
-            Backend::S3(crate::state::s3::S3Backend::new(client, bucket, key))
+            Backend::S3(crate::state::s3::S3Backend::connect(bucket, key, region.as_deref(), *path_style, aws).await)
+        }
+        #[cfg(not(feature = "aws"))]
+        StateConfig::S3 { bucket, key, .. } => {
+            let _ = aws;
+            anyhow::bail!("the state is in s3://{bucket}/{key}, and this keyrite was built without --features aws")
         }
     })
 }
@@ -172,6 +164,7 @@ async fn refresh(
             || state.is_some_and(|s| s.resources.values().any(|r| r.kind.starts_with(prefix)))
     };
     let mut identity = Identity::default();
+    #[cfg(feature = "aws")]
     let builtins = if uses("aws_") {
         let caller = cloud.aws.identity().await.context("cannot identify the AWS caller")?.clone();
         identity.aws = Some(caller.arn.clone());
@@ -183,6 +176,9 @@ async fn refresh(
     } else {
         BTreeMap::new()
     };
+    #[cfg(not(feature = "aws"))]
+    let builtins = BTreeMap::new();
+    #[cfg(feature = "gcp")]
     if uses("gcp_") {
         let principal =
             provider::gcp::credentials::principal(&cloud.gcp).await.context("cannot identify the Google principal")?;

@@ -5,8 +5,6 @@
 //! nearest existing ring or key. What cannot be checked is listed as unchecked, with why;
 //! what is missing becomes a plan error, so apply never starts what it cannot finish.
 
-use std::collections::BTreeMap;
-
 use crate::plan::permissions::{self, Cloud as Side, Need};
 use crate::plan::{AllowedFinding, PermissionCheck, Plan, PlanError, Verdict};
 use crate::provider::{self, Cloud};
@@ -15,6 +13,37 @@ use crate::provider::{self, Cloud};
 pub async fn check_permissions(cloud: &Cloud, plan: &mut Plan) -> anyhow::Result<()> {
     let needs = permissions::needed(plan, crate::provider::schemas());
     let mut checks = Vec::with_capacity(needs.len());
+    #[cfg(feature = "aws")]
+    aws(cloud, &needs, &mut checks).await?;
+    #[cfg(feature = "gcp")]
+    gcp(cloud, &needs, &mut checks).await?;
+    for (side, who) in [(Side::Aws, plan.identity.aws.clone()), (Side::Gcp, plan.identity.gcp.clone())] {
+        let missing: Vec<String> = checks
+            .iter()
+            .filter(|(s, c)| *s == side && c.verdict == Verdict::Missing)
+            .map(|(_, c)| format!("{} on {} (for {})", c.permission, c.resource, c.needed_by.join(", ")))
+            .collect();
+        if !missing.is_empty() {
+            plan.errors.push(PlanError {
+                address: None,
+                message: format!(
+                    "{} lacks {} permission{} this plan needs: {}",
+                    who.as_deref().unwrap_or("the caller"),
+                    missing.len(),
+                    if missing.len() == 1 { "" } else { "s" },
+                    missing.join("; ")
+                ),
+                hint: Some("grant them, then plan again; nothing was changed".into()),
+            });
+        }
+    }
+    plan.permissions = checks.into_iter().map(|(_, c)| c).collect();
+    Ok(())
+}
+
+/// AWS's needs, through IAM's policy simulator.
+#[cfg(feature = "aws")]
+async fn aws(cloud: &Cloud, needs: &[Need], checks: &mut Vec<(Side, PermissionCheck)>) -> anyhow::Result<()> {
     let aws: Vec<&Need> = needs.iter().filter(|n| n.cloud == Side::Aws).collect();
     if !aws.is_empty() {
         let asks: Vec<(&str, &str)> =
@@ -28,6 +57,13 @@ pub async fn check_permissions(cloud: &Cloud, plan: &mut Plan) -> anyhow::Result
             Err(why) => checks.extend(aws.iter().map(|n| (Side::Aws, check(n, Verdict::Unchecked, Some(why.clone()))))),
         }
     }
+    Ok(())
+}
+
+/// Cloud KMS's needs, through `testIamPermissions` on the nearest existing ring or key.
+#[cfg(feature = "gcp")]
+async fn gcp(cloud: &Cloud, needs: &[Need], checks: &mut Vec<(Side, PermissionCheck)>) -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
     let mut by_resource: BTreeMap<Option<&str>, Vec<&Need>> = BTreeMap::new();
     for need in needs.iter().filter(|n| n.cloud == Side::Gcp) {
         by_resource.entry(need.resource.as_deref()).or_default().push(need);
@@ -60,27 +96,6 @@ pub async fn check_permissions(cloud: &Cloud, plan: &mut Plan) -> anyhow::Result
             }
         }
     }
-    for (side, who) in [(Side::Aws, plan.identity.aws.clone()), (Side::Gcp, plan.identity.gcp.clone())] {
-        let missing: Vec<String> = checks
-            .iter()
-            .filter(|(s, c)| *s == side && c.verdict == Verdict::Missing)
-            .map(|(_, c)| format!("{} on {} (for {})", c.permission, c.resource, c.needed_by.join(", ")))
-            .collect();
-        if !missing.is_empty() {
-            plan.errors.push(PlanError {
-                address: None,
-                message: format!(
-                    "{} lacks {} permission{} this plan needs: {}",
-                    who.as_deref().unwrap_or("the caller"),
-                    missing.len(),
-                    if missing.len() == 1 { "" } else { "s" },
-                    missing.join("; ")
-                ),
-                hint: Some("grant them, then plan again; nothing was changed".into()),
-            });
-        }
-    }
-    plan.permissions = checks.into_iter().map(|(_, c)| c).collect();
     Ok(())
 }
 

@@ -26,15 +26,7 @@ async fn signer(cloud: &Cloud, state: &State, spec: &SignerSpec) -> anyhow::Resu
         .get("public_key")
         .and_then(|v| v.as_str())
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
-    let signer = match r.kind.as_str() {
-        "gcp_kms_crypto_key" => {
-            let version = r.outputs.get("version_id").and_then(|v| v.as_str()).with_context(|| {
-                format!("signer {}: no key version recorded for {}; run `keyrite apply`", spec.name, spec.key)
-            })?;
-            KmsSigner::connect_gcp(&cloud.gcp, version).await?
-        }
-        _ => KmsSigner::connect(cloud.aws.kms.clone(), &r.id).await?,
-    };
+    let signer = crate::keys::signer(cloud, r).await.with_context(|| format!("signer {}", spec.name))?;
     Ok((signer, spki))
 }
 
@@ -111,17 +103,13 @@ pub async fn run_selftests(
         specs.iter().map(|spec| crate::selftest::targets(spec, state, via)).collect();
     // AWS credentials only when an endpoint needs SigV4.
     let needs_sigv4 = targets.iter().flatten().any(|t| t.sigv4.is_some());
-    let sigv4 = match cloud.aws.sdk_config.credentials_provider().filter(|_| needs_sigv4) {
-        Some(provider) => {
-            use aws_credential_types::provider::ProvideCredentials;
-            provider
-                .provide_credentials()
-                .await
-                .ok()
-                .map(|credentials| crate::selftest::SigV4 { credentials, region: cloud.aws.region.clone() })
-        }
-        None => None,
+    #[cfg(feature = "aws")]
+    let sigv4 = match needs_sigv4 {
+        true => crate::selftest::SigV4::of(&cloud.aws).await,
+        false => None,
     };
+    #[cfg(not(feature = "aws"))]
+    let sigv4: Option<crate::selftest::SigV4> = None.filter(|_| needs_sigv4);
     let mut reports = Vec::new();
     for (spec, targets) in specs.iter().zip(&targets) {
         let (kms, spki) = signer(cloud, state, spec).await?;
@@ -189,8 +177,12 @@ pub async fn serve(arg: &ManifestArg, options: ServeArgs) -> anyhow::Result<Stat
         })?)),
         _ => None,
     };
+    #[cfg_attr(not(feature = "aws"), allow(unused_mut))]
     let (manifest, state, mut cloud) = connect(arg).await?;
-    cloud.aws.kms = cloud.aws.serving_kms();
+    #[cfg(feature = "aws")]
+    {
+        cloud.aws.kms = cloud.aws.serving_kms();
+    }
     // The signers to serve: those named, or every operational one. A recovery signer is never
     // served.
     let specs: Vec<&SignerSpec> = if options.signers.is_empty() {

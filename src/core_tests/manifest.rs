@@ -283,3 +283,30 @@ resources:
     );
     assert_eq!(m.resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["ring", "hot_key", "access"]);
 }
+
+#[test]
+fn a_kind_of_a_cloud_the_build_leaves_out_names_the_feature_at_its_position() {
+    use crate::provider::{Schema, Schemas};
+    // What `--no-default-features --features aws` registers.
+    let aws_only: &'static Schemas = Box::leak(Box::new(
+        Schemas::new(crate::provider::aws::KINDS.iter().map(|k| *k as &'static dyn Schema)).leaving_out("gcp_", "gcp"),
+    ));
+    let text = "version: 1\nprovider:\n  gcp: {project: treasury-prod}\nresources:\n  ring:\n    type: gcp_kms_key_ring\n    name: r\n    location: us-east1\n";
+    let errors: Vec<String> = match Manifest::parse(Path::new("m.yaml"), text, aws_only) {
+        Ok(_) => panic!("a GCP kind validated in an AWS-only build"),
+        Err(d) => d.0.iter().map(ToString::to_string).collect(),
+    };
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    has(&errors, "m.yaml:6:11");
+    has(
+        &errors,
+        "`gcp_kms_key_ring` is a kind of a cloud this keyrite was built without; build it with `--features gcp`",
+    );
+    // A kind no build has is still an unknown type, with the list.
+    let typo = text.replace("gcp_kms_key_ring", "aws_kms_kee");
+    let errors: Vec<String> = match Manifest::parse(Path::new("m.yaml"), &typo, aws_only) {
+        Ok(_) => panic!("a misspelt kind validated"),
+        Err(d) => d.0.iter().map(ToString::to_string).collect(),
+    };
+    has(&errors, "unknown resource type \"aws_kms_kee\"; expected one of aws_kms_key");
+}

@@ -7,7 +7,9 @@
 //! shape the plan, drift and lint already understand. A scan only reads: it makes no
 //! mutating call, which the call log shows.
 
+#[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "gcp")]
 pub mod gcp;
 
 use crate::manifest::Attrs;

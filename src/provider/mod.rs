@@ -7,14 +7,22 @@
 //! planner and drift checker read the schemas ([`schemas`]); apply, refresh and import call
 //! the operations through [`AnyKind`], which hands each kind its own cloud's clients.
 
-// The provider crates, under the names the rest of this crate uses.
+// The provider crates, under the names the rest of this crate uses; each behind its cloud's
+// cargo feature (both on by default).
+#[cfg(feature = "aws")]
 pub use keyrite_aws as aws;
+#[cfg(feature = "gcp")]
 pub use keyrite_gcp as gcp;
+
+#[cfg(not(any(feature = "aws", feature = "gcp")))]
+compile_error!("keyrite needs at least one cloud: build with --features aws, gcp, or both (the default)");
 
 use std::ops::Deref;
 use std::sync::{Arc, LazyLock};
 
+#[cfg(feature = "aws")]
 use aws::Aws;
+#[cfg(feature = "gcp")]
 use gcp::Gcp;
 // The provider interface and what a kind is without its cloud, from the core.
 pub use keyrite_core::provider::*;
@@ -22,10 +30,12 @@ pub use keyrite_core::schema::*;
 
 use keyrite_core::manifest::{Attrs, AwsConfig, GcpConfig};
 
-/// Both clouds' clients, and one log of every API call made through them.
+/// Every cloud's clients this build has, and one log of every API call made through them.
 #[derive(Debug)]
 pub struct Cloud {
+    #[cfg(feature = "aws")]
     pub aws: aws::Aws,
+    #[cfg(feature = "gcp")]
     pub gcp: gcp::Gcp,
     /// How keyrite proves that a converged apply makes no mutating calls.
     pub calls: Arc<CallLog>,
@@ -35,10 +45,13 @@ impl Cloud {
     /// Prepares clients from the environment and the manifest's `provider:` settings. Nothing
     /// is sent until a kind needs it, so a manifest for one cloud needs no settings for the
     /// other.
+    #[cfg_attr(not(all(feature = "aws", feature = "gcp")), allow(unused_variables))]
     pub async fn connect(aws: &AwsConfig, gcp: &GcpConfig) -> Cloud {
         let calls = Arc::new(CallLog::default());
         Cloud {
+            #[cfg(feature = "aws")]
             aws: aws::Aws::connect(aws, calls.clone()).await,
+            #[cfg(feature = "gcp")]
             gcp: gcp::Gcp::new(gcp.clone(), calls.clone()),
             calls,
         }
@@ -49,7 +62,9 @@ impl Cloud {
 /// [`Cloud`], handed to the kind with its own cloud's clients.
 #[derive(Clone, Copy)]
 pub enum AnyKind {
+    #[cfg(feature = "aws")]
     Aws(&'static dyn Kind<Aws>),
+    #[cfg(feature = "gcp")]
     Gcp(&'static dyn Kind<Gcp>),
 }
 
@@ -58,7 +73,9 @@ impl Deref for AnyKind {
 
     fn deref(&self) -> &(dyn Schema + 'static) {
         match *self {
+            #[cfg(feature = "aws")]
             AnyKind::Aws(k) => k,
+            #[cfg(feature = "gcp")]
             AnyKind::Gcp(k) => k,
         }
     }
@@ -68,7 +85,9 @@ impl AnyKind {
     /// The kind's schema, for the core's functions that take one.
     pub fn schema(self) -> &'static dyn Schema {
         match self {
+            #[cfg(feature = "aws")]
             AnyKind::Aws(k) => k,
+            #[cfg(feature = "gcp")]
             AnyKind::Gcp(k) => k,
         }
     }
@@ -76,7 +95,9 @@ impl AnyKind {
     /// See [`Kind::read`].
     pub async fn read(self, cloud: &Cloud, id: &str, reference: &Attrs) -> Result<Option<Live>> {
         match self {
+            #[cfg(feature = "aws")]
             AnyKind::Aws(k) => k.read(&cloud.aws, id, reference).await,
+            #[cfg(feature = "gcp")]
             AnyKind::Gcp(k) => k.read(&cloud.gcp, id, reference).await,
         }
     }
@@ -84,7 +105,9 @@ impl AnyKind {
     /// See [`Kind::create`].
     pub async fn create(self, cloud: &Cloud, desired: &Attrs) -> Result<Created> {
         match self {
+            #[cfg(feature = "aws")]
             AnyKind::Aws(k) => k.create(&cloud.aws, desired).await,
+            #[cfg(feature = "gcp")]
             AnyKind::Gcp(k) => k.create(&cloud.gcp, desired).await,
         }
     }
@@ -99,7 +122,9 @@ impl AnyKind {
         changed: &[String],
     ) -> Result<Attrs> {
         match self {
+            #[cfg(feature = "aws")]
             AnyKind::Aws(k) => k.update(&cloud.aws, id, desired, live, changed).await,
+            #[cfg(feature = "gcp")]
             AnyKind::Gcp(k) => k.update(&cloud.gcp, id, desired, live, changed).await,
         }
     }
@@ -107,7 +132,9 @@ impl AnyKind {
     /// See [`Kind::delete`].
     pub async fn delete(self, cloud: &Cloud, id: &str, prior: &Attrs, options: DeleteOptions) -> Result<Deleted> {
         match self {
+            #[cfg(feature = "aws")]
             AnyKind::Aws(k) => k.delete(&cloud.aws, id, prior, options).await,
+            #[cfg(feature = "gcp")]
             AnyKind::Gcp(k) => k.delete(&cloud.gcp, id, prior, options).await,
         }
     }
@@ -115,7 +142,9 @@ impl AnyKind {
     /// See [`Kind::adopt`].
     pub async fn adopt(self, cloud: &Cloud, desired: &Attrs, exclude: Option<&str>) -> Result<Option<String>> {
         match self {
+            #[cfg(feature = "aws")]
             AnyKind::Aws(k) => k.adopt(&cloud.aws, desired, exclude).await,
+            #[cfg(feature = "gcp")]
             AnyKind::Gcp(k) => k.adopt(&cloud.gcp, desired, exclude).await,
         }
     }
@@ -123,7 +152,9 @@ impl AnyKind {
     /// See [`Kind::occupant`].
     pub async fn occupant(self, cloud: &Cloud, desired: &Attrs, lineage: &str) -> Result<Occupant> {
         match self {
+            #[cfg(feature = "aws")]
             AnyKind::Aws(k) => k.occupant(&cloud.aws, desired, lineage).await,
+            #[cfg(feature = "gcp")]
             AnyKind::Gcp(k) => k.occupant(&cloud.gcp, desired, lineage).await,
         }
     }
@@ -132,8 +163,12 @@ impl AnyKind {
 /// Every kind keyrite knows: each provider crate's, in its order. Adding a kind: one file
 /// in its provider crate, one line in that crate's `KINDS`.
 static KINDS: LazyLock<Vec<AnyKind>> = LazyLock::new(|| {
-    let aws = aws::KINDS.iter().map(|k| AnyKind::Aws(*k));
-    aws.chain(gcp::KINDS.iter().map(|k| AnyKind::Gcp(*k))).collect()
+    let mut kinds: Vec<AnyKind> = Vec::new();
+    #[cfg(feature = "aws")]
+    kinds.extend(aws::KINDS.iter().map(|k| AnyKind::Aws(*k)));
+    #[cfg(feature = "gcp")]
+    kinds.extend(gcp::KINDS.iter().map(|k| AnyKind::Gcp(*k)));
+    kinds
 });
 
 /// The kind with this manifest name.
@@ -158,6 +193,13 @@ pub fn kind_names() -> Vec<&'static str> {
 /// Every kind's schema, for the core: what manifests are validated against and what plans,
 /// drift and lint read.
 pub fn schemas() -> &'static Schemas {
-    static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas::new(KINDS.iter().map(|k| k.schema())));
+    static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
+        let schemas = Schemas::new(KINDS.iter().map(|k| k.schema()));
+        #[cfg(not(feature = "aws"))]
+        let schemas = schemas.leaving_out("aws_", "aws");
+        #[cfg(not(feature = "gcp"))]
+        let schemas = schemas.leaving_out("gcp_", "gcp");
+        schemas
+    });
     &SCHEMAS
 }

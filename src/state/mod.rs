@@ -4,12 +4,14 @@
 
 pub use keyrite_core::state::*;
 
+#[cfg(feature = "aws")]
 pub use keyrite_aws::state_s3 as s3;
 
 /// Where the state lives: a local file (default) or an S3 object.
 #[derive(Debug)]
 pub enum Backend {
     Local(LocalBackend),
+    #[cfg(feature = "aws")]
     S3(s3::S3Backend),
 }
 
@@ -18,6 +20,7 @@ pub enum Backend {
 #[derive(Debug)]
 pub enum Lock {
     Local(LockGuard),
+    #[cfg(feature = "aws")]
     S3(s3::S3Lock),
 }
 
@@ -25,6 +28,7 @@ impl Lock {
     pub fn info(&self) -> &LockInfo {
         match self {
             Lock::Local(g) => &g.info,
+            #[cfg(feature = "aws")]
             Lock::S3(l) => &l.info,
         }
     }
@@ -35,6 +39,7 @@ impl Backend {
     pub fn describe(&self) -> String {
         match self {
             Backend::Local(b) => b.path().display().to_string(),
+            #[cfg(feature = "aws")]
             Backend::S3(b) => b.describe(),
         }
     }
@@ -42,6 +47,7 @@ impl Backend {
     pub async fn read(&self) -> Result<Option<State>, StateError> {
         match self {
             Backend::Local(b) => b.read(),
+            #[cfg(feature = "aws")]
             Backend::S3(b) => b.read().await,
         }
     }
@@ -49,6 +55,7 @@ impl Backend {
     pub async fn write(&self, state: &State) -> Result<(), StateError> {
         match self {
             Backend::Local(b) => b.write(state),
+            #[cfg(feature = "aws")]
             Backend::S3(b) => b.write(state).await,
         }
     }
@@ -56,12 +63,14 @@ impl Backend {
     pub async fn lock(&self, operation: &str) -> Result<Lock, StateError> {
         match self {
             Backend::Local(b) => b.lock(operation).map(Lock::Local),
+            #[cfg(feature = "aws")]
             Backend::S3(b) => b.lock(operation).await.map(Lock::S3),
         }
     }
 
     pub async fn unlock(&self, lock: Lock) -> Result<(), StateError> {
         match (self, lock) {
+            #[cfg(feature = "aws")]
             (Backend::S3(b), Lock::S3(l)) => b.unlock(&l).await,
             _ => Ok(()),
         }
@@ -70,6 +79,7 @@ impl Backend {
     pub async fn force_unlock(&self, id: &str) -> Result<String, StateError> {
         match self {
             Backend::Local(b) => b.force_unlock(id),
+            #[cfg(feature = "aws")]
             Backend::S3(b) => b.force_unlock(id).await,
         }
     }

@@ -20,6 +20,7 @@ pub mod lambda_function;
 pub mod lambda_function_url;
 pub mod lambda_layer;
 pub mod package;
+pub mod sigv4;
 pub mod simulate;
 pub mod state_s3;
 

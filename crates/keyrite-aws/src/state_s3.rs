@@ -40,6 +40,33 @@ impl S3Backend {
         S3Backend { client, bucket: bucket.to_owned(), key: key.to_owned(), etag: Mutex::new(None) }
     }
 
+    /// The backend of a manifest's `state: {backend: s3}`, with the credentials and endpoint
+    /// of its `provider: aws` settings; the state's own region wins over the provider's.
+    pub async fn connect(
+        bucket: &str,
+        key: &str,
+        region: Option<&str>,
+        path_style: bool,
+        aws: &keyrite_core::manifest::AwsConfig,
+    ) -> S3Backend {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(profile) = &aws.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = region.or(aws.region.as_deref()) {
+            loader = loader.region(aws_config::Region::new(region.to_owned()));
+        }
+        if let Some(endpoint) = &aws.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let sdk = loader.load().await;
+        // Local emulators serve buckets by path, not by virtual host.
+        let path_style = path_style || sdk.endpoint_url().is_some();
+        let client =
+            aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style).build());
+        S3Backend::new(client, bucket, key)
+    }
+
     pub fn describe(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.key)
     }

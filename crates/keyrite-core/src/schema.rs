@@ -151,6 +151,9 @@ pub trait Schema: Send + Sync {
 /// The kinds a manifest may declare, by `type:` name.
 pub struct Schemas {
     kinds: Vec<&'static dyn Schema>,
+    /// Clouds this build leaves out: their kinds' name prefix and the cargo feature that
+    /// builds them in.
+    absent: Vec<(&'static str, &'static str)>,
 }
 
 impl std::fmt::Debug for Schemas {
@@ -167,7 +170,19 @@ impl PartialEq for Schemas {
 
 impl Schemas {
     pub fn new(kinds: impl IntoIterator<Item = &'static dyn Schema>) -> Schemas {
-        Schemas { kinds: kinds.into_iter().collect() }
+        Schemas { kinds: kinds.into_iter().collect(), absent: Vec::new() }
+    }
+
+    /// Marks the kinds named `prefix…` as a cloud this build leaves out, so that a manifest
+    /// naming one is told which cargo `feature` builds it in.
+    pub fn leaving_out(mut self, prefix: &'static str, feature: &'static str) -> Schemas {
+        self.absent.push((prefix, feature));
+        self
+    }
+
+    /// The cargo feature a kind of a cloud this build leaves out needs.
+    pub fn feature_left_out(&self, name: &str) -> Option<&'static str> {
+        self.absent.iter().find(|(prefix, _)| name.starts_with(prefix)).map(|(_, feature)| *feature)
     }
 
     /// The kind with this manifest name.

@@ -734,15 +734,18 @@ impl Validation {
         };
         let type_name = kind_node.as_scalar().unwrap_or_default();
         let Some(kind) = self.schemas.get(type_name) else {
-            self.error(
-                kind_node.pos,
-                "type",
-                format!(
+            let message = match self.schemas.feature_left_out(type_name) {
+                Some(feature) => format!(
+                    "{path}.type: `{type_name}` is a kind of a cloud this keyrite was built without; \
+                     build it with `--features {feature}` (on by default)"
+                ),
+                None => format!(
                     "{path}.type: unknown resource type {:?}; expected one of {}",
                     type_name,
                     self.schemas.names().join(", ")
                 ),
-            );
+            };
+            self.error(kind_node.pos, "type", message);
             return None;
         };
         if let Some(parent) = kind.declared_under() {
