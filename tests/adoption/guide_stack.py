@@ -151,6 +151,10 @@ def build(endpoint, node_modules, handler_dir):
             Timeout=10,
         )
         functions.append(name)
+    # The console shows the function as Pending until Lambda has made it; the guide goes on
+    # once it is Active, as boto3's waiter does.
+    for name in functions:
+        lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     made["functions"] = functions
     lam.create_function_url_config(FunctionName="kms-signer-function", AuthType="NONE")
     lam.add_permission(
