@@ -416,3 +416,116 @@ async fn the_rust_signer_deploys_self_tests_signs_as_the_node_one_does_and_drift
     assert_eq!(status, 200, "{body}");
     assert_eq!(recover_eip191(&digest, body["signature"].as_str().unwrap()), address);
 }
+
+/// A TLS endpoint on loopback that forwards each connection to `upstream` (the emulator),
+/// with a server certificate for `localhost` issued by a CA made here. Counts the
+/// handshakes that completed.
+struct TlsForwarder {
+    endpoint: String,
+    ca_pem: PathBuf,
+    handshakes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl TlsForwarder {
+    async fn start(upstream: &str, dir: &Path) -> TlsForwarder {
+        use rcgen::{CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "keyrite test KMS CA");
+        ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+        let ca_pem = dir.join("kms-ca.pem");
+        std::fs::write(&ca_pem, ca.pem()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let handshakes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = handshakes.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let (acceptor, upstream, counted) = (acceptor.clone(), upstream.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let mut plain = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        TlsForwarder { endpoint: format!("https://localhost:{port}"), ca_pem, handshakes }
+    }
+}
+
+/// The deployed bootstrap's TLS: rustls on ring, trusting the roots the system gives it
+/// (here `SSL_CERT_FILE`, as the OpenSSL convention and rustls-native-certs read it), and
+/// nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bootstrap_reaches_kms_over_tls_with_the_systems_roots_and_refuses_an_untrusted_server() {
+    let emu = Emulator::start();
+    let w =
+        Workdir::with_text(&std::fs::read_to_string(common::repo_root().join("manifests/rust-signer.yaml")).unwrap());
+    keyrite_with(&w, &emu, bootstrap(), &["apply", "--auto-approve"]).expect(0);
+    let address = w.keyrite(&emu, &["addresses", "--format", "json"]).expect(0).json()["keys"][0]["evm_address"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    let function = w.id("signer");
+    let lambda = emu.lambda().await;
+    let tls = TlsForwarder::start(&emu.endpoint, w.dir.path()).await;
+    std::fs::create_dir(w.dir.path().join("other")).unwrap();
+    let untrusted = TlsForwarder::start(&emu.endpoint, &w.dir.path().join("other")).await;
+    let configure = |endpoint: &str, ca: &Path| {
+        let (lambda, function, endpoint, ca) = (lambda.clone(), function.clone(), endpoint.to_owned(), ca.to_owned());
+        async move {
+            let config = lambda.get_function_configuration().function_name(&function).send().await.unwrap();
+            let mut env = config.environment().unwrap().variables().unwrap().clone();
+            env.insert("AWS_ENDPOINT_URL_KMS".into(), endpoint);
+            env.insert("SSL_CERT_FILE".into(), ca.display().to_string());
+            lambda
+                .update_function_configuration()
+                .function_name(&function)
+                .environment(aws_sdk_lambda::types::Environment::builder().set_variables(Some(env)).build())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let digest = [0x5a; 32];
+    let request = json!({"hash": format!("0x{}", hex::encode(digest)), "signerAddress": address});
+
+    configure(&tls.endpoint, &tls.ca_pem).await;
+    let (status, body) = invoke(&lambda, &function, "POST", &request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(recover_eip191(&digest, body["signature"].as_str().unwrap()), address);
+    assert!(tls.handshakes.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the signer's KMS calls went over TLS");
+
+    // A server whose certificate no trusted root issued: the signer makes no KMS call and
+    // signs nothing.
+    configure(&untrusted.endpoint, &tls.ca_pem).await;
+    let event = json!({"version": "2.0", "requestContext": {"http": {"method": "POST"}}, "body": request.to_string(), "isBase64Encoded": false});
+    let out = lambda
+        .invoke()
+        .function_name(&function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let payload = String::from_utf8_lossy(out.payload().unwrap().as_ref()).into_owned();
+    assert!(!payload.contains("signature"), "signed through an untrusted server: {payload}");
+    assert_eq!(untrusted.handshakes.load(std::sync::atomic::Ordering::SeqCst), 0, "{payload}");
+}

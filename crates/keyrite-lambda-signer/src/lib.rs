@@ -199,7 +199,14 @@ impl Container {
 #[cfg(feature = "runtime")]
 pub async fn run(started: std::time::Instant) -> anyhow::Result<()> {
     let config = Config::from_env(|name| std::env::var(name).ok());
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    // The SDK's HTTPS client on rustls with ring: the same TLS stack and native roots as its
+    // default client, without aws-lc's build.
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https).load().await;
     let container = Container::new(config, aws_sdk_kms::Client::new(&sdk));
     let setup = started.elapsed();
     let checked = std::time::Instant::now();
