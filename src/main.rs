@@ -9,6 +9,10 @@ use keyrite::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // keyrite's one TLS backend, for every client that asks rustls for the process's default
+    // (Google's clients among them). A build that also compiles rustls's ring backend (the
+    // Lambda signer's, when the workspace is built together) would otherwise have none.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     keyrite::provider::set_verbose(cli.verbose);
     // `serve` with one worker (its default) runs on the main thread alone: no scheduler
     // shared between threads, no atomics or queues to hand a task to a worker.

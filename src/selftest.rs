@@ -62,10 +62,13 @@ type HttpClient = hyper_util::client::legacy::Client<
     Full<Bytes>,
 >;
 
-/// An HTTP(S) client using the system's trust roots.
+/// An HTTP(S) client using the system's trust roots, on keyrite's one TLS backend (aws-lc-rs).
 pub fn http_client() -> anyhow::Result<HttpClient> {
-    let connector =
-        hyper_rustls::HttpsConnectorBuilder::new().with_native_roots()?.https_or_http().enable_http1().build();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())?
+        .https_or_http()
+        .enable_http1()
+        .build();
     Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector))
 }
 
@@ -313,7 +316,7 @@ async fn endpoint_check(
             latency,
         );
     }
-    let Some(signature) = parse_signer_response(&bytes) else {
+    let Some(signature) = crate::contract::parse_response(&bytes) else {
         return fail(
             url,
             "bad_response",
@@ -335,13 +338,6 @@ async fn endpoint_check(
     check.digest = Some(format!("0x{}", hex::encode(digest)));
     check.signature = Some(signature);
     check
-}
-
-/// The `signature` string of a signer endpoint's JSON answer, if it has one. Decoding,
-/// length, low-s, v and the recovered address are checked separately ([`check_rsv`]).
-pub fn parse_signer_response(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value.get("signature")?.as_str().map(str::to_owned)
 }
 
 fn fault_check(target: &str, fault: &SignatureFault, latency: f64) -> Check {

@@ -5,8 +5,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(policy) = keyrite::policy::Policy::from_text(text) {
+    if let Ok(policy) = keyrite_core::policy::Policy::from_text(text) {
         assert!(policy.equivalent(&policy));
-        assert!(keyrite::policy::diff(&policy, &policy).is_empty());
+        assert!(keyrite_core::policy::diff(&policy, &policy).is_empty());
     }
 });

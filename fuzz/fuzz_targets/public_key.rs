@@ -4,12 +4,12 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(key) = keyrite::crypto::public_key_from_spki_der(data) {
-        let again = keyrite::crypto::public_key_from_spki_der(&keyrite::crypto::spki_der(&key))
+    if let Ok(key) = keyrite_core::crypto::public_key_from_spki_der(data) {
+        let again = keyrite_core::crypto::public_key_from_spki_der(&keyrite_core::crypto::spki_der(&key))
             .expect("re-encoded SPKI parses");
-        assert_eq!(keyrite::crypto::evm_address(&key), keyrite::crypto::evm_address(&again));
+        assert_eq!(keyrite_core::crypto::evm_address(&key), keyrite_core::crypto::evm_address(&again));
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = keyrite::crypto::public_key_from_pem(text);
+        let _ = keyrite_core::crypto::public_key_from_pem(text);
     }
 });

@@ -70,22 +70,17 @@ async fn gcp(cloud: &Cloud, needs: &[Need], checks: &mut Vec<(Side, PermissionCh
     }
     for (resource, group) in by_resource {
         let asked: Vec<&str> = group.iter().map(|n| n.permission).collect();
-        let mut answer = None;
-        let mut target = resource;
-        while let Some(name) = target {
-            if let Some(granted) = provider::gcp::granted(&cloud.gcp, name, &asked).await? {
-                answer = Some((name, granted));
-                break;
-            }
-            target = permissions::gcp_ring(name);
-        }
+        let answer = match resource {
+            Some(name) => provider::gcp::granted_nearest(&cloud.gcp, name, &asked).await?,
+            None => None,
+        };
         match answer {
             Some((name, granted)) => {
                 for need in group {
                     let verdict =
                         if granted.iter().any(|g| g == need.permission) { Verdict::Granted } else { Verdict::Missing };
                     let mut c = check(need, verdict, None);
-                    c.resource = name.to_owned();
+                    c.resource = name.clone();
                     checks.push((Side::Gcp, c));
                 }
             }

@@ -46,6 +46,14 @@ pub fn parse_request(body: &[u8], expected: &Address) -> Result<[u8; 32], String
     Ok(digest)
 }
 
+/// The `signature` string of a signer endpoint's JSON answer, if it has one. Decoding,
+/// length, low-s, v and the recovered address are checked separately
+/// ([`crate::signing::check_rsv`]).
+pub fn parse_response(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value.get("signature")?.as_str().map(str::to_owned)
+}
+
 /// The contract's success body.
 pub fn response_body(sig: &[u8; 65], address: &Address) -> Value {
     json!({

@@ -112,6 +112,25 @@ impl Gcp {
     }
 }
 
+/// The permissions of `asked` that the caller has on `resource` or, while it does not exist
+/// yet, on the nearest existing resource above it (a key's ring): that resource's name and
+/// its answer. `Ok(None)` when neither exists.
+pub async fn granted_nearest(gcp: &Gcp, resource: &str, asked: &[&str]) -> Result<Option<(String, Vec<String>)>> {
+    let mut target = Some(resource);
+    while let Some(name) = target {
+        if let Some(granted) = granted(gcp, name, asked).await? {
+            return Ok(Some((name.to_owned(), granted)));
+        }
+        target = ring_of(name);
+    }
+    Ok(None)
+}
+
+/// The key ring of a Cloud KMS key name.
+pub fn ring_of(key: &str) -> Option<&str> {
+    key.rfind("/cryptoKeys/").map(|cut| &key[..cut])
+}
+
 /// The permissions of `asked` that the caller has on `resource` (a key ring or key), by
 /// Cloud KMS's `testIamPermissions`, which needs no permission of its own. `Ok(None)` when
 /// the resource does not exist.
@@ -231,6 +250,13 @@ pub fn default_id(manifest_name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_ring_of_a_key() {
+        let key = "projects/p/locations/l/keyRings/r/cryptoKeys/k";
+        assert_eq!(super::ring_of(key), Some("projects/p/locations/l/keyRings/r"));
+        assert_eq!(super::ring_of("projects/p/locations/l/keyRings/r"), None);
+    }
+
     use super::*;
 
     #[test]

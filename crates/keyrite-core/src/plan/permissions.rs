@@ -106,21 +106,9 @@ fn gcp_resource(change: &ResourceChange, known: &Outputs) -> Option<String> {
     (!unknown.contains(parent)).then(|| name.to_owned())
 }
 
-/// The key ring of a Cloud KMS key name.
-pub fn gcp_ring(key: &str) -> Option<&str> {
-    key.rfind("/cryptoKeys/").map(|cut| &key[..cut])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_ring_of_a_key() {
-        let key = "projects/p/locations/l/keyRings/r/cryptoKeys/k";
-        assert_eq!(gcp_ring(key), Some("projects/p/locations/l/keyRings/r"));
-        assert_eq!(gcp_ring("projects/p/locations/l/keyRings/r"), None);
-    }
 
     #[test]
     fn operations_follow_the_action() {
