@@ -70,10 +70,15 @@ mod aws {
     use super::*;
     use crate::provider::aws::api_error;
 
-    pub async fn facts(cloud: &Cloud, key_id: &str) -> anyhow::Result<(String, Json)> {
+    /// `kms:DescribeKey`'s metadata of the key.
+    async fn describe(cloud: &Cloud, key_id: &str) -> anyhow::Result<aws_sdk_kms::types::KeyMetadata> {
         let out =
             cloud.aws.kms.describe_key().key_id(key_id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
-        let m = out.key_metadata().context("kms:DescribeKey returned no metadata")?;
+        out.key_metadata.context("kms:DescribeKey returned no metadata")
+    }
+
+    pub async fn facts(cloud: &Cloud, key_id: &str) -> anyhow::Result<(String, Json)> {
+        let m = describe(cloud, key_id).await?;
         Ok((
             key_id.to_owned(),
             serde_json::json!({
@@ -90,9 +95,8 @@ mod aws {
     }
 
     pub async fn check_enabled(cloud: &Cloud, key_id: &str) -> anyhow::Result<()> {
-        let out =
-            cloud.aws.kms.describe_key().key_id(key_id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
-        let state = out.key_metadata().and_then(|m| m.key_state()).map(|s| s.as_str().to_owned()).unwrap_or_default();
+        let m = describe(cloud, key_id).await?;
+        let state = m.key_state().map(|s| s.as_str().to_owned()).unwrap_or_default();
         if state != "Enabled" {
             bail!("key {key_id} is {state}");
         }
@@ -115,9 +119,14 @@ mod gcp {
             .context("no pinned key version in the state; run `keyrite apply`")
     }
 
-    pub async fn facts(cloud: &Cloud, version: &str) -> anyhow::Result<(String, Json)> {
+    /// The pinned version as Cloud KMS holds it (`cloudkms.cryptoKeyVersions.get`).
+    async fn get_version(cloud: &Cloud, version: &str) -> anyhow::Result<google_cloud_kms_v1::model::CryptoKeyVersion> {
         let kms = cloud.gcp.kms().await?;
-        let v = cloud.gcp.call("GetCryptoKeyVersion", kms.get_crypto_key_version().set_name(version).send()).await?;
+        Ok(cloud.gcp.call("GetCryptoKeyVersion", kms.get_crypto_key_version().set_name(version).send()).await?)
+    }
+
+    pub async fn facts(cloud: &Cloud, version: &str) -> anyhow::Result<(String, Json)> {
+        let v = get_version(cloud, version).await?;
         let attestation = v.attestation.as_ref().map(|a| {
             serde_json::json!({
                 "format": a.format.name(),
@@ -142,8 +151,7 @@ mod gcp {
     }
 
     pub async fn check_enabled(cloud: &Cloud, version: &str) -> anyhow::Result<()> {
-        let kms = cloud.gcp.kms().await?;
-        let v = cloud.gcp.call("GetCryptoKeyVersion", kms.get_crypto_key_version().set_name(version).send()).await?;
+        let v = get_version(cloud, version).await?;
         let state = v.state.name().unwrap_or("UNKNOWN");
         if state != "ENABLED" {
             bail!("version {version} is {state}");

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use keyrite_core::state::{LockInfo, State, StateError, now, whoami};
+use keyrite_core::state::{LockInfo, State, StateError};
 
 /// State stored at `s3://bucket/key`.
 #[derive(Debug)]
@@ -127,13 +127,7 @@ impl S3Backend {
 
     /// `s3:PutObject` with `If-None-Match: *` on the lock object.
     pub async fn lock(&self, operation: &str) -> Result<S3Lock, StateError> {
-        let info = LockInfo {
-            id: uuid::Uuid::new_v4().to_string(),
-            operation: operation.to_owned(),
-            who: whoami(),
-            pid: std::process::id(),
-            created: now(),
-        };
+        let info = LockInfo::new(operation);
         let body = serde_json::to_vec(&info).map_err(|e| self.err("serialise", e))?;
         let put = self
             .client

@@ -128,6 +128,19 @@ pub struct LockInfo {
     pub created: String,
 }
 
+impl LockInfo {
+    /// A new lock for `operation`, held by this process and user, from now.
+    pub fn new(operation: &str) -> LockInfo {
+        LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            operation: operation.to_owned(),
+            who: whoami(),
+            pid: std::process::id(),
+            created: now(),
+        }
+    }
+}
+
 impl std::fmt::Display for LockInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -242,13 +255,7 @@ impl LocalBackend {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
         }
-        let info = LockInfo {
-            id: uuid::Uuid::new_v4().to_string(),
-            operation: operation.to_owned(),
-            who: whoami(),
-            pid: std::process::id(),
-            created: now(),
-        };
+        let info = LockInfo::new(operation);
         file.set_len(0).map_err(lock_err)?;
         file.rewind().map_err(lock_err)?;
         file.write_all(serde_json::to_string(&info).unwrap_or_default().as_bytes()).map_err(lock_err)?;
