@@ -12,7 +12,8 @@
 //! - secp256k1 keys and signatures as cloud KMSs give them ([`crypto`]: SPKI, DER, low-s,
 //!   recovery, EVM and Hedera addresses), IAM policy semantics ([`policy`]), the signer
 //!   endpoint's request and answer ([`contract`]) and the signing arithmetic every signer
-//!   shares ([`signing`]).
+//!   shares ([`signing`]);
+//! - the quorum gate's decision, which alone lets a recovery key sign ([`gate`]).
 //!
 //! Must not import: a cloud SDK, an async runtime, a network client, or anything above it in
 //! the workspace. Its only I/O is the local files it is pointed at (a manifest's allowed
@@ -22,6 +23,7 @@
 pub mod ceremony;
 pub mod contract;
 pub mod crypto;
+pub mod gate;
 pub mod lint;
 pub mod manifest;
 pub mod plan;

@@ -6,6 +6,8 @@
 //! - [`approval`]: an approval is an SSHSIG over the exact plan bytes, in the namespace
 //!   `keyrite-plan@v1`, so `ssh-keygen -Y sign` makes one and `ssh-keygen -Y verify` checks
 //!   one; approvals count by distinct principal, never by signature;
+//! - [`enrolment`]: the EIP-712 message a recovery key signs to enrol a new operational
+//!   signer, approved in the namespace `keyrite-enrolment@v1`;
 //! - [`words`]: a plan's SHA-256 as PGP words, read aloud and compared out of band;
 //! - [`record`]: the in-toto statement a ceremony leaves, with its proofs of possession;
 //! - [`dsse`]: the envelope the statement travels in, signed by the operator (and later by
@@ -18,6 +20,7 @@
 pub mod allowed_signers;
 pub mod approval;
 pub mod dsse;
+pub mod enrolment;
 pub mod keys;
 pub mod record;
 pub mod verify;
