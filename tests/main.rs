@@ -17,6 +17,7 @@ mod invalid_manifests;
 mod lambda_handler;
 mod layers;
 mod lint;
+mod quorum_gate;
 mod reliability;
 mod rust_signer;
 mod signer;

@@ -379,16 +379,34 @@ fn key_policy(b: &mut Block<'_>, cx: &mut Validation, slot: Slot) -> Json {
             };
             let admins = list("admins", check_principal, cx);
             let signers = list("signers", check_principal, cx);
+            let break_glass = list("break_glass", check_principal, cx);
             let source_ips = list("source_ips", check_cidr, cx);
             let require_mfa = g.as_mut().and_then(|g| g.bool(cx, "require_mfa")).unwrap_or(false);
+            let gate = g.as_mut().and_then(|g| g.string(cx, "gate"));
+            if let Some(gate) = &gate
+                && let Err(msg) = check_principal(gate)
+            {
+                cx.error(p.pos(), "value", format!("{}: {msg}", b.field_path("policy.generated.gate")));
+            }
+            let generated = Generated { admins, signers, gate, break_glass, source_ips, require_mfa };
             if let Some(g) = g {
                 let pos = g.pos();
                 if slot == Slot::Recovery {
-                    recovery_rules(cx, pos, &g.field_path("signers"), &admins, &signers, &source_ips, require_mfa);
+                    recovery_rules(cx, pos, &g.field_path("signers"), &generated);
+                } else if generated.gate.is_some() || !generated.break_glass.is_empty() {
+                    cx.error(
+                        pos,
+                        "slot",
+                        format!(
+                            "{}: `gate` and `break_glass` guard a recovery key (`slot: recovery`); an operational \
+                             key lists its `signers`",
+                            g.field_path("gate")
+                        ),
+                    );
                 }
                 g.finish(cx);
             }
-            Some(generated_policy(&Generated { admins, signers, source_ips, require_mfa }))
+            Some(generated_policy(&generated))
         }
     };
     p.finish(cx);
@@ -396,20 +414,34 @@ fn key_policy(b: &mut Block<'_>, cx: &mut Validation, slot: Slot) -> Json {
 }
 
 /// A recovery key's generated policy: named signers, each signature from a listed network
-/// or with MFA, and no principal both administering and signing.
-fn recovery_rules(
-    cx: &mut Validation,
-    pos: crate::manifest::yaml::Pos,
-    path: &str,
-    admins: &[String],
-    signers: &[String],
-    source_ips: &[String],
-    require_mfa: bool,
-) {
-    if signers.is_empty() {
+/// or with MFA, and no principal both administering and signing. With a quorum gate, the
+/// gate alone signs (its approvals are the condition), and anyone else is declared as
+/// break-glass, under the same network or MFA condition.
+fn recovery_rules(cx: &mut Validation, pos: crate::manifest::yaml::Pos, path: &str, g: &Generated) {
+    let humans = if g.gate.is_some() { &g.break_glass } else { &g.signers };
+    if g.gate.is_some() && !g.signers.is_empty() {
+        cx.error(
+            pos,
+            "slot",
+            format!(
+                "{path}: with a `gate`, the gate alone signs with the recovery key; declare anyone else who may \
+                 sign without its quorum under `break_glass`"
+            ),
+        );
+    }
+    if g.gate.is_none() && !g.break_glass.is_empty() {
+        cx.error(
+            pos,
+            "slot",
+            format!(
+                "{path}: `break_glass` is the way around a quorum gate, and this key has no `gate`; list `signers`"
+            ),
+        );
+    }
+    if g.gate.is_none() && g.signers.is_empty() {
         cx.error(pos, "slot", format!("{path}: a recovery key names its recovery signers; none are listed"));
     }
-    if source_ips.is_empty() && !require_mfa {
+    if !humans.is_empty() && g.source_ips.is_empty() && !g.require_mfa {
         cx.error(
             pos,
             "slot",
@@ -419,7 +451,7 @@ fn recovery_rules(
             ),
         );
     }
-    for both in admins.iter().filter(|a| signers.contains(a)) {
+    for both in g.admins.iter().filter(|a| humans.contains(a) || g.gate.as_ref() == Some(*a)) {
         cx.error(pos, "slot", format!("{path}: {both} is both an admin and a signer of a recovery key"));
     }
 }
@@ -431,6 +463,11 @@ pub struct Generated {
     pub admins: Vec<String>,
     /// May sign (ECDSA_SHA_256 only) and read the public key.
     pub signers: Vec<String>,
+    /// A recovery key's quorum gate: the role of the function that signs only approved
+    /// enrolments; it signs without the network or MFA condition, which it cannot meet.
+    pub gate: Option<String>,
+    /// Who may sign a gated recovery key without the gate, under the condition below.
+    pub break_glass: Vec<String>,
     /// Signing only from these networks (`aws:SourceIp`).
     pub source_ips: Vec<String>,
     /// Signing only with MFA (`aws:MultiFactorAuthPresent`).
@@ -452,8 +489,20 @@ pub fn generated_policy(g: &Generated) -> Json {
         "Action": ADMIN_ACTIONS,
         "Resource": "*",
     })];
-    if !signers.is_empty() {
-        let mut condition = json!({"StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256"}});
+    let algorithm = json!({"StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256"}});
+    if let Some(gate) = &g.gate {
+        statements.push(json!({
+            "Sid": "AllowQuorumGateSigning",
+            "Effect": "Allow",
+            "Principal": {"AWS": gate},
+            "Action": "kms:Sign",
+            "Resource": "*",
+            "Condition": algorithm,
+        }));
+    }
+    let humans: Vec<&String> = signers.iter().chain(&g.break_glass).collect();
+    if !humans.is_empty() {
+        let mut condition = algorithm;
         if !source_ips.is_empty() {
             condition["IpAddress"] = json!({"aws:SourceIp": source_ips});
         }
@@ -461,17 +510,20 @@ pub fn generated_policy(g: &Generated) -> Json {
             condition["Bool"] = json!({"aws:MultiFactorAuthPresent": "true"});
         }
         statements.push(json!({
-            "Sid": "AllowSigning",
+            "Sid": if g.break_glass.is_empty() { "AllowSigning" } else { "AllowBreakGlassSigning" },
             "Effect": "Allow",
-            "Principal": {"AWS": signers},
+            "Principal": {"AWS": humans},
             "Action": "kms:Sign",
             "Resource": "*",
             "Condition": condition,
         }));
+    }
+    let readers: Vec<&String> = g.gate.iter().chain(humans).collect();
+    if !readers.is_empty() {
         statements.push(json!({
             "Sid": "AllowPublicKeyRead",
             "Effect": "Allow",
-            "Principal": {"AWS": signers},
+            "Principal": {"AWS": readers},
             "Action": ["kms:GetPublicKey", "kms:DescribeKey"],
             "Resource": "*",
         }));
@@ -606,6 +658,7 @@ mod tests {
             signers: vec!["arn:aws:iam::1:role/signer".into()],
             source_ips: vec!["203.0.113.0/24".into()],
             require_mfa: true,
+            ..Default::default()
         });
         let sign = &p["Statement"][1];
         assert_eq!(sign["Action"], "kms:Sign");
@@ -614,6 +667,33 @@ mod tests {
         assert_eq!(sign["Condition"]["Bool"]["aws:MultiFactorAuthPresent"], "true");
         let admin = &p["Statement"][0];
         assert!(!admin["Action"].as_array().unwrap().iter().any(|a| a == "kms:Sign" || a == "kms:*"));
+    }
+
+    #[test]
+    fn a_gated_recovery_key_lets_the_gate_sign_and_break_glass_only_with_mfa() {
+        let p = generated_policy(&Generated {
+            admins: vec!["arn:aws:iam::1:role/admin".into()],
+            gate: Some("arn:aws:iam::1:role/gate".into()),
+            break_glass: vec!["arn:aws:iam::1:user/officer".into()],
+            require_mfa: true,
+            ..Default::default()
+        });
+        let statements = p["Statement"].as_array().unwrap();
+        let sid = |s: &str| statements.iter().find(|x| x["Sid"] == s).unwrap_or_else(|| panic!("{p:#}"));
+        let gate = sid("AllowQuorumGateSigning");
+        assert_eq!(
+            (&gate["Principal"]["AWS"], &gate["Action"]),
+            (&json!("arn:aws:iam::1:role/gate"), &json!("kms:Sign"))
+        );
+        assert_eq!(gate["Condition"], json!({"StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256"}}));
+        let glass = sid("AllowBreakGlassSigning");
+        assert_eq!(glass["Principal"]["AWS"], json!(["arn:aws:iam::1:user/officer"]));
+        assert_eq!(glass["Condition"]["Bool"]["aws:MultiFactorAuthPresent"], "true");
+        assert_eq!(
+            sid("AllowPublicKeyRead")["Principal"]["AWS"],
+            json!(["arn:aws:iam::1:role/gate", "arn:aws:iam::1:user/officer"])
+        );
+        assert_eq!(statements.len(), 4);
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //!
 //! Configuration is the Node template's (`templates/aws-lambda-signer`): `KMS_KEY_ID` (key
 //! id, ARN or alias), `EXPECTED_ADDRESS` (EIP-55 checked when mixed-case) and
-//! `SIGNING_MODE` (`eip191`, the default, or `digest`). At cold start [`Handler::init`]
+//! `SIGNING_MODE` (`eip191`, the default, or `digest`). With `SIGNING_MODE=gate` the function
+//! is a recovery key's quorum gate ([`keyrite_core::gate`], configured by
+//! `GATE_ALLOWED_SIGNERS`, `GATE_THRESHOLD` and `GATE_ENROLMENT`): it signs an enrolment's
+//! EIP-712 digest once k approvers have approved it, refuses everything else before any KMS
+//! call, and never signs a request's digest. At cold start [`Handler::init`]
 //! fetches the public key once, refuses a key that is not secp256k1 or whose address is not
 //! `EXPECTED_ADDRESS` (the function then signs nothing), and keeps one KMS client for the
 //! container's life.
@@ -34,16 +38,20 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 use keyrite_core::crypto::Address;
+use keyrite_core::gate::{self, Gate};
 use keyrite_core::signing::SigningMode;
 
 use crate::kms::KmsKey;
 
 /// The function's configuration, from its environment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub key_id: String,
     pub address: Address,
     pub mode: SigningMode,
+    /// `SIGNING_MODE=gate`: a recovery key's quorum gate, which signs only approved
+    /// enrolments ([`keyrite_core::gate`]) and never a request's digest.
+    pub gate: Option<Gate>,
 }
 
 impl Config {
@@ -59,12 +67,23 @@ impl Config {
         let digits = &text[2..];
         let mixed = digits != digits.to_lowercase() && digits != digits.to_uppercase();
         anyhow::ensure!(!mixed || address.to_string() == text, "EXPECTED_ADDRESS fails its EIP-55 checksum: {text}");
-        let mode = match get("SIGNING_MODE").to_lowercase().as_str() {
-            "" | "eip191" => SigningMode::Eip191,
-            "digest" => SigningMode::Digest,
-            other => anyhow::bail!("SIGNING_MODE must be one of eip191, digest: {other:?}"),
+        let (mode, gate) = match get("SIGNING_MODE").to_lowercase().as_str() {
+            "" | "eip191" => (SigningMode::Eip191, None),
+            "digest" => (SigningMode::Digest, None),
+            // EIP-712 digests are signed as they are.
+            "gate" => (SigningMode::Digest, Some(Gate::from_env(&var).map_err(anyhow::Error::msg)?)),
+            other => anyhow::bail!("SIGNING_MODE must be one of eip191, digest, gate: {other:?}"),
         };
-        Ok(Config { key_id, address, mode })
+        // A gate's configuration on a plain signer would be a recovery key's policy trusting a
+        // function that does not check approvals: refused, rather than ignored.
+        if gate.is_none()
+            && let Some(name) = [gate::ENV_ALLOWED_SIGNERS, gate::ENV_THRESHOLD, gate::ENV_ENROLMENT]
+                .into_iter()
+                .find(|n| var(n).is_some())
+        {
+            anyhow::bail!("{name} is set, but SIGNING_MODE is not gate");
+        }
+        Ok(Config { key_id, address, mode, gate })
     }
 }
 
@@ -72,6 +91,7 @@ impl Config {
 pub struct Handler {
     signer: KmsKey,
     mode: SigningMode,
+    gate: Option<Gate>,
 }
 
 impl Handler {
@@ -91,7 +111,7 @@ impl Handler {
                 config.address
             )));
         }
-        Ok(Handler { signer, mode: config.mode })
+        Ok(Handler { signer, mode: config.mode, gate: config.gate.clone() })
     }
 
     /// The address the key signs for (checked against `EXPECTED_ADDRESS`).
@@ -103,8 +123,16 @@ impl Handler {
         self.mode
     }
 
+    /// The quorum gate this function is, if it is one.
+    pub fn gate(&self) -> Option<&Gate> {
+        self.gate.as_ref()
+    }
+
     /// Answers one event with the API Gateway / Function URL response object.
     pub async fn handle(&self, event: &Value) -> Value {
+        if let Some(gate) = &self.gate {
+            return self.authorize(gate, event, keyrite_core::ceremony::unix_now()).await;
+        }
         let digest = match request(event)
             .and_then(|body| keyrite_core::contract::parse_request(&body, self.signer.address()).map_err(|m| (400, m)))
         {
@@ -115,6 +143,48 @@ impl Handler {
             Ok(sig) => reply(200, &keyrite_core::contract::response_body(&sig, self.signer.address())),
             Err(e) => {
                 eprintln!("keyrite signer: internal error: {e}");
+                reply(500, &json!({"error": "internal error"}))
+            }
+        }
+    }
+}
+
+impl Handler {
+    /// A gate's answer at `now`: a refusal makes no KMS call; an authorized enrolment's
+    /// EIP-712 digest is signed as it is. Every decision leaves one line on stderr
+    /// (CloudWatch): what was asked, who approved, and the outcome.
+    pub async fn authorize(&self, gate: &Gate, event: &Value, now: u64) -> Value {
+        let body = match request(event) {
+            Ok(body) => body,
+            Err((status, message)) => return reply(status, &json!({ "error": message })),
+        };
+        let ok = match gate.authorize(&body, now) {
+            Ok(ok) => ok,
+            Err(refusal) => {
+                eprintln!("keyrite gate: refused: {refusal}");
+                return reply(refusal.status(), &json!({ "error": refusal.to_string() }));
+            }
+        };
+        let m = &ok.enrolment.message;
+        let digest = format!("0x{}", hex::encode(ok.digest));
+        match self.signer.sign(&ok.digest, SigningMode::Digest).await {
+            Ok(sig) => {
+                eprintln!(
+                    "keyrite gate: signed enrolment {digest} of {} replacing {} (nonce {}, deadline {}), approved by {}",
+                    m.new_signer,
+                    m.replaces,
+                    m.nonce,
+                    m.deadline,
+                    ok.approvers.join(", ")
+                );
+                let mut body = keyrite_core::contract::response_body(&sig, self.signer.address());
+                body["digest"] = json!(digest);
+                body["approvers"] = json!(ok.approvers);
+                body["gate"] = json!(gate.fingerprint());
+                reply(200, &body)
+            }
+            Err(e) => {
+                eprintln!("keyrite gate: internal error signing enrolment {digest}: {e}");
                 reply(500, &json!({"error": "internal error"}))
             }
         }
@@ -218,7 +288,10 @@ pub async fn run(started: std::time::Instant) -> anyhow::Result<()> {
             millis(setup),
             millis(checked.elapsed()),
             h.address(),
-            h.mode().as_str()
+            h.gate().map_or_else(
+                || h.mode().as_str().to_owned(),
+                |g| format!("quorum gate, {} approvals, configuration {}", g.threshold(), g.fingerprint())
+            )
         ),
         Err(e) => eprintln!("keyrite signer: not ready after {} ms, signing nothing: {e:#}", millis(setup)),
     }
@@ -293,6 +366,33 @@ mod tests {
             err(&[("KMS_KEY_ID", "k"), ("EXPECTED_ADDRESS", address), ("SIGNING_MODE", "raw")])
                 .contains("SIGNING_MODE")
         );
+    }
+
+    #[test]
+    fn a_gate_is_configured_whole_or_not_at_all() {
+        let address = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
+        let signers = "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFGl23c1u8L8EtLZ1JOGIDxsYnjzd9qFlNHOPrKQdkYi\n";
+        let scope = format!(
+            r#"{{"domain": {{"name": "T", "version": "1", "chainId": 1, "verifyingContract": "{address}"}}, "wallet": "{address}"}}"#
+        );
+        let gate = [
+            ("KMS_KEY_ID", "k"),
+            ("EXPECTED_ADDRESS", address),
+            ("SIGNING_MODE", "gate"),
+            ("GATE_ALLOWED_SIGNERS", signers),
+            ("GATE_THRESHOLD", "1"),
+            ("GATE_ENROLMENT", &scope),
+        ];
+        let config = Config::from_env(env(&gate)).unwrap();
+        assert_eq!((config.mode, config.gate.map(|g| g.threshold())), (SigningMode::Digest, Some(1)));
+        let err = |pairs: &[(&str, &str)]| Config::from_env(env(pairs)).unwrap_err().to_string();
+        assert!(err(&gate[..5]).contains("GATE_ENROLMENT is not set"));
+        let mut two = gate;
+        two[4] = ("GATE_THRESHOLD", "2");
+        assert!(err(&two).contains("GATE_THRESHOLD must be from 1 to the 1 principal"));
+        let mut plain = gate;
+        plain[2] = ("SIGNING_MODE", "digest");
+        assert_eq!(err(&plain), "GATE_ALLOWED_SIGNERS is set, but SIGNING_MODE is not gate");
     }
 
     #[test]

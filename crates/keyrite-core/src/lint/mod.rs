@@ -9,7 +9,7 @@
 
 mod rules;
 
-pub use rules::{Context, check};
+pub use rules::{Context, check, gate_role};
 
 use serde::Serialize;
 
@@ -119,6 +119,7 @@ pub fn manifest(m: &Manifest) -> Vec<Finding> {
             .map(|r| r.name.clone())
             .collect(),
         account_id: None,
+        gates: m.resources.iter().filter_map(|r| rules::gate_role(&r.kind, &r.desired)).map(str::to_owned).collect(),
     };
     for spec in &m.resources {
         let pos = m.positions.get(spec.name.split('/').next().unwrap_or_default()).copied().unwrap_or_default();
@@ -158,6 +159,9 @@ pub struct Deployed {
 /// Lints deployed resources. `allowances` are the manifest's, when there is one. Findings are
 /// ordered by resource, then rule.
 pub fn live(resources: &[Deployed], cx: &Context, allowances: &[crate::manifest::Allowance]) -> Vec<Finding> {
+    let mut cx = cx.clone();
+    cx.gates.extend(resources.iter().filter_map(|r| rules::gate_role(&r.kind, &r.attrs)).map(str::to_owned));
+    let cx = &cx;
     let mut out = Vec::new();
     for r in resources {
         for (rule, message) in rules::check(&r.kind, &r.attrs, cx) {

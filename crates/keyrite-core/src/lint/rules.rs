@@ -93,6 +93,24 @@ pub static RULES: &[Rule] = &[
         help: "Give the account root the administrative actions only, and name the signers in the key policy: `policy: {generated: {signers: […]}}` does both.",
     },
     Rule {
+        id: "KR110",
+        name: "recovery-break-glass",
+        level: Level::Warning,
+        security_severity: "6.5",
+        short: "A gated recovery key also lets a principal sign without the quorum gate",
+        full: "The recovery key has a quorum gate, which signs only an enrolment approved by k approvers, and its policy also lets another principal sign directly: a break-glass path around the quorum. It may be deliberate (the manifest declares it under `break_glass`), and an auditor must know of it.",
+        help: "Keep break-glass principals few, each under MFA or a network condition, and accept the finding with a reason (`lint: {allow: [{rule: recovery-break-glass, resource: …, reason: …}]}`); or remove them.",
+    },
+    Rule {
+        id: "KR111",
+        name: "recovery-without-quorum",
+        level: Level::Note,
+        security_severity: "4.0",
+        short: "A recovery key may be used by one person alone",
+        full: "Each of the recovery key's signers can sign anything with it on their own: nothing makes a recovery need more than one person. A quorum gate (an `aws_lambda_function` with a `gate:` block) signs only an enrolment approved by k of n approvers.",
+        help: "Put a quorum gate in front of the recovery key: `policy: {generated: {gate: \"${gate_role.arn}\"}}` and the gate function (see manifests/recovery-gate.yaml).",
+    },
+    Rule {
         id: "KR201",
         name: "wildcard-principal",
         level: Level::Error,
@@ -167,12 +185,21 @@ pub static RULES: &[Rule] = &[
 ];
 
 /// What a rule needs to know beyond the resource itself.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Context {
     /// Recovery keys: their manifest names, and for live resources their ids and ARNs.
     pub recovery: BTreeSet<String>,
     /// The account being linted, live: its own root is not another account.
     pub account_id: Option<String>,
+    /// The principals quorum gates run as ([`gate_role`]): as the manifest writes them, and
+    /// live, their ARNs.
+    pub gates: BTreeSet<String>,
+}
+
+/// The role a quorum gate runs as: a function whose `SIGNING_MODE` is `gate`.
+pub fn gate_role<'a>(kind: &str, a: &'a Attrs) -> Option<&'a str> {
+    let gated = a.get("environment").and_then(|e| e.get("SIGNING_MODE")).and_then(Json::as_str) == Some("gate");
+    (kind == "aws_lambda_function" && gated).then(|| a.get("role").and_then(Json::as_str)).flatten()
 }
 
 impl Context {
@@ -193,7 +220,7 @@ pub fn check(kind: &str, a: &Attrs, cx: &Context) -> Vec<(&'static str, String)>
             if let Some(p) = policy(a.get("policy")) {
                 key_policy(&p, &mut out);
                 if recovery {
-                    recovery_key_policy(&p, &mut out);
+                    recovery_key_policy(&p, cx, &mut out);
                 }
             }
             recovery_window(a, recovery, &mut out);
@@ -353,8 +380,12 @@ fn key_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
 
 /// A recovery key: every statement that lets anyone sign names its principals (no wildcard,
 /// no account root delegating to IAM) and carries the algorithm condition and a network or
-/// MFA condition.
-fn recovery_key_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
+/// MFA condition; a quorum gate needs only the algorithm condition, since its approvals are
+/// its condition. Beside a gate, any other signer is a break-glass path (KR110); without
+/// one, a single signer can use the key alone (KR111).
+fn recovery_key_policy(p: &Policy, cx: &Context, out: &mut Vec<(&'static str, String)>) {
+    let mut gated = false;
+    let mut others: Vec<(String, String)> = Vec::new();
     for s in allows(p).filter(|s| s.grants("kms:Sign")) {
         let principals = aws_principals(s);
         let broad: Vec<&str> = principals.iter().copied().filter(|p| *p == "*" || is_account_root(p)).collect();
@@ -363,17 +394,33 @@ fn recovery_key_policy(p: &Policy, out: &mut Vec<(&'static str, String)>) {
             out.push(("KR107", format!("{} lets {who} sign with the recovery key", s.label())));
             continue;
         }
+        let (gates, people): (Vec<&str>, Vec<&str>) = principals.iter().partition(|p| cx.gates.contains(**p));
+        gated |= !gates.is_empty();
+        others.extend(people.iter().map(|p| ((*p).to_owned(), s.label())));
         let conditioned = has_condition_key(s, "aws:SourceIp") || has_condition_key(s, "aws:MultiFactorAuthPresent");
-        if !has_condition_key(s, "kms:SigningAlgorithm") || !conditioned {
+        let algorithm = has_condition_key(s, "kms:SigningAlgorithm");
+        if !algorithm || (!people.is_empty() && !conditioned) {
+            let who = if algorithm { people } else { principals };
             out.push((
                 "KR107",
                 format!(
                     "{} lets {} sign without the algorithm and a source-IP or MFA condition",
                     s.label(),
-                    principals.join(", ")
+                    who.join(", ")
                 ),
             ));
         }
+    }
+    if gated {
+        for (principal, label) in &others {
+            out.push(("KR110", format!("{label} lets {principal} sign with the recovery key without its quorum gate")));
+        }
+    } else if !others.is_empty() {
+        let who: Vec<&str> = others.iter().map(|(p, _)| p.as_str()).collect();
+        out.push((
+            "KR111",
+            format!("no quorum gate signs with the recovery key: any one of {} can sign with it alone", who.join(", ")),
+        ));
     }
 }
 

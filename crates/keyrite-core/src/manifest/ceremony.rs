@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::yaml::Pos;
 use super::{Block, Diagnostic, StateConfig, Validation};
 use crate::ceremony::allowed_signers;
 
@@ -40,33 +41,7 @@ impl Validation {
         }
         let records = b.string(self, "records").map(|r| self.base_dir().join(r));
         b.finish(self);
-        let path = self.base_dir().join(approvers?);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                self.error(
-                    approvers_pos,
-                    "ceremony",
-                    format!("ceremony.approvers: cannot read {}: {e}", path.display()),
-                );
-                return None;
-            }
-        };
-        let signers = match allowed_signers::parse(&path.display().to_string(), &text) {
-            Ok(s) => s,
-            Err(e) => {
-                for d in e.diagnostics {
-                    self.diags.push(Diagnostic {
-                        file: path.display().to_string(),
-                        line: d.line,
-                        column: d.column,
-                        code: "allowed_signers",
-                        message: d.error.to_string(),
-                    });
-                }
-                return None;
-            }
-        };
+        let (path, text, signers) = self.allowed_signers_file(approvers_pos, "ceremony.approvers", &approvers?)?;
         let principals = allowed_signers::distinct_principals(&signers).len();
         let threshold = usize::try_from(threshold?).ok()?;
         if principals == 0 {
@@ -92,6 +67,43 @@ impl Validation {
             threshold,
             records,
         })
+    }
+}
+
+impl Validation {
+    /// Reads and parses an OpenSSH allowed_signers file named at `pos` by the field `field`
+    /// (resolved against the manifest's directory): its path, text and lines. A file that
+    /// cannot be read is an error at `pos`; a malformed line, one at the file's own line and
+    /// column.
+    pub fn allowed_signers_file(
+        &mut self,
+        pos: Pos,
+        field: &str,
+        relative: &str,
+    ) -> Option<(PathBuf, String, Vec<allowed_signers::AllowedSigner>)> {
+        let path = self.base_dir().join(relative);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(pos, "allowed_signers", format!("{field}: cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        match allowed_signers::parse(&path.display().to_string(), &text) {
+            Ok(signers) => Some((path, text, signers)),
+            Err(e) => {
+                for d in e.diagnostics {
+                    self.diags.push(Diagnostic {
+                        file: path.display().to_string(),
+                        line: d.line,
+                        column: d.column,
+                        code: "allowed_signers",
+                        message: d.error.to_string(),
+                    });
+                }
+                None
+            }
+        }
     }
 }
 

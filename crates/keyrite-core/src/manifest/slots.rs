@@ -3,7 +3,8 @@
 //! (its generated policy, its deletion window); this checks what only the whole manifest
 //! shows:
 //!
-//! - a Lambda function that names a recovery key in its configuration;
+//! - a Lambda function that names a recovery key in its configuration, unless it is the key's
+//!   quorum gate (`gate:`), and a gate in front of an operational key;
 //! - a recovery key whose policy lets a Lambda's execution role sign;
 //! - an inline policy of a Lambda's execution role that grants `kms:Sign` on a recovery key;
 //! - a recovery Cloud KMS key whose signerVerifier members include a service account that an
@@ -62,7 +63,8 @@ impl Validation {
             .filter(|(r, _)| Slot::of(&r.desired) == Slot::Recovery)
             .map(|(r, _)| r.name.as_str())
             .collect();
-        if recovery.is_empty() {
+        let gated = resources.iter().any(|(r, _)| crate::lint::gate_role(&r.kind, &r.desired).is_some());
+        if recovery.is_empty() && !gated {
             return;
         }
         // Where a resource refers to another: the first reference's position.
@@ -70,11 +72,31 @@ impl Validation {
             refs_from_json(&spec.desired).into_iter().find(|(r, _)| r.resource == target).map_or(fallback, |(_, p)| p)
         };
 
-        // Roles that endpoints run as: every Lambda function's execution role.
+        // Roles that endpoints run as: every Lambda function's execution role but a quorum
+        // gate's, which is the one principal a recovery key is meant to let sign.
         let mut endpoint_roles: BTreeMap<&str, &str> = BTreeMap::new();
         for (f, pos) in resources.iter().filter(|(r, _)| r.kind == "aws_lambda_function") {
-            if let Some(role) = f.desired.get("role").and_then(Json::as_str).and_then(referenced) {
+            let gate = crate::lint::gate_role(&f.kind, &f.desired).is_some();
+            if let Some(role) = f.desired.get("role").and_then(Json::as_str).and_then(referenced)
+                && !gate
+            {
                 endpoint_roles.insert(role, &f.name);
+            }
+            if gate {
+                let key = f.desired.get("environment").and_then(|e| e.get("KMS_KEY_ID")).and_then(Json::as_str);
+                if let Some(key) = key.and_then(referenced).filter(|k| !recovery.contains(k)) {
+                    let at = reference_pos(f, key, *pos);
+                    self.error(
+                        at,
+                        "slot",
+                        format!(
+                            "resources.{}: a quorum gate guards a recovery key, and {key} is operational; give the \
+                             key `slot: recovery`, or drop the `gate`",
+                            f.name
+                        ),
+                    );
+                }
+                continue;
             }
             for (r, at) in refs_from_json(&f.desired) {
                 if recovery.contains(r.resource.as_str()) {
