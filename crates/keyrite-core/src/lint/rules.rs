@@ -99,7 +99,7 @@ pub static RULES: &[Rule] = &[
         security_severity: "6.5",
         short: "A gated recovery key also lets a principal sign without the quorum gate",
         full: "The recovery key has a quorum gate, which signs only an enrolment approved by k approvers, and its policy also lets another principal sign directly: a break-glass path around the quorum. It may be deliberate (the manifest declares it under `break_glass`), and an auditor must know of it.",
-        help: "Keep break-glass principals few, each under MFA or a network condition, and accept the finding with a reason (`lint: {allow: [{rule: recovery-break-glass, resource: …, reason: …}]}`); or remove them.",
+        help: "Keep break-glass principals few, each under MFA or a network condition, and accept the finding with a reason (`lint: {allow: {recovery-break-glass: {<key>: \"<reason>\"}}}`); or remove them.",
     },
     Rule {
         id: "KR111",
@@ -550,5 +550,33 @@ mod tests {
         assert!(!looks_secret("KMS_KEY_ID", "1234abcd-12ab-34cd-56ef-1234567890ab"));
         assert!(!looks_secret("EXPECTED_ADDRESS", "0x52908400098527886E0F7030069857D2E4169EE7"));
         assert!(!looks_secret("SIGNING_MODE", "eip191"));
+    }
+
+    #[test]
+    fn a_gate_alone_signs_a_recovery_key_and_anyone_beside_it_is_break_glass() {
+        let (gate, officer) = ("arn:aws:iam::1:role/gate", "arn:aws:iam::1:user/officer");
+        let statement = |who: &str, condition: Json| {
+            json!({"Effect": "Allow", "Principal": {"AWS": who}, "Action": "kms:Sign", "Resource": "*", "Condition": condition})
+        };
+        let algorithm = json!({"StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256"}});
+        let mfa = json!({"StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256"}, "Bool": {"aws:MultiFactorAuthPresent": "true"}});
+        let rules = |statements: Vec<Json>, gates: &[&str]| {
+            let cx = Context { gates: gates.iter().map(|g| g.to_string()).collect(), ..Context::default() };
+            let mut out = Vec::new();
+            recovery_key_policy(&Policy::parse(&json!({"Statement": statements})).unwrap(), &cx, &mut out);
+            out.into_iter().map(|(r, _)| r).collect::<Vec<_>>()
+        };
+        // The gate needs only the algorithm condition; its approvals are the rest.
+        assert_eq!(rules(vec![statement(gate, algorithm.clone())], &[gate]), Vec::<&str>::new());
+        assert_eq!(rules(vec![statement(gate, json!({}))], &[gate]), ["KR107"]);
+        // Beside it, an officer with MFA is a break-glass path; without MFA, exposed as well.
+        assert_eq!(rules(vec![statement(gate, algorithm.clone()), statement(officer, mfa.clone())], &[gate]), ["KR110"]);
+        assert_eq!(
+            rules(vec![statement(gate, algorithm.clone()), statement(officer, algorithm.clone())], &[gate]),
+            ["KR107", "KR110"]
+        );
+        // A role no gate runs as is a person as far as the key can tell.
+        assert_eq!(rules(vec![statement(gate, algorithm)], &[]), ["KR107", "KR111"]);
+        assert_eq!(rules(vec![statement(officer, mfa)], &[gate]), ["KR111"]);
     }
 }

@@ -41,7 +41,7 @@ impl Validation {
         }
         let records = b.string(self, "records").map(|r| self.base_dir().join(r));
         b.finish(self);
-        let (path, text, signers) = self.allowed_signers_file(approvers_pos, "ceremony.approvers", &approvers?)?;
+        let (path, text, signers) = self.allowed_signers_file(approvers_pos, "ceremony", "ceremony.approvers", &approvers?)?;
         let principals = allowed_signers::distinct_principals(&signers).len();
         let threshold = usize::try_from(threshold?).ok()?;
         if principals == 0 {
@@ -72,12 +72,14 @@ impl Validation {
 
 impl Validation {
     /// Reads and parses an OpenSSH allowed_signers file named at `pos` by the field `field`
+    /// (an unreadable file is an error with `code`)
     /// (resolved against the manifest's directory): its path, text and lines. A file that
     /// cannot be read is an error at `pos`; a malformed line, one at the file's own line and
     /// column.
     pub fn allowed_signers_file(
         &mut self,
         pos: Pos,
+        code: &'static str,
         field: &str,
         relative: &str,
     ) -> Option<(PathBuf, String, Vec<allowed_signers::AllowedSigner>)> {
@@ -85,7 +87,7 @@ impl Validation {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                self.error(pos, "allowed_signers", format!("{field}: cannot read {}: {e}", path.display()));
+                self.error(pos, code, format!("{field}: cannot read {}: {e}", path.display()));
                 return None;
             }
         };
