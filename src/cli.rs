@@ -137,6 +137,16 @@ pub enum Command {
         #[command(subcommand)]
         command: CeremonyCommand,
     },
+    /// Enrol a new operational signer with the recovery key, through its quorum gate
+    ///
+    /// `prepare` writes the EIP-712 enrolment and its digest for the approvers' `ssh-keygen -Y
+    /// sign -n keyrite-enrolment@v1`; `submit` sends it with their approvals to the gate,
+    /// which signs only with a quorum, and checks the signature.
+    #[cfg(feature = "aws")]
+    Enrol {
+        #[command(subcommand)]
+        command: EnrolCommand,
+    },
     /// Compare the cloud with what was last applied, and with the manifest
     ///
     /// Exit status: 0 in sync, 2 drift or pending changes, 1 error.
@@ -259,6 +269,45 @@ pub enum Command {
         id: String,
         #[command(flatten)]
         manifest: ManifestArg,
+    },
+}
+
+#[cfg(feature = "aws")]
+#[derive(Debug, Subcommand)]
+pub enum EnrolCommand {
+    /// Write the enrolment (FILE) and its digest (FILE.digest) for the approvers; no cloud call
+    Prepare {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// The recovery signer (from the manifest's `signers:`) whose gate authorizes it
+        #[arg(long, default_value = "recovery")]
+        signer: String,
+        /// The new operational signer's address
+        #[arg(long, value_name = "ADDRESS")]
+        new_signer: String,
+        /// The address of the signer it replaces
+        #[arg(long, value_name = "ADDRESS")]
+        replaces: String,
+        /// The wallet's enrolment nonce
+        #[arg(long)]
+        nonce: u64,
+        /// How long the enrolment stays valid (30m, 24h, 7d; at most the gate's 30 days)
+        #[arg(long, default_value = "24h", value_name = "DURATION")]
+        valid_for: String,
+        /// Where to write the enrolment
+        #[arg(long, value_name = "FILE", default_value = "enrolment.json")]
+        out: PathBuf,
+    },
+    /// Send the enrolment and the approvals beside it to the gate; write FILE.signature.json
+    Submit {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// The recovery signer whose gate signs
+        #[arg(long, default_value = "recovery")]
+        signer: String,
+        /// The enrolment `enrol prepare` wrote
+        #[arg(value_name = "FILE", default_value = "enrolment.json")]
+        enrolment: PathBuf,
     },
 }
 

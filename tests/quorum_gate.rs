@@ -249,6 +249,52 @@ fn the_gate_signs_an_enrolment_two_approvers_approved_and_refuses_all_else_witho
         assert_eq!(signs(), 1, "{case} made a Sign call");
     }
 
+    // The same through keyrite's CLI: `enrol prepare` writes the enrolment and its digest,
+    // the approvers sign the digest file with ssh-keygen, `enrol submit` sends it. With one
+    // approval it is refused before anything is sent.
+    let file = w.path().join("enrolment.json");
+    let prepare =
+        ["enrol", "prepare", "--new-signer", NEW_SIGNER, "--replaces", OLD_SIGNER, "--nonce", "9", "--valid-for", "2h"];
+    let prepared = keyrite(&w, &emu, &prepare).expect(0);
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let digest = ethers(&["hash", &written.to_string()]);
+    assert_eq!(std::fs::read(w.path().join("enrolment.json.digest")).unwrap(), hex::decode(&digest[2..]).unwrap());
+    assert!(
+        prepared.stdout.contains(&digest) && prepared.stdout.contains("ssh-keygen -Y sign -n keyrite-enrolment@v1")
+    );
+    let digest_file = w.path().join("enrolment.json.digest");
+    let sign_file = |name: &str| {
+        let key = people.dir.join(name);
+        let args = ["-Y", "sign", "-n", NAMESPACE, "-f", key.to_str().unwrap(), digest_file.to_str().unwrap()];
+        let out = keygen::ssh_keygen(&args, &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let run_in = |args: &[&str]| {
+        let mut command = w.command(&emu.endpoint, args);
+        command.current_dir(w.path());
+        Run::from(command.output().unwrap())
+    };
+    sign_file("carol");
+    let alone = run_in(&["enrol", "submit"]);
+    assert_eq!(alone.code, 1, "{}{}", alone.stdout, alone.stderr);
+    assert!(
+        alone.stderr.contains("1 of the 2 approvals needed") && alone.stderr.contains("nothing was sent"),
+        "{}",
+        alone.stderr
+    );
+    assert_eq!(signs(), 1);
+    std::fs::rename(w.path().join("enrolment.json.digest.sig"), w.path().join("enrolment.json.digest.carol.sig"))
+        .unwrap();
+    sign_file("alice");
+    run_in(&["enrol", "submit"]).expect(0);
+    assert_eq!(signs(), 2);
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(w.path().join("enrolment.json.signature.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["approvers"], json!(["alice@example.com", "carol@example.com"]));
+    let recovered = ethers(&["recover", &written.to_string(), record["signature"].as_str().unwrap()]);
+    assert_eq!(recovered.to_lowercase(), recovery_address.to_lowercase());
+
     // What an auditor relies on: the key's principals, the gate's approvers and k, its code.
     keyrite(&w, &emu, &["drift"]).expect(0);
     let config = rt.block_on(lambda.get_function_configuration().function_name(&gate).send()).unwrap();

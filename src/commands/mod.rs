@@ -6,6 +6,8 @@ mod ceremony;
 mod destroy;
 mod discover;
 mod drift;
+#[cfg(feature = "aws")]
+mod enrol;
 pub mod lint;
 mod plan;
 mod policy;
@@ -24,6 +26,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::task::JoinSet;
 
+#[cfg(feature = "aws")]
+use crate::cli::EnrolCommand;
 use crate::cli::{CeremonyCommand, Cli, Command, ManifestArg, PolicyCommand, SigCommand};
 use crate::manifest::{Manifest, StateConfig};
 use crate::plan::{Adopted, Conflict, Identity, Observed};
@@ -79,6 +83,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
             }
             CeremonyCommand::Show { record, format } => ceremony::show(&record, format),
             CeremonyCommand::Sign { record, key } => ceremony::sign(&record, &key),
+        },
+        #[cfg(feature = "aws")]
+        Command::Enrol { command } => match command {
+            EnrolCommand::Prepare { manifest, signer, new_signer, replaces, nonce, valid_for, out } => {
+                enrol::prepare(&manifest, &signer, &new_signer, &replaces, nonce, &valid_for, &out)
+            }
+            EnrolCommand::Submit { manifest, signer, enrolment } => enrol::submit(&manifest, &signer, &enrolment).await,
         },
         Command::Drift { manifest, format } => drift::run(&manifest, format).await,
         Command::Show { manifest, format } => show::run(&manifest, format).await,

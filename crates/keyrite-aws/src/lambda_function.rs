@@ -380,7 +380,8 @@ fn gate_environment(mut g: Block<'_>, cx: &mut Validation, env: &mut BTreeMap<St
     let path = g.field_path("approvers");
     let pos = g.pos();
     g.finish(cx);
-    let Some((file, text, signers)) = approvers.and_then(|a| cx.allowed_signers_file(approvers_pos, "gate", &path, &a)) else {
+    let Some((file, text, signers)) = approvers.and_then(|a| cx.allowed_signers_file(approvers_pos, "gate", &path, &a))
+    else {
         return;
     };
     let Some(threshold) = threshold.and_then(|t| usize::try_from(t).ok()) else { return };

@@ -14,6 +14,7 @@
 pub mod api_gateway;
 pub mod iam_role;
 pub mod iam_role_policy;
+pub mod invoke;
 pub mod kms_alias;
 pub mod kms_key;
 pub mod lambda_function;

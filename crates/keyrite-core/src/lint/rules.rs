@@ -555,9 +555,7 @@ mod tests {
     #[test]
     fn a_gate_alone_signs_a_recovery_key_and_anyone_beside_it_is_break_glass() {
         let (gate, officer) = ("arn:aws:iam::1:role/gate", "arn:aws:iam::1:user/officer");
-        let statement = |who: &str, condition: Json| {
-            json!({"Effect": "Allow", "Principal": {"AWS": who}, "Action": "kms:Sign", "Resource": "*", "Condition": condition})
-        };
+        let statement = |who: &str, condition: Json| json!({"Effect": "Allow", "Principal": {"AWS": who}, "Action": "kms:Sign", "Resource": "*", "Condition": condition});
         let algorithm = json!({"StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256"}});
         let mfa = json!({"StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256"}, "Bool": {"aws:MultiFactorAuthPresent": "true"}});
         let rules = |statements: Vec<Json>, gates: &[&str]| {
@@ -570,7 +568,10 @@ mod tests {
         assert_eq!(rules(vec![statement(gate, algorithm.clone())], &[gate]), Vec::<&str>::new());
         assert_eq!(rules(vec![statement(gate, json!({}))], &[gate]), ["KR107"]);
         // Beside it, an officer with MFA is a break-glass path; without MFA, exposed as well.
-        assert_eq!(rules(vec![statement(gate, algorithm.clone()), statement(officer, mfa.clone())], &[gate]), ["KR110"]);
+        assert_eq!(
+            rules(vec![statement(gate, algorithm.clone()), statement(officer, mfa.clone())], &[gate]),
+            ["KR110"]
+        );
         assert_eq!(
             rules(vec![statement(gate, algorithm.clone()), statement(officer, algorithm.clone())], &[gate]),
             ["KR107", "KR110"]

@@ -41,7 +41,8 @@ impl Validation {
         }
         let records = b.string(self, "records").map(|r| self.base_dir().join(r));
         b.finish(self);
-        let (path, text, signers) = self.allowed_signers_file(approvers_pos, "ceremony", "ceremony.approvers", &approvers?)?;
+        let (path, text, signers) =
+            self.allowed_signers_file(approvers_pos, "ceremony", "ceremony.approvers", &approvers?)?;
         let principals = allowed_signers::distinct_principals(&signers).len();
         let threshold = usize::try_from(threshold?).ok()?;
         if principals == 0 {

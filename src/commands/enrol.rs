@@ -1,0 +1,224 @@
+//! `keyrite enrol`: the enrolment of a new operational signer, authorized by the recovery
+//! key through its quorum gate.
+//!
+//! - `enrol prepare` writes the enrolment (EIP-712, `eth_signTypedData_v4` JSON) for the
+//!   gate's wallet and domain, as the manifest fixes them, and its 32-byte digest beside it
+//!   (`FILE.digest`), which each approver signs with `ssh-keygen -Y sign -n
+//!   keyrite-enrolment@v1 -f KEY FILE.digest` (or reads aloud as PGP words first). No cloud
+//!   call.
+//! - `enrol submit` collects the approvals beside the file (`FILE.digest.sig`,
+//!   `FILE.digest.<name>.sig`), checks them with the gate's own rules and configuration
+//!   first (a refused enrolment makes no call at all), invokes the gate
+//!   (`lambda:InvokeFunction`), checks that the signature recovers to the recovery key's
+//!   address, and writes `FILE.signature.json`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::{Status, load};
+use crate::cli::ManifestArg;
+use crate::crypto::{self, Address};
+use crate::manifest::{Manifest, ResourceSpec};
+use crate::provider::Cloud;
+use keyrite_core::ceremony::enrolment::{Enrolment, NAMESPACE, TypedEnrolment};
+use keyrite_core::ceremony::{self, words};
+use keyrite_core::gate::{self, Gate};
+
+/// The signer's quorum gate in the manifest: the function whose `gate:` guards its key.
+fn gate_of<'m>(manifest: &'m Manifest, signer: &str) -> anyhow::Result<(&'m ResourceSpec, Gate)> {
+    let spec = manifest.signer(Some(signer))?;
+    let key = format!("${{{}.", spec.key);
+    let function = manifest
+        .resources
+        .iter()
+        .filter(|r| keyrite_core::lint::gate_role(&r.kind, &r.desired).is_some())
+        .find(|r| {
+            r.desired
+                .get("environment")
+                .and_then(|e| e.get("KMS_KEY_ID"))
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.starts_with(&key))
+        })
+        .with_context(|| {
+            format!(
+                "signer {signer}: no quorum gate guards its key {} (an aws_lambda_function with a `gate:` block; see \
+                 manifests/recovery-gate.yaml)",
+                spec.key
+            )
+        })?;
+    let env = function.desired.get("environment").cloned().unwrap_or_default();
+    let gate = Gate::from_env(|name| env.get(name).and_then(Value::as_str).map(str::to_owned))
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("resources.{}: the gate's configuration", function.name))?;
+    Ok((function, gate))
+}
+
+fn digest_path(file: &Path) -> PathBuf {
+    let mut name = file.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".digest");
+    file.with_file_name(name)
+}
+
+/// `enrol prepare`.
+pub fn prepare(
+    arg: &ManifestArg,
+    signer: &str,
+    new_signer: &str,
+    replaces: &str,
+    nonce: u64,
+    valid_for: &str,
+    out: &Path,
+) -> anyhow::Result<Status> {
+    let manifest = crate::manifest::load(&arg.file)?;
+    let (function, gate) = gate_of(&manifest, signer)?;
+    let parse = |flag: &str, text: &str| -> anyhow::Result<Address> {
+        text.parse().map_err(|e| anyhow::anyhow!("{flag}: {text:?} is not an address: {e}"))
+    };
+    let seconds =
+        duration_seconds(valid_for).filter(|s| (1..=gate::MAX_VALIDITY_SECONDS).contains(s)).with_context(|| {
+            format!(
+                "--valid-for: {valid_for:?} is not a duration from 1s to the gate's {} days (30m, 24h, 7d)",
+                gate::MAX_VALIDITY_SECONDS / 86400
+            )
+        })?;
+    let scope = gate.scope();
+    let enrolment = TypedEnrolment {
+        domain: scope.domain.clone(),
+        message: Enrolment {
+            wallet: scope.wallet,
+            new_signer: parse("--new-signer", new_signer)?,
+            replaces: parse("--replaces", replaces)?,
+            nonce,
+            deadline: ceremony::unix_now() + seconds,
+        },
+    };
+    if enrolment.message.new_signer == enrolment.message.replaces {
+        bail!("--new-signer and --replaces are the same address");
+    }
+    let digest = enrolment.digest();
+    std::fs::write(out, serde_json::to_string_pretty(&enrolment.to_json())? + "\n")
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let digest_file = digest_path(out);
+    std::fs::write(&digest_file, digest).with_context(|| format!("cannot write {}", digest_file.display()))?;
+    let m = &enrolment.message;
+    println!("Enrolment for {} ({}, chain {}):", m.wallet, scope.domain.name, scope.domain.chain_id);
+    println!("  new signer:  {}\n  replaces:    {}\n  nonce:       {}", m.new_signer, m.replaces, m.nonce);
+    println!("  deadline:    {} (unix seconds, {seconds} s from now)", m.deadline);
+    println!("  digest:      0x{}", hex::encode(digest));
+    println!("\n{}\n", words::format_words(&digest, 8));
+    println!(
+        "Wrote {} and {}. The gate {} needs {} approvals; each approver runs:\n  ssh-keygen -Y sign -n {NAMESPACE} -f KEY {}\n\
+         then `keyrite enrol submit {}`.",
+        out.display(),
+        digest_file.display(),
+        function.name,
+        gate.threshold(),
+        digest_file.display(),
+        out.display()
+    );
+    Ok(Status::Ok)
+}
+
+/// `enrol submit`.
+pub async fn submit(arg: &ManifestArg, signer: &str, file: &Path) -> anyhow::Result<Status> {
+    let (manifest, store) = load(arg).await?;
+    let (function, gate) = gate_of(&manifest, signer)?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let typed = serde_json::from_str::<Value>(&text)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .and_then(|v| TypedEnrolment::from_json(&v).map_err(anyhow::Error::msg))
+        .with_context(|| format!("{} is not an enrolment", file.display()))?;
+    let digest_file = digest_path(file);
+    let mut approvals = Vec::new();
+    for path in ceremony::approval_files(&digest_file)? {
+        approvals.push(std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?);
+    }
+    let body = json!({"enrolment": typed.to_json(), "approvals": approvals}).to_string();
+    // The gate's own decision, with its deployed configuration, before anything is sent.
+    let authorized = gate.authorize(body.as_bytes(), ceremony::unix_now()).map_err(|refusal| {
+        anyhow::anyhow!("the gate {} would refuse this enrolment: {refusal} (nothing was sent)", function.name)
+    })?;
+
+    let Some(state) = super::read_state(&store).await? else {
+        bail!("no state at {}: run `keyrite apply` first", store.describe())
+    };
+    let spec = manifest.signer(Some(signer))?;
+    let address = recorded_address(&state, &spec.key)?;
+    let deployed = state
+        .resources
+        .get(&function.name)
+        .with_context(|| format!("the gate {} is not in the state; run `keyrite apply` first", function.name))?;
+    let cloud = Cloud::connect(&manifest.aws, &manifest.gcp).await;
+    let (status, answer) =
+        keyrite_aws::invoke::post(&cloud.aws, &deployed.id, &body).await.map_err(anyhow::Error::msg)?;
+    if status != 200 {
+        bail!("the gate {} refused ({status}): {}", deployed.id, answer["error"].as_str().unwrap_or("no reason given"));
+    }
+    let signature = keyrite_core::contract::parse_response(answer.to_string().as_bytes())
+        .context("the gate's answer has no signature")?;
+    let bytes = keyrite_core::signing::parse_hex(&signature).map_err(anyhow::Error::msg)?;
+    keyrite_core::signing::check_rsv(&address, &authorized.digest, &bytes)
+        .with_context(|| format!("the gate's signature is not the recovery key's ({address})"))?;
+    let record = json!({
+        "format_version": 1,
+        "kind": "enrolment_signature",
+        "enrolment": typed.to_json(),
+        "digest": format!("0x{}", hex::encode(authorized.digest)),
+        "signature": signature,
+        "signer": address.to_string(),
+        "approvers": authorized.approvers,
+        "gate": {"function": deployed.id, "configuration_sha256": gate.fingerprint()},
+    });
+    let mut name = file.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".signature.json");
+    let written = file.with_file_name(name);
+    std::fs::write(&written, serde_json::to_string_pretty(&record)? + "\n")
+        .with_context(|| format!("cannot write {}", written.display()))?;
+    println!(
+        "The recovery key ({address}) signed the enrolment of {} in place of {}, approved by {}.\n  signature: {signature}\n  wrote {}",
+        typed.message.new_signer,
+        typed.message.replaces,
+        authorized.approvers.join(", "),
+        written.display()
+    );
+    Ok(Status::Ok)
+}
+
+fn recorded_address(state: &crate::state::State, key: &str) -> anyhow::Result<Address> {
+    let r = state.resources.get(key).with_context(|| format!("key {key} is not in the state; apply first"))?;
+    let spki = r
+        .outputs
+        .get("public_key")
+        .and_then(Value::as_str)
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .with_context(|| format!("key {key}: no public key recorded"))?;
+    Ok(crypto::evm_address(&crypto::public_key_from_spki_der(&spki)?))
+}
+
+/// `90s`, `30m`, `24h`, `7d` in seconds.
+fn duration_seconds(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let unit = match text.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86400,
+        _ => return None,
+    };
+    text[..text.len() - 1].parse::<u64>().ok()?.checked_mul(unit)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations() {
+        assert_eq!(super::duration_seconds("24h"), Some(86400));
+        assert_eq!(super::duration_seconds("7d"), Some(7 * 86400));
+        assert_eq!(super::duration_seconds("90s"), Some(90));
+        assert_eq!(super::duration_seconds("1w"), None);
+        assert_eq!(super::duration_seconds("h"), None);
+    }
+}
