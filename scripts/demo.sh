@@ -15,6 +15,9 @@
 # is discovered, planned (only ownership tags), applied (only tagging calls), self-tested
 # and drift-checked. A key ceremony follows: two approvers (one with ssh-keygen, one with keyrite
 # approve), apply with proof of possession, and `keyrite ceremony verify` of the record.
+# A recovery key behind its quorum gate (manifests/recovery-gate.yaml): apply, lint, `keyrite
+# enrol prepare` of a new operational signer, one ssh-keygen approval (refused before any
+# call), a second, and `keyrite enrol submit`, which the gate signs.
 # Then the same job on Google Cloud KMS, against keyrite's local stand-in for the Cloud KMS
 # REST API (tests/gcp_standin; no Cloud KMS emulator exists): key ring, HSM secp256k1 key,
 # signerVerifier binding → plan → apply → plan → addresses → render-signer (the Cloud Run
@@ -168,6 +171,27 @@ step ceremony show "$record";       "$keyrite" ceremony show "$record"
 step ceremony verify "$record" --chain ceremonies --manifest keyrite.yaml --plan ceremony.plan
 "$keyrite" ceremony verify "$record" --chain ceremonies --manifest keyrite.yaml --plan ceremony.plan
 printf '\nCeremony done: approved by 2 of 2, keys proved, record verified offline: %s\n' "$cwork/$record"
+cd "$work"
+
+printf '\n\033[1m== A recovery key behind a quorum gate: 2 of 3 approvers enrol a new operational signer\033[0m\n'
+qwork="$tmp/gate"
+mkdir -p "$qwork/keys"
+cd "$qwork"
+sed 's/approvers: recovery-approvers.allowed_signers/approvers: approvers.allowed_signers/' "$root/manifests/recovery-gate.yaml" >keyrite.yaml
+for who in carol dave erin; do ssh-keygen -q -N '' -t ed25519 -C "$who" -f "keys/$who"; done
+for who in carol dave erin; do printf '%s@example.com namespaces="keyrite-enrolment@v1" %s\n' "$who" "$(cut -d' ' -f1,2 "keys/$who.pub")"; done >approvers.allowed_signers
+step apply --auto-approve;          "$keyrite" apply --auto-approve
+step lint;                          "$keyrite" lint                       # the gate alone signs: no KR107/KR111
+ops=$("$keyrite" addresses --format json | python3 -c 'import json,sys; print(next(k["evm_address"] for k in json.load(sys.stdin)["keys"] if k["slot"]=="operational"))')
+step enrol prepare --new-signer "$ops" --replaces 0x2222222222222222222222222222222222222222 --nonce 1
+"$keyrite" enrol prepare --new-signer "$ops" --replaces 0x2222222222222222222222222222222222222222 --nonce 1
+printf '\n\033[1m$ ssh-keygen -Y sign -n keyrite-enrolment@v1 -f keys/carol enrolment.json.digest\033[0m   (carol approves)\n'
+ssh-keygen -Y sign -n keyrite-enrolment@v1 -f keys/carol enrolment.json.digest && mv enrolment.json.digest.sig enrolment.json.digest.carol.sig
+printf '\n\033[1m$ keyrite enrol submit\033[0m   (one approval: refused before anything is sent)\n'
+if "$keyrite" enrol submit; then echo "the gate signed with one approval" >&2; exit 1; fi
+printf '\n\033[1m$ ssh-keygen -Y sign -n keyrite-enrolment@v1 -f keys/erin enrolment.json.digest\033[0m   (erin approves)\n'
+ssh-keygen -Y sign -n keyrite-enrolment@v1 -f keys/erin enrolment.json.digest && mv enrolment.json.digest.sig enrolment.json.digest.erin.sig
+step enrol submit;                  "$keyrite" enrol submit
 cd "$work"
 
 printf '\n\033[1m== Google Cloud KMS (against the local Cloud KMS stand-in)\033[0m\n'
