@@ -44,6 +44,8 @@ const SIGN_OK: &str = r#"{Sid: Sign, Effect: Allow, Principal: {AWS: "${signer_r
 
 #[test]
 fn every_rule_fires_on_its_case_and_not_on_the_safe_one() {
+    // The gate cases package the Rust signer's bootstrap, from its build path.
+    crate::common::signer_bootstrap();
     // (rule, a manifest body that triggers it, one that does not)
     let cases: Vec<(&str, String, String)> = vec![
         (
@@ -106,6 +108,12 @@ fn every_rule_fires_on_its_case_and_not_on_the_safe_one() {
             "  r:\n    type: aws_iam_role\n    name: r\n    trust: {principals: [\"444455556666\"]}\n".into(),
             "  r:\n    type: aws_iam_role\n    name: r\n    trust: {principals: [\"arn:aws:iam::444455556666:role/deployer\"]}\n".into(),
         ),
+        ("KR110", gated("break_glass: [\"arn:aws:iam::111122223333:user/officer\"], require_mfa: true"), gated("")),
+        (
+            "KR111",
+            "  recovery_key:\n    type: aws_kms_key\n    slot: recovery\n    policy:\n      generated: {signers: [\"arn:aws:iam::111122223333:user/officer\"], require_mfa: true}\n".into(),
+            gated(""),
+        ),
         ("KR301", lambda_stack("    public: true\n", "    reserved_concurrency: 5\n"), lambda_stack("", "    reserved_concurrency: 5\n")),
         ("KR303", lambda_stack("", "    reserved_concurrency: 5\n    environment: {API_TOKEN: hunter2}\n"), lambda_stack("", "    reserved_concurrency: 5\n    environment: {TEAM: treasury}\n")),
         ("KR304", lambda_stack("", ""), lambda_stack("", "    reserved_concurrency: 5\n")),
@@ -128,6 +136,17 @@ fn every_rule_fires_on_its_case_and_not_on_the_safe_one() {
     for rule in keyrite::lint::RULES {
         assert!(covered.contains(&rule.id), "{} has no test case", rule.id);
     }
+}
+
+/// A recovery key behind its quorum gate (the Rust signer's gate mode, with the example's
+/// approvers); `extra` adds fields to the key's generated policy.
+fn gated(extra: &str) -> String {
+    let approvers = repo_root().join("manifests/recovery-approvers.allowed_signers");
+    let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+    format!(
+        "  gate_role:\n    type: aws_iam_role\n    name: gate\n    trust: {{services: [lambda.amazonaws.com]}}\n  recovery_key:\n    type: aws_kms_key\n    slot: recovery\n    policy:\n      generated: {{gate: \"${{gate_role.arn}}\"{extra}}}\n  gate:\n    type: aws_lambda_function\n    name: gate\n    runtime: provided.al2023\n    role: ${{gate_role.arn}}\n    key: ${{recovery_key.key_id}}\n    expected_address: ${{recovery_key.address}}\n    reserved_concurrency: 2\n    gate:\n      approvers: {}\n      threshold: 2\n      enrolment:\n        domain: {{name: T, version: \"1\", chain_id: 1, verifying_contract: \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"}}\n        wallet: \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n",
+        approvers.display()
+    )
 }
 
 /// A signer stack from the built-in template; `url` and `function` add lines to those blocks.

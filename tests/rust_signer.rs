@@ -158,7 +158,8 @@ fn the_package_is_the_bootstrap_deflated_executable_and_the_same_every_time() {
     assert_eq!(fields[9], binary.len().to_string());
     assert_eq!(fields[11], hex::encode(sha2::Sha256::digest(&binary)));
     let zipped: usize = fields[10].parse().unwrap();
-    assert!(zipped < binary.len() / 2 && a.bytes.len() < 50 << 20, "{} of {} bytes", a.bytes.len(), binary.len());
+    // Deflated, not stored: well under the executable's size.
+    assert!(zipped < binary.len() * 3 / 5 && a.bytes.len() < 50 << 20, "{} of {} bytes", a.bytes.len(), binary.len());
 }
 
 /// The treasury stack (the Node signer on its key) with the Rust signer beside it, on the

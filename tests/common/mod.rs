@@ -196,10 +196,18 @@ pub struct Workdir {
 }
 
 impl Workdir {
-    /// Copies `manifests/<name>` into a fresh directory.
+    /// Copies `manifests/<name>` into a fresh directory, with the allowed_signers files the
+    /// examples name beside them.
     pub fn with_example(name: &str) -> Workdir {
         let text = std::fs::read_to_string(repo_root().join("manifests").join(name)).expect("example manifest");
-        Workdir::with_text(&text)
+        let w = Workdir::with_text(&text);
+        for entry in std::fs::read_dir(repo_root().join("manifests")).expect("manifests/") {
+            let path = entry.expect("manifests/ entry").path();
+            if path.extension().is_some_and(|e| e == "allowed_signers") {
+                std::fs::copy(&path, w.work.join(path.file_name().unwrap())).expect("copy allowed_signers");
+            }
+        }
+        w
     }
 
     pub fn with_text(text: &str) -> Workdir {
