@@ -147,6 +147,37 @@ pub enum Command {
         #[command(subcommand)]
         command: EnrolCommand,
     },
+    /// Rotate a signer's key: a new key (a new address), enrolled by the recovery key's quorum
+    ///
+    /// Three steps, each recorded in the ceremony chain: `--out FILE` plans the new key (apply
+    /// the approved plan with `keyrite apply FILE`, which writes the enrolment for the gate's
+    /// approvers); `--enrol FILE.enrolment.json` has the recovery key sign it through its
+    /// quorum gate; `--finish`, after the grace period, disables the old key (never deletes it).
+    #[cfg(feature = "aws")]
+    Rotate {
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// The signer whose key is rotated
+        signer: String,
+        /// Plan the rotation and save the plan here, for approval
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Have the recovery key sign this enrolment (approvals beside it) through its gate
+        #[arg(long, value_name = "FILE")]
+        enrol: Option<PathBuf>,
+        /// Disable the old key, once the grace period is over
+        #[arg(long)]
+        finish: bool,
+        /// The enrolment's nonce (default: the enrolments recorded so far for the wallet)
+        #[arg(long)]
+        nonce: Option<u64>,
+        /// How long the enrolment stays valid once written (at most 30d)
+        #[arg(long, default_value = "7d", value_name = "DURATION")]
+        valid_for: String,
+        /// Your Ed25519 OpenSSH key: signs the step's ceremony record
+        #[arg(long, env = "KEYRITE_OPERATOR_KEY", value_name = "KEY")]
+        operator_key: Option<PathBuf>,
+    },
     /// Compare the cloud with what was last applied, and with the manifest
     ///
     /// Exit status: 0 in sync, 2 drift or pending changes, 1 error.

@@ -79,14 +79,14 @@ fn records(w: &Workdir) -> Vec<PathBuf> {
     r
 }
 
-fn statement(record: &Path) -> Value {
+pub(crate) fn statement(record: &Path) -> Value {
     let envelope: Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
     let payload = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str().unwrap()).unwrap();
     serde_json::from_slice(&payload).unwrap()
 }
 
 /// PyPI securesystemslib verifies the envelope with the operator's Ed25519 key.
-fn securesystemslib_accepts(record: &Path, operator_pub: &Path) {
+pub(crate) fn securesystemslib_accepts(record: &Path, operator_pub: &Path) {
     let key = ssh_key::PublicKey::read_openssh_file(operator_pub).unwrap();
     let keyid = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
     let raw = hex::encode(key.key_data().ed25519().unwrap().as_ref());

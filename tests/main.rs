@@ -19,6 +19,7 @@ mod layers;
 mod lint;
 mod quorum_gate;
 mod reliability;
+mod rotation;
 mod rust_signer;
 mod signer;
 mod signer_stack;

@@ -41,6 +41,24 @@ pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
             Some(version) if gcp => version.to_owned(),
             _ => r.id.clone(),
         };
+        let history: Vec<serde_json::Value> = state
+            .rotations
+            .iter()
+            .filter(|x| x.key == *address)
+            .map(|x| {
+                json!({
+                    "generation": x.generation - 1,
+                    "key_id": x.old.id,
+                    "evm_address": x.old_address,
+                    "replaced_by": x.new_address,
+                    "started_at": x.started_at,
+                    "rotated_at": x.rotated_at,
+                    "phase": x.phase,
+                    "grace_until": x.grace_until,
+                    "disabled_at": x.finished_at,
+                })
+            })
+            .collect();
         let keystore_uri = (!gcp).then(|| format!("awskms:{region}:{}", alias.as_deref().unwrap_or(&r.id)));
         rows.push(json!({
             "address": address,
@@ -51,6 +69,8 @@ pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
             "hedera": {"public_key_compressed": hedera.compressed_hex, "public_key_der": hedera.der_hex, "evm_alias": hedera.evm_alias},
             "keystore_uri": keystore_uri,
             "spki_sha256": crypto::spki_fingerprint_sha256(&spki),
+            "generation": crate::plan::generation(Some(&state), address),
+            "history": history,
         }));
     }
     match format {
@@ -77,6 +97,22 @@ pub async fn run(arg: &ManifestArg, format: Format) -> anyhow::Result<Status> {
                     println!("  keystore URI:         {uri}");
                 }
                 println!("  SPKI SHA-256:         {}", row["spki_sha256"].as_str().unwrap_or_default());
+                for old in row["history"].as_array().into_iter().flatten() {
+                    let text = |k: &str| old[k].as_str().unwrap_or("-").to_owned();
+                    let now = match old["phase"].as_str() {
+                        Some("finished") => format!("disabled {}", text("disabled_at")),
+                        Some("applying") => "rotation being applied".to_owned(),
+                        _ => format!("still enabled, grace until {}", text("grace_until")),
+                    };
+                    println!(
+                        "  rotated:              {} (generation {}, {}) → {} on {}; {now}",
+                        text("evm_address"),
+                        old["generation"],
+                        text("key_id"),
+                        text("replaced_by"),
+                        old["rotated_at"].as_str().unwrap_or_else(|| old["started_at"].as_str().unwrap_or("-")),
+                    );
+                }
             }
         }
     }

@@ -109,6 +109,7 @@ async fn locked(
         }
     }
     let state = state.unwrap_or_else(|| State::new(Some(plan.lineage.clone())));
+    let state = super::rotate::begin(store, state, &plan).await?;
     let outcomes = executor::run(&plan, cloud.clone(), store, state, options, &Ui::new()).await?;
     println!(
         "Apply complete: {} change{} applied. {}",

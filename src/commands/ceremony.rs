@@ -239,13 +239,8 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
     let record_id = uuid::Uuid::new_v4().to_string();
     let plan_sha = record::sha256_hex(&p.plan_bytes);
     let mut keys = Vec::new();
-    let mut subjects = vec![
-        Subject {
-            name: format!("manifest:{}", plan.manifest_path),
-            digest: [("sha256".to_owned(), plan.manifest_sha256.clone())].into(),
-        },
-        Subject::sha256(format!("plan:{}", p.plan_path.display()), &p.plan_bytes),
-    ];
+    // Beside the manifest and the plan: each key's public key.
+    let mut subjects = Vec::new();
     for change in &plan.changes {
         let is_key = crate::keys::KEY_KINDS.contains(&change.kind.as_str());
         if !is_key || matches!(change.action, Action::NoOp | Action::Delete) {
@@ -277,7 +272,7 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
     }
     let specs: Vec<&crate::manifest::SignerSpec> = p.manifest.signers.iter().collect();
     let via = std::env::var("KEYRITE_VIA_EMULATOR").ok();
-    let reports = super::signing::run_selftests(cloud, &state, &specs, Duration::from_secs(10), via.as_deref()).await?;
+    let reports = super::signing::run_selftests(cloud, &state, &specs, Duration::from_secs(30), via.as_deref()).await?;
     let selftest: Vec<record::SelfTestRecord> = reports
         .iter()
         .flat_map(|r| {
@@ -295,38 +290,13 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
         })
         .collect();
     let passed = reports.iter().all(|r| r.passed());
-    let sequence = state.ceremony.as_ref().map_or(1, |h| h.sequence + 1);
-    let previous =
-        state.ceremony.as_ref().map(|h| record::Previous { record_id: h.record_id.clone(), sha256: h.sha256.clone() });
-    let public = p.operator.public_key();
-    let predicate = record::Predicate {
-        version: 1,
-        record_id: record_id.clone(),
-        lineage: state.lineage.clone(),
-        sequence,
-        previous,
+    let rotation = super::rotate::rotated(&mut state, plan, &keys, &record_id)?;
+    let record = Record {
+        record_id,
         started_at: p.started_at.clone(),
-        finished_at: now(),
-        keyrite_version: env!("CARGO_PKG_VERSION").into(),
-        operator: record::Operator {
-            user: operator_user(
-                |name| std::env::var(name).ok(),
-                std::fs::read_to_string("/etc/passwd").ok().as_deref(),
-                process_uid(),
-            ),
-            host: hostname(),
-            aws: plan.identity.aws.clone(),
-            gcp: plan.identity.gcp.clone(),
-            public_key: public.to_openssh()?,
-            keyid: dsse::keyid(public),
-        },
-        manifest: record::Artifact { path: plan.manifest_path.clone(), sha256: plan.manifest_sha256.clone() },
-        plan: record::PlanRecord {
-            path: p.plan_path.display().to_string(),
-            sha256: plan_sha.clone(),
-            words: words::words(&hex::decode(&plan_sha)?).join(" "),
-            content: B64.encode(&p.plan_bytes),
-        },
+        plan_path: p.plan_path.display().to_string(),
+        plan_bytes: p.plan_bytes.clone(),
+        plan,
         approvals: record::Approvals {
             namespace: approval::PLAN_NAMESPACE.into(),
             threshold: cfg.threshold,
@@ -334,6 +304,7 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
             allowed_signers: p.allowed_signers.clone(),
             signatures: p.approvals.clone(),
         },
+        identity: plan.identity.clone(),
         applied: plan
             .changes
             .iter()
@@ -349,35 +320,122 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
             .collect(),
         keys,
         selftest,
+        subjects,
+        rotation,
+        enrolment: None,
     };
-    let statement = Statement {
-        statement_type: record::STATEMENT_TYPE.into(),
-        subject: subjects,
-        predicate_type: record::PREDICATE_TYPE.into(),
-        predicate,
-    };
-    let mut envelope = dsse::Envelope::new(dsse::IN_TOTO_PAYLOAD_TYPE, &serde_json::to_vec(&statement)?);
-    envelope.sign(&p.operator)?;
-    std::fs::create_dir_all(&cfg.records).with_context(|| format!("cannot create {}", cfg.records.display()))?;
-    let path = cfg.records.join(record::file_name(&statement.predicate));
-    let bytes = envelope.to_json().into_bytes();
-    write_new(&path, &bytes)?;
-    // The chain links statements, not files: witnesses may add envelope signatures later.
-    let payload = envelope.payload_bytes()?;
-    state.ceremony = Some(ChainHead { sequence, record_id: record_id.clone(), sha256: record::sha256_hex(&payload) });
-    store.write(&state).await?;
-    println!(
-        "Ceremony record #{sequence} written to {}{}. Verify it offline with: keyrite ceremony verify {} --chain {}",
-        path.display(),
-        statement.predicate.previous.as_ref().map(|p| format!(" (chained to {})", p.record_id)).unwrap_or_default(),
-        path.display(),
-        cfg.records.display()
-    );
+    write_record(record, &p.operator, &mut state, store, &cfg.records).await?;
+    #[cfg(feature = "aws")]
+    if plan.rotation.is_some() {
+        super::rotate::write_enrolment(&p.manifest, &state, plan, &p.plan_path)?;
+    }
     if !passed {
         println!("The self-test FAILED (the record says which check); the ceremony is recorded as it happened.");
         return Ok(Status::Error);
     }
     Ok(Status::Ok)
+}
+
+/// A ceremony record's contents, before it is numbered, chained and signed.
+pub struct Record<'a> {
+    pub record_id: String,
+    pub started_at: String,
+    pub plan_path: String,
+    pub plan_bytes: Vec<u8>,
+    /// The plan the record's approvals approved (for a rotation's later steps, the rotation's).
+    pub plan: &'a Plan,
+    pub approvals: record::Approvals,
+    pub identity: crate::plan::Identity,
+    pub applied: Vec<record::Applied>,
+    pub keys: Vec<record::KeyRecord>,
+    pub selftest: Vec<record::SelfTestRecord>,
+    /// Besides the manifest and the plan, which every record names.
+    pub subjects: Vec<Subject>,
+    pub rotation: Option<record::RotationRecord>,
+    pub enrolment: Option<record::EnrolmentRecord>,
+}
+
+/// Numbers the record after the lineage's last one, chains it to that one, signs it as the
+/// operator, writes it into `records` (never over an existing file), and moves the state's
+/// chain head to it.
+pub async fn write_record(
+    r: Record<'_>,
+    operator: &PrivateKey,
+    state: &mut State,
+    store: &Backend,
+    records: &Path,
+) -> anyhow::Result<PathBuf> {
+    let sequence = state.ceremony.as_ref().map_or(1, |h| h.sequence + 1);
+    let previous =
+        state.ceremony.as_ref().map(|h| record::Previous { record_id: h.record_id.clone(), sha256: h.sha256.clone() });
+    let public = operator.public_key();
+    let plan_sha = record::sha256_hex(&r.plan_bytes);
+    let mut subject = vec![
+        Subject {
+            name: format!("manifest:{}", r.plan.manifest_path),
+            digest: [("sha256".to_owned(), r.plan.manifest_sha256.clone())].into(),
+        },
+        Subject::sha256(format!("plan:{}", r.plan_path), &r.plan_bytes),
+    ];
+    subject.extend(r.subjects);
+    let predicate = record::Predicate {
+        version: 1,
+        record_id: r.record_id.clone(),
+        lineage: state.lineage.clone(),
+        sequence,
+        previous,
+        started_at: r.started_at,
+        finished_at: now(),
+        keyrite_version: env!("CARGO_PKG_VERSION").into(),
+        operator: record::Operator {
+            user: operator_user(
+                |name| std::env::var(name).ok(),
+                std::fs::read_to_string("/etc/passwd").ok().as_deref(),
+                process_uid(),
+            ),
+            host: hostname(),
+            aws: r.identity.aws,
+            gcp: r.identity.gcp,
+            public_key: public.to_openssh()?,
+            keyid: dsse::keyid(public),
+        },
+        manifest: record::Artifact { path: r.plan.manifest_path.clone(), sha256: r.plan.manifest_sha256.clone() },
+        plan: record::PlanRecord {
+            path: r.plan_path,
+            sha256: plan_sha.clone(),
+            words: words::words(&hex::decode(&plan_sha)?).join(" "),
+            content: B64.encode(&r.plan_bytes),
+        },
+        approvals: r.approvals,
+        applied: r.applied,
+        keys: r.keys,
+        selftest: r.selftest,
+        rotation: r.rotation,
+        enrolment: r.enrolment,
+    };
+    let statement = Statement {
+        statement_type: record::STATEMENT_TYPE.into(),
+        subject,
+        predicate_type: record::PREDICATE_TYPE.into(),
+        predicate,
+    };
+    let mut envelope = dsse::Envelope::new(dsse::IN_TOTO_PAYLOAD_TYPE, &serde_json::to_vec(&statement)?);
+    envelope.sign(operator)?;
+    std::fs::create_dir_all(records).with_context(|| format!("cannot create {}", records.display()))?;
+    let path = records.join(record::file_name(&statement.predicate));
+    write_new(&path, envelope.to_json().as_bytes())?;
+    // The chain links statements, not files: witnesses may add envelope signatures later.
+    let payload = envelope.payload_bytes()?;
+    state.ceremony = Some(ChainHead { sequence, record_id: r.record_id, sha256: record::sha256_hex(&payload) });
+    store.write(state).await?;
+    println!(
+        "Ceremony record #{sequence} written to {}{}. Verify it offline with: keyrite ceremony verify {} --chain {}",
+        path.display(),
+        statement.predicate.previous.as_ref().map(|p| format!(" (chained to {})", p.record_id)).unwrap_or_default(),
+        path.display(),
+        records.display()
+    );
+    Ok(path)
 }
 
 /// Writes a file that must not exist yet, and syncs it.

@@ -28,7 +28,7 @@ use keyrite_core::ceremony::{self, words};
 use keyrite_core::gate::{self, Gate};
 
 /// The signer's quorum gate in the manifest: the function whose `gate:` guards its key.
-fn gate_of<'m>(manifest: &'m Manifest, signer: &str) -> anyhow::Result<(&'m ResourceSpec, Gate)> {
+pub(super) fn gate_of<'m>(manifest: &'m Manifest, signer: &str) -> anyhow::Result<(&'m ResourceSpec, Gate)> {
     let spec = manifest.signer(Some(signer))?;
     let key = format!("${{{}.", spec.key);
     let function = manifest
@@ -56,7 +56,7 @@ fn gate_of<'m>(manifest: &'m Manifest, signer: &str) -> anyhow::Result<(&'m Reso
     Ok((function, gate))
 }
 
-fn digest_path(file: &Path) -> PathBuf {
+pub(super) fn digest_path(file: &Path) -> PathBuf {
     let mut name = file.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".digest");
     file.with_file_name(name)
@@ -77,8 +77,9 @@ pub fn prepare(
     let parse = |flag: &str, text: &str| -> anyhow::Result<Address> {
         text.parse().map_err(|e| anyhow::anyhow!("{flag}: {text:?} is not an address: {e}"))
     };
-    let seconds =
-        duration_seconds(valid_for).filter(|s| (1..=gate::MAX_VALIDITY_SECONDS).contains(s)).with_context(|| {
+    let seconds = keyrite_core::rotation::duration_seconds(valid_for)
+        .filter(|s| (1..=gate::MAX_VALIDITY_SECONDS).contains(s))
+        .with_context(|| {
             format!(
                 "--valid-for: {valid_for:?} is not a duration from 1s to the gate's {} days (30m, 24h, 7d)",
                 gate::MAX_VALIDITY_SECONDS / 86400
@@ -98,34 +99,98 @@ pub fn prepare(
     if enrolment.message.new_signer == enrolment.message.replaces {
         bail!("--new-signer and --replaces are the same address");
     }
+    let then = format!("`keyrite enrol submit {}`", out.display());
+    write(out, &enrolment, &function.name, gate.threshold(), &then)?;
+    Ok(Status::Ok)
+}
+
+/// Writes the enrolment to `out` and its digest beside it, and tells the approvers what to
+/// run; `then` is the command that follows their approvals.
+pub(super) fn write(
+    out: &Path,
+    enrolment: &TypedEnrolment,
+    function: &str,
+    threshold: usize,
+    then: &str,
+) -> anyhow::Result<()> {
     let digest = enrolment.digest();
     std::fs::write(out, serde_json::to_string_pretty(&enrolment.to_json())? + "\n")
         .with_context(|| format!("cannot write {}", out.display()))?;
     let digest_file = digest_path(out);
     std::fs::write(&digest_file, digest).with_context(|| format!("cannot write {}", digest_file.display()))?;
     let m = &enrolment.message;
-    println!("Enrolment for {} ({}, chain {}):", m.wallet, scope.domain.name, scope.domain.chain_id);
+    let now = ceremony::unix_now();
+    println!("Enrolment for {} ({}, chain {}):", m.wallet, enrolment.domain.name, enrolment.domain.chain_id);
     println!("  new signer:  {}\n  replaces:    {}\n  nonce:       {}", m.new_signer, m.replaces, m.nonce);
-    println!("  deadline:    {} (unix seconds, {seconds} s from now)", m.deadline);
+    println!("  deadline:    {} (unix seconds, {} s from now)", m.deadline, m.deadline.saturating_sub(now));
     println!("  digest:      0x{}", hex::encode(digest));
     println!("\n{}\n", words::format_words(&digest, 8));
     println!(
-        "Wrote {} and {}. The gate {} needs {} approvals; each approver runs:\n  ssh-keygen -Y sign -n {NAMESPACE} -f KEY {}\n\
-         then `keyrite enrol submit {}`.",
+        "Wrote {} and {}. The gate {function} needs {threshold} approvals; each approver runs:\n  \
+         ssh-keygen -Y sign -n {NAMESPACE} -f KEY {}\n(several approvers in one directory: rename each .sig to {}.<name>.sig)\nthen {then}.",
         out.display(),
         digest_file.display(),
-        function.name,
-        gate.threshold(),
         digest_file.display(),
-        out.display()
+        digest_file.display(),
     );
-    Ok(Status::Ok)
+    Ok(())
 }
 
 /// `enrol submit`.
 pub async fn submit(arg: &ManifestArg, signer: &str, file: &Path) -> anyhow::Result<Status> {
     let (manifest, store) = load(arg).await?;
-    let (function, gate) = gate_of(&manifest, signer)?;
+    let Some(state) = super::read_state(&store).await? else {
+        bail!("no state at {}: run `keyrite apply` first", store.describe())
+    };
+    let cloud = Cloud::connect(&manifest.aws, &manifest.gcp).await;
+    let signed = sign(&manifest, &state, &cloud, signer, file).await?;
+    let record = json!({
+        "format_version": 1,
+        "kind": "enrolment_signature",
+        "enrolment": signed.typed.to_json(),
+        "digest": format!("0x{}", hex::encode(signed.digest)),
+        "signature": signed.signature,
+        "signer": signed.address.to_string(),
+        "approvers": signed.approvers,
+        "gate": {"function": signed.function, "configuration_sha256": signed.gate.fingerprint()},
+    });
+    let mut name = file.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".signature.json");
+    let written = file.with_file_name(name);
+    std::fs::write(&written, serde_json::to_string_pretty(&record)? + "\n")
+        .with_context(|| format!("cannot write {}", written.display()))?;
+    println!("  wrote {}", written.display());
+    Ok(Status::Ok)
+}
+
+/// An enrolment the recovery key signed through its gate.
+pub(super) struct Signed {
+    pub typed: TypedEnrolment,
+    pub digest: [u8; 32],
+    /// 0x r‖s‖v, checked to recover to `address`.
+    pub signature: String,
+    /// The recovery key's address.
+    pub address: Address,
+    /// The principals whose approvals the gate counted, and every approval sent.
+    pub approvers: Vec<String>,
+    pub approvals: Vec<String>,
+    /// The gate's function name as deployed, its configuration, and its approvers' file.
+    pub function: String,
+    pub gate: Gate,
+    pub allowed_signers: String,
+}
+
+/// Reads the enrolment `file` and the approvals beside it, checks them with the gate's own
+/// rules and configuration (a refused enrolment makes no call at all), asks the gate of
+/// `signer` to sign, and checks that the signature recovers to the recovery key's address.
+pub(super) async fn sign(
+    manifest: &Manifest,
+    state: &crate::state::State,
+    cloud: &Cloud,
+    signer: &str,
+    file: &Path,
+) -> anyhow::Result<Signed> {
+    let (function, gate) = gate_of(manifest, signer)?;
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let typed = serde_json::from_str::<Value>(&text)
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -141,17 +206,12 @@ pub async fn submit(arg: &ManifestArg, signer: &str, file: &Path) -> anyhow::Res
     let authorized = gate.authorize(body.as_bytes(), ceremony::unix_now()).map_err(|refusal| {
         anyhow::anyhow!("the gate {} would refuse this enrolment: {refusal} (nothing was sent)", function.name)
     })?;
-
-    let Some(state) = super::read_state(&store).await? else {
-        bail!("no state at {}: run `keyrite apply` first", store.describe())
-    };
     let spec = manifest.signer(Some(signer))?;
-    let address = recorded_address(&state, &spec.key)?;
+    let address = recorded_address(state, &spec.key)?;
     let deployed = state
         .resources
         .get(&function.name)
         .with_context(|| format!("the gate {} is not in the state; run `keyrite apply` first", function.name))?;
-    let cloud = Cloud::connect(&manifest.aws, &manifest.gcp).await;
     let (status, answer) =
         keyrite_aws::invoke::post(&cloud.aws, &deployed.id, &body).await.map_err(anyhow::Error::msg)?;
     if status != 200 {
@@ -162,32 +222,33 @@ pub async fn submit(arg: &ManifestArg, signer: &str, file: &Path) -> anyhow::Res
     let bytes = keyrite_core::signing::parse_hex(&signature).map_err(anyhow::Error::msg)?;
     keyrite_core::signing::check_rsv(&address, &authorized.digest, &bytes)
         .with_context(|| format!("the gate's signature is not the recovery key's ({address})"))?;
-    let record = json!({
-        "format_version": 1,
-        "kind": "enrolment_signature",
-        "enrolment": typed.to_json(),
-        "digest": format!("0x{}", hex::encode(authorized.digest)),
-        "signature": signature,
-        "signer": address.to_string(),
-        "approvers": authorized.approvers,
-        "gate": {"function": deployed.id, "configuration_sha256": gate.fingerprint()},
-    });
-    let mut name = file.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".signature.json");
-    let written = file.with_file_name(name);
-    std::fs::write(&written, serde_json::to_string_pretty(&record)? + "\n")
-        .with_context(|| format!("cannot write {}", written.display()))?;
     println!(
-        "The recovery key ({address}) signed the enrolment of {} in place of {}, approved by {}.\n  signature: {signature}\n  wrote {}",
+        "The recovery key ({address}) signed the enrolment of {} in place of {}, approved by {}.\n  signature: {signature}",
         typed.message.new_signer,
         typed.message.replaces,
         authorized.approvers.join(", "),
-        written.display()
     );
-    Ok(Status::Ok)
+    let allowed_signers = function
+        .desired
+        .get("environment")
+        .and_then(|e| e.get(gate::ENV_ALLOWED_SIGNERS))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Ok(Signed {
+        typed,
+        digest: authorized.digest,
+        signature,
+        address,
+        approvers: authorized.approvers,
+        approvals,
+        function: deployed.id.clone(),
+        gate,
+        allowed_signers,
+    })
 }
 
-fn recorded_address(state: &crate::state::State, key: &str) -> anyhow::Result<Address> {
+pub(super) fn recorded_address(state: &crate::state::State, key: &str) -> anyhow::Result<Address> {
     let r = state.resources.get(key).with_context(|| format!("key {key} is not in the state; apply first"))?;
     let spki = r
         .outputs
@@ -196,29 +257,4 @@ fn recorded_address(state: &crate::state::State, key: &str) -> anyhow::Result<Ad
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .with_context(|| format!("key {key}: no public key recorded"))?;
     Ok(crypto::evm_address(&crypto::public_key_from_spki_der(&spki)?))
-}
-
-/// `90s`, `30m`, `24h`, `7d` in seconds.
-fn duration_seconds(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let unit = match text.chars().last()? {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86400,
-        _ => return None,
-    };
-    text[..text.len() - 1].parse::<u64>().ok()?.checked_mul(unit)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn durations() {
-        assert_eq!(super::duration_seconds("24h"), Some(86400));
-        assert_eq!(super::duration_seconds("7d"), Some(7 * 86400));
-        assert_eq!(super::duration_seconds("90s"), Some(90));
-        assert_eq!(super::duration_seconds("1w"), None);
-        assert_eq!(super::duration_seconds("h"), None);
-    }
 }

@@ -14,6 +14,7 @@ mod policy;
 mod preflight;
 #[cfg(feature = "gcp")]
 mod render;
+mod rotate;
 mod show;
 mod sig;
 mod signing;
@@ -91,6 +92,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
             }
             EnrolCommand::Submit { manifest, signer, enrolment } => enrol::submit(&manifest, &signer, &enrolment).await,
         },
+        #[cfg(feature = "aws")]
+        Command::Rotate { manifest, signer, out, enrol, finish, nonce, valid_for, operator_key } => {
+            let key = operator_key.as_deref();
+            match (out, enrol, finish) {
+                (Some(out), None, false) => rotate::plan(&manifest, &signer, &out, nonce, &valid_for).await,
+                (None, Some(file), false) => rotate::enrol(&manifest, &signer, &file, key).await,
+                (None, None, true) => rotate::finish(&manifest, &signer, key).await,
+                _ => anyhow::bail!("rotate takes one of --out FILE (plan), --enrol FILE or --finish"),
+            }
+        }
         Command::Drift { manifest, format } => drift::run(&manifest, format).await,
         Command::Show { manifest, format } => show::run(&manifest, format).await,
         Command::Addresses { manifest, format } => addresses::run(&manifest, format).await,
@@ -246,7 +257,8 @@ async fn look_before_creating(
     for spec in &manifest.resources {
         let Some(kind) = provider::kind(&spec.kind) else { continue };
         let recorded = state.and_then(|s| s.resources.get(&spec.name));
-        let template = crate::plan::with_ownership(kind.schema(), &spec.desired, &lineage, &spec.name);
+        let generation = crate::plan::generation(state, &spec.name);
+        let template = crate::plan::with_ownership(kind.schema(), &spec.desired, &lineage, &spec.name, generation);
         let (desired, unknown) = crate::plan::resolve(&template, &known);
         if let Some(intent) = state.and_then(|s| s.pending.get(&spec.name)) {
             // A pending create for an address already in the state is an interrupted

@@ -126,6 +126,7 @@ pub async fn key_signer(cloud: &Cloud, state: &State, address: &str) -> anyhow::
         slot: crate::manifest::Slot::Operational,
         mode: SigningMode::Digest,
         endpoints: Vec::new(),
+        rotation: None,
     };
     Ok(signer(cloud, state, &spec).await?.0)
 }

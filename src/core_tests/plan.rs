@@ -75,7 +75,7 @@ fn applied(m: &Manifest) -> (State, Observed) {
     let mut known = Outputs::new(&observed.builtins);
     for spec in &m.resources {
         let kind = provider::kind(&spec.kind).unwrap();
-        let (attrs, unknown) = resolve(&with_ownership(kind.schema(), &spec.desired, LINEAGE, &spec.name), &known);
+        let (attrs, unknown) = resolve(&with_ownership(kind.schema(), &spec.desired, LINEAGE, &spec.name, 1), &known);
         assert!(unknown.is_empty(), "{}: {unknown:?}", spec.name);
         let (id, outputs) = outputs_for(&spec.kind, &spec.name);
         known.insert(&spec.name, outputs.clone());

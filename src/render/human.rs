@@ -12,6 +12,22 @@ use crate::plan::{Action, AttrChange, Plan, ResourceChange, Verdict};
 pub fn plan(plan: &Plan) -> String {
     let mut out = String::new();
     identity(&mut out, plan);
+    if let Some(r) = &plan.rotation {
+        let _ = writeln!(
+            out,
+            "Rotation of signer {} ({}): generation {} replaces key {} ({}), which stays enabled for a grace period of {}.\n  \
+             After the apply, the recovery signer {} enrols the new address (nonce {}) through its quorum gate.{}\n",
+            r.signer,
+            r.key,
+            r.generation,
+            r.replaces_id,
+            r.replaces_address,
+            keyrite_core::rotation::format_duration(r.grace_seconds),
+            r.recovery,
+            r.nonce,
+            if r.continuing { "\n  This plan continues the rotation an interrupted apply started." } else { "" }
+        );
+    }
     for a in &plan.allowed {
         let _ = writeln!(out, "Allowed by the manifest: {} on {} ({}): {}", a.rule, a.resource, a.message, a.reason);
     }

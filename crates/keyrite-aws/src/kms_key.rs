@@ -16,8 +16,9 @@
 //! crash of keyrite itself) would do exactly that. keyrite designs around it in three parts:
 //!
 //! 1. **Tagged at birth.** The key is created with its `keyrite:lineage` and
-//!    `keyrite:address` tags in the same `CreateKey` call, so no key of ours ever exists
-//!    untagged.
+//!    `keyrite:address` tags (and, from a rotation's new key on, `keyrite:generation`) in
+//!    the same `CreateKey` call, so no key of ours ever exists untagged, and a rotation's new
+//!    key is never taken for the old one.
 //! 2. **Intent before the call.** The apply executor writes a create intent for the address
 //!    into the state (fsync'd) before calling `CreateKey`, and clears it when it records the
 //!    key. A crash in between leaves the intent behind.
@@ -335,6 +336,15 @@ impl Kind<Aws> for KmsKey {
             }
         }
     }
+}
+
+/// `kms:DisableKey`, for the end of a rotation: the old key stops signing and stays, with its
+/// policy and material, so that it can be enabled again and is never deleted by this. Returns
+/// the key state KMS reports after (`Disabled`).
+pub async fn disable_key(cloud: &Aws, id: &str) -> Result<String> {
+    cloud.kms.disable_key().key_id(id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
+    let meta = cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
+    Ok(meta.key_metadata().and_then(|m| m.key_state()).map(|s| s.as_str().to_owned()).unwrap_or_default())
 }
 
 /// The `policy:` block: `document:` as given, or `generated:` from admins and signers.

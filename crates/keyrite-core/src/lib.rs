@@ -13,7 +13,8 @@
 //!   recovery, EVM and Hedera addresses), IAM policy semantics ([`policy`]), the signer
 //!   endpoint's request and answer ([`contract`]) and the signing arithmetic every signer
 //!   shares ([`signing`]);
-//! - the quorum gate's decision, which alone lets a recovery key sign ([`gate`]).
+//! - the quorum gate's decision, which alone lets a recovery key sign ([`gate`]), and the
+//!   rotation of an operational key that it enrols ([`rotation`]).
 //!
 //! Must not import: a cloud SDK, an async runtime, a network client, or anything above it in
 //! the workspace. Its only I/O is the local files it is pointed at (a manifest's allowed
@@ -29,6 +30,7 @@ pub mod manifest;
 pub mod plan;
 pub mod policy;
 pub mod provider;
+pub mod rotation;
 pub mod schema;
 pub mod signing;
 pub mod state;

@@ -201,10 +201,13 @@ impl Schemas {
 pub const TAG_LINEAGE: &str = "keyrite:lineage";
 pub const TAG_ADDRESS: &str = "keyrite:address";
 
-/// True when `tags` carry the same keyrite ownership tags as `desired`.
+/// True when `tags` carry the same keyrite ownership tags as `desired`, generation included
+/// (a rotated key's new generation is never taken for the old one).
 pub fn owned_by(desired: &Attrs, tags: &BTreeMap<String, String>) -> bool {
     let want = map_attr(desired, "tags");
+    let generation = crate::rotation::TAG_GENERATION;
     [TAG_LINEAGE, TAG_ADDRESS].iter().all(|k| want.contains_key(*k) && want.get(*k) == tags.get(*k))
+        && want.get(generation) == tags.get(generation)
 }
 
 /// Reads a string attribute.

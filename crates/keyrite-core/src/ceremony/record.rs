@@ -67,6 +67,63 @@ pub struct Predicate {
     pub applied: Vec<Applied>,
     pub keys: Vec<KeyRecord>,
     pub selftest: Vec<SelfTestRecord>,
+    /// For the records of a rotation (`keyrite rotate`): which step, of which key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationRecord>,
+    /// For a rotation's enrolment step: the enrolment, its approvals and the recovery key's
+    /// signature over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrolment: Option<EnrolmentRecord>,
+}
+
+/// One step of a rotation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationRecord {
+    /// `rotate` (the new key is made), `enrol` (the recovery key signed its enrolment) or
+    /// `finish` (the old key is disabled).
+    pub step: String,
+    pub signer: String,
+    /// The key resource's address.
+    pub key: String,
+    /// The new key's generation.
+    pub generation: u32,
+    pub replaces: KeyRef,
+    pub new: KeyRef,
+    /// The old key stays enabled until then.
+    pub grace_until: String,
+    /// For `finish`: when the old key was disabled, and the state KMS reported for it after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_key_state: Option<String>,
+}
+
+/// A key by its cloud id and EVM address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRef {
+    pub id: String,
+    pub evm_address: String,
+}
+
+/// The enrolment the recovery key signed through its quorum gate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolmentRecord {
+    /// The EIP-712 message, as `eth_signTypedData_v4` takes it.
+    pub typed_data: Json,
+    /// Its EIP-712 digest, 0x-hex: what the approvers signed (as 32 bytes) and the key signed.
+    pub digest: String,
+    pub namespace: String,
+    /// The gate's approvers and threshold, as deployed.
+    pub threshold: usize,
+    pub allowed_signers: String,
+    pub allowed_signers_sha256: String,
+    pub approvals: Vec<ApprovalRecord>,
+    /// The gate's function, and the SHA-256 of its configuration (approvers, threshold, scope).
+    pub gate: String,
+    pub gate_configuration_sha256: String,
+    /// The recovery key's address, and its 0x r‖s‖v signature over the digest.
+    pub recovery_address: String,
+    pub signature: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,11 @@
 //!    by a key of the embedded allowed_signers, and distinct principals meet the threshold;
 //! 5. every key: its SPKI gives the recorded address, its subject digest matches, and its
 //!    proof of possession is the statement naming this ceremony, signed by that key, in both
-//!    DER and r‖s‖v form.
+//!    DER and r‖s‖v form;
+//! 6. a rotation step: the new key is among the proven keys; an enrolment is the EIP-712
+//!    message for this rotation's old and new addresses, approved by enough of the gate's
+//!    approvers over its exact digest, under the gate configuration the record names, before
+//!    its deadline, and signed by the recovery key.
 //!
 //! What this proves and what it does not is set out in docs/ceremony.md.
 
@@ -205,6 +209,9 @@ pub fn verify_record(bytes: &[u8], inputs: &Inputs) -> Result<Verified, VerifyEr
         check_key(&statement, k)?;
         checks.push(format!("{}: proof of possession recovers to {}", k.address, k.evm_address));
     }
+
+    // 6. A rotation step, and the enrolment the recovery key signed.
+    checks.extend(check_rotation(p)?);
     Ok(Verified {
         signed_by: verified.into_iter().collect(),
         statement,
@@ -245,6 +252,125 @@ fn check_key(statement: &Statement, k: &record::KeyRecord) -> Result<(), VerifyE
     let der = hex::decode(k.proof.der.trim_start_matches("0x")).map_err(|e| what(format!("proof DER: {e}")))?;
     crate::signing::check_der(&recovered, &prehash, &der).map_err(|e| what(format!("proof DER: {e}")))?;
     Ok(())
+}
+
+/// A rotation record's step is consistent with its keys, and an enrolment is what its
+/// approvers approved and the recovery key signed, for this rotation's old and new keys.
+fn check_rotation(p: &record::Predicate) -> Result<Vec<String>, VerifyError> {
+    let Some(r) = &p.rotation else {
+        return match p.enrolment {
+            Some(_) => fail("the record carries an enrolment but no rotation"),
+            None => Ok(Vec::new()),
+        };
+    };
+    let mut checks = Vec::new();
+    let what = |m: String| VerifyError(format!("rotation of {}: {m}", r.key));
+    if r.new.evm_address == r.replaces.evm_address {
+        return Err(what("the new key has the old key's address".into()));
+    }
+    match (r.step.as_str(), &p.enrolment) {
+        ("rotate", None) => {
+            let made = p.keys.iter().find(|k| k.address == r.key);
+            if made.is_none_or(|k| k.evm_address != r.new.evm_address || k.id != r.new.id) {
+                return Err(what(format!(
+                    "the record's proofs of possession do not include the new key {} ({})",
+                    r.new.id, r.new.evm_address
+                )));
+            }
+            checks.push(format!(
+                "rotation: {} generation {} is the new key {}, in place of {} (enabled until {})",
+                r.key, r.generation, r.new.evm_address, r.replaces.evm_address, r.grace_until
+            ));
+        }
+        ("finish", None) => checks.push(format!(
+            "rotation: the old key {} ({}) of {} was disabled at {}",
+            r.replaces.id,
+            r.replaces.evm_address,
+            r.key,
+            r.disabled_at.as_deref().unwrap_or("an unrecorded time")
+        )),
+        ("enrol", Some(e)) => checks.extend(check_enrolment(p, r, e)?),
+        (step, e) => {
+            return Err(what(format!(
+                "a {step:?} step {} an enrolment",
+                if e.is_some() { "does not carry" } else { "must carry" }
+            )));
+        }
+    }
+    Ok(checks)
+}
+
+fn check_enrolment(
+    p: &record::Predicate,
+    r: &record::RotationRecord,
+    e: &record::EnrolmentRecord,
+) -> Result<Vec<String>, VerifyError> {
+    use super::enrolment::{NAMESPACE, TypedEnrolment};
+    let what = |m: String| VerifyError(format!("enrolment: {m}"));
+    let typed = TypedEnrolment::from_json(&e.typed_data).map_err(|m| what(format!("the typed data: {m}")))?;
+    let digest = typed.digest();
+    if e.digest != format!("0x{}", hex::encode(digest)) {
+        return Err(what(format!("the recorded digest {} is not the typed data's EIP-712 digest", e.digest)));
+    }
+    let address = |text: &str| text.parse::<crypto::Address>().map_err(|m| what(format!("{text:?}: {m}")));
+    let m = &typed.message;
+    if m.new_signer != address(&r.new.evm_address)? || m.replaces != address(&r.replaces.evm_address)? {
+        return Err(what(format!(
+            "it enrols {} in place of {}, but the rotation is from {} to {}",
+            m.new_signer, m.replaces, r.replaces.evm_address, r.new.evm_address
+        )));
+    }
+    if e.namespace != NAMESPACE {
+        return Err(what(format!("approvals are in namespace {:?}, not {NAMESPACE}", e.namespace)));
+    }
+    if record::sha256_hex(e.allowed_signers.as_bytes()) != e.allowed_signers_sha256 {
+        return Err(what("the gate's allowed_signers do not match their recorded SHA-256".into()));
+    }
+    let scope = crate::gate::Scope { domain: typed.domain.clone(), wallet: m.wallet };
+    if crate::gate::fingerprint(&e.allowed_signers, e.threshold, &scope) != e.gate_configuration_sha256 {
+        return Err(what(
+            "the gate's configuration (approvers, threshold, domain, wallet) is not the one the record names".into(),
+        ));
+    }
+    let signers = allowed_signers::parse("the gate's allowed_signers", &e.allowed_signers)
+        .map_err(|m| what(format!("the gate's allowed_signers: {m}")))?;
+    let at = unix_time(&p.started_at).ok_or_else(|| what(format!("started_at {:?} is not a time", p.started_at)))?;
+    if m.deadline <= at {
+        return Err(what(format!("its deadline {} had passed when the step started ({})", m.deadline, p.started_at)));
+    }
+    let mut approvals = Vec::new();
+    for a in &e.approvals {
+        let v = approval::verify(&a.signature, &digest, NAMESPACE, &signers, at, None)
+            .map_err(|m| what(format!("approval by {}: {m}", a.principal)))?;
+        if v.principals.join(",") != a.principal {
+            return Err(what(format!(
+                "the approval recorded for {} was made by {}",
+                a.principal,
+                v.principals.join(",")
+            )));
+        }
+        approvals.push(v);
+    }
+    let tally = approval::tally(e.threshold, &signers, &approvals).map_err(|m| what(m.to_string()))?;
+    if !tally.met {
+        return Err(what(format!("{} of the {} approvals the gate needs", tally.counted, e.threshold)));
+    }
+    let recovery = address(&e.recovery_address)?;
+    let sig = crate::signing::parse_hex(&e.signature).map_err(|m| what(format!("signature: {m}")))?;
+    crate::signing::check_rsv(&recovery, &digest, &sig)
+        .map_err(|m| what(format!("the signature is not the recovery key's ({recovery}): {m}")))?;
+    Ok(vec![
+        format!(
+            "enrolment: {} of threshold {} gate approvers signed its exact EIP-712 digest ({})",
+            tally.counted,
+            e.threshold,
+            tally.approved.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+        format!(
+            "enrolment: the recovery key {recovery} signed the enrolment of {} in place of {} (nonce {}, deadline {})",
+            m.new_signer, m.replaces, m.nonce, m.deadline
+        ),
+    ])
 }
 
 /// Walks the chain of records in a directory: consecutive sequence numbers from 1, each

@@ -14,6 +14,7 @@
 pub mod allow;
 pub mod ceremony;
 pub mod refs;
+mod rotation;
 mod slots;
 pub mod yaml;
 
@@ -232,6 +233,8 @@ pub struct SignerSpec {
     pub slot: Slot,
     pub mode: SigningMode,
     pub endpoints: Vec<Endpoint>,
+    /// `rotation:`: how `keyrite rotate` replaces its key.
+    pub rotation: Option<crate::rotation::RotationSpec>,
 }
 
 /// A validated manifest.
@@ -534,12 +537,17 @@ impl Validation {
             parsed.resources.iter().map(|(r, _)| (r.name.clone(), r.kind.clone())).collect();
         let slots: BTreeMap<String, Slot> =
             parsed.resources.iter().map(|(r, _)| (r.name.clone(), Slot::of(&r.desired))).collect();
+        let mut rotations = Vec::new();
         for (name, pos, block) in top.named_blocks(self, "signers") {
-            if let Some(signer) = self.signer(name, pos, block, &kinds, &slots) {
+            if let Some((signer, at)) = self.signer(name, pos, block, &kinds, &slots) {
+                if let Some(at) = at {
+                    rotations.push((signer.name.clone(), at));
+                }
                 parsed.signers.push(signer);
             }
         }
         self.check_slots(&parsed.resources, &parsed.signers);
+        self.check_rotations(&mut parsed.signers, &rotations);
         if let Some(block) = top.block(self, "ceremony") {
             parsed.ceremony = self.ceremony(block, &parsed.state);
         }
@@ -614,7 +622,7 @@ impl Validation {
         mut b: Block<'_>,
         kinds: &BTreeMap<String, String>,
         slots: &BTreeMap<String, Slot>,
-    ) -> Option<SignerSpec> {
+    ) -> Option<(SignerSpec, Option<Pos>)> {
         if let Err(msg) = refs::check_name(&name) {
             self.error(pos, "name", msg);
         }
@@ -680,9 +688,11 @@ impl Validation {
                 _ => self.error(node.pos, "type", format!("{path}: expected a list, found {}", node.describe())),
             }
         }
+        let rotation = self.rotation(&mut b, slot);
         b.finish(self);
         self.refs.clear();
-        Some(SignerSpec { name, key, slot, mode, endpoints })
+        let (rotation, at) = rotation.map_or((None, None), |(r, at)| (Some(r), Some(at)));
+        Some((SignerSpec { name, key, slot, mode, endpoints, rotation }, at))
     }
 
     fn resources(&mut self, node: &Node) -> Vec<(ResourceSpec, Pos)> {

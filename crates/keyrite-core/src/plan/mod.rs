@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::manifest::{Attrs, AwsConfig, GcpConfig, Manifest, REFS_KEY, Reference, StateConfig, refs};
+use crate::rotation::{Phase, RotationPlan};
 use crate::schema::{self, Compare, Live, OnChange, Schema, Schemas};
 use crate::state::{ResourceState, State};
 
@@ -123,6 +124,9 @@ pub struct Plan {
     /// Set when the manifest runs ceremonies: the plan needs approvals to be applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ceremony: Option<crate::manifest::CeremonyConfig>,
+    /// Set for a rotation plan (`keyrite rotate`): the key it rotates and the enrolment to follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::rotation::RotationPlan>,
     pub changes: Vec<ResourceChange>,
     /// The permissions the changes need, as checked at plan time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -253,6 +257,7 @@ impl Plan {
             builtins: observed.builtins.clone(),
             identity: observed.identity.clone(),
             ceremony: manifest.ceremony.clone(),
+            rotation: None,
             changes,
             permissions: Vec::new(),
             allowed: Vec::new(),
@@ -340,6 +345,60 @@ impl Observed {
 
 /// Plans the changes that bring the cloud to the manifest.
 pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, created_at: String) -> Plan {
+    let mut plan = converge(manifest, state, observed, created_at);
+    let unfinished = state.into_iter().flat_map(|s| &s.rotations).filter(|r| r.phase == Phase::Applying);
+    for r in unfinished {
+        plan.errors.push(PlanError {
+            address: Some(r.key.clone()),
+            message: format!(
+                "the rotation of {} (signer {}) to generation {} was interrupted before its new key was recorded",
+                r.key, r.signer, r.generation
+            ),
+            hint: Some(format!(
+                "continue it with `keyrite rotate {} --out rotation.plan`, approve, and apply that plan",
+                r.signer
+            )),
+        });
+    }
+    plan
+}
+
+/// Plans a rotation of `rotation.key`: a new key (a new address, the next generation) with
+/// everything that refers to it moved over, the old key left as it is. For a rotation an
+/// interrupted apply started, the plan continues it: the new key it may have made is adopted.
+pub fn build_rotation(
+    manifest: &Manifest,
+    state: &State,
+    observed: &Observed,
+    created_at: String,
+    rotation: RotationPlan,
+) -> Plan {
+    let mut after = state.clone();
+    let mut observed = observed.clone();
+    if !rotation.continuing {
+        after.resources.remove(&rotation.key);
+        after.generations.insert(rotation.key.clone(), rotation.generation);
+        observed.live.remove(&rotation.key);
+    }
+    let mut plan = converge(manifest, Some(&after), &observed, created_at);
+    plan.base_serial = Some(state.serial);
+    for c in plan.changes.iter_mut().filter(|c| c.address == rotation.key) {
+        let grace = crate::rotation::format_duration(rotation.grace_seconds);
+        let note = format!(
+            "rotation to generation {}: a NEW KEY WITH A NEW ADDRESS for signer {}; the old key {} ({}) stays enabled, \
+             and signs, until `keyrite rotate {} --finish` after a grace period of {grace}",
+            rotation.generation, rotation.signer, rotation.replaces_id, rotation.replaces_address, rotation.signer
+        );
+        c.reason = Some(match c.reason.take() {
+            Some(r) => format!("{r}; {note}"),
+            None => note,
+        });
+    }
+    plan.rotation = Some(rotation);
+    plan
+}
+
+fn converge(manifest: &Manifest, state: Option<&State>, observed: &Observed, created_at: String) -> Plan {
     let lineage = observed.lineage_for(state);
     let empty = BTreeMap::new();
     let prior_resources = state.map(|s| &s.resources).unwrap_or(&empty);
@@ -353,7 +412,7 @@ pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, cr
             errors.push(e.clone());
             continue;
         }
-        let template = with_ownership(kind, &spec.desired, &lineage, &spec.name);
+        let template = with_ownership(kind, &spec.desired, &lineage, &spec.name, generation(state, &spec.name));
         let adopted = observed.adopted.get(&spec.name);
         // An import carrying another state's marks belongs to that state. A new state may
         // continue a lost one's lineage (see `continue_lineage`), but only at the same address.
@@ -552,16 +611,25 @@ fn delete_order(resources: &BTreeMap<String, ResourceState>, keep: &BTreeSet<&st
     order
 }
 
-/// The desired attributes with keyrite's ownership marks added (see [`Kind::ownership`]).
-pub fn with_ownership(kind: &dyn Schema, desired: &Attrs, lineage: &str, address: &str) -> Attrs {
+/// The desired attributes with keyrite's ownership marks added (see [`Kind::ownership`]),
+/// and, past a key's first generation, its generation (in `tags`, where the kind has them).
+pub fn with_ownership(kind: &dyn Schema, desired: &Attrs, lineage: &str, address: &str, generation: u32) -> Attrs {
     let mut attrs = desired.clone();
-    if let Some((attr, marks)) = kind.ownership(lineage, address) {
+    if let Some((attr, mut marks)) = kind.ownership(lineage, address) {
+        if generation > 1 && attr == "tags" {
+            marks.push((crate::rotation::TAG_GENERATION, generation.to_string()));
+        }
         let map = attrs.entry(attr).or_insert_with(|| Json::Object(Default::default()));
         if let Json::Object(map) = map {
             map.extend(marks.into_iter().map(|(k, v)| (k.to_owned(), Json::String(v))));
         }
     }
     attrs
+}
+
+/// A resource's generation in `state`: 1 unless it was rotated.
+pub fn generation(state: Option<&State>, address: &str) -> u32 {
+    state.and_then(|s| s.generations.get(address)).copied().unwrap_or(1)
 }
 
 /// Outputs known so far, by resource address, plus the `aws.*` builtins.

@@ -87,6 +87,12 @@ pub struct State {
     /// record chains to. A state with a head only takes approved ceremony plans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ceremony: Option<ChainHead>,
+    /// Each key's generation, where it is past the first (a rotated key's address → n).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub generations: BTreeMap<String, u32>,
+    /// Every rotation, oldest first: the old keys, and where each rotation is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<crate::rotation::Rotation>,
 }
 
 /// The newest ceremony record of a lineage.
@@ -109,6 +115,8 @@ impl State {
             resources: BTreeMap::new(),
             pending: BTreeMap::new(),
             ceremony: None,
+            generations: BTreeMap::new(),
+            rotations: Vec::new(),
         }
     }
 }

@@ -1,0 +1,512 @@
+//! `keyrite rotate SIGNER`: the rotation of an operational key, as a ceremony in three
+//! recorded steps (see [`crate::rotation`] for the model).
+//!
+//! 1. `rotate SIGNER --out FILE` plans the new key (a new address, the key's next generation)
+//!    with everything that names it moved over; the approvers approve that plan as any
+//!    other, and `keyrite apply FILE --operator-key K` makes it, proves the new key signs,
+//!    self-tests the endpoints, writes the record, and writes the enrolment (`FILE.enrolment.json`
+//!    and its digest) for the gate's approvers. The old key stays enabled.
+//! 2. `rotate SIGNER --enrol FILE.enrolment.json --operator-key K`: with the approvals beside
+//!    it, the recovery key signs the enrolment through its quorum gate; the record holds the
+//!    enrolment, its approvals and the signature.
+//! 3. `rotate SIGNER --finish --operator-key K`, once the grace period is over: the old key
+//!    is disabled (never deleted), and the record says so.
+//!
+//! An apply killed in step 1 leaves the rotation in the state as `applying`; `rotate` then
+//! plans its continuation, which adopts the new key the interrupted create may have made
+//! (found by its generation tag), so that there is only ever one new key.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use keyrite_core::ceremony::enrolment::{Enrolment, NAMESPACE, TypedEnrolment};
+use keyrite_core::ceremony::record::{self, KeyRecord, KeyRef, RotationRecord};
+use keyrite_core::rotation::{self as model, Phase, Rotation, RotationPlan};
+
+use super::{Reference, Status, call_summary, load, preflight, refresh};
+use crate::cli::ManifestArg;
+use crate::manifest::Manifest;
+use crate::plan::Plan;
+use crate::provider::Cloud;
+use crate::render::human;
+use crate::state::{Backend, State, now};
+
+#[cfg(feature = "aws")]
+/// `keyrite rotate SIGNER --out FILE`.
+pub async fn plan(
+    arg: &ManifestArg,
+    signer: &str,
+    out: &Path,
+    nonce: Option<u64>,
+    valid_for: &str,
+) -> anyhow::Result<Status> {
+    let (manifest, store) = load(arg).await?;
+    let spec = manifest.signer(Some(signer))?;
+    let Some(rotation) = &spec.rotation else {
+        bail!(
+            "signer {signer} has no `rotation:` block: declare its grace period (and its recovery signer) first, e.g.\n  \
+             signers:\n    {signer}:\n      key: {}\n      rotation: {{grace: 7d, every: 90d}}",
+            spec.key
+        );
+    };
+    if manifest.ceremony.is_none() {
+        bail!(
+            "a rotation is a ceremony, and {} has no `ceremony:` block: declare the approvers who approve it",
+            manifest.path.display()
+        );
+    }
+    let kind = manifest.resource(&spec.key).map(|r| r.kind.as_str()).unwrap_or_default();
+    if kind != "aws_kms_key" {
+        bail!("signer {signer}: `keyrite rotate` rotates aws_kms_key keys; {} is a {kind}", spec.key);
+    }
+    // The enrolment's gate must exist before anything is planned.
+    let (function, gate) = super::enrol::gate_of(&manifest, &rotation.recovery)?;
+    let valid_for = model::duration_seconds(valid_for)
+        .filter(|s| (60..=keyrite_core::gate::MAX_VALIDITY_SECONDS).contains(s))
+        .with_context(|| {
+            format!("--valid-for: {valid_for:?} is not a duration from 1m to the gate's 30 days (30m, 24h, 7d)")
+        })?;
+    let Some(state) = super::read_state(&store).await? else {
+        bail!("no state at {}: apply the manifest before rotating its keys", store.describe());
+    };
+    let open = state.rotations.iter().rev().find(|r| r.key == spec.key && r.phase != Phase::Finished);
+    let rotation_plan = match open {
+        Some(r) if r.phase == Phase::Applying => {
+            println!(
+                "Continuing the rotation of {} to generation {} that an interrupted apply started on {}.",
+                r.key, r.generation, r.started_at
+            );
+            RotationPlan {
+                signer: r.signer.clone(),
+                key: r.key.clone(),
+                generation: r.generation,
+                replaces_id: r.old.id.clone(),
+                replaces_address: r.old_address.clone(),
+                grace_seconds: r.grace_seconds,
+                recovery: r.recovery.clone(),
+                nonce: r.nonce,
+                valid_for_seconds: r.valid_for_seconds,
+                continuing: true,
+            }
+        }
+        Some(r) => bail!(
+            "signer {signer} is already rotating: generation {} is {}; {}",
+            r.generation,
+            describe(r.phase),
+            next_step(r)
+        ),
+        None => {
+            let current = state
+                .resources
+                .get(&spec.key)
+                .with_context(|| format!("{} is not in the state: apply the manifest first", spec.key))?;
+            let enrolled = state
+                .rotations
+                .iter()
+                .filter(|r| r.recovery == rotation.recovery && matches!(r.phase, Phase::Enrolled | Phase::Finished))
+                .count() as u64;
+            RotationPlan {
+                signer: signer.to_owned(),
+                key: spec.key.clone(),
+                generation: crate::plan::generation(Some(&state), &spec.key) + 1,
+                replaces_id: current.id.clone(),
+                replaces_address: super::enrol::recorded_address(&state, &spec.key)?.to_checksum_string(),
+                grace_seconds: rotation.grace_seconds,
+                recovery: rotation.recovery.clone(),
+                nonce: nonce.unwrap_or(enrolled),
+                valid_for_seconds: valid_for,
+                continuing: false,
+            }
+        }
+    };
+    let cloud = Arc::new(Cloud::connect(&manifest.aws, &manifest.gcp).await);
+    let observed = refresh(&cloud, &manifest, Some(&state), Reference::Manifest).await?;
+    let mut plan = crate::plan::build_rotation(&manifest, &state, &observed, now(), rotation_plan);
+    preflight::check_permissions(&cloud, &mut plan).await?;
+    preflight::check_lint(&manifest, &mut plan);
+    println!("{}\n{}", human::plan(&plan).trim_end(), call_summary(&cloud));
+    if !plan.errors.is_empty() {
+        println!("The plan was not saved.");
+        return Ok(Status::Error);
+    }
+    std::fs::write(out, serde_json::to_vec_pretty(&plan)?)
+        .with_context(|| format!("cannot write plan to {}", out.display()))?;
+    let r = plan.rotation.as_ref().context("rotation")?;
+    println!(
+        "\nSaved the rotation plan to {file}. After the apply, the enrolment of the new key (nonce {}, valid {}) needs \
+         {} approvals for the gate {}.\nNext:\n  1. each approver: keyrite approve {file} --key ~/.ssh/id_ed25519\n  \
+         2. keyrite apply {file} --operator-key ~/.ssh/id_ed25519",
+        r.nonce,
+        model::format_duration(r.valid_for_seconds),
+        gate.threshold(),
+        function.name,
+        file = out.display()
+    );
+    Ok(Status::Ok)
+}
+
+/// Before a rotation plan's changes: the old key leaves the key's address for the state's
+/// rotation history (it stays in the cloud, enabled), and the address moves to the next
+/// generation. Written before any cloud call, so that a crash after it is continued, not
+/// repeated.
+pub(super) async fn begin(store: &Backend, mut state: State, plan: &Plan) -> anyhow::Result<State> {
+    let Some(r) = &plan.rotation else { return Ok(state) };
+    if r.continuing {
+        let open = state
+            .rotations
+            .iter()
+            .any(|x| x.key == r.key && x.generation == r.generation && x.phase == Phase::Applying);
+        if !open {
+            bail!(
+                "the plan continues a rotation of {} to generation {} that the state does not have",
+                r.key,
+                r.generation
+            );
+        }
+        return Ok(state);
+    }
+    let old = state.resources.remove(&r.key).with_context(|| format!("{} is not in the state", r.key))?;
+    if old.id != r.replaces_id {
+        bail!("the plan rotates {} from key {}, but the state records {}", r.key, r.replaces_id, old.id);
+    }
+    state.generations.insert(r.key.clone(), r.generation);
+    state.rotations.push(Rotation::from_plan(r, old, now()));
+    state.serial += 1;
+    store.write(&state).await?;
+    Ok(state)
+}
+
+/// After a rotation plan's changes, as its record is written: the rotation's step for the
+/// record, and the state's rotation moved on to `rotated`.
+pub(super) fn rotated(
+    state: &mut State,
+    plan: &Plan,
+    keys: &[KeyRecord],
+    record_id: &str,
+) -> anyhow::Result<Option<RotationRecord>> {
+    let Some(r) = &plan.rotation else { return Ok(None) };
+    let made =
+        keys.iter().find(|k| k.address == r.key).with_context(|| format!("the new key {} was not proven", r.key))?;
+    let entry = state
+        .rotations
+        .iter_mut()
+        .rev()
+        .find(|x| x.key == r.key && x.generation == r.generation)
+        .context("the rotation is not in the state")?;
+    let at = now();
+    let grace_until = model::plus_seconds(&at, r.grace_seconds).context("grace period")?;
+    entry.phase = Phase::Rotated;
+    entry.new_id = Some(made.id.clone());
+    entry.new_address = Some(made.evm_address.clone());
+    entry.rotated_at = Some(at);
+    entry.grace_until = Some(grace_until.clone());
+    entry.records.push(record_id.to_owned());
+    Ok(Some(RotationRecord {
+        step: "rotate".into(),
+        signer: r.signer.clone(),
+        key: r.key.clone(),
+        generation: r.generation,
+        replaces: KeyRef { id: r.replaces_id.clone(), evm_address: r.replaces_address.clone() },
+        new: KeyRef { id: made.id.clone(), evm_address: made.evm_address.clone() },
+        grace_until,
+        disabled_at: None,
+        old_key_state: None,
+    }))
+}
+
+#[cfg(feature = "aws")]
+/// `FILE.enrolment.json` beside the rotation plan: where the enrolment is written.
+fn enrolment_path(plan_path: &Path) -> PathBuf {
+    let mut name = plan_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".enrolment.json");
+    plan_path.with_file_name(name)
+}
+
+#[cfg(feature = "aws")]
+/// After the rotation's record: the enrolment of the new key for the gate's approvers.
+pub(super) fn write_enrolment(manifest: &Manifest, state: &State, plan: &Plan, plan_path: &Path) -> anyhow::Result<()> {
+    let Some(r) = &plan.rotation else { return Ok(()) };
+    let entry = open_rotation(state, &r.signer)?;
+    let (function, gate) = super::enrol::gate_of(manifest, &r.recovery)?;
+    let parse = |text: &str| text.parse().map_err(|e| anyhow::anyhow!("{text:?}: {e}"));
+    let scope = gate.scope();
+    let typed = TypedEnrolment {
+        domain: scope.domain.clone(),
+        message: Enrolment {
+            wallet: scope.wallet,
+            new_signer: parse(entry.new_address.as_deref().unwrap_or_default())?,
+            replaces: parse(&entry.old_address)?,
+            nonce: entry.nonce,
+            deadline: keyrite_core::ceremony::unix_now() + entry.valid_for_seconds,
+        },
+    };
+    let out = enrolment_path(plan_path);
+    let then = format!("`keyrite rotate {} --enrol {} --operator-key KEY`", r.signer, out.display());
+    println!();
+    super::enrol::write(&out, &typed, &function.name, gate.threshold(), &then)
+}
+
+/// The signer's rotation that has not finished.
+fn open_rotation<'s>(state: &'s State, signer: &str) -> anyhow::Result<&'s Rotation> {
+    state.rotations.iter().rev().find(|r| r.signer == signer && r.phase != Phase::Finished).with_context(|| {
+        format!("signer {signer} is not rotating: start with `keyrite rotate {signer} --out rotation.plan`")
+    })
+}
+
+fn describe(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Applying => "being applied",
+        Phase::Rotated => "live, waiting for its enrolment",
+        Phase::Enrolled => "enrolled, waiting for the old key's grace period to end",
+        Phase::Finished => "finished",
+    }
+}
+
+fn next_step(r: &Rotation) -> String {
+    match r.phase {
+        Phase::Applying => format!("continue it with `keyrite rotate {} --out rotation.plan`", r.signer),
+        Phase::Rotated => format!("its enrolment is next: `keyrite rotate {} --enrol FILE.enrolment.json`", r.signer),
+        Phase::Enrolled => format!(
+            "`keyrite rotate {} --finish` disables the old key after {}",
+            r.signer,
+            r.grace_until.as_deref().unwrap_or("the grace period")
+        ),
+        Phase::Finished => "nothing is left to do".into(),
+    }
+}
+
+#[cfg(feature = "aws")]
+/// What a rotation's later steps carry over from its first record: the approved plan and its
+/// approvals, so that each record verifies on its own.
+struct First {
+    plan_path: String,
+    plan_bytes: Vec<u8>,
+    plan: Plan,
+    approvals: record::Approvals,
+}
+
+#[cfg(feature = "aws")]
+fn first_record(records: &Path, state: &State, entry: &Rotation) -> anyhow::Result<First> {
+    let id = entry.records.first().context("the rotation has no record")?;
+    let found = record::records_in(records, Some(&state.lineage))?
+        .into_iter()
+        .find(|f| f.statement.predicate.record_id == *id)
+        .with_context(|| format!("the rotation's record {id} is not in {}", records.display()))?;
+    let p = found.statement.predicate;
+    let plan_bytes = B64.decode(&p.plan.content)?;
+    let plan: Plan = serde_json::from_slice(&plan_bytes)?;
+    Ok(First { plan_path: p.plan.path, plan_bytes, plan, approvals: p.approvals })
+}
+
+#[cfg(feature = "aws")]
+/// The operator's Ed25519 key, for a step's record.
+fn operator(key: Option<&Path>) -> anyhow::Result<ssh_key::PrivateKey> {
+    let path = key.context("a rotation step signs its record: pass --operator-key (or set KEYRITE_OPERATOR_KEY)")?;
+    let key = super::ceremony::load_key(path)?;
+    if key.algorithm() != ssh_key::Algorithm::Ed25519 {
+        bail!("the operator key {} is {}; ceremony records are signed with Ed25519", path.display(), key.algorithm());
+    }
+    Ok(key)
+}
+
+#[cfg(feature = "aws")]
+async fn identity(cloud: &Cloud) -> crate::plan::Identity {
+    crate::plan::Identity { aws: cloud.aws.identity().await.ok().map(|i| i.arn.clone()), gcp: None }
+}
+
+#[cfg(feature = "aws")]
+/// `keyrite rotate SIGNER --enrol FILE`.
+pub async fn enrol(
+    arg: &ManifestArg,
+    signer: &str,
+    file: &Path,
+    operator_key: Option<&Path>,
+) -> anyhow::Result<Status> {
+    let (manifest, store) = load(arg).await?;
+    let cfg = manifest.ceremony.clone().context("the manifest has no `ceremony:` block")?;
+    let operator = operator(operator_key)?;
+    let lock = store.lock("rotate --enrol").await?;
+    let result = async {
+        let started_at = now();
+        let mut state = super::read_state(&store).await?.context("no state")?;
+        let entry = open_rotation(&state, signer)?.clone();
+        if entry.phase != Phase::Rotated {
+            bail!("signer {signer}'s rotation is {}: {}", describe(entry.phase), next_step(&entry));
+        }
+        let typed = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .and_then(|v| TypedEnrolment::from_json(&v).ok())
+            .with_context(|| format!("{} is not an enrolment", file.display()))?;
+        let new = entry.new_address.clone().unwrap_or_default();
+        let m = &typed.message;
+        if m.new_signer.to_checksum_string() != new || m.replaces.to_checksum_string() != entry.old_address || m.nonce != entry.nonce
+        {
+            bail!(
+                "{} enrols {} in place of {} (nonce {}), but this rotation is from {} to {new} (nonce {}); nothing was sent",
+                file.display(),
+                m.new_signer,
+                m.replaces,
+                m.nonce,
+                entry.old_address,
+                entry.nonce
+            );
+        }
+        let first = first_record(&cfg.records, &state, &entry)?;
+        let cloud = Cloud::connect(&manifest.aws, &manifest.gcp).await;
+        let signed = super::enrol::sign(&manifest, &state, &cloud, &entry.recovery, file).await?;
+        let signers = keyrite_core::ceremony::allowed_signers::parse("the gate's approvers", &signed.allowed_signers)?;
+        let at = keyrite_core::ceremony::unix_now();
+        let approvals = signed
+            .approvals
+            .iter()
+            .filter_map(|armored| {
+                let v = keyrite_core::ceremony::approval::verify(armored, &signed.digest, NAMESPACE, &signers, at, None)
+                    .ok()?;
+                Some(record::ApprovalRecord {
+                    principal: v.principals.join(","),
+                    fingerprint: v.fingerprint,
+                    key_type: v.key_type.to_string(),
+                    signature: armored.clone(),
+                })
+            })
+            .collect();
+        let record_id = uuid::Uuid::new_v4().to_string();
+        let rotation = step_record("enrol", &entry, None, None);
+        let enrolment = record::EnrolmentRecord {
+            typed_data: signed.typed.to_json(),
+            digest: format!("0x{}", hex::encode(signed.digest)),
+            namespace: NAMESPACE.into(),
+            threshold: signed.gate.threshold(),
+            allowed_signers_sha256: record::sha256_hex(signed.allowed_signers.as_bytes()),
+            allowed_signers: signed.allowed_signers.clone(),
+            approvals,
+            gate: signed.function.clone(),
+            gate_configuration_sha256: signed.gate.fingerprint().to_owned(),
+            recovery_address: signed.address.to_checksum_string(),
+            signature: signed.signature.clone(),
+        };
+        let bytes = serde_json::to_vec(&enrolment.typed_data)?;
+        let parts = super::ceremony::Record {
+            record_id: record_id.clone(),
+            started_at,
+            plan_path: first.plan_path,
+            plan_bytes: first.plan_bytes,
+            plan: &first.plan,
+            approvals: first.approvals,
+            identity: identity(&cloud).await,
+            applied: Vec::new(),
+            keys: Vec::new(),
+            selftest: Vec::new(),
+            subjects: vec![record::Subject::sha256(format!("enrolment:{}", entry.key), &bytes)],
+            rotation: Some(rotation),
+            enrolment: Some(enrolment),
+        };
+        let at = state.rotations.iter().rposition(|r| r.signer == signer && r.phase == Phase::Rotated).context("rotation")?;
+        state.rotations[at].phase = Phase::Enrolled;
+        state.rotations[at].records.push(record_id);
+        super::ceremony::write_record(parts, &operator, &mut state, &store, &cfg.records).await?;
+        println!(
+            "Submit the enrolment and its signature to the wallet {}. The old key {} keeps signing until `keyrite rotate {signer} --finish`, after {}.",
+            signed.typed.message.wallet,
+            entry.old_address,
+            entry.grace_until.as_deref().unwrap_or("the grace period")
+        );
+        Ok(Status::Ok)
+    }
+    .await;
+    store.unlock(lock).await?;
+    result
+}
+
+#[cfg(feature = "aws")]
+/// `keyrite rotate SIGNER --finish`.
+pub async fn finish(arg: &ManifestArg, signer: &str, operator_key: Option<&Path>) -> anyhow::Result<Status> {
+    let (manifest, store) = load(arg).await?;
+    let cfg = manifest.ceremony.clone().context("the manifest has no `ceremony:` block")?;
+    let operator = operator(operator_key)?;
+    let lock = store.lock("rotate --finish").await?;
+    let result = async {
+        let started_at = now();
+        let mut state = super::read_state(&store).await?.context("no state")?;
+        let entry = open_rotation(&state, signer)?.clone();
+        if entry.phase != Phase::Enrolled {
+            bail!(
+                "signer {signer}'s rotation is {}: the old key is disabled only once the new one is enrolled; {}",
+                describe(entry.phase),
+                next_step(&entry)
+            );
+        }
+        let until = entry.grace_until.clone().unwrap_or_default();
+        let left = model::seconds_between(&started_at, &until).unwrap_or(0);
+        if left > 0 {
+            bail!(
+                "the old key {} ({}) is in its grace period until {until} ({} left): it keeps signing until then; nothing was changed",
+                entry.old.id,
+                entry.old_address,
+                model::format_duration(u64::try_from(left).unwrap_or_default())
+            );
+        }
+        let first = first_record(&cfg.records, &state, &entry)?;
+        let cloud = Cloud::connect(&manifest.aws, &manifest.gcp).await;
+        let after = keyrite_aws::kms_key::disable_key(&cloud.aws, &entry.old.id).await?;
+        let disabled_at = now();
+        let record_id = uuid::Uuid::new_v4().to_string();
+        let at = state.rotations.iter().rposition(|r| r.signer == signer && r.phase == Phase::Enrolled).context("rotation")?;
+        state.rotations[at].phase = Phase::Finished;
+        state.rotations[at].finished_at = Some(disabled_at.clone());
+        state.rotations[at].records.push(record_id.clone());
+        let parts = super::ceremony::Record {
+            record_id,
+            started_at,
+            plan_path: first.plan_path,
+            plan_bytes: first.plan_bytes,
+            plan: &first.plan,
+            approvals: first.approvals,
+            identity: identity(&cloud).await,
+            applied: vec![record::Applied {
+                address: format!("{} (generation {})", entry.key, entry.generation - 1),
+                kind: entry.old.kind.clone(),
+                action: "disable".into(),
+            }],
+            keys: Vec::new(),
+            selftest: Vec::new(),
+            subjects: Vec::new(),
+            rotation: Some(step_record("finish", &entry, Some(disabled_at), Some(after.clone()))),
+            enrolment: None,
+        };
+        super::ceremony::write_record(parts, &operator, &mut state, &store, &cfg.records).await?;
+        println!(
+            "Rotation of {signer} finished: the old key {} ({}) is {after}. keyrite keeps it, and never schedules its \
+             deletion: do that by hand, with a window, once nothing will ever need its address again. {}",
+            entry.old.id,
+            entry.old_address,
+            call_summary(&cloud)
+        );
+        Ok(Status::Ok)
+    }
+    .await;
+    store.unlock(lock).await?;
+    result
+}
+
+#[cfg(feature = "aws")]
+fn step_record(step: &str, r: &Rotation, disabled_at: Option<String>, old_key_state: Option<String>) -> RotationRecord {
+    RotationRecord {
+        step: step.into(),
+        signer: r.signer.clone(),
+        key: r.key.clone(),
+        generation: r.generation,
+        replaces: KeyRef { id: r.old.id.clone(), evm_address: r.old_address.clone() },
+        new: KeyRef {
+            id: r.new_id.clone().unwrap_or_default(),
+            evm_address: r.new_address.clone().unwrap_or_default(),
+        },
+        grace_until: r.grace_until.clone().unwrap_or_default(),
+        disabled_at,
+        old_key_state,
+    }
+}
