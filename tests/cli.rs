@@ -42,6 +42,7 @@ fn help_texts() {
         "ceremony verify",
         "ceremony show",
         "ceremony sign",
+        "rotate",
     ] {
         let mut args: Vec<&str> = cmd.split_whitespace().collect();
         args.push("--help");

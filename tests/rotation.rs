@@ -29,6 +29,8 @@ const PLAN_NS: &str = "keyrite-plan@v1";
 const ENROL_NS: &str = "keyrite-enrolment@v1";
 /// Long enough for the enrolment to come before its end, short enough to wait for.
 const GRACE_SECONDS: u64 = 45;
+/// Just past the grace period: the new key is due for its own rotation by the test's end.
+const EVERY_SECONDS: u64 = 50;
 
 struct People {
     dir: PathBuf,
@@ -82,11 +84,11 @@ fn manifest() -> String {
     let text = std::fs::read_to_string(repo_root().join("manifests/rotation.yaml")).unwrap();
     let grace = "      grace: 7d ";
     assert!(text.contains(grace));
-    text.replacen(grace, &format!("      grace: {GRACE_SECONDS}s "), 1).replacen(
-        "  threshold: 2\n\nresources:",
-        "  threshold: 2\n  records: ceremonies\n\nresources:",
-        1,
-    )
+    let every = "      every: 90d ";
+    assert!(text.contains(every));
+    text.replacen(grace, &format!("      grace: {GRACE_SECONDS}s "), 1)
+        .replacen(every, &format!("      every: {EVERY_SECONDS}s "), 1)
+        .replacen("  threshold: 2\n\nresources:", "  threshold: 2\n  records: ceremonies\n\nresources:", 1)
 }
 
 fn command(w: &Workdir, endpoint: &str, emu: &Emulator, args: &[&str]) -> Command {
@@ -383,6 +385,22 @@ fn a_rotation_makes_one_new_key_enrols_it_through_the_quorum_and_disables_the_ol
     std::fs::write(&out, envelope.to_string()).unwrap();
     let bad = keyrite(&w, &emu, &["ceremony", "verify", "edited.json"]).expect(1);
     assert!(bad.stdout.contains("does not verify with that key"), "{}", bad.stdout);
+
+    // The new key's own rotation comes due once it is older than `every`: lint --live warns,
+    // and the plan says so.
+    let rotated_at = w.state()["rotations"][0]["rotated_at"].as_str().unwrap().to_owned();
+    let age = || keyrite_core::rotation::seconds_between(&rotated_at, &keyrite_core::state::now()).unwrap();
+    while age() <= EVERY_SECONDS as i64 + 1 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let live = keyrite(&w, &emu, &["lint", "--live", "--format", "json"]);
+    assert!(
+        live.stdout.contains("KR112") && live.stdout.contains("a rotation of signer treasury is due"),
+        "{}",
+        live.stdout
+    );
+    let plan = keyrite(&w, &emu, &["plan"]).expect(0);
+    assert!(plan.stdout.contains("Rotation due: a rotation of signer treasury is due"), "{}", plan.stdout);
 
     // Addresses show the history.
     let shown = keyrite(&w, &emu, &["addresses"]).expect(0);

@@ -111,7 +111,20 @@ async fn state(arg: &ManifestArg) -> anyhow::Result<Vec<Finding>> {
             .to_owned();
         deployed.push(Deployed { kind: prior.kind.clone(), resource: address.clone(), name, attrs });
     }
-    Ok(lint::live(&deployed, &cx, &manifest.allowances))
+    let mut findings = lint::live(&deployed, &cx, &manifest.allowances);
+    // A key's age as the cloud tells it now.
+    let mut current = state.clone();
+    for (address, r) in current.resources.iter_mut() {
+        if let Some(Some(live)) = observed.live.get(address)
+            && let Some(at) = live.outputs.get("created_at")
+        {
+            r.outputs.insert("created_at".into(), at.clone());
+        }
+    }
+    let due = keyrite_core::rotation::due(&manifest.signers, &current, &crate::state::now());
+    findings.extend(lint::rotations_due(&due, &current, &manifest.allowances));
+    findings.sort_by(|a, b| (&a.resource, a.rule, &a.message).cmp(&(&b.resource, b.rule, &b.message)));
+    Ok(findings)
 }
 
 /// Every secp256k1 key of the account and the stack around it, found read-only.

@@ -28,6 +28,9 @@ pub fn plan(plan: &Plan) -> String {
             if r.continuing { "\n  This plan continues the rotation an interrupted apply started." } else { "" }
         );
     }
+    for due in &plan.rotations_due {
+        let _ = writeln!(out, "Rotation due: {due}.\n");
+    }
     for a in &plan.allowed {
         let _ = writeln!(out, "Allowed by the manifest: {} on {} ({}): {}", a.rule, a.resource, a.message, a.reason);
     }

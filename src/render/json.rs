@@ -20,6 +20,7 @@ pub fn plan(plan: &Plan) -> Json {
         "has_changes": plan.has_changes(),
         "identity": plan.identity,
         "errors": plan.errors,
+        "rotations_due": plan.rotations_due,
         "permissions": plan.permissions,
         "summary": plan.summary(),
         "changes": plan.changes.iter().map(|c| json!({

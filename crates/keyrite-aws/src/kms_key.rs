@@ -183,7 +183,7 @@ impl Kind<Aws> for KmsKey {
         live.attrs.insert("policy".into(), policy);
         live.attrs.insert("tags".into(), map_json(&list_tags(cloud, id).await?));
         let spki = if state == "Enabled" { Some(public_key(cloud, id).await?) } else { None };
-        live.outputs = key_outputs(meta.key_id(), meta.arn().unwrap_or_default(), spki);
+        live.outputs = key_outputs(meta.key_id(), meta.arn().unwrap_or_default(), spki, created(meta));
         Ok(Some(live))
     }
 
@@ -224,7 +224,8 @@ impl Kind<Aws> for KmsKey {
         if str_attr(desired, "key_state") == "Disabled" {
             cloud.kms.disable_key().key_id(&id).send().await.map_err(|e| api_error("kms:DisableKey", e))?;
         }
-        let outputs = key_outputs(&id, meta.arn().unwrap_or_default(), Some(public_key(cloud, &id).await?));
+        let outputs =
+            key_outputs(&id, meta.arn().unwrap_or_default(), Some(public_key(cloud, &id).await?), created(meta));
         Ok(Created { id, outputs })
     }
 
@@ -271,7 +272,7 @@ impl Kind<Aws> for KmsKey {
             cloud.kms.describe_key().key_id(id).send().await.map_err(|e| api_error("kms:DescribeKey", e))?;
         let arn = described.key_metadata().and_then(|m| m.arn()).unwrap_or_default();
         let spki = if str_attr(desired, "key_state") == "Enabled" { Some(public_key(cloud, id).await?) } else { None };
-        Ok(key_outputs(id, arn, spki))
+        Ok(key_outputs(id, arn, spki, described.key_metadata().and_then(created)))
     }
 
     /// `kms:ListKeys`, `kms:ListResourceTags`, `kms:DescribeKey`: the one key (enabled or
@@ -541,11 +542,19 @@ pub fn generated_policy(g: &Generated) -> Json {
     json!({"Version": "2012-10-17", "Id": "keyrite-generated", "Statement": statements})
 }
 
+/// When KMS made the key (RFC 3339): how old it is, for `rotation: {every: …}`.
+fn created(meta: &aws_sdk_kms::types::KeyMetadata) -> Option<String> {
+    meta.creation_date().and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+}
+
 /// A key's outputs. The address is derived from the public key when it is a secp256k1 key.
-fn key_outputs(id: &str, arn: &str, spki_b64: Option<String>) -> Attrs {
+fn key_outputs(id: &str, arn: &str, spki_b64: Option<String>, created_at: Option<String>) -> Attrs {
     let mut out = Attrs::new();
     out.insert("key_id".into(), json!(id));
     out.insert("arn".into(), json!(arn));
+    if let Some(at) = created_at {
+        out.insert("created_at".into(), json!(at));
+    }
     if let Some(spki) = spki_b64 {
         let address = base64::engine::general_purpose::STANDARD
             .decode(&spki)

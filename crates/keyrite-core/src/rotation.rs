@@ -15,7 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::ResourceState;
+use crate::manifest::SignerSpec;
+use crate::state::{ResourceState, State};
 
 /// The ownership mark that tells a key's generations apart (absent on the first).
 pub const TAG_GENERATION: &str = "keyrite:generation";
@@ -125,6 +126,69 @@ impl Rotation {
     }
 }
 
+/// A signer whose key is older than its `rotation.every`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Due {
+    pub signer: String,
+    pub key: String,
+    /// When the key was made (KMS's creation date, or the rotation that made it live).
+    pub since: String,
+    pub age_seconds: u64,
+    pub every_seconds: u64,
+}
+
+impl std::fmt::Display for Due {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a rotation of signer {} is due: its key {} is {} old (since {}), and it rotates every {}; run `keyrite rotate {} --out rotation.plan`",
+            self.signer,
+            self.key,
+            format_age(self.age_seconds),
+            self.since,
+            format_duration(self.every_seconds),
+            self.signer
+        )
+    }
+}
+
+/// An age in whole days, or hours under two days.
+fn format_age(seconds: u64) -> String {
+    if seconds >= 2 * 86400 { format!("{} days", seconds / 86400) } else { format!("{} hours", seconds / 3600) }
+}
+
+/// When the key now at `address` went live: the rotation that made it, else the cloud's
+/// creation date as last read.
+pub fn key_since(state: &State, address: &str) -> Option<String> {
+    let current = state.resources.get(address)?;
+    let rotated = state
+        .rotations
+        .iter()
+        .rev()
+        .find(|r| r.key == address && r.new_id.as_deref() == Some(current.id.as_str()))
+        .and_then(|r| r.rotated_at.clone());
+    rotated.or_else(|| current.outputs.get("created_at").and_then(|v| v.as_str()).map(str::to_owned))
+}
+
+/// The signers with `rotation.every` whose keys are older than that at `now`.
+pub fn due(signers: &[SignerSpec], state: &State, now: &str) -> Vec<Due> {
+    signers
+        .iter()
+        .filter_map(|s| {
+            let every = s.rotation.as_ref()?.every_seconds?;
+            let since = key_since(state, &s.key)?;
+            let age = u64::try_from(seconds_between(&since, now)?).ok()?;
+            (age > every).then(|| Due {
+                signer: s.name.clone(),
+                key: s.key.clone(),
+                since,
+                age_seconds: age,
+                every_seconds: every,
+            })
+        })
+        .collect()
+}
+
 /// `90s`, `30m`, `24h`, `7d`, `0s` in seconds.
 pub fn duration_seconds(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -181,6 +245,58 @@ mod tests {
         assert_eq!(format_duration(7 * 86400), "7d");
         assert_eq!(format_duration(36 * 3600), "36h");
         assert_eq!(format_duration(90), "90s");
+    }
+
+    #[test]
+    fn a_key_is_due_once_it_is_older_than_its_rotation_period() {
+        use crate::manifest::{SigningMode, Slot};
+        let mut state = State::new(Some("l".into()));
+        let key = ResourceState {
+            kind: "aws_kms_key".into(),
+            id: "k1".into(),
+            attrs: Default::default(),
+            outputs: [("created_at".to_owned(), serde_json::json!("2026-09-01T00:00:00Z"))].into_iter().collect(),
+            depends_on: Default::default(),
+            updated_at: String::new(),
+        };
+        state.resources.insert("treasury_key".into(), key.clone());
+        let signer = |every| SignerSpec {
+            name: "treasury".into(),
+            key: "treasury_key".into(),
+            slot: Slot::Operational,
+            mode: SigningMode::Eip191,
+            endpoints: Vec::new(),
+            rotation: Some(RotationSpec { grace_seconds: 0, every_seconds: every, recovery: "r".into() }),
+        };
+        let now = "2026-12-07T00:00:00Z";
+        let due = due(&[signer(Some(90 * 86400))], &state, now);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].age_seconds, 97 * 86400);
+        assert!(due[0].to_string().contains("is 97 days old (since 2026-09-01T00:00:00Z), and it rotates every 90d"));
+        assert!(super::due(&[signer(Some(100 * 86400))], &state, now).is_empty());
+        assert!(super::due(&[signer(None)], &state, now).is_empty());
+        // After a rotation, the age counts from the rotation that made the key live.
+        state.resources.get_mut("treasury_key").unwrap().id = "k2".into();
+        let mut r = Rotation::from_plan(
+            &RotationPlan {
+                signer: "treasury".into(),
+                key: "treasury_key".into(),
+                generation: 2,
+                replaces_id: "k1".into(),
+                replaces_address: "0x1".into(),
+                grace_seconds: 0,
+                recovery: "r".into(),
+                nonce: 0,
+                valid_for_seconds: 60,
+                continuing: false,
+            },
+            key,
+            "2026-12-01T00:00:00Z".into(),
+        );
+        r.new_id = Some("k2".into());
+        r.rotated_at = Some("2026-12-01T00:00:00Z".into());
+        state.rotations.push(r);
+        assert!(super::due(&[signer(Some(90 * 86400))], &state, now).is_empty());
     }
 
     #[test]

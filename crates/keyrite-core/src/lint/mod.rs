@@ -144,6 +144,29 @@ pub fn manifest(m: &Manifest) -> Vec<Finding> {
     out
 }
 
+/// KR112 for each signer whose key is older than its `rotation.every` (see
+/// [`crate::rotation::due`]), on the key.
+pub fn rotations_due(
+    due: &[crate::rotation::Due],
+    state: &crate::state::State,
+    allowances: &[crate::manifest::Allowance],
+) -> Vec<Finding> {
+    let rule = "KR112";
+    due.iter()
+        .map(|d| Finding {
+            rule,
+            level: self::rule(rule).map_or(Level::Warning, |r| r.level),
+            resource: d.key.clone(),
+            name: state.resources.get(&d.key).map(|r| r.id.clone()),
+            message: d.to_string(),
+            file: None,
+            line: None,
+            column: None,
+            allowed: allowances.iter().find(|a| a.rule == rule && a.resource == d.key).map(|a| a.reason.clone()),
+        })
+        .collect()
+}
+
 /// A resource as deployed.
 #[derive(Clone, Debug)]
 pub struct Deployed {

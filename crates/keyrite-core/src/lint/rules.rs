@@ -111,6 +111,15 @@ pub static RULES: &[Rule] = &[
         help: "Put a quorum gate in front of the recovery key: `policy: {generated: {gate: \"${gate_role.arn}\"}}` and the gate function (see manifests/recovery-gate.yaml).",
     },
     Rule {
+        id: "KR112",
+        name: "rotation-overdue",
+        level: Level::Warning,
+        security_severity: "3.0",
+        short: "A signer's key is older than its rotation period",
+        full: "The signer declares `rotation: {every: …}`, and the key it signs with has been live for longer than that: the regular rotation the team committed to has not happened. Found by `lint --live`, which reads the key's creation date (or the rotation that made it live).",
+        help: "Rotate it: `keyrite rotate <signer> --out rotation.plan`, approve and apply the plan, have the recovery key enrol the new address, and `keyrite rotate <signer> --finish` after the grace period.",
+    },
+    Rule {
         id: "KR201",
         name: "wildcard-principal",
         level: Level::Error,

@@ -127,6 +127,9 @@ pub struct Plan {
     /// Set for a rotation plan (`keyrite rotate`): the key it rotates and the enrolment to follow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<crate::rotation::RotationPlan>,
+    /// Signers whose keys are older than their `rotation.every`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations_due: Vec<crate::rotation::Due>,
     pub changes: Vec<ResourceChange>,
     /// The permissions the changes need, as checked at plan time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -258,6 +261,7 @@ impl Plan {
             identity: observed.identity.clone(),
             ceremony: manifest.ceremony.clone(),
             rotation: None,
+            rotations_due: Vec::new(),
             changes,
             permissions: Vec::new(),
             allowed: Vec::new(),
@@ -345,7 +349,10 @@ impl Observed {
 
 /// Plans the changes that bring the cloud to the manifest.
 pub fn build(manifest: &Manifest, state: Option<&State>, observed: &Observed, created_at: String) -> Plan {
-    let mut plan = converge(manifest, state, observed, created_at);
+    let mut plan = converge(manifest, state, observed, created_at.clone());
+    if let Some(s) = state {
+        plan.rotations_due = crate::rotation::due(&manifest.signers, s, &created_at);
+    }
     let unfinished = state.into_iter().flat_map(|s| &s.rotations).filter(|r| r.phase == Phase::Applying);
     for r in unfinished {
         plan.errors.push(PlanError {
