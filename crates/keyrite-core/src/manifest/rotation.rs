@@ -36,14 +36,8 @@ impl Validation {
             );
         }
         let duration = |cx: &mut Validation, r: &mut Block<'_>, field: &str, required: bool| -> Option<u64> {
-            if !r.has(field) {
-                if required {
-                    cx.error(r.pos(), "missing", format!("{}: missing required field `{field}`", r.field_path("")));
-                }
-                return None;
-            }
             let pos = r.pos_of(field);
-            let text = r.string(cx, field)?;
+            let text = if required { r.required_string(cx, field)? } else { r.string(cx, field)? };
             match duration_seconds(&text) {
                 Some(s) if s <= MAX_GRACE || field == "every" => Some(s),
                 Some(_) => {
@@ -93,7 +87,7 @@ impl Validation {
         for signer in signers.iter_mut() {
             let Some(rotation) = signer.rotation.as_mut() else { continue };
             let pos = at.iter().find(|(n, _)| *n == signer.name).map(|(_, p)| *p).unwrap_or_default();
-            let path = format!("signers.{}.rotation.recovery", signer.name);
+            let path = format!("manifest.signers.{}.rotation.recovery", signer.name);
             if rotation.recovery.is_empty() {
                 match recovery.as_slice() {
                     [only] => rotation.recovery = only.clone(),
@@ -101,7 +95,7 @@ impl Validation {
                         pos,
                         "rotation",
                         format!(
-                            "signers.{}.rotation: no recovery signer in this manifest to enrol the new key; declare one \
+                            "manifest.signers.{}.rotation: no recovery signer in this manifest to enrol the new key; declare one \
                              with a quorum gate (see manifests/rotation.yaml)",
                             signer.name
                         ),
