@@ -17,7 +17,9 @@
 # approve), apply with proof of possession, and `keyrite ceremony verify` of the record.
 # A recovery key behind its quorum gate (manifests/recovery-gate.yaml): apply, lint, `keyrite
 # enrol prepare` of a new operational signer, one ssh-keygen approval (refused before any
-# call), a second, and `keyrite enrol submit`, which the gate signs.
+# call), a second, and `keyrite enrol submit`, which the gate signs. A signer's key is rotated
+# (manifests/rotation.yaml): an approved rotation plan, the enrolment of the new address signed
+# by the recovery key through the gate, and `rotate --finish` after the grace period.
 # Then the same job on Google Cloud KMS, against keyrite's local stand-in for the Cloud KMS
 # REST API (tests/gcp_standin; no Cloud KMS emulator exists): key ring, HSM secp256k1 key,
 # signerVerifier binding → plan → apply → plan → addresses → render-signer (the Cloud Run
@@ -192,6 +194,43 @@ if "$keyrite" enrol submit; then echo "the gate signed with one approval" >&2; e
 printf '\n\033[1m$ ssh-keygen -Y sign -n keyrite-enrolment@v1 -f keys/erin enrolment.json.digest\033[0m   (erin approves)\n'
 ssh-keygen -Y sign -n keyrite-enrolment@v1 -f keys/erin enrolment.json.digest && mv enrolment.json.digest.sig enrolment.json.digest.erin.sig
 step enrol submit;                  "$keyrite" enrol submit
+cd "$work"
+
+printf '\n\033[1m== Rotating a signer: a new key, enrolled through the quorum gate, the old key disabled after its grace\033[0m\n'
+rwork="$tmp/rotation"
+mkdir -p "$rwork/keys"
+cd "$rwork"
+# A grace period of seconds, so that the demo can wait it out.
+sed -e 's/grace: 7d /grace: 5s /' -e 's/every: 90d /every: 30d /' "$root/manifests/rotation.yaml" >keyrite.yaml
+for who in alice bob operator frank grace; do ssh-keygen -q -N '' -t ed25519 -C "$who" -f "keys/$who"; done
+for who in alice bob; do printf '%s@example.com namespaces="keyrite-plan@v1" %s\n' "$who" "$(cut -d' ' -f1,2 "keys/$who.pub")"; done >rotation-approvers.allowed_signers
+for who in frank grace; do printf '%s@example.com namespaces="keyrite-enrolment@v1" %s\n' "$who" "$(cut -d' ' -f1,2 "keys/$who.pub")"; done >recovery-approvers.allowed_signers
+approve_plan() { for who in alice bob; do ssh-keygen -Y sign -n keyrite-plan@v1 -f "keys/$who" "$1" && mv "$1.sig" "$1.$who.sig"; done; }
+export KEYRITE_VIA_EMULATOR="$AWS_ENDPOINT_URL"   # the self-test reaches the Function URL through the emulator
+step plan --out first.plan;         "$keyrite" plan --out first.plan >/dev/null && approve_plan first.plan
+step apply first.plan --operator-key keys/operator
+"$keyrite" apply first.plan --operator-key keys/operator
+step rotate treasury --out rotation.plan
+"$keyrite" rotate treasury --out rotation.plan
+printf '\n\033[1m$ ssh-keygen -Y sign -n keyrite-plan@v1 …\033[0m   (alice and bob approve the rotation plan)\n'
+approve_plan rotation.plan
+step apply rotation.plan --operator-key keys/operator
+"$keyrite" apply rotation.plan --operator-key keys/operator
+printf '\n\033[1m$ ssh-keygen -Y sign -n keyrite-enrolment@v1 … rotation.plan.enrolment.json.digest\033[0m   (frank and grace approve the enrolment)\n'
+for who in frank grace; do
+  ssh-keygen -Y sign -n keyrite-enrolment@v1 -f "keys/$who" rotation.plan.enrolment.json.digest
+  mv rotation.plan.enrolment.json.digest.sig "rotation.plan.enrolment.json.digest.$who.sig"
+done
+step rotate treasury --enrol rotation.plan.enrolment.json --operator-key keys/operator
+"$keyrite" rotate treasury --enrol rotation.plan.enrolment.json --operator-key keys/operator
+sleep 6                                            # the grace period
+step rotate treasury --finish --operator-key keys/operator
+"$keyrite" rotate treasury --finish --operator-key keys/operator
+step addresses;                     "$keyrite" addresses
+for record in ceremonies/*.json; do "$keyrite" ceremony verify "$record" --chain ceremonies >/dev/null; done
+step ceremony verify "$(ls ceremonies/*.json | tail -1)" --chain ceremonies
+"$keyrite" ceremony verify "$(ls ceremonies/*.json | tail -1)" --chain ceremonies
+unset KEYRITE_VIA_EMULATOR
 cd "$work"
 
 printf '\n\033[1m== Google Cloud KMS (against the local Cloud KMS stand-in)\033[0m\n'
