@@ -10,6 +10,22 @@ use crate::provider::Cloud;
 use crate::signer::KmsSigner;
 use crate::state::ResourceState;
 
+/// The quorum gate that alone signs with the key at `address`, as the state records it: the
+/// name of a function in gate mode whose key it is. Nobody else may sign with such a key, so
+/// keyrite never asks it to sign directly (no proof of possession, no direct self-test).
+pub fn gate_of<'s>(state: &'s crate::state::State, address: &str) -> Option<&'s str> {
+    let key = state.resources.get(address)?;
+    state
+        .resources
+        .values()
+        .find(|r| {
+            keyrite_core::lint::gate_role(&r.kind, &r.attrs).is_some()
+                && r.attrs.get("environment").and_then(|e| e.get("KMS_KEY_ID")).and_then(Json::as_str)
+                    == Some(key.id.as_str())
+        })
+        .map(|r| r.id.as_str())
+}
+
 /// The state kinds that are signing keys.
 pub const KEY_KINDS: &[&str] = &["aws_kms_key", "gcp_kms_crypto_key"];
 

@@ -197,6 +197,7 @@ pub async fn run(
     targets: &[Target],
     sigv4: Option<&SigV4>,
     timeout: Duration,
+    gated: Option<Check>,
 ) -> anyhow::Result<Report> {
     let mut checks = Vec::new();
     let address = signer.address;
@@ -206,12 +207,50 @@ pub async fn run(
         }
         _ => pass("public-key", format!("public key matches the record; address {address}"), 0.0),
     });
-    checks.push(kms_direct(spec, signer, timeout).await);
+    // A key its quorum gate alone signs with is never asked to sign directly: the gate is
+    // probed instead.
+    checks.push(match gated {
+        Some(check) => check,
+        None => kms_direct(spec, signer, timeout).await,
+    });
     let http = http_client()?;
     for target in targets {
         checks.push(endpoint_check(spec, &address, target, sigv4, &http, timeout).await);
     }
     Ok(Report { signer: spec.name.clone(), address: address.to_string(), mode: spec.mode, checks })
+}
+
+/// The live check of a quorum gate: asked to sign a raw digest for the key's address, it must
+/// refuse (400, "never a raw digest") without signing; anything else fails the self-test.
+#[cfg(feature = "aws")]
+pub async fn gate_probe(aws: &keyrite_aws::Aws, function: &str, address: &str, timeout: Duration) -> Check {
+    let target = format!("gate {function}");
+    let body = serde_json::json!({"hash": format!("0x{}", hex::encode(random_digest())), "signerAddress": address});
+    let start = Instant::now();
+    let answer = tokio::time::timeout(timeout, keyrite_aws::invoke::post(aws, function, &body.to_string())).await;
+    let latency = ms(start);
+    match answer {
+        Err(_) => fail(&target, "timeout", format!("no answer within {}s", timeout.as_secs_f64()), latency),
+        Ok(Err(e)) => fail(&target, "transport", e, latency),
+        Ok(Ok((400, answer)))
+            if answer.get("signature").is_none()
+                && answer["error"].as_str().is_some_and(|e| e.contains("never a raw digest")) =>
+        {
+            pass(
+                &target,
+                "the quorum gate refused to sign a raw digest, as it must; the key signs only through it".into(),
+                latency,
+            )
+        }
+        Ok(Ok((status, answer))) => fail(
+            &target,
+            "gate",
+            format!(
+                "the quorum gate answered a raw digest with {status} {answer}: it must refuse it (400) and sign nothing"
+            ),
+            latency,
+        ),
+    }
 }
 
 async fn kms_direct(spec: &SignerSpec, signer: &KmsSigner, timeout: Duration) -> Check {

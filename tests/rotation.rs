@@ -149,6 +149,9 @@ fn kms_signs(rt: &tokio::runtime::Runtime, kms: &aws_sdk_kms::Client, key: &str)
     .map_err(|e| aws_sdk_kms::error::DisplayErrorContext(e).to_string())
 }
 
+/// A change to a record's statement.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
 /// Re-signs `record` as the operator after `edit`, so that only the content checks can fail.
 fn edited(record: &Path, people: &People, out: &Path, edit: impl FnOnce(&mut Value)) {
     let mut s = statement(record);
@@ -195,6 +198,14 @@ fn a_rotation_makes_one_new_key_enrols_it_through_the_quorum_and_disables_the_ol
         k["evm_address"].as_str().unwrap().to_owned()
     };
     let old_address = address_of(&w);
+    // Nobody but its gate may sign with the recovery key, so the ceremony asks for no proof of
+    // possession from it, and says why.
+    let first = statement(&records(&w)[0]);
+    let recovery =
+        first["predicate"]["keys"].as_array().unwrap().iter().find(|k| k["address"] == "recovery_key").cloned();
+    let recovery = recovery.expect("the first record names the recovery key");
+    assert!(recovery.get("proof").is_none(), "{recovery:#}");
+    assert_eq!(recovery["gate"], "keyrite-rotating-treasury-gate");
 
     // The rotation plan: a new key, the role, alias and endpoint moved to it.
     let planned = keyrite(&w, &emu, &["rotate", "treasury", "--out", "rotation.plan"]).expect(0);
@@ -254,6 +265,13 @@ fn a_rotation_makes_one_new_key_enrols_it_through_the_quorum_and_disables_the_ol
     kms_signs(&rt, &kms, &old_id).unwrap();
     let selftest = keyrite(&w, &emu, &["selftest", "--format", "json", "--timeout", "30"]).expect(0).json();
     assert!(selftest.to_string().contains(&new_address), "{selftest:#}");
+    // The recovery key is never asked to sign directly: its gate is asked to sign a raw digest,
+    // and refuses.
+    let signers = selftest["signers"].as_array().unwrap();
+    let recovery = signers.iter().find(|s| s["signer"] == "recovery").unwrap();
+    let targets: Vec<&str> =
+        recovery["checks"].as_array().unwrap().iter().map(|c| c["target"].as_str().unwrap()).collect();
+    assert_eq!(targets, ["public-key", "gate keyrite-rotating-treasury-gate"], "{recovery:#}");
     keyrite(&w, &emu, &["plan", "--detailed-exitcode"]).expect(0);
     keyrite(&w, &emu, &["drift"]).expect(0);
     let finish_early = keyrite(&w, &emu, &["rotate", "treasury", "--finish", "--operator-key", &op]).expect(1);
@@ -333,7 +351,7 @@ fn a_rotation_makes_one_new_key_enrols_it_through_the_quorum_and_disables_the_ol
 
     // Edited and re-signed by the operator: the envelope verifies, the content does not.
     let out = w.path().join("edited.json");
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "another new signer in the enrolment",
             Box::new(|s| {

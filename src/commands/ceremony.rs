@@ -250,9 +250,23 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
             state.resources.get(&change.address).with_context(|| format!("{} is not in the state", change.address))?;
         let signer = super::signing::key_signer(cloud, &state, &change.address).await?;
         let evm = signer.address.to_checksum_string();
-        let statement = record::pop_statement(&record_id, &plan_sha, &change.address, &evm);
-        let prehash = crate::crypto::eip191_message_hash(statement.as_bytes());
-        let (der, rsv) = signer.sign_prehash(&prehash).await?;
+        // A key only its quorum gate may sign with cannot prove possession to the operator:
+        // its gate's first enrolment will.
+        let gate = crate::keys::gate_of(&state, &change.address).map(str::to_owned);
+        let proof = match gate {
+            Some(_) => None,
+            None => {
+                let statement = record::pop_statement(&record_id, &plan_sha, &change.address, &evm);
+                let prehash = crate::crypto::eip191_message_hash(statement.as_bytes());
+                let (der, rsv) = signer.sign_prehash(&prehash).await?;
+                Some(record::Proof {
+                    statement,
+                    digest: format!("0x{}", hex::encode(prehash)),
+                    der: hex::encode(der),
+                    signature: format!("0x{}", hex::encode(rsv)),
+                })
+            }
+        };
         let (id, facts) = crate::keys::facts(cloud, r).await?;
         subjects.push(Subject::sha256(format!("spki:{}", change.address), &signer.spki));
         keys.push(record::KeyRecord {
@@ -262,12 +276,8 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
             spki: B64.encode(&signer.spki),
             evm_address: evm,
             cloud: facts,
-            proof: record::Proof {
-                statement,
-                digest: format!("0x{}", hex::encode(prehash)),
-                der: hex::encode(der),
-                signature: format!("0x{}", hex::encode(rsv)),
-            },
+            proof,
+            gate,
         });
     }
     let specs: Vec<&crate::manifest::SignerSpec> = p.manifest.signers.iter().collect();

@@ -113,7 +113,16 @@ pub async fn run_selftests(
     let mut reports = Vec::new();
     for (spec, targets) in specs.iter().zip(&targets) {
         let (kms, spki) = signer(cloud, state, spec).await?;
-        reports.push(crate::selftest::run(spec, &kms, spki.as_deref(), targets, sigv4.as_ref(), timeout).await?);
+        #[cfg(feature = "aws")]
+        let gated = match crate::keys::gate_of(state, &spec.key) {
+            Some(function) => {
+                Some(crate::selftest::gate_probe(&cloud.aws, function, &kms.address.to_string(), timeout).await)
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "aws"))]
+        let gated = None;
+        reports.push(crate::selftest::run(spec, &kms, spki.as_deref(), targets, sigv4.as_ref(), timeout, gated).await?);
     }
     Ok(reports)
 }

@@ -208,7 +208,13 @@ pub struct KeyRecord {
     pub evm_address: String,
     /// What the cloud says about the key (key spec, origin, protection level, attestation…).
     pub cloud: Json,
-    pub proof: Proof,
+    /// The proof of possession; absent only for a key a quorum gate alone may sign with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Proof>,
+    /// The quorum gate (its function) that alone signs with the key: nobody else can make a
+    /// proof of possession, and the key's first enrolment is its proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
 }
 
 /// A proof of possession: the key signed a statement naming this ceremony.

@@ -9,7 +9,8 @@
 //! 4. the approvals: each SSHSIG verifies over the exact plan bytes in the plan namespace,
 //!    by a key of the embedded allowed_signers, and distinct principals meet the threshold;
 //! 5. every key: its SPKI gives the recorded address, its subject digest matches, and its
-//!    proof of possession is the statement naming this ceremony, signed by that key, in both
+//!    proof of possession (absent only for a key its quorum gate alone signs with) is the
+//!    statement naming this ceremony, signed by that key, in both
 //!    DER and r‖s‖v form;
 //! 6. a rotation step: the new key is among the proven keys; an enrolment is the EIP-712
 //!    message for this rotation's old and new addresses, approved by enough of the gate's
@@ -207,7 +208,13 @@ pub fn verify_record(bytes: &[u8], inputs: &Inputs) -> Result<Verified, VerifyEr
     // 5. Keys and proofs of possession.
     for k in &p.keys {
         check_key(&statement, k)?;
-        checks.push(format!("{}: proof of possession recovers to {}", k.address, k.evm_address));
+        checks.push(match &k.gate {
+            None => format!("{}: proof of possession recovers to {}", k.address, k.evm_address),
+            Some(gate) => format!(
+                "{}: {} signs only through its quorum gate {gate}, so it has no proof of possession; its SPKI gives the address",
+                k.address, k.evm_address
+            ),
+        });
     }
 
     // 6. A rotation step, and the enrolment the recovery key signed.
@@ -235,21 +242,29 @@ fn check_key(statement: &Statement, k: &record::KeyRecord) -> Result<(), VerifyE
     if digest.map(String::as_str) != Some(record::sha256_hex(&spki).as_str()) {
         return Err(what("the SPKI subject's digest does not match the recorded SPKI".into()));
     }
+    let proof = match (&k.proof, &k.gate) {
+        (Some(proof), None) => proof,
+        (None, Some(_)) => return Ok(()),
+        (None, None) => return Err(what("no proof of possession, and no quorum gate that would explain why".into())),
+        (Some(_), Some(_)) => {
+            return Err(what("a proof of possession for a key only its quorum gate signs with".into()));
+        }
+    };
     let expected = record::pop_statement(&p.record_id, &p.plan.sha256, &k.address, &k.evm_address);
-    if k.proof.statement != expected {
+    if proof.statement != expected {
         return Err(what("the proof-of-possession statement does not name this ceremony, plan and key".into()));
     }
     let prehash = crypto::eip191_message_hash(expected.as_bytes());
-    if k.proof.digest != format!("0x{}", hex::encode(prehash)) {
+    if proof.digest != format!("0x{}", hex::encode(prehash)) {
         return Err(what("the proof's digest is not the EIP-191 hash of its statement".into()));
     }
-    let sig = crate::signing::parse_hex(&k.proof.signature).map_err(|e| what(format!("proof signature: {e}")))?;
+    let sig = crate::signing::parse_hex(&proof.signature).map_err(|e| what(format!("proof signature: {e}")))?;
     let sig: [u8; 65] = sig.try_into().map_err(|_| what("proof signature is not 65 bytes".into()))?;
     let recovered = crypto::recover_address(&prehash, &sig).map_err(|e| what(format!("proof signature: {e}")))?;
     if recovered.to_checksum_string() != k.evm_address {
         return Err(what(format!("the proof recovers to {recovered}, not {}", k.evm_address)));
     }
-    let der = hex::decode(k.proof.der.trim_start_matches("0x")).map_err(|e| what(format!("proof DER: {e}")))?;
+    let der = hex::decode(proof.der.trim_start_matches("0x")).map_err(|e| what(format!("proof DER: {e}")))?;
     crate::signing::check_der(&recovered, &prehash, &der).map_err(|e| what(format!("proof DER: {e}")))?;
     Ok(())
 }

@@ -1,20 +1,5 @@
-//! `keyrite rotate SIGNER`: the rotation of an operational key, as a ceremony in three
-//! recorded steps (see [`crate::rotation`] for the model).
-//!
-//! 1. `rotate SIGNER --out FILE` plans the new key (a new address, the key's next generation)
-//!    with everything that names it moved over; the approvers approve that plan as any
-//!    other, and `keyrite apply FILE --operator-key K` makes it, proves the new key signs,
-//!    self-tests the endpoints, writes the record, and writes the enrolment (`FILE.enrolment.json`
-//!    and its digest) for the gate's approvers. The old key stays enabled.
-//! 2. `rotate SIGNER --enrol FILE.enrolment.json --operator-key K`: with the approvals beside
-//!    it, the recovery key signs the enrolment through its quorum gate; the record holds the
-//!    enrolment, its approvals and the signature.
-//! 3. `rotate SIGNER --finish --operator-key K`, once the grace period is over: the old key
-//!    is disabled (never deleted), and the record says so.
-//!
-//! An apply killed in step 1 leaves the rotation in the state as `applying`; `rotate` then
-//! plans its continuation, which adopts the new key the interrupted create may have made
-//! (found by its generation tag), so that there is only ever one new key.
+//! The steps of a rotation that talk to the cloud: the plan, the enrolment through the
+//! quorum gate, and the finish (AWS: the gate is a Lambda, the old key a KMS key).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,18 +8,17 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use keyrite_core::ceremony::enrolment::{Enrolment, NAMESPACE, TypedEnrolment};
-use keyrite_core::ceremony::record::{self, KeyRecord, KeyRef, RotationRecord};
+use keyrite_core::ceremony::record::{self, KeyRef, RotationRecord};
 use keyrite_core::rotation::{self as model, Phase, Rotation, RotationPlan};
 
-use super::{Reference, Status, call_summary, load, preflight, refresh};
 use crate::cli::ManifestArg;
+use crate::commands::{Reference, Status, call_summary, load, preflight, refresh};
 use crate::manifest::Manifest;
 use crate::plan::Plan;
 use crate::provider::Cloud;
 use crate::render::human;
-use crate::state::{Backend, State, now};
+use crate::state::{State, now};
 
-#[cfg(feature = "aws")]
 /// `keyrite rotate SIGNER --out FILE`.
 pub async fn plan(
     arg: &ManifestArg,
@@ -63,13 +47,13 @@ pub async fn plan(
         bail!("signer {signer}: `keyrite rotate` rotates aws_kms_key keys; {} is a {kind}", spec.key);
     }
     // The enrolment's gate must exist before anything is planned.
-    let (function, gate) = super::enrol::gate_of(&manifest, &rotation.recovery)?;
+    let (function, gate) = crate::commands::enrol::gate_of(&manifest, &rotation.recovery)?;
     let valid_for = model::duration_seconds(valid_for)
         .filter(|s| (60..=keyrite_core::gate::MAX_VALIDITY_SECONDS).contains(s))
         .with_context(|| {
             format!("--valid-for: {valid_for:?} is not a duration from 1m to the gate's 30 days (30m, 24h, 7d)")
         })?;
-    let Some(state) = super::read_state(&store).await? else {
+    let Some(state) = crate::commands::read_state(&store).await? else {
         bail!("no state at {}: apply the manifest before rotating its keys", store.describe());
     };
     let open = state.rotations.iter().rev().find(|r| r.key == spec.key && r.phase != Phase::Finished);
@@ -113,7 +97,7 @@ pub async fn plan(
                 key: spec.key.clone(),
                 generation: crate::plan::generation(Some(&state), &spec.key) + 1,
                 replaces_id: current.id.clone(),
-                replaces_address: super::enrol::recorded_address(&state, &spec.key)?.to_checksum_string(),
+                replaces_address: crate::commands::enrol::recorded_address(&state, &spec.key)?.to_checksum_string(),
                 grace_seconds: rotation.grace_seconds,
                 recovery: rotation.recovery.clone(),
                 nonce: nonce.unwrap_or(enrolled),
@@ -148,76 +132,6 @@ pub async fn plan(
     Ok(Status::Ok)
 }
 
-/// Before a rotation plan's changes: the old key leaves the key's address for the state's
-/// rotation history (it stays in the cloud, enabled), and the address moves to the next
-/// generation. Written before any cloud call, so that a crash after it is continued, not
-/// repeated.
-pub(super) async fn begin(store: &Backend, mut state: State, plan: &Plan) -> anyhow::Result<State> {
-    let Some(r) = &plan.rotation else { return Ok(state) };
-    if r.continuing {
-        let open = state
-            .rotations
-            .iter()
-            .any(|x| x.key == r.key && x.generation == r.generation && x.phase == Phase::Applying);
-        if !open {
-            bail!(
-                "the plan continues a rotation of {} to generation {} that the state does not have",
-                r.key,
-                r.generation
-            );
-        }
-        return Ok(state);
-    }
-    let old = state.resources.remove(&r.key).with_context(|| format!("{} is not in the state", r.key))?;
-    if old.id != r.replaces_id {
-        bail!("the plan rotates {} from key {}, but the state records {}", r.key, r.replaces_id, old.id);
-    }
-    state.generations.insert(r.key.clone(), r.generation);
-    state.rotations.push(Rotation::from_plan(r, old, now()));
-    state.serial += 1;
-    store.write(&state).await?;
-    Ok(state)
-}
-
-/// After a rotation plan's changes, as its record is written: the rotation's step for the
-/// record, and the state's rotation moved on to `rotated`.
-pub(super) fn rotated(
-    state: &mut State,
-    plan: &Plan,
-    keys: &[KeyRecord],
-    record_id: &str,
-) -> anyhow::Result<Option<RotationRecord>> {
-    let Some(r) = &plan.rotation else { return Ok(None) };
-    let made =
-        keys.iter().find(|k| k.address == r.key).with_context(|| format!("the new key {} was not proven", r.key))?;
-    let entry = state
-        .rotations
-        .iter_mut()
-        .rev()
-        .find(|x| x.key == r.key && x.generation == r.generation)
-        .context("the rotation is not in the state")?;
-    let at = now();
-    let grace_until = model::plus_seconds(&at, r.grace_seconds).context("grace period")?;
-    entry.phase = Phase::Rotated;
-    entry.new_id = Some(made.id.clone());
-    entry.new_address = Some(made.evm_address.clone());
-    entry.rotated_at = Some(at);
-    entry.grace_until = Some(grace_until.clone());
-    entry.records.push(record_id.to_owned());
-    Ok(Some(RotationRecord {
-        step: "rotate".into(),
-        signer: r.signer.clone(),
-        key: r.key.clone(),
-        generation: r.generation,
-        replaces: KeyRef { id: r.replaces_id.clone(), evm_address: r.replaces_address.clone() },
-        new: KeyRef { id: made.id.clone(), evm_address: made.evm_address.clone() },
-        grace_until,
-        disabled_at: None,
-        old_key_state: None,
-    }))
-}
-
-#[cfg(feature = "aws")]
 /// `FILE.enrolment.json` beside the rotation plan: where the enrolment is written.
 fn enrolment_path(plan_path: &Path) -> PathBuf {
     let mut name = plan_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
@@ -225,12 +139,11 @@ fn enrolment_path(plan_path: &Path) -> PathBuf {
     plan_path.with_file_name(name)
 }
 
-#[cfg(feature = "aws")]
 /// After the rotation's record: the enrolment of the new key for the gate's approvers.
-pub(super) fn write_enrolment(manifest: &Manifest, state: &State, plan: &Plan, plan_path: &Path) -> anyhow::Result<()> {
+pub(crate) fn write_enrolment(manifest: &Manifest, state: &State, plan: &Plan, plan_path: &Path) -> anyhow::Result<()> {
     let Some(r) = &plan.rotation else { return Ok(()) };
     let entry = open_rotation(state, &r.signer)?;
-    let (function, gate) = super::enrol::gate_of(manifest, &r.recovery)?;
+    let (function, gate) = crate::commands::enrol::gate_of(manifest, &r.recovery)?;
     let parse = |text: &str| text.parse().map_err(|e| anyhow::anyhow!("{text:?}: {e}"));
     let scope = gate.scope();
     let typed = TypedEnrolment {
@@ -246,7 +159,7 @@ pub(super) fn write_enrolment(manifest: &Manifest, state: &State, plan: &Plan, p
     let out = enrolment_path(plan_path);
     let then = format!("`keyrite rotate {} --enrol {} --operator-key KEY`", r.signer, out.display());
     println!();
-    super::enrol::write(&out, &typed, &function.name, gate.threshold(), &then)
+    crate::commands::enrol::write(&out, &typed, &function.name, gate.threshold(), &then)
 }
 
 /// The signer's rotation that has not finished.
@@ -278,7 +191,6 @@ fn next_step(r: &Rotation) -> String {
     }
 }
 
-#[cfg(feature = "aws")]
 /// What a rotation's later steps carry over from its first record: the approved plan and its
 /// approvals, so that each record verifies on its own.
 struct First {
@@ -288,7 +200,6 @@ struct First {
     approvals: record::Approvals,
 }
 
-#[cfg(feature = "aws")]
 fn first_record(records: &Path, state: &State, entry: &Rotation) -> anyhow::Result<First> {
     let id = entry.records.first().context("the rotation has no record")?;
     let found = record::records_in(records, Some(&state.lineage))?
@@ -301,23 +212,20 @@ fn first_record(records: &Path, state: &State, entry: &Rotation) -> anyhow::Resu
     Ok(First { plan_path: p.plan.path, plan_bytes, plan, approvals: p.approvals })
 }
 
-#[cfg(feature = "aws")]
 /// The operator's Ed25519 key, for a step's record.
 fn operator(key: Option<&Path>) -> anyhow::Result<ssh_key::PrivateKey> {
     let path = key.context("a rotation step signs its record: pass --operator-key (or set KEYRITE_OPERATOR_KEY)")?;
-    let key = super::ceremony::load_key(path)?;
+    let key = crate::commands::ceremony::load_key(path)?;
     if key.algorithm() != ssh_key::Algorithm::Ed25519 {
         bail!("the operator key {} is {}; ceremony records are signed with Ed25519", path.display(), key.algorithm());
     }
     Ok(key)
 }
 
-#[cfg(feature = "aws")]
 async fn identity(cloud: &Cloud) -> crate::plan::Identity {
     crate::plan::Identity { aws: cloud.aws.identity().await.ok().map(|i| i.arn.clone()), gcp: None }
 }
 
-#[cfg(feature = "aws")]
 /// `keyrite rotate SIGNER --enrol FILE`.
 pub async fn enrol(
     arg: &ManifestArg,
@@ -331,7 +239,7 @@ pub async fn enrol(
     let lock = store.lock("rotate --enrol").await?;
     let result = async {
         let started_at = now();
-        let mut state = super::read_state(&store).await?.context("no state")?;
+        let mut state = crate::commands::read_state(&store).await?.context("no state")?;
         let entry = open_rotation(&state, signer)?.clone();
         if entry.phase != Phase::Rotated {
             bail!("signer {signer}'s rotation is {}: {}", describe(entry.phase), next_step(&entry));
@@ -357,7 +265,7 @@ pub async fn enrol(
         }
         let first = first_record(&cfg.records, &state, &entry)?;
         let cloud = Cloud::connect(&manifest.aws, &manifest.gcp).await;
-        let signed = super::enrol::sign(&manifest, &state, &cloud, &entry.recovery, file).await?;
+        let signed = crate::commands::enrol::sign(&manifest, &state, &cloud, &entry.recovery, file).await?;
         let signers = keyrite_core::ceremony::allowed_signers::parse("the gate's approvers", &signed.allowed_signers)?;
         let at = keyrite_core::ceremony::unix_now();
         let approvals = signed
@@ -390,7 +298,7 @@ pub async fn enrol(
             signature: signed.signature.clone(),
         };
         let bytes = serde_json::to_vec(&enrolment.typed_data)?;
-        let parts = super::ceremony::Record {
+        let parts = crate::commands::ceremony::Record {
             record_id: record_id.clone(),
             started_at,
             plan_path: first.plan_path,
@@ -408,7 +316,7 @@ pub async fn enrol(
         let at = state.rotations.iter().rposition(|r| r.signer == signer && r.phase == Phase::Rotated).context("rotation")?;
         state.rotations[at].phase = Phase::Enrolled;
         state.rotations[at].records.push(record_id);
-        super::ceremony::write_record(parts, &operator, &mut state, &store, &cfg.records).await?;
+        crate::commands::ceremony::write_record(parts, &operator, &mut state, &store, &cfg.records).await?;
         println!(
             "Submit the enrolment and its signature to the wallet {}. The old key {} keeps signing until `keyrite rotate {signer} --finish`, after {}.",
             signed.typed.message.wallet,
@@ -422,7 +330,6 @@ pub async fn enrol(
     result
 }
 
-#[cfg(feature = "aws")]
 /// `keyrite rotate SIGNER --finish`.
 pub async fn finish(arg: &ManifestArg, signer: &str, operator_key: Option<&Path>) -> anyhow::Result<Status> {
     let (manifest, store) = load(arg).await?;
@@ -431,7 +338,7 @@ pub async fn finish(arg: &ManifestArg, signer: &str, operator_key: Option<&Path>
     let lock = store.lock("rotate --finish").await?;
     let result = async {
         let started_at = now();
-        let mut state = super::read_state(&store).await?.context("no state")?;
+        let mut state = crate::commands::read_state(&store).await?.context("no state")?;
         let entry = open_rotation(&state, signer)?.clone();
         if entry.phase != Phase::Enrolled {
             bail!(
@@ -459,7 +366,7 @@ pub async fn finish(arg: &ManifestArg, signer: &str, operator_key: Option<&Path>
         state.rotations[at].phase = Phase::Finished;
         state.rotations[at].finished_at = Some(disabled_at.clone());
         state.rotations[at].records.push(record_id.clone());
-        let parts = super::ceremony::Record {
+        let parts = crate::commands::ceremony::Record {
             record_id,
             started_at,
             plan_path: first.plan_path,
@@ -478,7 +385,7 @@ pub async fn finish(arg: &ManifestArg, signer: &str, operator_key: Option<&Path>
             rotation: Some(step_record("finish", &entry, Some(disabled_at), Some(after.clone()))),
             enrolment: None,
         };
-        super::ceremony::write_record(parts, &operator, &mut state, &store, &cfg.records).await?;
+        crate::commands::ceremony::write_record(parts, &operator, &mut state, &store, &cfg.records).await?;
         println!(
             "Rotation of {signer} finished: the old key {} ({}) is {after}. keyrite keeps it, and never schedules its \
              deletion: do that by hand, with a window, once nothing will ever need its address again. {}",
@@ -493,7 +400,6 @@ pub async fn finish(arg: &ManifestArg, signer: &str, operator_key: Option<&Path>
     result
 }
 
-#[cfg(feature = "aws")]
 fn step_record(step: &str, r: &Rotation, disabled_at: Option<String>, old_key_state: Option<String>) -> RotationRecord {
     RotationRecord {
         step: step.into(),
