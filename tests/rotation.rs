@@ -4,6 +4,8 @@
 //! - Plan approvers (real `ssh-keygen` keys) approve the first apply and the rotation plan;
 //!   the rotation's apply is killed with SIGKILL while KMS holds the answer to `CreateKey`,
 //!   and the re-run continues it: one new key, never two (counted by their tags with the SDK).
+//!   That continuation is killed in turn after every change, during the new key's proof of
+//!   possession, and the next one, with nothing left to change, writes the record.
 //! - The old key stays enabled and signs until `--finish`; the endpoint signs for the new
 //!   address; plan and drift are clean.
 //! - The gate's approvers approve the enrolment's digest (ethers computes it from the typed
@@ -152,6 +154,21 @@ fn kms_signs(rt: &tokio::runtime::Runtime, kms: &aws_sdk_kms::Client, key: &str)
 /// A change to a record's statement.
 type Edit = Box<dyn FnOnce(&mut Value)>;
 
+/// Runs keyrite through `proxy`, and kills it with SIGKILL once `operation` has been
+/// forwarded (and its answer, slowed by the proxy, has not come back).
+fn kill_during(w: &Workdir, proxy: &FaultProxy, emu: &Emulator, args: &[&str], operation: &str) {
+    let mut child = command(w, &proxy.endpoint, emu, args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !proxy.counts.operations().iter().any(|o| o == operation) {
+        assert!(child.try_wait().unwrap().is_none(), "keyrite {args:?} ended before {operation}");
+        assert!(Instant::now() < deadline, "no {operation} in 120 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// Re-signs `record` as the operator after `edit`, so that only the content checks can fail.
 fn edited(record: &Path, people: &People, out: &Path, edit: impl FnOnce(&mut Value)) {
     let mut s = statement(record);
@@ -226,20 +243,7 @@ fn a_rotation_makes_one_new_key_enrols_it_through_the_quorum_and_disables_the_ol
 
     // SIGKILL while KMS holds its answer to CreateKey: the key exists, the state does not say so.
     let proxy = FaultProxy::start(&emu.endpoint, Faults { slow: Some(("CreateKey", 4000)), ..Faults::default() }, 9);
-    let mut child = command(&w, &proxy.endpoint, &emu, &["apply", "rotation.plan", "--operator-key", &op])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !proxy.counts.operations().iter().any(|o| o == "CreateKey") {
-        assert!(child.try_wait().unwrap().is_none(), "the apply ended before CreateKey");
-        assert!(Instant::now() < deadline, "no CreateKey in 120 s");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_during(&w, &proxy, &emu, &["apply", "rotation.plan", "--operator-key", &op], "CreateKey");
     assert_eq!(treasury_keys(&rt, &kms).len(), 2, "the killed apply made the new key");
     assert!(w.state()["resources"].get("treasury_key").is_none());
     let stuck = keyrite(&w, &emu, &["plan"]).expect(1);
@@ -251,7 +255,23 @@ fn a_rotation_makes_one_new_key_enrols_it_through_the_quorum_and_disables_the_ol
     assert!(again.stdout.contains("adopted, not created again"), "{}", again.stdout);
     people.sign("bob", &w.path().join("continue.plan"), PLAN_NS);
     people.sign("carol", &w.path().join("continue.plan"), PLAN_NS);
-    let applied = keyrite(&w, &emu, &["apply", "continue.plan", "--operator-key", &op]).expect(0);
+    // Killed again once every change is made, while KMS holds its answer to the new key's
+    // proof of possession: all is applied, nothing is recorded.
+    let proxy = FaultProxy::start(&emu.endpoint, Faults { slow: Some(("Sign", 4000)), ..Faults::default() }, 10);
+    kill_during(&w, &proxy, &emu, &["apply", "continue.plan", "--operator-key", &op], "Sign");
+    assert_eq!(records(&w).len(), 1);
+    assert!(w.state()["resources"].get("treasury_key").is_some());
+    assert_eq!(w.state()["rotations"][0]["phase"], "applying");
+    // The continuation has nothing left to change, and its apply writes the record.
+    let resume = keyrite(&w, &emu, &["rotate", "treasury", "--out", "resume.plan"]).expect(0);
+    assert!(
+        resume.stdout.contains("No changes") && resume.stdout.contains("continues the rotation"),
+        "{}",
+        resume.stdout
+    );
+    people.sign("alice", &w.path().join("resume.plan"), PLAN_NS);
+    people.sign("carol", &w.path().join("resume.plan"), PLAN_NS);
+    let applied = keyrite(&w, &emu, &["apply", "resume.plan", "--operator-key", &op]).expect(0);
     assert!(applied.stdout.contains("Ceremony record #2 written"), "{}", applied.stdout);
     assert!(applied.stdout.contains("ssh-keygen -Y sign -n keyrite-enrolment@v1"), "{}", applied.stdout);
     let keys = treasury_keys(&rt, &kms);
@@ -278,17 +298,17 @@ fn a_rotation_makes_one_new_key_enrols_it_through_the_quorum_and_disables_the_ol
     assert!(finish_early.stderr.contains("only once the new one is enrolled"), "{}", finish_early.stderr);
 
     // The enrolment keyrite wrote is the typed data ethers hashes to the digest beside it.
-    let file = w.path().join("continue.plan.enrolment.json");
+    let file = w.path().join("resume.plan.enrolment.json");
     let typed = std::fs::read_to_string(&file).unwrap();
     let digest = ethers_hash(&typed);
-    let digest_file = w.path().join("continue.plan.enrolment.json.digest");
+    let digest_file = w.path().join("resume.plan.enrolment.json.digest");
     assert_eq!(std::fs::read(&digest_file).unwrap(), hex::decode(&digest[2..]).unwrap());
     let message = &serde_json::from_str::<Value>(&typed).unwrap()["message"];
     assert_eq!(message["newSigner"].as_str().unwrap().to_lowercase(), new_address.to_lowercase());
     assert_eq!(message["replaces"].as_str().unwrap().to_lowercase(), old_address.to_lowercase());
     // One gate approver is not enough, and nothing is sent.
     people.sign("dave", &digest_file, ENROL_NS);
-    let enrol = ["rotate", "treasury", "--enrol", "continue.plan.enrolment.json", "--operator-key", &op];
+    let enrol = ["rotate", "treasury", "--enrol", "resume.plan.enrolment.json", "--operator-key", &op];
     let alone = keyrite(&w, &emu, &enrol).expect(1);
     assert!(alone.stderr.contains("1 of the 2 approvals needed") && alone.stderr.contains("nothing was sent"));
     people.sign("erin", &digest_file, ENROL_NS);

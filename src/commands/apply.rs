@@ -92,7 +92,8 @@ async fn locked(
     if !plan.errors.is_empty() {
         bail!("the plan has errors (above); nothing was applied. {}", call_summary(&cloud));
     }
-    if !plan.has_changes() {
+    // A rotation an interrupted apply left with every change made still needs its record.
+    if !plan.has_changes() && plan.rotation.is_none() {
         println!("Apply complete: nothing to do. {}", call_summary(&cloud));
         return Ok(Status::Ok);
     }

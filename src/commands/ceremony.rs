@@ -243,7 +243,9 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
     let mut subjects = Vec::new();
     for change in &plan.changes {
         let is_key = crate::keys::KEY_KINDS.contains(&change.kind.as_str());
-        if !is_key || matches!(change.action, Action::NoOp | Action::Delete) {
+        // A rotation proves its new key even when an interrupted apply already made it.
+        let rotating = plan.rotation.as_ref().is_some_and(|r| r.key == change.address);
+        if !is_key || change.action == Action::Delete || (change.action == Action::NoOp && !rotating) {
             continue;
         }
         let r =

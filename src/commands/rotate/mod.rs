@@ -26,9 +26,9 @@ use crate::state::{Backend, State, now};
 #[cfg(feature = "aws")]
 mod steps;
 #[cfg(feature = "aws")]
-pub use steps::{enrol, finish, plan};
-#[cfg(feature = "aws")]
 pub(crate) use steps::write_enrolment;
+#[cfg(feature = "aws")]
+pub use steps::{enrol, finish, plan};
 
 /// Before a rotation plan's changes: the old key leaves the key's address for the state's
 /// rotation history (it stays in the cloud, enabled), and the address moves to the next
