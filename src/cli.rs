@@ -153,6 +153,7 @@ pub enum Command {
     /// the approved plan with `keyrite apply FILE`, which writes the enrolment for the gate's
     /// approvers); `--enrol FILE.enrolment.json` has the recovery key sign it through its
     /// quorum gate; `--finish`, after the grace period, disables the old key (never deletes it).
+    /// With none of them, it shows where the signer's rotations are and what comes next.
     #[cfg(feature = "aws")]
     Rotate {
         #[command(flatten)]

@@ -440,6 +440,18 @@ fn a_rotation_makes_one_new_key_enrols_it_through_the_quorum_and_disables_the_ol
     let plan = keyrite(&w, &emu, &["plan"]).expect(0);
     assert!(plan.stdout.contains("Rotation due: a rotation of signer treasury is due"), "{}", plan.stdout);
 
+    // `ceremony show` and `rotate` say what happened and where the rotation is.
+    let shown = keyrite(&w, &emu, &["ceremony", "show", all[2].to_str().unwrap()]).expect(0);
+    assert!(shown.stdout.contains("rotation   enrol of signer treasury"), "{}", shown.stdout);
+    assert!(
+        shown.stdout.contains("enrolment  digest 0x") && shown.stdout.contains("dave@example.com"),
+        "{}",
+        shown.stdout
+    );
+    let status = keyrite(&w, &emu, &["rotate", "treasury"]).expect(0);
+    assert!(status.stdout.contains("generation 2:") && status.stdout.contains("finished"), "{}", status.stdout);
+    assert!(status.stdout.contains("a rotation of signer treasury is due"), "{}", status.stdout);
+
     // Addresses show the history.
     let shown = keyrite(&w, &emu, &["addresses"]).expect(0);
     assert!(shown.stdout.contains(&old_address) && shown.stdout.contains("rotated"), "{}", shown.stdout);

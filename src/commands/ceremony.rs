@@ -706,7 +706,28 @@ pub fn show(record_path: &Path, format: Format) -> anyhow::Result<Status> {
         println!("  applied    {} {} ({})", a.action, a.address, a.kind);
     }
     for k in &p.keys {
-        println!("  key        {} {} ({})", k.address, k.evm_address, k.id);
+        let how = k.gate.as_ref().map(|g| format!(", signs only through its quorum gate {g}")).unwrap_or_default();
+        println!("  key        {} {} ({}{how})", k.address, k.evm_address, k.id);
+    }
+    if let Some(r) = &p.rotation {
+        println!(
+            "  rotation   {} of signer {}: {} generation {}, {} → {} (old key enabled until {})",
+            r.step, r.signer, r.key, r.generation, r.replaces.evm_address, r.new.evm_address, r.grace_until
+        );
+        if let Some(at) = &r.disabled_at {
+            println!("  disabled   {} at {at}: {}", r.replaces.id, r.old_key_state.as_deref().unwrap_or("-"));
+        }
+    }
+    if let Some(e) = &p.enrolment {
+        let names: std::collections::BTreeSet<&str> = e.approvals.iter().map(|a| a.principal.as_str()).collect();
+        println!(
+            "  enrolment  digest {}, approved by {} (gate {}, threshold {}), signed by the recovery key {}",
+            e.digest,
+            names.into_iter().collect::<Vec<_>>().join(", "),
+            e.gate,
+            e.threshold,
+            e.recovery_address
+        );
     }
     for t in &p.selftest {
         let mark = if t.passed { "✓" } else { "✗" };

@@ -99,7 +99,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
                 (Some(out), None, false) => rotate::plan(&manifest, &signer, &out, nonce, &valid_for).await,
                 (None, Some(file), false) => rotate::enrol(&manifest, &signer, &file, key).await,
                 (None, None, true) => rotate::finish(&manifest, &signer, key).await,
-                _ => anyhow::bail!("rotate takes one of --out FILE (plan), --enrol FILE or --finish"),
+                (None, None, false) => rotate::status(&manifest, &signer).await,
+                _ => anyhow::bail!(
+                    "rotate takes one of --out FILE (plan), --enrol FILE or --finish, or none to show where the rotation is"
+                ),
             }
         }
         Command::Drift { manifest, format } => drift::run(&manifest, format).await,

@@ -28,7 +28,7 @@ mod steps;
 #[cfg(feature = "aws")]
 pub(crate) use steps::write_enrolment;
 #[cfg(feature = "aws")]
-pub use steps::{enrol, finish, plan};
+pub use steps::{enrol, finish, plan, status};
 
 /// Before a rotation plan's changes: the old key leaves the key's address for the state's
 /// rotation history (it stays in the cloud, enabled), and the address moves to the next

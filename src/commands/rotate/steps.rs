@@ -162,6 +162,43 @@ pub(crate) fn write_enrolment(manifest: &Manifest, state: &State, plan: &Plan, p
     crate::commands::enrol::write(&out, &typed, &function.name, gate.threshold(), &then)
 }
 
+/// `keyrite rotate SIGNER`: where the signer's rotations are, and what comes next.
+pub async fn status(arg: &ManifestArg, signer: &str) -> anyhow::Result<Status> {
+    let (manifest, store) = load(arg).await?;
+    let spec = manifest.signer(Some(signer))?;
+    let state = crate::commands::read_state(&store).await?;
+    let rotations: Vec<&Rotation> = state.iter().flat_map(|s| &s.rotations).filter(|r| r.signer == signer).collect();
+    match &spec.rotation {
+        Some(r) => println!(
+            "Signer {signer} ({}): grace period {}{}, enrolled by {}'s quorum gate.",
+            spec.key,
+            model::format_duration(r.grace_seconds),
+            r.every_seconds.map(|e| format!(", rotated every {}", model::format_duration(e))).unwrap_or_default(),
+            r.recovery
+        ),
+        None => println!("Signer {signer} ({}) has no `rotation:` block.", spec.key),
+    }
+    if let Some(due) =
+        state.as_ref().map(|s| model::due(std::slice::from_ref(spec), s, &now())).unwrap_or_default().first()
+    {
+        println!("  {due}");
+    }
+    if rotations.is_empty() {
+        println!("  never rotated");
+    }
+    for r in &rotations {
+        println!(
+            "  generation {}: {} → {}, {}; {}",
+            r.generation,
+            r.old_address,
+            r.new_address.as_deref().unwrap_or("(not made yet)"),
+            describe(r.phase),
+            next_step(r)
+        );
+    }
+    Ok(Status::Ok)
+}
+
 /// The signer's rotation that has not finished.
 fn open_rotation<'s>(state: &'s State, signer: &str) -> anyhow::Result<&'s Rotation> {
     state.rotations.iter().rev().find(|r| r.signer == signer && r.phase != Phase::Finished).with_context(|| {
