@@ -34,12 +34,7 @@ impl People {
         for (name, kind) in [("alice", "ed25519"), ("bob", "ecdsa"), ("operator", "ed25519"), ("mallory", "ed25519")] {
             keygen::gen_key(&dir, name, kind, (kind == "ecdsa").then_some("256"), "");
         }
-        let line = |name: &str| {
-            let public = std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap();
-            let mut parts = public.split_whitespace();
-            format!("{name}@example.com {} {}", parts.next().unwrap(), parts.next().unwrap())
-        };
-        let signers = format!("# Treasury approvers\n{}\n{}\n", line("alice"), line("bob"));
+        let signers = format!("# Treasury approvers\n{}", keygen::allowed_signers(&dir, &["alice", "bob"], None));
         std::fs::write(work.join("approvers.allowed_signers"), signers).unwrap();
         People { dir }
     }
@@ -50,12 +45,7 @@ impl People {
 
     /// `ssh-keygen -Y sign` over `file` in `namespace`, renamed to `file.<name>.sig`.
     fn ssh_sign(&self, name: &str, file: &Path, namespace: &str) -> PathBuf {
-        let out = ssh_keygen(&["-Y", "sign", "-n", namespace, "-f", &self.key(name), file.to_str().unwrap()], None);
-        assert!(out.status.success(), "ssh-keygen -Y sign: {}", String::from_utf8_lossy(&out.stderr));
-        let sig = PathBuf::from(format!("{}.sig", file.display()));
-        let named = PathBuf::from(format!("{}.{name}.sig", file.display()));
-        std::fs::rename(&sig, &named).unwrap();
-        named
+        keygen::sign_as(&self.dir, name, file, namespace)
     }
 }
 

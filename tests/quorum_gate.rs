@@ -78,15 +78,7 @@ impl Approvers {
 
     /// The allowed_signers lines of `names`, each limited to the enrolment namespace.
     fn allowed_signers(&self, names: &[&str]) -> String {
-        names
-            .iter()
-            .map(|name| {
-                let public = std::fs::read_to_string(self.dir.join(format!("{name}.pub"))).unwrap();
-                let mut parts = public.split_whitespace();
-                let (kind, key) = (parts.next().unwrap(), parts.next().unwrap());
-                format!("{name}@example.com namespaces=\"{NAMESPACE}\" {kind} {key}\n")
-            })
-            .collect()
+        keygen::allowed_signers(&self.dir, names, Some(NAMESPACE))
     }
 
     /// `ssh-keygen -Y sign -n keyrite-enrolment@v1` over the 32 bytes of `digest`.

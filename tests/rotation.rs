@@ -61,23 +61,11 @@ impl People {
     }
 
     fn allowed_signers(&self, names: &[&str], namespace: &str) -> String {
-        names
-            .iter()
-            .map(|name| {
-                let public = std::fs::read_to_string(self.dir.join(format!("{name}.pub"))).unwrap();
-                let mut parts = public.split_whitespace();
-                let (kind, key) = (parts.next().unwrap(), parts.next().unwrap());
-                format!("{name}@example.com namespaces=\"{namespace}\" {kind} {key}\n")
-            })
-            .collect()
+        keygen::allowed_signers(&self.dir, names, Some(namespace))
     }
 
-    /// `ssh-keygen -Y sign` over `file`, renamed to `file.<name>.sig`.
     fn sign(&self, name: &str, file: &Path, namespace: &str) {
-        let key = self.key(name);
-        let out = keygen::ssh_keygen(&["-Y", "sign", "-n", namespace, "-f", &key, file.to_str().unwrap()], &[]);
-        assert!(out.status.success(), "ssh-keygen -Y sign: {}", String::from_utf8_lossy(&out.stderr));
-        std::fs::rename(format!("{}.sig", file.display()), format!("{}.{name}.sig", file.display())).unwrap();
+        keygen::sign_as(&self.dir, name, file, namespace);
     }
 }
 

@@ -32,6 +32,32 @@ pub fn gen_key(dir: &Path, name: &str, key_type: &str, bits: Option<&str>, passp
     path
 }
 
+/// The allowed_signers lines of the keys `DIR/NAME.pub`, as `NAME@example.com`, each limited
+/// to `namespace` when one is given.
+pub fn allowed_signers(dir: &Path, names: &[&str], namespace: Option<&str>) -> String {
+    names
+        .iter()
+        .map(|name| {
+            let public = std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap();
+            let mut parts = public.split_whitespace();
+            let (kind, key) = (parts.next().unwrap(), parts.next().unwrap());
+            let options = namespace.map(|n| format!("namespaces=\"{n}\" ")).unwrap_or_default();
+            format!("{name}@example.com {options}{kind} {key}\n")
+        })
+        .collect()
+}
+
+/// `ssh-keygen -Y sign -n NAMESPACE -f DIR/NAME FILE`, renamed to `FILE.<name>.sig`, which
+/// keyrite collects beside the file.
+pub fn sign_as(dir: &Path, name: &str, file: &Path, namespace: &str) -> PathBuf {
+    let key = dir.join(name);
+    let out = ssh_keygen(&["-Y", "sign", "-n", namespace, "-f", key.to_str().unwrap(), file.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "ssh-keygen -Y sign: {}", String::from_utf8_lossy(&out.stderr));
+    let named = PathBuf::from(format!("{}.{name}.sig", file.display()));
+    std::fs::rename(format!("{}.sig", file.display()), &named).unwrap();
+    named
+}
+
 /// The `KEYTYPE BASE64 COMMENT` line of `KEY.pub`.
 pub fn public_line(key: &Path) -> String {
     std::fs::read_to_string(key.with_extension("pub")).unwrap().trim().to_owned()

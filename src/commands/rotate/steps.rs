@@ -249,6 +249,28 @@ fn first_record(records: &Path, state: &State, entry: &Rotation) -> anyhow::Resu
     Ok(First { plan_path: p.plan.path, plan_bytes, plan, approvals: p.approvals })
 }
 
+/// What the enrol and finish steps start from: the manifest, its state's backend, its
+/// ceremony, and the operator's key for the step's record.
+async fn prologue(
+    arg: &ManifestArg,
+    operator_key: Option<&Path>,
+) -> anyhow::Result<(Manifest, crate::state::Backend, crate::manifest::CeremonyConfig, ssh_key::PrivateKey)> {
+    let (manifest, store) = load(arg).await?;
+    let cfg = manifest.ceremony.clone().context("the manifest has no `ceremony:` block")?;
+    let operator = operator(operator_key)?;
+    Ok((manifest, store, cfg, operator))
+}
+
+/// The signer's open rotation, which must be in `phase` for the step; `why` prefixes the
+/// refusal's advice.
+fn in_phase(state: &State, signer: &str, phase: Phase, why: &str) -> anyhow::Result<Rotation> {
+    let entry = open_rotation(state, signer)?;
+    if entry.phase != phase {
+        bail!("signer {signer}'s rotation is {}: {why}{}", describe(entry.phase), next_step(entry));
+    }
+    Ok(entry.clone())
+}
+
 /// The operator's Ed25519 key, for a step's record.
 fn operator(key: Option<&Path>) -> anyhow::Result<ssh_key::PrivateKey> {
     let path = key.context("a rotation step signs its record: pass --operator-key (or set KEYRITE_OPERATOR_KEY)")?;
@@ -270,17 +292,12 @@ pub async fn enrol(
     file: &Path,
     operator_key: Option<&Path>,
 ) -> anyhow::Result<Status> {
-    let (manifest, store) = load(arg).await?;
-    let cfg = manifest.ceremony.clone().context("the manifest has no `ceremony:` block")?;
-    let operator = operator(operator_key)?;
+    let (manifest, store, cfg, operator) = prologue(arg, operator_key).await?;
     let lock = store.lock("rotate --enrol").await?;
     let result = async {
         let started_at = now();
         let mut state = crate::commands::read_state(&store).await?.context("no state")?;
-        let entry = open_rotation(&state, signer)?.clone();
-        if entry.phase != Phase::Rotated {
-            bail!("signer {signer}'s rotation is {}: {}", describe(entry.phase), next_step(&entry));
-        }
+        let entry = in_phase(&state, signer, Phase::Rotated, "")?;
         let typed = std::fs::read_to_string(file)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
@@ -369,21 +386,12 @@ pub async fn enrol(
 
 /// `keyrite rotate SIGNER --finish`.
 pub async fn finish(arg: &ManifestArg, signer: &str, operator_key: Option<&Path>) -> anyhow::Result<Status> {
-    let (manifest, store) = load(arg).await?;
-    let cfg = manifest.ceremony.clone().context("the manifest has no `ceremony:` block")?;
-    let operator = operator(operator_key)?;
+    let (manifest, store, cfg, operator) = prologue(arg, operator_key).await?;
     let lock = store.lock("rotate --finish").await?;
     let result = async {
         let started_at = now();
         let mut state = crate::commands::read_state(&store).await?.context("no state")?;
-        let entry = open_rotation(&state, signer)?.clone();
-        if entry.phase != Phase::Enrolled {
-            bail!(
-                "signer {signer}'s rotation is {}: the old key is disabled only once the new one is enrolled; {}",
-                describe(entry.phase),
-                next_step(&entry)
-            );
-        }
+        let entry = in_phase(&state, signer, Phase::Enrolled, "the old key is disabled only once the new one is enrolled; ")?;
         let until = entry.grace_until.clone().unwrap_or_default();
         let left = model::seconds_between(&started_at, &until).unwrap_or(0);
         if left > 0 {
