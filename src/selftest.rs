@@ -197,7 +197,7 @@ pub async fn run(
     targets: &[Target],
     sigv4: Option<&SigV4>,
     timeout: Duration,
-    gated: Option<Check>,
+    direct: Direct,
 ) -> anyhow::Result<Report> {
     let mut checks = Vec::new();
     let address = signer.address;
@@ -209,15 +209,27 @@ pub async fn run(
     });
     // A key its quorum gate alone signs with is never asked to sign directly: the gate is
     // probed instead.
-    checks.push(match gated {
-        Some(check) => check,
-        None => kms_direct(spec, signer, timeout).await,
-    });
+    match direct {
+        Direct::Kms => checks.push(kms_direct(spec, signer, timeout).await),
+        Direct::Gate(check) => checks.push(check),
+        Direct::None => {}
+    }
     let http = http_client()?;
     for target in targets {
         checks.push(endpoint_check(spec, &address, target, sigv4, &http, timeout).await);
     }
     Ok(Report { signer: spec.name.clone(), address: address.to_string(), mode: spec.mode, checks })
+}
+
+/// How a signer's key is tested besides its endpoints.
+pub enum Direct {
+    /// A KMS sign call, as the caller.
+    Kms,
+    /// The key signs only through its quorum gate: the gate's probe, in place of a sign call.
+    Gate(Check),
+    /// The key signs only through a quorum gate this self-test cannot reach (one on Cloud
+    /// Run): no sign call; its public key is still checked.
+    None,
 }
 
 /// The live check of a quorum gate: asked to sign a raw digest for the key's address, it must

@@ -335,3 +335,140 @@ fn the_gate_signs_an_enrolment_two_approvers_approved_and_refuses_all_else_witho
     assert_eq!(drift.code, 2, "{}{}", drift.stdout, drift.stderr);
     assert!(drift.stdout.contains("code_sha256"), "{}", drift.stdout);
 }
+
+const GATE_ACCOUNT: &str = "serviceAccount:recovery-gate@treasury-prod-4711.iam.gserviceaccount.com";
+const RECOVERY_KEY: &str =
+    "projects/treasury-prod-4711/locations/us-east1/keyRings/treasury-recovery/cryptoKeys/treasury-recovery";
+
+/// POSTs `body` to `http://127.0.0.1:port/`: the status and the JSON answer.
+fn post(port: u16, body: &Value) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cloud_run_gate_is_the_only_member_that_signs_and_signs_only_an_approved_enrolment() {
+    let kms = common::gcp_kms::GcpKms::start();
+    let text = std::fs::read_to_string(repo_root().join("manifests/gcp-recovery-gate.yaml")).unwrap();
+    let w = Workdir::with_text(&text);
+    let people = Approvers::new(w.dir.path());
+    std::fs::write(
+        w.path().join("recovery-approvers.allowed_signers"),
+        people.allowed_signers(&["alice", "bob", "carol"]),
+    )
+    .unwrap();
+    w.keyrite_gcp(&kms, &["apply", "--auto-approve"]).expect(0);
+    w.keyrite_gcp(&kms, &["plan", "--detailed-exitcode"]).expect(0);
+
+    // Google's own client reads the key's IAM policy back: the gate's service account is the
+    // only member of any role on the recovery key.
+    let client = google_cloud_kms_v1::client::KeyManagementService::builder()
+        .with_endpoint(&kms.endpoint)
+        .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
+        .build()
+        .await
+        .unwrap();
+    let policy = client.get_iam_policy().set_resource(RECOVERY_KEY).send().await.unwrap();
+    let members: Vec<(&str, &str)> =
+        policy.bindings.iter().flat_map(|b| b.members.iter().map(|m| (b.role.as_str(), m.as_str()))).collect();
+    assert_eq!(members, [("roles/cloudkms.signerVerifier", GATE_ACCOUNT)], "{policy:?}");
+
+    // Another member beside the gate is a way around the quorum: lint says so.
+    let loosened = text.replace(
+        &format!("      - {GATE_ACCOUNT}\n"),
+        &format!("      - {GATE_ACCOUNT}\n      - user:officer@example.com\n"),
+    );
+    assert_ne!(loosened, text);
+    let l = Workdir::with_text(&loosened);
+    std::fs::copy(
+        w.path().join("recovery-approvers.allowed_signers"),
+        l.path().join("recovery-approvers.allowed_signers"),
+    )
+    .unwrap();
+    let lint = l.keyrite_gcp(&kms, &["lint"]);
+    assert!(lint.stdout.contains("KR110") && lint.stdout.contains("user:officer@example.com"), "{}", lint.stdout);
+
+    // The container Cloud Run would run: `keyrite serve --signer recovery`, with the gate's
+    // approvers copied beside the manifest, deployed as the gate's service account.
+    let dir = w.path().join("gate");
+    let rendered = w
+        .keyrite_gcp(&kms, &["render-signer", "--signer", "recovery", "--serve", "--out", dir.to_str().unwrap()])
+        .expect(0);
+    assert!(rendered.stdout.contains("--service-account=recovery-gate@treasury-prod-4711.iam.gserviceaccount.com"));
+    let dockerfile = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("COPY recovery-approvers.allowed_signers ./recovery-approvers.allowed_signers\n"));
+    let line = dockerfile.lines().find_map(|l| l.strip_prefix("ENTRYPOINT ")).unwrap();
+    let entrypoint: Vec<String> = serde_json::from_str(line).unwrap();
+    let port = common::free_port();
+    let mut container = Command::new(dir.join("keyrite"));
+    container.args(&entrypoint[1..]).current_dir(&dir).stdout(Stdio::null()).stderr(Stdio::null());
+    for (k, v) in w.gcp_command(&kms, &[]).get_envs() {
+        match v {
+            Some(v) => container.env(k, v),
+            None => container.env_remove(k),
+        };
+    }
+    let mut serve = container.env("PORT", port.to_string()).spawn().unwrap();
+    common::wait_for_port(port, "the quorum gate");
+
+    let keys = w.keyrite_gcp(&kms, &["addresses", "--format", "json"]).expect(0).json();
+    let recovery_address = keys["keys"][0]["evm_address"].as_str().unwrap().to_owned();
+    let signs = kms.signs();
+    let deadline = now() + 3600;
+    let good = enrolment(NEW_SIGNER, 3, deadline);
+    let digest = ethers(&["hash", &good.to_string()]);
+    let (alice, bob) = (people.approve("alice", &digest, NAMESPACE), people.approve("bob", &digest, NAMESPACE));
+    let refused = [
+        ("k-1 approvals", json!({"enrolment": good, "approvals": [alice]}), "1 of the 2 approvals needed"),
+        ("one approver twice", json!({"enrolment": good, "approvals": [alice, alice]}), "count once"),
+        ("a raw digest", json!({"hash": digest, "signerAddress": recovery_address}), "never a raw digest"),
+        (
+            "a tampered message",
+            json!({"enrolment": enrolment(NEW_SIGNER, 4, deadline), "approvals": [alice, bob]}),
+            "0 of the 2 approvals needed",
+        ),
+        (
+            "an expired deadline",
+            {
+                let expired = enrolment(NEW_SIGNER, 3, now() - 60);
+                let d = ethers(&["hash", &expired.to_string()]);
+                json!({"enrolment": expired, "approvals": [people.approve("alice", &d, NAMESPACE), people.approve("bob", &d, NAMESPACE)]})
+            },
+            "has passed",
+        ),
+    ];
+    for (case, request, reason) in refused {
+        let (status, body) = post(port, &request);
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(matches!(status, 400 | 403) && error.contains(reason), "{case}: {status} {body:#}");
+        assert_eq!(kms.signs(), signs, "{case} asked Cloud KMS to sign");
+    }
+    let (status, body) = post(port, &json!({"enrolment": good, "approvals": [alice, bob]}));
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(kms.signs(), signs + 1);
+    assert_eq!(body["digest"], digest.as_str());
+    assert_eq!(body["approvers"], json!(["alice@example.com", "bob@example.com"]));
+    let recovered = ethers(&["recover", &good.to_string(), body["signature"].as_str().unwrap()]);
+    assert_eq!(recovered.to_lowercase(), recovery_address.to_lowercase());
+
+    // The self-test never asks a key only its gate may use to sign: it checks the public key.
+    let selftest = w.keyrite_gcp(&kms, &["selftest", "--format", "json"]).expect(0).json();
+    let targets: Vec<&str> =
+        selftest["signers"][0]["checks"].as_array().unwrap().iter().map(|c| c["target"].as_str().unwrap()).collect();
+    assert_eq!(targets, ["public-key"], "{selftest:#}");
+    assert_eq!(kms.signs(), signs + 1);
+}

@@ -254,7 +254,10 @@ pub async fn finish(p: Prepared, plan: &Plan, cloud: &Cloud, store: &Backend) ->
         let evm = signer.address.to_checksum_string();
         // A key only its quorum gate may sign with cannot prove possession to the operator:
         // its gate's first enrolment will.
-        let gate = crate::keys::gate_of(&state, &change.address).map(str::to_owned);
+        let on_cloud_run = p.manifest.signers.iter().find(|s| s.key == change.address).and_then(|s| s.gate.as_ref());
+        let gate = on_cloud_run
+            .map(|g| g.member())
+            .or_else(|| crate::keys::gate_of(&state, &change.address).map(str::to_owned));
         let proof = match gate {
             Some(_) => None,
             None => {

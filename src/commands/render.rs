@@ -21,8 +21,15 @@ const CLOUD_RUN_DRAIN_SECONDS: u64 = 8;
 pub async fn run(arg: &ManifestArg, signer: Option<&str>, out: &Path, serve: bool) -> anyhow::Result<Status> {
     let (manifest, store) = load(arg).await?;
     let spec = manifest.signer(signer)?;
-    if spec.slot == crate::manifest::Slot::Recovery {
-        bail!("signer {} uses {}, a recovery key: recovery keys get no Cloud Run function", spec.name, spec.key);
+    // A recovery signer runs on Cloud Run only as its quorum gate, which is `keyrite serve`.
+    match (&spec.gate, serve) {
+        (None, _) if spec.slot == crate::manifest::Slot::Recovery => {
+            bail!("signer {} uses {}, a recovery key: recovery keys get no Cloud Run function", spec.name, spec.key)
+        }
+        (Some(_), false) => {
+            bail!("signer {} is a quorum gate, which runs as `keyrite serve`: render it with --serve", spec.name)
+        }
+        _ => {}
     }
     let Some(state) = super::read_state(&store).await? else {
         bail!("no state at {}: run `keyrite apply` first", store.describe())
@@ -56,8 +63,10 @@ pub async fn run(arg: &ManifestArg, signer: Option<&str>, out: &Path, serve: boo
         .flat_map(|r| r.attrs.get("members").and_then(|m| m.as_array()).cloned().unwrap_or_default())
         .filter_map(|m| m.as_str().and_then(|m| m.strip_prefix("serviceAccount:")).map(str::to_owned))
         .collect();
-    let account = match accounts.as_slice() {
-        [one] => one.clone(),
+    let account = match (&spec.gate, accounts.as_slice()) {
+        // The gate's identity is declared: the one member its key's binding lets sign.
+        (Some(gate), _) => gate.service_account.clone(),
+        (None, [one]) => one.clone(),
         _ => "SERVICE_ACCOUNT".to_owned(),
     };
     let mode = spec.mode.as_str();
@@ -111,6 +120,15 @@ pub async fn run(arg: &ManifestArg, signer: Option<&str>, out: &Path, serve: boo
             spec.key
         );
     }
+    if spec.gate.is_some() {
+        println!(
+            "\nThe service is signer {}'s quorum gate: it signs only an enrolment its approvers approved, \
+             and {account} must be the only member of {}'s binding that may sign. Grant the operators who \
+             submit enrolments roles/run.invoker.",
+            spec.name, spec.key
+        );
+        return Ok(Status::Ok);
+    }
     println!(
         "\nThen grant callers roles/run.invoker, add the {}'s URL to signers.{}.endpoints with \
          `google_id_token: true`, and run `keyrite selftest`.",
@@ -155,6 +173,27 @@ fn container(manifest: &crate::manifest::Manifest, signer: &str, out: &Path) -> 
     copy(&manifest.path, &out.join(&manifest_name))?;
     copy(state, &out.join(&state_rel))?;
     let state_name = state_rel.to_string_lossy().into_owned();
+    // The allowed_signers files the manifest reads (a ceremony's approvers, a gate's), so
+    // that `keyrite serve` loads it in the image as it does here.
+    let mut read: Vec<&Path> = manifest.ceremony.iter().map(|c| c.approvers.as_path()).collect();
+    read.extend(manifest.signers.iter().filter_map(|s| s.gate.as_ref()).map(|g| g.spec.file.as_path()));
+    let mut extra = Vec::new();
+    for file in read {
+        // Beside the manifest: below its directory, `./` parts aside.
+        let beside = |p: &Path| -> Option<std::path::PathBuf> {
+            let rel = p.strip_prefix(base).ok()?;
+            let parts: Vec<_> = rel.components().filter(|c| *c != std::path::Component::CurDir).collect();
+            parts.iter().all(|c| matches!(c, std::path::Component::Normal(_))).then(|| parts.iter().collect())
+        };
+        let rel = beside(file).with_context(|| {
+            format!("{} is not beside the manifest: --serve needs it in the manifest's directory", file.display())
+        })?;
+        copy(file, &out.join(&rel))?;
+        extra.push(rel.to_string_lossy().into_owned());
+    }
+    extra.sort();
+    extra.dedup();
+    let copies: String = extra.iter().map(|f| format!("COPY {f} ./{f}\n")).collect();
     let entrypoint = serde_json::json!([
         "/srv/keyrite/keyrite",
         "serve",
@@ -173,6 +212,7 @@ fn container(manifest: &crate::manifest::Manifest, signer: &str, out: &Path) -> 
          WORKDIR /srv/keyrite\n\
          COPY keyrite {manifest_name} ./\n\
          COPY {state_name} ./{state_name}\n\
+         {copies}\
          USER nonroot\n\
          # Listens on 0.0.0.0:$PORT (Cloud Run sets PORT) and drains within Cloud Run's 10 s on SIGTERM.\n\
          ENTRYPOINT {entrypoint}\n",
@@ -180,7 +220,10 @@ fn container(manifest: &crate::manifest::Manifest, signer: &str, out: &Path) -> 
     );
     std::fs::write(out.join("Dockerfile"), dockerfile).context("cannot write the Dockerfile")?;
     // Cloud Build uploads the directory: only what the image needs.
-    let ignore = format!("*\n!Dockerfile\n!keyrite\n!{manifest_name}\n!{state_name}\n");
+    let kept: String = extra.iter().map(|f| format!("!{f}\n")).collect();
+    let ignore = format!("*\n!Dockerfile\n!keyrite\n!{manifest_name}\n!{state_name}\n{kept}");
     std::fs::write(out.join(".gcloudignore"), ignore).context("cannot write .gcloudignore")?;
-    Ok(vec!["Dockerfile".into(), ".gcloudignore".into(), "keyrite".into(), manifest_name, state_name])
+    let mut files = vec!["Dockerfile".into(), ".gcloudignore".into(), "keyrite".into(), manifest_name, state_name];
+    files.extend(extra);
+    Ok(files)
 }

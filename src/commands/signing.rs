@@ -113,16 +113,17 @@ pub async fn run_selftests(
     let mut reports = Vec::new();
     for (spec, targets) in specs.iter().zip(&targets) {
         let (kms, spki) = signer(cloud, state, spec).await?;
-        #[cfg(feature = "aws")]
-        let gated = match crate::keys::gate_of(state, &spec.key) {
+        use crate::selftest::Direct;
+        let direct = match crate::keys::gate_of(state, &spec.key) {
+            _ if spec.gate.is_some() => Direct::None,
+            #[cfg(feature = "aws")]
             Some(function) => {
-                Some(crate::selftest::gate_probe(&cloud.aws, function, &kms.address.to_string(), timeout).await)
+                Direct::Gate(crate::selftest::gate_probe(&cloud.aws, function, &kms.address.to_string(), timeout).await)
             }
-            None => None,
+            _ => Direct::Kms,
         };
-        #[cfg(not(feature = "aws"))]
-        let gated = None;
-        reports.push(crate::selftest::run(spec, &kms, spki.as_deref(), targets, sigv4.as_ref(), timeout, gated).await?);
+        reports
+            .push(crate::selftest::run(spec, &kms, spki.as_deref(), targets, sigv4.as_ref(), timeout, direct).await?);
     }
     Ok(reports)
 }
@@ -136,6 +137,7 @@ pub async fn key_signer(cloud: &Cloud, state: &State, address: &str) -> anyhow::
         mode: SigningMode::Digest,
         endpoints: Vec::new(),
         rotation: None,
+        gate: None,
     };
     Ok(signer(cloud, state, &spec).await?.0)
 }
@@ -193,8 +195,8 @@ pub async fn serve(arg: &ManifestArg, options: ServeArgs) -> anyhow::Result<Stat
     {
         cloud.aws.kms = cloud.aws.serving_kms();
     }
-    // The signers to serve: those named, or every operational one. A recovery signer is never
-    // served.
+    // The signers to serve: those named, or every operational one. A recovery signer is
+    // served only as its quorum gate, when named.
     let specs: Vec<&SignerSpec> = if options.signers.is_empty() {
         if manifest.signers.is_empty() {
             bail!("the manifest declares no `signers:`");
@@ -207,7 +209,8 @@ pub async fn serve(arg: &ManifestArg, options: ServeArgs) -> anyhow::Result<Stat
         options.signers.iter().map(|n| manifest.signer(Some(n))).collect::<Result<_, _>>()?
     };
     for spec in &specs {
-        if spec.slot == crate::manifest::Slot::Recovery {
+        // A recovery signer is served only as its quorum gate, and only when named.
+        if spec.slot == crate::manifest::Slot::Recovery && spec.gate.is_none() {
             bail!(
                 "signer {} uses {}, a recovery key: recovery keys are never served; sign with `keyrite sign` as one of \
                  the key's recovery signers",
@@ -231,7 +234,16 @@ pub async fn serve(arg: &ManifestArg, options: ServeArgs) -> anyhow::Result<Stat
         if recorded.as_deref().is_some_and(|r| r != kms.spki.as_slice()) {
             bail!("signer {}: KMS gives a public key other than the one the state records for {}", spec.name, spec.key);
         }
-        signers.push(crate::serve::Signer { name: spec.name.clone(), signer: kms, mode: spec.mode });
+        let gate = spec.gate.as_ref().map(|g| g.spec.gate()).transpose().map_err(anyhow::Error::msg)?;
+        if let Some(g) = &gate {
+            eprintln!(
+                "keyrite serve: {} is a quorum gate: it signs only enrolments {} of its approvers approved (configuration {})",
+                spec.name,
+                g.threshold(),
+                g.fingerprint()
+            );
+        }
+        signers.push(crate::serve::Signer { name: spec.name.clone(), signer: kms, mode: spec.mode, gate });
     }
     let audit = match &options.audit_log {
         Some(path) => crate::serve::audit::Audit::file(path)

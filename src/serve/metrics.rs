@@ -3,7 +3,7 @@
 //!
 //! - `keyrite_sign_requests_total{signer, outcome}`: signing requests, by how they ended
 //!   (`signed`, `bad_request`, `unauthorized`, `forbidden`, `not_found`, `rate_limited`,
-//!   `kms_error`, `throttled`);
+//!   `kms_error`, `throttled`, and a quorum gate's `refused`);
 //! - `keyrite_kms_sign_seconds{signer}`: the KMS sign call, with the DER → r‖s‖v check;
 //! - `keyrite_request_seconds{signer}`: a signing request from its arrival to its answer;
 //! - `keyrite_kms_throttles_total{signer}`: KMS throttling answers (ThrottlingException,

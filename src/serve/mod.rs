@@ -15,6 +15,11 @@
 //! another `signerAddress` is refused with 400. Internal faults answer 500 with no detail
 //! (the detail goes to stderr). Listens on loopback unless told otherwise.
 //!
+//! A recovery signer with a `gate:` is served as its quorum gate: its route takes only an
+//! enrolment with its approvals, decided by [`keyrite_core::gate`] before any KMS call
+//! (400 or 403 with the reason otherwise), and answers the signature of its EIP-712 digest
+//! with the digest, the approvers counted and the gate's configuration hash.
+//!
 //! Who may sign: an optional bearer token for every signer, TLS with optional client
 //! certificates ([`tls`]), and an access list mapping certificates and tokens to signers
 //! ([`access`]). A request without a credential the server recognises answers 401 with a
@@ -54,6 +59,9 @@ pub struct Signer {
     pub name: String,
     pub signer: KmsSigner,
     pub mode: SigningMode,
+    /// A recovery signer's quorum gate: it signs only approved enrolments, never a
+    /// request's digest ([`keyrite_core::gate`]).
+    pub gate: Option<keyrite_core::gate::Gate>,
 }
 
 /// What the server needs to answer requests.
@@ -299,17 +307,45 @@ async fn handle(service: &Service, req: http::Request<Incoming>, peer: &Peer) ->
             );
         }
     };
-    let digest = match parse_request(&body, &signer.signer.address) {
-        Ok(d) => d,
-        Err(msg) => return done("bad_request", reply(StatusCode::BAD_REQUEST, json!({"error": msg})), &trace),
+    // A quorum gate decides before any KMS call, and signs an approved enrolment's EIP-712
+    // digest as it is; anything else is refused with its reason.
+    let (digest, mode, enrolment) = match &signer.gate {
+        Some(gate) => match gate.authorize(&body, keyrite_core::ceremony::unix_now()) {
+            Ok(authorized) => {
+                (authorized.digest, SigningMode::Digest, Some((authorized.approvers, gate.fingerprint())))
+            }
+            Err(refusal) => {
+                eprintln!("keyrite serve: gate {}: refused: {refusal}", signer.name);
+                let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::FORBIDDEN);
+                return done("refused", reply(status, json!({"error": refusal.to_string()})), &trace);
+            }
+        },
+        None => match parse_request(&body, &signer.signer.address) {
+            Ok(d) => (d, signer.mode, None),
+            Err(msg) => return done("bad_request", reply(StatusCode::BAD_REQUEST, json!({"error": msg})), &trace),
+        },
     };
     trace.digest = Some(format!("0x{}", hex::encode(digest)));
     let kms_started = std::time::Instant::now();
-    let (signed, request_id) = signer.signer.sign_traced(&digest, signer.mode).await;
+    let (signed, request_id) = signer.signer.sign_traced(&digest, mode).await;
     service.metrics.kms_sign(&signer.name, kms_started.elapsed());
     trace.kms_request_id = request_id;
     match signed {
-        Ok(sig) => done("signed", reply(StatusCode::OK, response_body(&sig, &signer.signer.address)), &trace),
+        Ok(sig) => {
+            let mut body = response_body(&sig, &signer.signer.address);
+            if let Some((approvers, fingerprint)) = enrolment {
+                eprintln!(
+                    "keyrite serve: gate {}: signed enrolment {}, approved by {}",
+                    signer.name,
+                    trace.digest.as_deref().unwrap_or_default(),
+                    approvers.join(", ")
+                );
+                body["digest"] = json!(trace.digest);
+                body["approvers"] = json!(approvers);
+                body["gate"] = json!(fingerprint);
+            }
+            done("signed", reply(StatusCode::OK, body), &trace)
+        }
         Err(e) if throttled(&e.to_string()) => {
             // KMS is at its quota: tell the client when to come back, never a 500.
             service.metrics.throttled(&signer.name);

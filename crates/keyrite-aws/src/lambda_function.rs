@@ -314,90 +314,16 @@ impl Schema for LambdaFunction {
 const ENVIRONMENT_LIMIT: usize = 4096;
 
 /// `gate:`: the function is a recovery key's quorum gate ([`keyrite_core::gate`]). Its
-/// approvers (an allowed_signers file), threshold and enrolment scope become the
-/// environment the bootstrap reads, so that drift sees any change to them as a change of
-/// the function's configuration, and `SIGNING_MODE` is `gate`.
-///
-/// ```yaml
-/// gate:
-///   approvers: recovery.allowed_signers
-///   threshold: 2
-///   enrolment:
-///     domain: {name: Treasury, version: "1", chain_id: 1, verifying_contract: "0x…"}
-///     wallet: "0x…"
-/// ```
-fn gate_environment(mut g: Block<'_>, cx: &mut Validation, env: &mut BTreeMap<String, String>) {
-    use keyrite_core::gate::{self, Scope};
+/// approvers (an allowed_signers file), threshold and enrolment scope
+/// ([`keyrite_core::manifest::GateSpec`]) become the environment the bootstrap reads, so
+/// that drift sees any change to them as a change of the function's configuration, and
+/// `SIGNING_MODE` is `gate`.
+fn gate_environment(g: Block<'_>, cx: &mut Validation, env: &mut BTreeMap<String, String>) {
     // A gate even when the rest of its block is wrong, so that the slot checks judge it as one.
     env.insert("SIGNING_MODE".into(), "gate".into());
-    let approvers_pos = g.pos_of("approvers");
-    let threshold_pos = g.pos_of("threshold");
-    let approvers = g.required_string(cx, "approvers");
-    let threshold = g.integer(cx, "threshold", 1..=32);
-    if !g.has("threshold") {
-        cx.error(g.pos(), "missing", format!("{}: missing required field `threshold`", g.field_path("threshold")));
-    }
-    let scope = g.block(cx, "enrolment").and_then(|mut e| {
-        let address = |b: &mut Block<'_>, cx: &mut Validation, key: &str| {
-            let pos = b.pos_of(key);
-            let text = b.required_string(cx, key)?;
-            text.parse::<keyrite_core::crypto::Address>()
-                .map_err(|err| {
-                    cx.error(pos, "value", format!("{}: {text:?} is not an address: {err}", b.field_path(key)))
-                })
-                .ok()
-        };
-        let domain = e.block(cx, "domain").and_then(|mut d| {
-            let name = d.required_string(cx, "name");
-            let version = d.required_string(cx, "version");
-            let chain_id = d.integer(cx, "chain_id", 1..=i64::MAX);
-            if !d.has("chain_id") {
-                cx.error(
-                    d.pos(),
-                    "missing",
-                    format!("{}: missing required field `chain_id`", d.field_path("chain_id")),
-                );
-            }
-            let verifying_contract = address(&mut d, cx, "verifying_contract");
-            d.finish(cx);
-            Some(keyrite_core::ceremony::enrolment::Domain {
-                name: name?,
-                version: version?,
-                chain_id: u64::try_from(chain_id?).ok()?,
-                verifying_contract: verifying_contract?,
-            })
-        });
-        if !e.has("domain") {
-            cx.error(e.pos(), "missing", format!("{}: missing required field `domain`", e.field_path("domain")));
-        }
-        let wallet = address(&mut e, cx, "wallet");
-        e.finish(cx);
-        Some(Scope { domain: domain?, wallet: wallet? })
-    });
-    if !g.has("enrolment") {
-        cx.error(g.pos(), "missing", format!("{}: missing required field `enrolment`", g.field_path("enrolment")));
-    }
-    let path = g.field_path("approvers");
-    let pos = g.pos();
-    g.finish(cx);
-    let Some((file, text, signers)) = approvers.and_then(|a| cx.allowed_signers_file(approvers_pos, "gate", &path, &a))
-    else {
-        return;
-    };
-    let Some(threshold) = threshold.and_then(|t| usize::try_from(t).ok()) else { return };
-    let principals = keyrite_core::ceremony::allowed_signers::distinct_principals(&signers).len();
-    if threshold > principals {
-        cx.error(
-            threshold_pos,
-            "value",
-            format!("gate.threshold: {threshold} approvals can never be met: {} names {principals}", file.display()),
-        );
-        return;
-    }
-    let Some(scope) = scope else { return };
-    env.insert(gate::ENV_ALLOWED_SIGNERS.into(), text);
-    env.insert(gate::ENV_THRESHOLD.into(), threshold.to_string());
-    env.insert(gate::ENV_ENROLMENT.into(), serde_json::to_string(&scope).unwrap_or_default());
+    let (path, pos) = (g.field_path("approvers"), g.pos());
+    let Some(spec) = cx.gate_block(g) else { return };
+    env.extend(spec.environment().map(|(k, v)| (k.to_owned(), v)));
     let size: usize = env.iter().map(|(k, v)| k.len() + v.len()).sum();
     if size > ENVIRONMENT_LIMIT {
         cx.error(
@@ -406,7 +332,7 @@ fn gate_environment(mut g: Block<'_>, cx: &mut Validation, env: &mut BTreeMap<St
             format!(
                 "{path}: the gate's configuration makes the function's environment {size} bytes, over Lambda's \
                  {ENVIRONMENT_LIMIT}: list fewer approvers, or shorter key comments, in {}",
-                file.display()
+                spec.file.display()
             ),
         );
     }

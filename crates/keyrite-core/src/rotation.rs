@@ -267,6 +267,7 @@ mod tests {
             mode: SigningMode::Eip191,
             endpoints: Vec::new(),
             rotation: Some(RotationSpec { grace_seconds: 0, every_seconds: every, recovery: "r".into() }),
+            gate: None,
         };
         let now = "2026-12-07T00:00:00Z";
         let due = due(&[signer(Some(90 * 86400))], &state, now);

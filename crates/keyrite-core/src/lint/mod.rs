@@ -119,7 +119,13 @@ pub fn manifest(m: &Manifest) -> Vec<Finding> {
             .map(|r| r.name.clone())
             .collect(),
         account_id: None,
-        gates: m.resources.iter().filter_map(|r| rules::gate_role(&r.kind, &r.desired)).map(str::to_owned).collect(),
+        gates: m
+            .resources
+            .iter()
+            .filter_map(|r| rules::gate_role(&r.kind, &r.desired))
+            .map(str::to_owned)
+            .chain(m.signers.iter().filter_map(|s| s.gate.as_ref()).map(|g| g.member()))
+            .collect(),
     };
     for spec in &m.resources {
         let pos = m.positions.get(spec.name.split('/').next().unwrap_or_default()).copied().unwrap_or_default();

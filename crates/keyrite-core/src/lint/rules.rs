@@ -200,8 +200,8 @@ pub struct Context {
     pub recovery: BTreeSet<String>,
     /// The account being linted, live: its own root is not another account.
     pub account_id: Option<String>,
-    /// The principals quorum gates run as ([`gate_role`]): as the manifest writes them, and
-    /// live, their ARNs.
+    /// The principals quorum gates run as: AWS roles ([`gate_role`]), as the manifest writes
+    /// them and live, their ARNs; Cloud Run gates' `serviceAccount:` members.
     pub gates: BTreeSet<String>,
 }
 
@@ -290,8 +290,18 @@ pub fn check(kind: &str, a: &Attrs, cx: &Context) -> Vec<(&'static str, String)>
             let key = a.get("crypto_key").and_then(Json::as_str).unwrap_or_default();
             if cx.is_recovery(key) {
                 let broad = ["group:", "domain:", "principalSet://", "allUsers", "allAuthenticatedUsers"];
-                for m in strings(a.get("members")).iter().filter(|m| broad.iter().any(|b| m.starts_with(b))) {
+                let signers = strings(a.get("members"));
+                for m in signers.iter().filter(|m| broad.iter().any(|b| m.starts_with(b))) {
                     out.push(("KR107", format!("{m} may sign with a recovery key; name users or service accounts")));
+                }
+                // Beside a quorum gate's service account, any other signer is a way around it.
+                if let Some(gate) = signers.iter().find(|m| cx.gates.contains(*m)) {
+                    for m in signers.iter().filter(|m| !cx.gates.contains(*m)) {
+                        out.push((
+                            "KR110",
+                            format!("{m} may sign with the recovery key without the quorum its gate {gate} enforces"),
+                        ));
+                    }
                 }
             }
         }

@@ -13,6 +13,7 @@
 
 pub mod allow;
 pub mod ceremony;
+mod gate;
 pub mod refs;
 mod rotation;
 mod slots;
@@ -158,6 +159,7 @@ pub struct ResourceSpec {
 }
 
 pub use crate::signing::SigningMode;
+pub use gate::GateSpec;
 
 /// Authentication an HTTP signer endpoint expects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -235,6 +237,24 @@ pub struct SignerSpec {
     pub endpoints: Vec<Endpoint>,
     /// `rotation:`: how `keyrite rotate` replaces its key.
     pub rotation: Option<crate::rotation::RotationSpec>,
+    /// `gate:` on a Cloud KMS recovery signer: the quorum gate `keyrite serve` runs for it
+    /// (on Cloud Run, as `service_account`), the only member its key's binding lets sign.
+    pub gate: Option<SignerGate>,
+}
+
+/// A Cloud KMS recovery signer's quorum gate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignerGate {
+    pub spec: GateSpec,
+    /// The service account the gate runs as (`name@project.iam.gserviceaccount.com`).
+    pub service_account: String,
+}
+
+impl SignerGate {
+    /// The IAM member the gate's service account is.
+    pub fn member(&self) -> String {
+        format!("serviceAccount:{}", self.service_account)
+    }
 }
 
 /// A validated manifest.
@@ -657,10 +677,12 @@ impl Validation {
                 ),
             );
         }
+        let mode_pos = b.has("mode").then(|| b.pos_of("mode"));
         let mode = match b.choice(self, "mode", &["eip191", "digest"]).as_deref() {
             Some("digest") => SigningMode::Digest,
             _ => SigningMode::Eip191,
         };
+        let gate = self.signer_gate(&mut b, slot, kinds.get(&key).map(String::as_str), mode_pos);
         let mut endpoints = Vec::new();
         let endpoints_pos = b.pos_of("endpoints");
         if let Some(node) = b.get("endpoints") {
@@ -692,7 +714,8 @@ impl Validation {
         b.finish(self);
         self.refs.clear();
         let (rotation, at) = rotation.map_or((None, None), |(r, at)| (Some(r), Some(at)));
-        Some((SignerSpec { name, key, slot, mode, endpoints, rotation }, at))
+        let mode = if gate.is_some() { SigningMode::Digest } else { mode };
+        Some((SignerSpec { name, key, slot, mode, endpoints, rotation, gate }, at))
     }
 
     fn resources(&mut self, node: &Node) -> Vec<(ResourceSpec, Pos)> {
