@@ -340,6 +340,12 @@ pub enum EnrolCommand {
         /// The enrolment `enrol prepare` wrote
         #[arg(value_name = "FILE", default_value = "enrolment.json")]
         enrolment: PathBuf,
+        /// The gate's URL, for a gate on Cloud Run (`keyrite serve`); an AWS gate is invoked
+        #[arg(long)]
+        url: Option<String>,
+        /// Send a Google ID token for the URL's origin, as Cloud Run requires
+        #[arg(long)]
+        google_id_token: bool,
     },
 }
 

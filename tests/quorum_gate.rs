@@ -456,10 +456,29 @@ async fn a_cloud_run_gate_is_the_only_member_that_signs_and_signs_only_an_approv
         assert_eq!(kms.signs(), signs, "{case} asked Cloud KMS to sign");
     }
     let (status, body) = post(port, &json!({"enrolment": good, "approvals": [alice, bob]}));
+    // The same through the CLI: `enrol prepare` takes the signer's gate, `enrol submit --url`
+    // sends the approvals beside the file to the service.
+    let prepare = ["enrol", "prepare", "--new-signer", NEW_SIGNER, "--replaces", OLD_SIGNER, "--nonce", "5"];
+    w.keyrite_gcp(&kms, &prepare).expect(0);
+    let digest_file = w.path().join("enrolment.json.digest");
+    for name in ["carol", "bob"] {
+        keygen::sign_as(&people.dir, name, &digest_file, NAMESPACE);
+    }
+    let url = format!("http://127.0.0.1:{port}/");
+    let submitted = w.keyrite_gcp(&kms, &["enrol", "submit", "--url", &url]);
     let _ = serve.kill();
     let _ = serve.wait();
+    submitted.expect(0);
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(w.path().join("enrolment.json.signature.json")).unwrap())
+            .unwrap();
+    let typed =
+        serde_json::from_str::<Value>(&std::fs::read_to_string(w.path().join("enrolment.json")).unwrap()).unwrap();
+    let by_cli = ethers(&["recover", &typed.to_string(), written["signature"].as_str().unwrap()]);
+    assert_eq!(by_cli.to_lowercase(), recovery_address.to_lowercase());
+    assert_eq!(written["approvers"], json!(["bob@example.com", "carol@example.com"]));
     assert_eq!(status, 200, "{body:#}");
-    assert_eq!(kms.signs(), signs + 1);
+    assert_eq!(kms.signs(), signs + 2);
     assert_eq!(body["digest"], digest.as_str());
     assert_eq!(body["approvers"], json!(["alice@example.com", "bob@example.com"]));
     let recovered = ethers(&["recover", &good.to_string(), body["signature"].as_str().unwrap()]);
@@ -470,5 +489,5 @@ async fn a_cloud_run_gate_is_the_only_member_that_signs_and_signs_only_an_approv
     let targets: Vec<&str> =
         selftest["signers"][0]["checks"].as_array().unwrap().iter().map(|c| c["target"].as_str().unwrap()).collect();
     assert_eq!(targets, ["public-key"], "{selftest:#}");
-    assert_eq!(kms.signs(), signs + 1);
+    assert_eq!(kms.signs(), signs + 2);
 }

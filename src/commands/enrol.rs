@@ -27,9 +27,46 @@ use keyrite_core::ceremony::enrolment::{Enrolment, NAMESPACE, TypedEnrolment};
 use keyrite_core::ceremony::{self, words};
 use keyrite_core::gate::{self, Gate};
 
-/// The signer's quorum gate in the manifest: the function whose `gate:` guards its key.
-pub(super) fn gate_of<'m>(manifest: &'m Manifest, signer: &str) -> anyhow::Result<(&'m ResourceSpec, Gate)> {
+/// Where a recovery signer's quorum gate runs.
+pub(super) enum Site<'m> {
+    /// The `aws_lambda_function` whose `gate:` guards the key.
+    Lambda(&'m ResourceSpec),
+    /// `keyrite serve` on Cloud Run, as the signer's `gate:` declares it.
+    CloudRun(&'m crate::manifest::SignerGate),
+}
+
+impl Site<'_> {
+    /// How messages name the gate.
+    pub(super) fn name(&self) -> String {
+        match self {
+            Site::Lambda(function) => function.name.clone(),
+            Site::CloudRun(g) => format!("on Cloud Run as {}", g.service_account),
+        }
+    }
+
+    /// The approvers' allowed_signers text the gate holds.
+    fn allowed_signers(&self) -> String {
+        match self {
+            Site::Lambda(function) => function
+                .desired
+                .get("environment")
+                .and_then(|e| e.get(gate::ENV_ALLOWED_SIGNERS))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            Site::CloudRun(g) => g.spec.allowed_signers.clone(),
+        }
+    }
+}
+
+/// The signer's quorum gate in the manifest: its own `gate:` (Cloud Run), or the function
+/// whose `gate:` guards its key (AWS).
+pub(super) fn gate_of<'m>(manifest: &'m Manifest, signer: &str) -> anyhow::Result<(Site<'m>, Gate)> {
     let spec = manifest.signer(Some(signer))?;
+    if let Some(g) = &spec.gate {
+        let gate = g.spec.gate().map_err(anyhow::Error::msg).with_context(|| format!("signers.{signer}.gate"))?;
+        return Ok((Site::CloudRun(g), gate));
+    }
     let key = format!("${{{}.", spec.key);
     let function = manifest
         .resources
@@ -44,8 +81,8 @@ pub(super) fn gate_of<'m>(manifest: &'m Manifest, signer: &str) -> anyhow::Resul
         })
         .with_context(|| {
             format!(
-                "signer {signer}: no quorum gate guards its key {} (an aws_lambda_function with a `gate:` block; see \
-                 manifests/recovery-gate.yaml)",
+                "signer {signer}: no quorum gate guards its key {} (an aws_lambda_function with a `gate:` block, see \
+                 manifests/recovery-gate.yaml; or the signer's own `gate:` on Cloud KMS, see manifests/gcp-recovery-gate.yaml)",
                 spec.key
             )
         })?;
@@ -53,7 +90,33 @@ pub(super) fn gate_of<'m>(manifest: &'m Manifest, signer: &str) -> anyhow::Resul
     let gate = Gate::from_env(|name| env.get(name).and_then(Value::as_str).map(str::to_owned))
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("resources.{}: the gate's configuration", function.name))?;
-    Ok((function, gate))
+    Ok((Site::Lambda(function), gate))
+}
+
+/// POSTs `body` to a gate served over HTTP (`keyrite serve`, on Cloud Run), with a Google ID
+/// token for the URL's origin when asked: the answer's status and JSON body.
+async fn post(url: &str, body: &str, google_id_token: bool) -> anyhow::Result<(u16, Value)> {
+    use http_body_util::BodyExt;
+    let mut request = http::Request::post(url).header("content-type", "application/json");
+    if google_id_token {
+        let uri: http::Uri = url.parse().with_context(|| format!("--url {url:?} is not a URL"))?;
+        let audience =
+            format!("{}://{}", uri.scheme_str().unwrap_or("https"), uri.authority().map_or("", |a| a.as_str()));
+        #[cfg(feature = "gcp")]
+        {
+            let token = crate::provider::gcp::credentials::google_id_token(&audience)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot get a Google ID token for {audience}: {e}"))?;
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        #[cfg(not(feature = "gcp"))]
+        bail!("a Google ID token for {audience} needs a keyrite built with --features gcp");
+    }
+    let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body.to_owned())))?;
+    let response = crate::selftest::http_client()?.request(request).await.with_context(|| format!("POST {url}"))?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.with_context(|| format!("POST {url}"))?.to_bytes();
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
 }
 
 pub(super) fn digest_path(file: &Path) -> PathBuf {
@@ -100,7 +163,7 @@ pub fn prepare(
         bail!("--new-signer and --replaces are the same address");
     }
     let then = format!("`keyrite enrol submit {}`", out.display());
-    write(out, &enrolment, &function.name, gate.threshold(), &then)?;
+    write(out, &enrolment, &function.name(), gate.threshold(), &then)?;
     Ok(Status::Ok)
 }
 
@@ -137,13 +200,19 @@ pub(super) fn write(
 }
 
 /// `enrol submit`.
-pub async fn submit(arg: &ManifestArg, signer: &str, file: &Path) -> anyhow::Result<Status> {
+pub async fn submit(
+    arg: &ManifestArg,
+    signer: &str,
+    file: &Path,
+    url: Option<&str>,
+    google_id_token: bool,
+) -> anyhow::Result<Status> {
     let (manifest, store) = load(arg).await?;
     let Some(state) = super::read_state(&store).await? else {
         bail!("no state at {}: run `keyrite apply` first", store.describe())
     };
     let cloud = Cloud::connect(&manifest.aws, &manifest.gcp).await;
-    let signed = sign(&manifest, &state, &cloud, signer, file).await?;
+    let signed = sign(&manifest, &state, &cloud, signer, file, url.map(|u| (u, google_id_token))).await?;
     let record = json!({
         "format_version": 1,
         "kind": "enrolment_signature",
@@ -189,6 +258,7 @@ pub(super) async fn sign(
     cloud: &Cloud,
     signer: &str,
     file: &Path,
+    url: Option<(&str, bool)>,
 ) -> anyhow::Result<Signed> {
     let (function, gate) = gate_of(manifest, signer)?;
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -204,18 +274,30 @@ pub(super) async fn sign(
     let body = json!({"enrolment": typed.to_json(), "approvals": approvals}).to_string();
     // The gate's own decision, with its deployed configuration, before anything is sent.
     let authorized = gate.authorize(body.as_bytes(), ceremony::unix_now()).map_err(|refusal| {
-        anyhow::anyhow!("the gate {} would refuse this enrolment: {refusal} (nothing was sent)", function.name)
+        anyhow::anyhow!("the gate {} would refuse this enrolment: {refusal} (nothing was sent)", function.name())
     })?;
     let spec = manifest.signer(Some(signer))?;
     let address = recorded_address(state, &spec.key)?;
-    let deployed = state
-        .resources
-        .get(&function.name)
-        .with_context(|| format!("the gate {} is not in the state; run `keyrite apply` first", function.name))?;
-    let (status, answer) =
-        keyrite_aws::invoke::post(&cloud.aws, &deployed.id, &body).await.map_err(anyhow::Error::msg)?;
+    let (reached, (status, answer)) = match (&function, url) {
+        (Site::Lambda(f), _) => {
+            let deployed = state
+                .resources
+                .get(&f.name)
+                .with_context(|| format!("the gate {} is not in the state; run `keyrite apply` first", f.name))?;
+            (
+                deployed.id.clone(),
+                keyrite_aws::invoke::post(&cloud.aws, &deployed.id, &body).await.map_err(anyhow::Error::msg)?,
+            )
+        }
+        (Site::CloudRun(_), Some((url, token))) => (url.to_owned(), post(url, &body, token).await?),
+        (Site::CloudRun(_), None) => {
+            bail!(
+                "the gate of {signer} runs on Cloud Run: pass its --url (and --google-id-token for Cloud Run's check)"
+            )
+        }
+    };
     if status != 200 {
-        bail!("the gate {} refused ({status}): {}", deployed.id, answer["error"].as_str().unwrap_or("no reason given"));
+        bail!("the gate {reached} refused ({status}): {}", answer["error"].as_str().unwrap_or("no reason given"));
     }
     let signature = keyrite_core::contract::parse_response(answer.to_string().as_bytes())
         .context("the gate's answer has no signature")?;
@@ -228,13 +310,7 @@ pub(super) async fn sign(
         typed.message.replaces,
         authorized.approvers.join(", "),
     );
-    let allowed_signers = function
-        .desired
-        .get("environment")
-        .and_then(|e| e.get(gate::ENV_ALLOWED_SIGNERS))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let allowed_signers = function.allowed_signers();
     Ok(Signed {
         typed,
         digest: authorized.digest,
@@ -242,7 +318,7 @@ pub(super) async fn sign(
         address,
         approvers: authorized.approvers,
         approvals,
-        function: deployed.id.clone(),
+        function: reached,
         gate,
         allowed_signers,
     })

@@ -90,7 +90,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
             EnrolCommand::Prepare { manifest, signer, new_signer, replaces, nonce, valid_for, out } => {
                 enrol::prepare(&manifest, &signer, &new_signer, &replaces, nonce, &valid_for, &out)
             }
-            EnrolCommand::Submit { manifest, signer, enrolment } => enrol::submit(&manifest, &signer, &enrolment).await,
+            EnrolCommand::Submit { manifest, signer, enrolment, url, google_id_token } => {
+                enrol::submit(&manifest, &signer, &enrolment, url.as_deref(), google_id_token).await
+            }
         },
         #[cfg(feature = "aws")]
         Command::Rotate { manifest, signer, out, enrol, finish, nonce, valid_for, operator_key } => {

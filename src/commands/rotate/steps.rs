@@ -126,7 +126,7 @@ pub async fn plan(
         r.nonce,
         model::format_duration(r.valid_for_seconds),
         gate.threshold(),
-        function.name,
+        function.name(),
         file = out.display()
     );
     Ok(Status::Ok)
@@ -159,7 +159,7 @@ pub(crate) fn write_enrolment(manifest: &Manifest, state: &State, plan: &Plan, p
     let out = enrolment_path(plan_path);
     let then = format!("`keyrite rotate {} --enrol {} --operator-key KEY`", r.signer, out.display());
     println!();
-    crate::commands::enrol::write(&out, &typed, &function.name, gate.threshold(), &then)
+    crate::commands::enrol::write(&out, &typed, &function.name(), gate.threshold(), &then)
 }
 
 /// `keyrite rotate SIGNER`: where the signer's rotations are, and what comes next.
@@ -319,7 +319,7 @@ pub async fn enrol(
         }
         let first = first_record(&cfg.records, &state, &entry)?;
         let cloud = Cloud::connect(&manifest.aws, &manifest.gcp).await;
-        let signed = crate::commands::enrol::sign(&manifest, &state, &cloud, &entry.recovery, file).await?;
+        let signed = crate::commands::enrol::sign(&manifest, &state, &cloud, &entry.recovery, file, None).await?;
         let signers = keyrite_core::ceremony::allowed_signers::parse("the gate's approvers", &signed.allowed_signers)?;
         let at = keyrite_core::ceremony::unix_now();
         let approvals = signed
