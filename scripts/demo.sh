@@ -24,7 +24,9 @@
 # REST API (tests/gcp_standin; no Cloud KMS emulator exists): key ring, HSM secp256k1 key,
 # signerVerifier binding → plan → apply → plan → addresses → render-signer (the Cloud Run
 # signDigest function, run here by the Functions Framework behind a Cloud Run-style ID-token
-# check) → selftest with a Google ID token → drift.
+# check) → selftest with a Google ID token → drift; then a Cloud KMS recovery key behind its
+# quorum gate (manifests/gcp-recovery-gate.yaml): the gate's container from `render-signer
+# --serve`, run as Cloud Run would, refusing one approval and signing with two.
 # Safe to run repeatedly: every run uses a fresh emulator and a fresh state directory.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -268,3 +270,30 @@ wait_port "$fn_port"
 step selftest;                      "$keyrite" selftest                   # direct Cloud KMS, and the function with an ID token
 step drift;                         "$keyrite" drift
 printf '\nGCP done (against the stand-in, not live GCP): applied, converged, addresses derived, self-test passed, no drift. State: %s\n' "$state"
+
+printf '\n\033[1m== A Cloud KMS recovery key behind its quorum gate: keyrite serve, as Cloud Run runs it\033[0m\n'
+rgwork="$tmp/gcp-gate"
+mkdir -p "$rgwork/keys"
+cd "$rgwork"
+cp "$root/manifests/gcp-recovery-gate.yaml" keyrite.yaml
+for who in heidi ivan judy; do ssh-keygen -q -N '' -t ed25519 -C "$who" -f "keys/$who"; done
+for who in heidi ivan judy; do printf '%s@example.com namespaces="keyrite-enrolment@v1" %s\n' "$who" "$(cut -d' ' -f1,2 "keys/$who.pub")"; done >recovery-approvers.allowed_signers
+step apply --auto-approve;          "$keyrite" apply --auto-approve
+step lint;                          "$keyrite" lint                       # the gate's service account alone signs
+step render-signer --signer recovery --serve --out gate
+"$keyrite" render-signer --signer recovery --serve --out gate
+gate_port=$(free_port)
+# The container's ENTRYPOINT, in its directory, as Cloud Run would run it (PORT, metadata-server credentials).
+(cd gate && PORT="$gate_port" exec ./keyrite serve --file keyrite.yaml --signer recovery --drain-seconds 8 >/dev/null 2>&1) &
+pids+=($!)
+wait_port "$gate_port"
+step enrol prepare --new-signer 0x1111111111111111111111111111111111111111 --replaces 0x2222222222222222222222222222222222222222 --nonce 1
+"$keyrite" enrol prepare --new-signer 0x1111111111111111111111111111111111111111 --replaces 0x2222222222222222222222222222222222222222 --nonce 1
+printf '\n\033[1m$ ssh-keygen -Y sign -n keyrite-enrolment@v1 -f keys/heidi enrolment.json.digest\033[0m   (heidi approves)\n'
+ssh-keygen -Y sign -n keyrite-enrolment@v1 -f keys/heidi enrolment.json.digest && mv enrolment.json.digest.sig enrolment.json.digest.heidi.sig
+printf '\n\033[1m$ keyrite enrol submit --url http://127.0.0.1:%s/\033[0m   (one approval: refused before anything is sent)\n' "$gate_port"
+if "$keyrite" enrol submit --url "http://127.0.0.1:$gate_port/"; then echo "the gate signed with one approval" >&2; exit 1; fi
+ssh-keygen -Y sign -n keyrite-enrolment@v1 -f keys/judy enrolment.json.digest && mv enrolment.json.digest.sig enrolment.json.digest.judy.sig
+step enrol submit --url "http://127.0.0.1:$gate_port/"
+"$keyrite" enrol submit --url "http://127.0.0.1:$gate_port/"
+cd "$work"

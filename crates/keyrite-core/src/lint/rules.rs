@@ -98,7 +98,7 @@ pub static RULES: &[Rule] = &[
         level: Level::Warning,
         security_severity: "6.5",
         short: "A gated recovery key also lets a principal sign without the quorum gate",
-        full: "The recovery key has a quorum gate, which signs only an enrolment approved by k approvers, and its policy also lets another principal sign directly: a break-glass path around the quorum. It may be deliberate (the manifest declares it under `break_glass`), and an auditor must know of it.",
+        full: "The recovery key has a quorum gate, which signs only an enrolment approved by k approvers, and its policy (on Cloud KMS, its binding) also lets another principal sign directly: a break-glass path around the quorum. It may be deliberate (the manifest declares it under `break_glass`, or as another member of the binding), and an auditor must know of it.",
         help: "Keep break-glass principals few, each under MFA or a network condition, and accept the finding with a reason (`lint: {allow: {recovery-break-glass: {<key>: \"<reason>\"}}}`); or remove them.",
     },
     Rule {
