@@ -490,4 +490,18 @@ async fn a_cloud_run_gate_is_the_only_member_that_signs_and_signs_only_an_approv
         selftest["signers"][0]["checks"].as_array().unwrap().iter().map(|c| c["target"].as_str().unwrap()).collect();
     assert_eq!(targets, ["public-key"], "{selftest:#}");
     assert_eq!(kms.signs(), signs + 2);
+
+    // A member added out of band beside the gate: security drift, and lint --live names it.
+    let mut policy = policy;
+    policy.bindings[0].members.push("user:officer@example.com".into());
+    client.set_iam_policy().set_resource(RECOVERY_KEY).set_policy(policy).send().await.unwrap();
+    let drift = w.keyrite_gcp(&kms, &["drift"]);
+    assert_eq!(drift.code, 2, "{}{}", drift.stdout, drift.stderr);
+    assert!(drift.stdout.contains("user:officer@example.com"), "{}", drift.stdout);
+    let live = w.keyrite_gcp(&kms, &["lint", "--live"]);
+    assert!(live.stdout.contains("KR110") && live.stdout.contains("user:officer@example.com"), "{}", live.stdout);
+    w.keyrite_gcp(&kms, &["apply", "--auto-approve"]).expect(0);
+    let healed = client.get_iam_policy().set_resource(RECOVERY_KEY).send().await.unwrap();
+    let members: Vec<&str> = healed.bindings.iter().flat_map(|b| b.members.iter().map(String::as_str)).collect();
+    assert_eq!(members, [GATE_ACCOUNT]);
 }

@@ -91,6 +91,8 @@ async fn state(arg: &ManifestArg) -> anyhow::Result<Vec<Finding>> {
     let observed = refresh(&cloud, &manifest, Some(&state), Reference::State).await?;
     let mut deployed = Vec::new();
     let mut cx = Context { account_id: observed.builtins.get("account_id").cloned(), ..Context::default() };
+    // Cloud Run gates are not deployed by keyrite: the manifest names their service accounts.
+    cx.gates.extend(manifest.signers.iter().filter_map(|s| s.gate.as_ref()).map(|g| g.member()));
     for (address, prior) in &state.resources {
         let Some(Some(live)) = observed.live.get(address) else {
             eprintln!("note: {address} ({}) is gone from the cloud; `keyrite drift` shows it", prior.id);
