@@ -86,15 +86,28 @@ pub(super) fn rotated(
     entry.rotated_at = Some(at);
     entry.grace_until = Some(grace_until.clone());
     entry.records.push(record_id.to_owned());
-    Ok(Some(RotationRecord {
-        step: "rotate".into(),
+    Ok(Some(step_record("rotate", entry, None, None)))
+}
+
+/// A rotation step's section of its record, from the state's account of the rotation.
+pub(super) fn step_record(
+    step: &str,
+    r: &Rotation,
+    disabled_at: Option<String>,
+    old_key_state: Option<String>,
+) -> RotationRecord {
+    RotationRecord {
+        step: step.into(),
         signer: r.signer.clone(),
         key: r.key.clone(),
         generation: r.generation,
-        replaces: KeyRef { id: r.replaces_id.clone(), evm_address: r.replaces_address.clone() },
-        new: KeyRef { id: made.id.clone(), evm_address: made.evm_address.clone() },
-        grace_until,
-        disabled_at: None,
-        old_key_state: None,
-    }))
+        replaces: KeyRef { id: r.old.id.clone(), evm_address: r.old_address.clone() },
+        new: KeyRef {
+            id: r.new_id.clone().unwrap_or_default(),
+            evm_address: r.new_address.clone().unwrap_or_default(),
+        },
+        grace_until: r.grace_until.clone().unwrap_or_default(),
+        disabled_at,
+        old_key_state,
+    }
 }

@@ -8,7 +8,9 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use keyrite_core::ceremony::enrolment::{Enrolment, NAMESPACE, TypedEnrolment};
-use keyrite_core::ceremony::record::{self, KeyRef, RotationRecord};
+use keyrite_core::ceremony::record;
+
+use super::step_record;
 use keyrite_core::rotation::{self as model, Phase, Rotation, RotationPlan};
 
 use crate::cli::ManifestArg;
@@ -443,21 +445,4 @@ pub async fn finish(arg: &ManifestArg, signer: &str, operator_key: Option<&Path>
     .await;
     store.unlock(lock).await?;
     result
-}
-
-fn step_record(step: &str, r: &Rotation, disabled_at: Option<String>, old_key_state: Option<String>) -> RotationRecord {
-    RotationRecord {
-        step: step.into(),
-        signer: r.signer.clone(),
-        key: r.key.clone(),
-        generation: r.generation,
-        replaces: KeyRef { id: r.old.id.clone(), evm_address: r.old_address.clone() },
-        new: KeyRef {
-            id: r.new_id.clone().unwrap_or_default(),
-            evm_address: r.new_address.clone().unwrap_or_default(),
-        },
-        grace_until: r.grace_until.clone().unwrap_or_default(),
-        disabled_at,
-        old_key_state,
-    }
 }
